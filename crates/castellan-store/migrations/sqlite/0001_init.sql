@@ -1,0 +1,33 @@
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS data_keys (
+    id         TEXT PRIMARY KEY,
+    wrapped    BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS signing_keys (
+    kid         TEXT PRIMARY KEY,
+    alg         TEXT NOT NULL,
+    dek_id      TEXT NOT NULL REFERENCES data_keys(id),
+    sealed_key  BLOB NOT NULL,
+    activate_at INTEGER NOT NULL,
+    remove_at   INTEGER,
+    revoked_at  INTEGER,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS clients (
+    client_id      TEXT PRIMARY KEY,
+    name           TEXT NOT NULL UNIQUE,
+    secret_hash    BLOB NOT NULL,
+    scopes         TEXT NOT NULL,
+    audience       TEXT,
+    token_ttl_secs INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases (
+    name       TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);

@@ -1,0 +1,452 @@
+//! Castellan's store: one [`Store`] over SQLite (the embedded default) or PostgreSQL (shared by
+//! replicas).
+//!
+//! Both backends run the same SQL (a common subset, `$n` placeholders, `ON CONFLICT DO NOTHING`) through
+//! sqlx's `Any` driver; each has its own migration set because column types differ. The store keeps only
+//! what it is given: secret values arrive sealed (see `castellan_core::envelope`) and leave sealed.
+//!
+//! It does **not** encrypt, decrypt or cache; callers do that.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+#[doc(hidden)]
+pub mod testing;
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database could not be reached or a statement failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A row with the same unique value exists.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The URL names no supported database.
+    #[error("unsupported database URL (expected sqlite://… or postgres://…)")]
+    UnsupportedUrl,
+    /// A file system path could not be used for the SQLite database.
+    #[error("cannot use the data directory: {0}")]
+    Path(String),
+}
+
+/// Which database backs the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The embedded default.
+    Sqlite,
+    /// Shared by replicas.
+    Postgres,
+}
+
+impl StoreKind {
+    /// `sqlite` or `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Postgres => "postgres",
+        }
+    }
+}
+
+/// A stored data key, wrapped by the master key.
+#[derive(Debug, Clone)]
+pub struct DataKeyRow {
+    /// Its id, recorded beside every value it seals.
+    pub id: String,
+    /// The key sealed by the master key.
+    pub wrapped: Vec<u8>,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A stored token signing key.
+#[derive(Debug, Clone)]
+pub struct SigningKeyRow {
+    /// RFC 7638 thumbprint.
+    pub kid: String,
+    /// JOSE algorithm name.
+    pub alg: String,
+    /// The data key that sealed the private key.
+    pub dek_id: String,
+    /// PKCS#8, sealed.
+    pub sealed_key: Vec<u8>,
+    /// When it starts signing.
+    pub activate_at: i64,
+    /// When it leaves the JWKS.
+    pub remove_at: Option<i64>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A stored OAuth client.
+#[derive(Debug, Clone)]
+pub struct ClientRow {
+    /// The public id.
+    pub client_id: String,
+    /// A unique human name.
+    pub name: String,
+    /// SHA-256 of the secret.
+    pub secret_hash: Vec<u8>,
+    /// Space-separated scopes the client may ask for.
+    pub scopes: String,
+    /// The `aud` of its tokens (the issuer when unset).
+    pub audience: Option<String>,
+    /// Token lifetime.
+    pub token_ttl_secs: i64,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// Everything `castellan init` creates, written in one transaction or not at all.
+#[derive(Debug)]
+pub struct InitBundle {
+    /// The master key's check value.
+    pub master_key_check: String,
+    /// The first data key.
+    pub data_key: DataKeyRow,
+    /// The first signing key.
+    pub signing_key: SigningKeyRow,
+    /// The admin client.
+    pub admin_client: ClientRow,
+    /// Extra meta rows (name, value).
+    pub meta: Vec<(String, String)>,
+}
+
+/// What the store says about a master key's check value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterKeyCheck {
+    /// The store has never been initialized.
+    Uninitialized,
+    /// The value matches.
+    Matches,
+    /// The store was initialized with another master key.
+    Mismatch,
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+
+/// The store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    kind: StoreKind,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        Self::connect(&url).await
+    }
+
+    /// Connects to `sqlite://…` or `postgres://…` and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let kind = if url.starts_with("sqlite:") {
+            StoreKind::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            StoreKind::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let pool = match kind {
+            StoreKind::Sqlite => {
+                opts.max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::raw_sql("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+                                .execute(conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
+            }
+            StoreKind::Postgres => opts.max_connections(8).connect(url).await?,
+        };
+        let store = Self { pool, kind };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Which backend this is.
+    pub fn kind(&self) -> StoreKind {
+        self.kind
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrations = match self.kind {
+            StoreKind::Sqlite => {
+                // WAL lets readers (a running server) and a writer (a CLI on the same file) proceed.
+                // Setting it needs a lock busy_timeout cannot wait on, so retry briefly.
+                for attempt in 0..50 {
+                    match sqlx::raw_sql("PRAGMA journal_mode = WAL").execute(&self.pool).await {
+                        Ok(_) => break,
+                        Err(e) if attempt == 49 => return Err(e.into()),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+                SQLITE_MIGRATIONS
+            }
+            StoreKind::Postgres => POSTGRES_MIGRATIONS,
+        };
+        // Every migration is idempotent (IF NOT EXISTS), so racing processes cannot break each other;
+        // on PostgreSQL an advisory lock also serializes them.
+        let mut tx = self.pool.begin().await?;
+        if self.kind == StoreKind::Postgres {
+            sqlx::raw_sql("SELECT pg_advisory_xact_lock(7240981312)").execute(&mut *tx).await?;
+        }
+        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
+            .execute(&mut *tx)
+            .await?;
+        for (version, sql) in migrations {
+            let applied = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(*version)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !applied {
+                sqlx::raw_sql(sql).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1) ON CONFLICT DO NOTHING")
+                    .bind(*version)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Compares a master key check value with the one recorded at init.
+    pub async fn check_master_key(&self, check_value: &str) -> Result<MasterKeyCheck, StoreError> {
+        Ok(match self.meta("master_key_check").await? {
+            None => MasterKeyCheck::Uninitialized,
+            Some(v) if v == check_value => MasterKeyCheck::Matches,
+            Some(_) => MasterKeyCheck::Mismatch,
+        })
+    }
+
+    /// Reads a meta value.
+    pub async fn meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM meta WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| r.try_get::<String, _>("value")).transpose()?)
+    }
+
+    /// Writes everything `init` creates in one transaction, unless the store is initialized already.
+    /// Returns `true` when this call initialized the store. Safe to race: exactly one call wins.
+    pub async fn initialize(&self, bundle: &InitBundle) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let won = sqlx::query("INSERT INTO meta (name, value) VALUES ('master_key_check', $1) ON CONFLICT DO NOTHING")
+            .bind(&bundle.master_key_check)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !won {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for (name, value) in &bundle.meta {
+            sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(name)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_data_key(&mut tx, &bundle.data_key).await?;
+        insert_signing_key(&mut tx, &bundle.signing_key).await?;
+        insert_client(&mut tx, &bundle.admin_client).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Every data key.
+    pub async fn data_keys(&self) -> Result<Vec<DataKeyRow>, StoreError> {
+        let rows = sqlx::query("SELECT id, wrapped, created_at FROM data_keys ORDER BY id").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DataKeyRow { id: r.try_get("id")?, wrapped: r.try_get("wrapped")?, created_at: r.try_get("created_at")? })
+            })
+            .collect()
+    }
+
+    /// Adds a data key.
+    pub async fn add_data_key(&self, row: &DataKeyRow) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_data_key(&mut tx, row).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The published signing keys: neither revoked nor past `remove_at` at `now`.
+    pub async fn published_signing_keys(&self, now: i64) -> Result<Vec<SigningKeyRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, dek_id, sealed_key, activate_at, remove_at, revoked_at, created_at FROM signing_keys \
+             WHERE revoked_at IS NULL AND (remove_at IS NULL OR remove_at > $1) ORDER BY kid",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(signing_key_from_row).collect()
+    }
+
+    /// Adds a signing key.
+    pub async fn add_signing_key(&self, row: &SigningKeyRow) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_signing_key(&mut tx, row).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds a client; a taken name or id is a [`StoreError::Conflict`].
+    pub async fn add_client(&self, row: &ClientRow) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_client(&mut tx, row).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One client by id.
+    pub async fn client(&self, client_id: &str) -> Result<Option<ClientRow>, StoreError> {
+        let row = sqlx::query(&format!("{CLIENT_SELECT} WHERE client_id = $1"))
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    /// Every client, by name.
+    pub async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
+        let rows = sqlx::query(&format!("{CLIENT_SELECT} ORDER BY name")).fetch_all(&self.pool).await?;
+        rows.iter().map(client_from_row).collect()
+    }
+
+    /// Deletes a client by id or name; returns whether one was deleted.
+    pub async fn delete_client(&self, id_or_name: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query("DELETE FROM clients WHERE client_id = $1 OR name = $1")
+            .bind(id_or_name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Cheap liveness check.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+const CLIENT_SELECT: &str =
+    "SELECT client_id, name, secret_hash, scopes, audience, token_ttl_secs, created_at FROM clients";
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+fn conflict(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.to_owned()),
+        _ => StoreError::Database(e),
+    }
+}
+
+async fn insert_data_key(tx: &mut Tx<'_>, row: &DataKeyRow) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO data_keys (id, wrapped, created_at) VALUES ($1, $2, $3)")
+        .bind(&row.id)
+        .bind(&row.wrapped)
+        .bind(row.created_at)
+        .execute(&mut **tx)
+        .await
+        .map_err(conflict("data key"))?;
+    Ok(())
+}
+
+async fn insert_signing_key(tx: &mut Tx<'_>, row: &SigningKeyRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, dek_id, sealed_key, activate_at, remove_at, revoked_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&row.kid)
+    .bind(&row.alg)
+    .bind(&row.dek_id)
+    .bind(&row.sealed_key)
+    .bind(row.activate_at)
+    .bind(row.remove_at)
+    .bind(row.revoked_at)
+    .bind(row.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(conflict("signing key"))?;
+    Ok(())
+}
+
+async fn insert_client(tx: &mut Tx<'_>, row: &ClientRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO clients (client_id, name, secret_hash, scopes, audience, token_ttl_secs, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&row.client_id)
+    .bind(&row.name)
+    .bind(&row.secret_hash)
+    .bind(&row.scopes)
+    .bind(&row.audience)
+    .bind(row.token_ttl_secs)
+    .bind(row.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(conflict(&format!("a client named `{}`", row.name)))?;
+    Ok(())
+}
+
+fn signing_key_from_row(r: &AnyRow) -> Result<SigningKeyRow, StoreError> {
+    Ok(SigningKeyRow {
+        kid: r.try_get("kid")?,
+        alg: r.try_get("alg")?,
+        dek_id: r.try_get("dek_id")?,
+        sealed_key: r.try_get("sealed_key")?,
+        activate_at: r.try_get("activate_at")?,
+        remove_at: r.try_get("remove_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn client_from_row(r: &AnyRow) -> Result<ClientRow, StoreError> {
+    Ok(ClientRow {
+        client_id: r.try_get("client_id")?,
+        name: r.try_get("name")?,
+        secret_hash: r.try_get("secret_hash")?,
+        scopes: r.try_get("scopes")?,
+        audience: r.try_get("audience")?,
+        token_ttl_secs: r.try_get("token_ttl_secs")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+impl FromStr for StoreKind {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "sqlite" => Ok(StoreKind::Sqlite),
+            "postgres" => Ok(StoreKind::Postgres),
+            _ => Err(StoreError::UnsupportedUrl),
+        }
+    }
+}
