@@ -15,6 +15,12 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+macro_rules! client_select {
+    () => {
+        "SELECT client_id, name, secret_hash, scopes, audience, token_ttl_secs, created_at FROM clients"
+    };
+}
+
 #[doc(hidden)]
 pub mod testing;
 
@@ -223,7 +229,7 @@ impl Store {
                 .await?
                 .is_some();
             if !applied {
-                sqlx::raw_sql(sql).execute(&mut *tx).await?;
+                sqlx::raw_sql(*sql).execute(&mut *tx).await?;
                 sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1) ON CONFLICT DO NOTHING")
                     .bind(*version)
                     .execute(&mut *tx)
@@ -325,7 +331,7 @@ impl Store {
 
     /// One client by id.
     pub async fn client(&self, client_id: &str) -> Result<Option<ClientRow>, StoreError> {
-        let row = sqlx::query(&format!("{CLIENT_SELECT} WHERE client_id = $1"))
+        let row = sqlx::query(concat!(client_select!(), " WHERE client_id = $1"))
             .bind(client_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -334,7 +340,7 @@ impl Store {
 
     /// Every client, by name.
     pub async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
-        let rows = sqlx::query(&format!("{CLIENT_SELECT} ORDER BY name")).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(concat!(client_select!(), " ORDER BY name")).fetch_all(&self.pool).await?;
         rows.iter().map(client_from_row).collect()
     }
 
@@ -355,8 +361,6 @@ impl Store {
     }
 }
 
-const CLIENT_SELECT: &str =
-    "SELECT client_id, name, secret_hash, scopes, audience, token_ttl_secs, created_at FROM clients";
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 

@@ -18,7 +18,7 @@ pub async fn fresh_postgres_database(test: &str) -> Option<String> {
     };
     let name = castellan_core::secret::random_id("castellan_test_", 6).expect("random");
     let mut conn = sqlx::postgres::PgConnection::connect(&base).await.expect("connect to CASTELLAN_TEST_DATABASE_URL");
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
     let _ = conn.close().await;
     let (prefix, _) = base.rsplit_once('/').expect("URL with a database name");
     Some(format!("{prefix}/{name}"))

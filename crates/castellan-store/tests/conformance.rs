@@ -1,0 +1,133 @@
+//! One conformance suite, run against SQLite and PostgreSQL.
+
+use castellan_store::{ClientRow, DataKeyRow, InitBundle, MasterKeyCheck, SigningKeyRow, Store, StoreError, StoreKind};
+
+fn bundle(tag: &str) -> InitBundle {
+    InitBundle {
+        master_key_check: format!("check-{tag}"),
+        data_key: DataKeyRow { id: format!("dk-{tag}"), wrapped: vec![1, 2, 3, 0, 255], created_at: 10 },
+        signing_key: SigningKeyRow {
+            kid: format!("kid-{tag}"),
+            alg: "ES256".into(),
+            dek_id: format!("dk-{tag}"),
+            sealed_key: vec![9; 40],
+            activate_at: 100,
+            remove_at: None,
+            revoked_at: None,
+            created_at: 100,
+        },
+        admin_client: client(&format!("admin-{tag}"), &format!("cid-{tag}")),
+        meta: vec![("issuer".into(), "http://x".into())],
+    }
+}
+
+fn client(name: &str, id: &str) -> ClientRow {
+    ClientRow {
+        client_id: id.into(),
+        name: name.into(),
+        secret_hash: vec![7; 32],
+        scopes: "a b".into(),
+        audience: Some("aud".into()),
+        token_ttl_secs: 900,
+        created_at: 5,
+    }
+}
+
+async fn conformance(store: Store) {
+    assert_eq!(store.check_master_key("check-1").await.expect("check"), MasterKeyCheck::Uninitialized);
+    assert!(store.initialize(&bundle("1")).await.expect("init"));
+    // A second init changes nothing, whatever it carries.
+    assert!(!store.initialize(&bundle("2")).await.expect("init again"));
+    assert_eq!(store.check_master_key("check-1").await.expect("check"), MasterKeyCheck::Matches);
+    assert_eq!(store.check_master_key("check-2").await.expect("check"), MasterKeyCheck::Mismatch);
+    assert_eq!(store.meta("issuer").await.expect("meta").as_deref(), Some("http://x"));
+
+    let dks = store.data_keys().await.expect("dks");
+    assert_eq!(dks.len(), 1);
+    assert_eq!(dks[0].wrapped, vec![1, 2, 3, 0, 255]);
+
+    let keys = store.published_signing_keys(150).await.expect("keys");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].kid, "kid-1");
+    assert_eq!(keys[0].remove_at, None);
+
+    // Keys past remove_at or revoked are not published.
+    let mut k2 = bundle("1").signing_key;
+    k2.kid = "kid-removed".into();
+    k2.remove_at = Some(120);
+    store.add_signing_key(&k2).await.expect("add");
+    let mut k3 = k2.clone();
+    k3.kid = "kid-revoked".into();
+    k3.remove_at = None;
+    k3.revoked_at = Some(110);
+    store.add_signing_key(&k3).await.expect("add");
+    let kids: Vec<String> = store.published_signing_keys(110).await.expect("keys").into_iter().map(|k| k.kid).collect();
+    assert_eq!(kids, vec!["kid-1", "kid-removed"]);
+    let kids: Vec<String> = store.published_signing_keys(120).await.expect("keys").into_iter().map(|k| k.kid).collect();
+    assert_eq!(kids, vec!["kid-1"]);
+    assert!(matches!(store.add_signing_key(&k2).await, Err(StoreError::Conflict(_))));
+
+    // Clients: unique names, lookup, delete by id or name.
+    store.add_client(&client("svc-a", "cid-a")).await.expect("add a");
+    store.add_client(&client("svc-b", "cid-b")).await.expect("add b");
+    assert!(matches!(store.add_client(&client("svc-a", "cid-other")).await, Err(StoreError::Conflict(_))));
+    let a = store.client("cid-a").await.expect("get").expect("present");
+    assert_eq!(a.audience.as_deref(), Some("aud"));
+    assert_eq!(a.secret_hash, vec![7; 32]);
+    assert!(store.client("nope").await.expect("get").is_none());
+    let names: Vec<String> = store.clients().await.expect("list").into_iter().map(|c| c.name).collect();
+    assert_eq!(names, vec!["admin-1", "svc-a", "svc-b"]);
+    assert!(store.delete_client("svc-a").await.expect("delete"));
+    assert!(store.delete_client("cid-b").await.expect("delete"));
+    assert!(!store.delete_client("cid-b").await.expect("delete again"));
+    store.ping().await.expect("ping");
+}
+
+#[tokio::test]
+async fn sqlite_conformance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_sqlite(&dir.path().join("c.db")).await.expect("open");
+    assert_eq!(store.kind(), StoreKind::Sqlite);
+    conformance(store.clone()).await;
+    store.close().await;
+    // Reopening applies no migration twice and keeps the data.
+    let again = Store::open_sqlite(&dir.path().join("c.db")).await.expect("reopen");
+    assert_eq!(again.check_master_key("check-1").await.expect("check"), MasterKeyCheck::Matches);
+}
+
+#[tokio::test]
+async fn postgres_conformance() {
+    let Some(url) = castellan_store::testing::fresh_postgres_database("postgres_conformance").await else { return };
+    let store = Store::connect(&url).await.expect("connect");
+    assert_eq!(store.kind(), StoreKind::Postgres);
+    conformance(store.clone()).await;
+    let again = Store::connect(&url).await.expect("reconnect");
+    assert_eq!(again.check_master_key("check-1").await.expect("check"), MasterKeyCheck::Matches);
+}
+
+#[tokio::test]
+async fn concurrent_initialize_has_one_winner_on_both_backends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut urls = vec![format!("sqlite://{}?mode=rwc", dir.path().join("race.db").display())];
+    if let Some(pg) = castellan_store::testing::fresh_postgres_database("concurrent_initialize").await {
+        urls.push(pg);
+    }
+    for url in urls {
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let store = Store::connect(&url).await.expect("connect");
+                store.initialize(&bundle(&i.to_string())).await.expect("initialize")
+            }));
+        }
+        let mut winners = 0;
+        for t in tasks {
+            winners += usize::from(t.await.expect("join"));
+        }
+        assert_eq!(winners, 1, "{url}");
+        let store = Store::connect(&url).await.expect("connect");
+        assert_eq!(store.published_signing_keys(1000).await.expect("keys").len(), 1);
+        assert_eq!(store.data_keys().await.expect("dks").len(), 1);
+    }
+}
