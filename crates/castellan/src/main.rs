@@ -1,1 +1,238 @@
-fn main() {}
+//! The `castellan` binary: parse the command line, call the service layer, render the result.
+#![forbid(unsafe_code)]
+
+mod common;
+mod remote;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use castellan_core::keys::{Alg, KeyType};
+use castellan_server::service::{self, InitOptions, NewClient};
+use clap::{Args, Parser, Subcommand};
+
+use crate::common::{StoreArgs, now};
+
+/// Castellan: one trust service for mTLS certificates and JWT access tokens, with one key ring shared
+/// by every replica.
+#[derive(Debug, Parser)]
+#[command(name = "castellan", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (token endpoint, JWKS, discovery, /v1 API).
+    ///
+    /// Without --dev the store must have been initialized with `castellan init`; a store without a key
+    /// ring makes the server exit with status 2 (it never creates a signing key for itself alone).
+    Serve(serve::ServeArgs),
+    /// Initialize a store once: token key ring, data key and an admin client credential.
+    ///
+    /// Running it again changes nothing and says so. Concurrent runs against one store create exactly
+    /// one key ring. The admin credential is written to a 0600 file, never printed.
+    Init(InitArgs),
+    /// Create, list and delete OAuth clients (directly on the store, or through --server).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Token signing algorithm.
+    #[arg(long, default_value = "RS256", value_parser = ["RS256", "ES256", "EdDSA"])]
+    alg: String,
+    /// Key type for the algorithm (RS256: rsa-2048, rsa-3072, rsa-4096; ES256: p-256; EdDSA: ed25519).
+    #[arg(long)]
+    key_type: Option<String>,
+    /// Where to write the admin credential (default: <data-dir>/admin-credential.json, mode 0600).
+    #[arg(long)]
+    admin_credential_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Create a client and print its id and secret once.
+    Create {
+        /// A unique name (letters, digits, '-', '_', '.').
+        name: String,
+        /// A scope the client may ask for (repeat for several).
+        #[arg(long = "scope", required = true, num_args = 1..)]
+        scopes: Vec<String>,
+        /// The `aud` of its tokens (default: the issuer).
+        #[arg(long)]
+        audience: Option<String>,
+        /// Token lifetime, e.g. 15m or 1h (default: tokens.default_ttl).
+        #[arg(long)]
+        token_ttl: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List clients.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a client by id or name.
+    Delete {
+        /// Client id or name.
+        client: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Where a management command acts: on the store directly (default), or on a running server.
+#[derive(Debug, Args)]
+struct Target {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    remote: remote::RemoteArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file; names the bad field and its line.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Init(args) => init(args).await,
+        Command::Client(cmd) => client(cmd).await,
+        Command::Config(ConfigCommand::Check { file }) => {
+            let cfg = castellan_server::config::Config::from_file(&file)?;
+            println!("{}: ok (store: {}, issuer: {})", file.display(), redact_url(&cfg.store_url()), cfg.issuer());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Hides a password in a database URL.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn init(args: InitArgs) -> Result<ExitCode> {
+    let cfg = args.store.config()?;
+    let alg: Alg = args.alg.parse()?;
+    let key_type: Option<KeyType> = args.key_type.as_deref().map(str::parse).transpose()?;
+    let store = common::open_store(&cfg).await?;
+    let master = common::load_master_key(&cfg, true)?;
+    let outcome = service::initialize(&store, &master, now(), &InitOptions { alg, key_type }).await?;
+    match outcome.admin {
+        None => {
+            println!("already initialized: the store at {} has its key ring; nothing changed", redact_url(&cfg.store_url()));
+        }
+        Some(cred) => {
+            let path = args.admin_credential_out.unwrap_or_else(|| cfg.data_dir.join("admin-credential.json"));
+            common::write_credential(&path, &cred, &cfg.issuer())?;
+            println!("initialized {} ({} key ring)", redact_url(&cfg.store_url()), alg);
+            println!("admin credential written to {} (mode 0600)", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn client(cmd: ClientCommand) -> Result<ExitCode> {
+    match cmd {
+        ClientCommand::Create { name, scopes, audience, token_ttl, json, target } => {
+            let token_ttl_secs = token_ttl
+                .as_deref()
+                .map(|t| castellan_server::config::parse_duration(t).map(|d| d.as_secs() as i64))
+                .transpose()
+                .map_err(anyhow::Error::msg)
+                .context("--token-ttl")?;
+            let req = NewClient { name, scopes, audience, token_ttl_secs };
+            let created = if let Some(remote) = target.remote.client().await? {
+                remote.create_client(&req).await?
+            } else {
+                let cfg = target.store.config()?;
+                let store = common::open_store(&cfg).await?;
+                service::create_client(&store, req, cfg.tokens.max_ttl.as_secs() as i64, now()).await?
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&created)?);
+            } else {
+                println!("client_id:     {}", created.client.client_id);
+                println!("client_secret: {}", created.client_secret);
+                println!("scopes:        {}", created.client.scopes.join(" "));
+                eprintln!("The secret is shown once and stored only as a hash: keep it now.");
+            }
+        }
+        ClientCommand::List { json, target } => {
+            let clients = if let Some(remote) = target.remote.client().await? {
+                remote.list_clients().await?
+            } else {
+                let cfg = target.store.config()?;
+                service::list_clients(&common::open_store(&cfg).await?).await?
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"clients": clients}))?);
+            } else {
+                println!("{:<28} {:<24} {:<8} SCOPES", "CLIENT_ID", "NAME", "TTL");
+                for c in clients {
+                    let ttl = if c.token_ttl_secs > 0 { format!("{}s", c.token_ttl_secs) } else { "default".into() };
+                    println!("{:<28} {:<24} {:<8} {}", c.client_id, c.name, ttl, c.scopes.join(" "));
+                }
+            }
+        }
+        ClientCommand::Delete { client, target } => {
+            if let Some(remote) = target.remote.client().await? {
+                remote.delete_client(&client).await?;
+            } else {
+                let cfg = target.store.config()?;
+                service::delete_client(&common::open_store(&cfg).await?, &client).await?;
+            }
+            println!("deleted client {client}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,571 @@
+//! The HTTP API: state, router and handlers. Handlers extract, authorize, make one call and map the
+//! error; the token path reads only memory (the key ring and clients are cached and refreshed).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use castellan_core::Clock;
+use castellan_core::envelope::MasterKey;
+use castellan_core::jwt::{AccessClaims, sign_access_token};
+use castellan_core::keyring::KeyRing;
+use castellan_core::keys::Alg;
+use castellan_core::secret;
+use castellan_store::{ClientRow, Store};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::json;
+
+use crate::metrics::Metrics;
+use crate::service::{self, NewClient, ServiceError};
+
+/// Largest request body accepted anywhere.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Settings the handlers need.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Token issuer (the public URL).
+    pub issuer: String,
+    /// JWKS `max-age`, seconds.
+    pub jwks_max_age_secs: u64,
+    /// Token lifetime when the client has none.
+    pub default_ttl_secs: i64,
+    /// Longest token lifetime.
+    pub max_ttl_secs: i64,
+    /// This replica's name.
+    pub replica_id: String,
+    /// How often the cache is refreshed from the store.
+    pub refresh_interval: Duration,
+}
+
+struct LoadedRing {
+    ring: KeyRing,
+    verifiers: HashMap<String, (DecodingKey, Algorithm)>,
+    etag: HeaderValue,
+}
+
+struct Inner {
+    store: Store,
+    master: Arc<MasterKey>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    ring: RwLock<Arc<LoadedRing>>,
+    clients: RwLock<Arc<HashMap<String, Arc<ClientRow>>>>,
+    metrics: Metrics,
+}
+
+/// Shared state of one server process.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("settings", &self.0.settings).finish_non_exhaustive()
+    }
+}
+
+fn loaded(ring: KeyRing) -> Result<LoadedRing, ServiceError> {
+    let mut verifiers = HashMap::new();
+    for k in ring.keys() {
+        let jwk = k.key.jwk();
+        let get = |v: &Option<String>| v.clone().unwrap_or_default();
+        let (dk, alg) = match k.key.alg() {
+            Alg::RS256 => (DecodingKey::from_rsa_components(&get(&jwk.n), &get(&jwk.e)), Algorithm::RS256),
+            Alg::ES256 => (DecodingKey::from_ec_components(&get(&jwk.x), &get(&jwk.y)), Algorithm::ES256),
+            Alg::EdDSA => (DecodingKey::from_ed_components(&get(&jwk.x)), Algorithm::EdDSA),
+        };
+        let dk = dk.map_err(|e| ServiceError::Invalid(format!("key {}: {e}", jwk.kid)))?;
+        verifiers.insert(jwk.kid.clone(), (dk, alg));
+    }
+    let etag = HeaderValue::from_str(&format!("\"{}\"", &ring.fingerprint()[..32]))
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    Ok(LoadedRing { ring, verifiers, etag })
+}
+
+impl AppState {
+    /// Loads the key ring and clients. Fails closed: no key ring, no server.
+    pub async fn load(
+        store: Store,
+        master: Arc<MasterKey>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Result<Self, ServiceError> {
+        let ring = service::load_key_ring(&store, &master, clock.now(), None).await?;
+        ring.signing_key(clock.now())?;
+        let clients = load_clients(&store).await?;
+        Ok(Self(Arc::new(Inner {
+            store,
+            master,
+            clock,
+            settings,
+            ring: RwLock::new(Arc::new(loaded(ring)?)),
+            clients: RwLock::new(Arc::new(clients)),
+            metrics: Metrics::default(),
+        })))
+    }
+
+    /// Reloads the key ring and clients from the store.
+    pub async fn refresh(&self) -> Result<(), ServiceError> {
+        let previous = self.ring();
+        let ring = service::load_key_ring(&self.0.store, &self.0.master, self.0.clock.now(), Some(&previous.ring)).await?;
+        if ring.fingerprint() != previous.ring.fingerprint() {
+            tracing::info!(fingerprint = ring.fingerprint(), keys = ring.keys().len(), "key ring changed");
+            let l = Arc::new(loaded(ring)?);
+            if let Ok(mut w) = self.0.ring.write() {
+                *w = l;
+            }
+        }
+        let clients = Arc::new(load_clients(&self.0.store).await?);
+        if let Ok(mut w) = self.0.clients.write() {
+            *w = clients;
+        }
+        Ok(())
+    }
+
+    /// Refreshes every `refresh_interval` until the task is dropped; keeps the last good state on error.
+    pub fn spawn_refresh(&self) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(state.0.settings.refresh_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.refresh().await {
+                    tracing::warn!(error = %e, "refresh from the store failed; serving the last loaded key ring");
+                }
+            }
+        })
+    }
+
+    fn ring(&self) -> Arc<LoadedRing> {
+        match self.0.ring.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn cached_client(&self, id: &str) -> Option<Arc<ClientRow>> {
+        let map = match self.0.clients.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        map.get(id).cloned()
+    }
+
+    /// A client the cache does not know yet (created on another replica since the last refresh).
+    async fn lookup_client(&self, id: &str) -> Option<Arc<ClientRow>> {
+        if id.is_empty() || id.len() > 128 {
+            return None;
+        }
+        let row = Arc::new(self.0.store.client(id).await.ok()??);
+        if let Ok(mut w) = self.0.clients.write() {
+            let mut map = HashMap::clone(&w);
+            map.insert(row.client_id.clone(), row.clone());
+            *w = Arc::new(map);
+        }
+        Some(row)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    /// The current JWKS fingerprint.
+    pub fn fingerprint(&self) -> String {
+        self.ring().ring.fingerprint().to_owned()
+    }
+}
+
+async fn load_clients(store: &Store) -> Result<HashMap<String, Arc<ClientRow>>, ServiceError> {
+    Ok(store.clients().await?.into_iter().map(|c| (c.client_id.clone(), Arc::new(c))).collect())
+}
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/.well-known/oauth-authorization-server", get(discovery))
+        .route("/oauth2/token", post(token))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/sys/status", get(status))
+        .route("/v1/clients", get(clients_list).post(clients_create))
+        .route("/v1/clients/{id}", delete(clients_delete))
+        .route_layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+async fn count_requests(State(state): State<AppState>, path: MatchedPath, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    state.0.metrics.request(path.as_str(), resp.status().as_u16());
+    resp
+}
+
+async fn not_found(State(state): State<AppState>) -> Response {
+    state.0.metrics.request("unmatched", 404);
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint").into_response()
+}
+
+/// A `/v1` error: `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"castellan\""));
+        }
+        resp
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
+            ServiceError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{m} not found")),
+            ServiceError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", format!("{m} already exists")),
+            ServiceError::NotInitialized => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_initialized", e.to_string()),
+            other => {
+                tracing::error!(error = %other, "request failed");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the service could not complete the request")
+            }
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body is over {MAX_BODY} bytes"));
+    }
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", r.body_text())
+}
+
+// ---- well-known -------------------------------------------------------------------------------
+
+async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let ring = state.ring();
+    let cache = HeaderValue::from_str(&format!("public, max-age={}", state.0.settings.jwks_max_age_secs))
+        .unwrap_or(HeaderValue::from_static("public, max-age=300"));
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == ring.etag || t.trim() == "*"));
+    let mut resp = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/json")], Bytes::copy_from_slice(ring.ring.jwks())).into_response()
+    };
+    resp.headers_mut().insert(header::CACHE_CONTROL, cache);
+    resp.headers_mut().insert(header::ETAG, ring.etag.clone());
+    resp
+}
+
+async fn discovery(State(state): State<AppState>) -> Response {
+    let iss = &state.0.settings.issuer;
+    let ring = state.ring();
+    let mut algs: Vec<&str> = ring.ring.keys().iter().map(|k| k.key.alg().as_str()).collect();
+    algs.sort_unstable();
+    algs.dedup();
+    let doc = json!({
+        "issuer": iss,
+        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+        "token_endpoint": format!("{iss}/oauth2/token"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algs,
+        "access_token_signing_alg_values_supported": algs,
+    });
+    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(doc)).into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let ring = state.ring();
+    match ring.ring.signing_key(state.0.clock.now()) {
+        Ok(_) => (StatusCode::OK, Json(json!({"status": "ready"}))).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "no signing key"}))).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let ring = state.ring();
+    let kid = ring.ring.signing_key(state.0.clock.now()).map(|k| k.key.kid().to_owned()).unwrap_or_default();
+    let body = state.0.metrics.render(ring.ring.fingerprint(), &kid, ring.ring.keys().len());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+// ---- OAuth2 token endpoint ---------------------------------------------------------------------
+
+/// An RFC 6749 §5.2 error.
+struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+}
+
+fn oauth(status: StatusCode, error: &'static str, description: impl Into<String>) -> OAuthError {
+    OAuthError { status, error, description: description.into() }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let mut resp =
+            (self.status, Json(json!({"error": self.error, "error_description": self.description}))).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"castellan\""));
+        }
+        resp
+    }
+}
+
+async fn token(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    match issue_token(&state, &headers, body).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            state.0.metrics.token_refused();
+            e.into_response()
+        }
+    }
+}
+
+async fn issue_token(state: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, OAuthError> {
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            oauth(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", format!("the body is over {MAX_BODY} bytes"))
+        } else {
+            oauth(StatusCode::BAD_REQUEST, "invalid_request", "the body could not be read")
+        }
+    })?;
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !form_type {
+        return Err(oauth(StatusCode::BAD_REQUEST, "invalid_request", "the body must be application/x-www-form-urlencoded"));
+    }
+    if std::str::from_utf8(&body).is_err() {
+        return Err(oauth(StatusCode::BAD_REQUEST, "invalid_request", "the body is not UTF-8"));
+    }
+    let mut params: HashMap<String, String> = HashMap::new();
+    for (k, v) in form_urlencoded::parse(&body) {
+        if params.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(oauth(StatusCode::BAD_REQUEST, "invalid_request", format!("parameter `{k}` is repeated")));
+        }
+    }
+
+    // Client authentication: exactly one method.
+    let basic = headers.get(header::AUTHORIZATION).map(parse_basic).transpose()?;
+    let post = match (params.get("client_id"), params.get("client_secret")) {
+        (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
+        _ => None,
+    };
+    let (client_id, client_secret) = match (basic, post) {
+        (Some(_), Some(_)) => {
+            return Err(oauth(StatusCode::BAD_REQUEST, "invalid_request", "use one client authentication method, not two"));
+        }
+        (Some(b), None) | (None, Some(b)) => b,
+        (None, None) => {
+            return Err(oauth(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required"));
+        }
+    };
+
+    let grant = params
+        .get("grant_type")
+        .ok_or_else(|| oauth(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is missing"))?;
+    if grant != "client_credentials" {
+        return Err(oauth(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only the client_credentials grant is supported",
+        ));
+    }
+
+    let client = match state.cached_client(&client_id) {
+        Some(c) => Some(c),
+        None => state.lookup_client(&client_id).await,
+    };
+    let client = client
+        .filter(|c| secret::verify_secret(&client_secret, &c.secret_hash))
+        .ok_or_else(|| {
+            tracing::info!(client_id = %client_id.chars().take(64).collect::<String>(), "client authentication failed");
+            oauth(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed")
+        })?;
+
+    let allowed: Vec<&str> = client.scopes.split_whitespace().collect();
+    let scope = match params.get("scope") {
+        None => allowed.join(" "),
+        Some(requested) => {
+            let asked: Vec<&str> = requested.split(' ').collect();
+            if asked.iter().any(|s| !service::valid_scope_token(s)) {
+                return Err(oauth(StatusCode::BAD_REQUEST, "invalid_scope", "the scope parameter is malformed"));
+            }
+            if let Some(bad) = asked.iter().find(|s| !allowed.contains(s)) {
+                return Err(oauth(StatusCode::BAD_REQUEST, "invalid_scope", format!("the client may not ask for `{bad}`")));
+            }
+            asked.join(" ")
+        }
+    };
+
+    let now = state.0.clock.now();
+    let ring = state.ring();
+    let key = ring
+        .ring
+        .signing_key(now)
+        .map_err(|_| oauth(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "no signing key is active"))?;
+    let ttl = if client.token_ttl_secs > 0 { client.token_ttl_secs } else { state.0.settings.default_ttl_secs };
+    let settings = &state.0.settings;
+    let claims = AccessClaims {
+        iss: settings.issuer.clone(),
+        sub: client.client_id.clone(),
+        aud: client.audience.clone().unwrap_or_else(|| settings.issuer.clone()),
+        exp: now + ttl,
+        iat: now,
+        nbf: now,
+        jti: secret::random_id("", 16).map_err(|_| internal())?,
+        client_id: client.client_id.clone(),
+        scope: scope.clone(),
+    };
+    let token = sign_access_token(&key.key, &claims).map_err(|_| internal())?;
+    state.0.metrics.token_issued(key.key.alg());
+    let body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": scope});
+    Ok(([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], Json(body)).into_response())
+}
+
+fn internal() -> OAuthError {
+    oauth(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the token could not be issued")
+}
+
+fn parse_basic(value: &HeaderValue) -> Result<(String, String), OAuthError> {
+    let bad = || oauth(StatusCode::UNAUTHORIZED, "invalid_client", "malformed Basic authorization header");
+    let v = value.to_str().map_err(|_| bad())?;
+    let (scheme, rest) = v.split_once(' ').ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    // RFC 6749 §2.3.1: both parts are form-urlencoded.
+    let dec = |s: &str| form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.to_string());
+    Ok((dec(id).ok_or_else(bad)?, dec(secret).ok_or_else(bad)?))
+}
+
+// ---- /v1 ---------------------------------------------------------------------------------------
+
+/// Verifies a Bearer access token issued by this Castellan for its own API and checks a scope.
+/// `admin` grants every scope; `None` accepts any valid token.
+pub fn authorize(state: &AppState, headers: &HeaderMap, scope: Option<&str>) -> Result<AccessClaims, ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .ok_or_else(|| unauthorized("a Bearer access token is required"))?;
+    if token.len() > 8192 {
+        return Err(unauthorized("the token is too large"));
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorized("the token is malformed"))?;
+    if header.typ.as_deref() != Some("at+jwt") {
+        return Err(unauthorized("not an access token"));
+    }
+    let ring = state.ring();
+    let (dk, alg) = header
+        .kid
+        .as_deref()
+        .and_then(|kid| ring.verifiers.get(kid))
+        .ok_or_else(|| unauthorized("the token was signed by an unknown key"))?;
+    let mut v = Validation::new(*alg);
+    v.set_issuer(&[&state.0.settings.issuer]);
+    v.set_audience(&[&state.0.settings.issuer]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "nbf"]);
+    v.validate_nbf = true;
+    let data = jsonwebtoken::decode::<AccessClaims>(token, dk, &v).map_err(|_| unauthorized("the token is not valid"))?;
+    if let Some(need) = scope {
+        let has = data.claims.scope.split(' ').any(|s| s == need || s == "admin");
+        if !has {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("the token lacks the `{need}` scope")));
+        }
+    }
+    Ok(data.claims)
+}
+
+async fn status(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&state, &headers, None)?;
+    let ring = state.ring();
+    let kid = ring.ring.signing_key(state.0.clock.now()).map(|k| k.key.kid().to_owned()).ok();
+    Ok(Json(json!({
+        "replica_id": state.0.settings.replica_id,
+        "store": state.0.store.kind().as_str(),
+        "issuer": state.0.settings.issuer,
+        "keyring_fingerprint": ring.ring.fingerprint(),
+        "current_kid": kid,
+        "keys": ring.ring.keys().len(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+    .into_response())
+}
+
+async fn clients_list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("clients:admin"))?;
+    Ok(Json(json!({"clients": service::list_clients(&state.0.store).await?})).into_response())
+}
+
+async fn clients_create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<NewClient>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("clients:admin"))?;
+    let Json(req) = body.map_err(json_rejection)?;
+    let created =
+        service::create_client(&state.0.store, req, state.0.settings.max_ttl_secs, state.0.clock.now()).await?;
+    // Make the new client usable on this replica at once.
+    let _ = state.refresh().await;
+    Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(created)).into_response())
+}
+
+async fn clients_delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("clients:admin"))?;
+    service::delete_client(&state.0.store, &id).await?;
+    let _ = state.refresh().await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

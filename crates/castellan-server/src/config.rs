@@ -1,0 +1,316 @@
+//! Configuration: defaults, then a TOML file, then `CASTELLAN_*` environment variables; command-line
+//! flags are applied on top by the binary. `castellan.example.toml` documents every setting.
+//!
+//! The environment comes in as a map, so tests never mutate the process environment.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A configuration problem, naming the field (and, from a file, its line).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The TOML is malformed or a field is unknown or has a bad value.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// toml's message, which names the field, line and column.
+        message: String,
+    },
+    /// An environment variable has a bad value.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Values that parse but do not make sense together.
+    #[error("invalid configuration: {field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// The URL clients reach this service at; the token issuer. Replicas of one store must share it.
+    pub public_url: Option<String>,
+    /// Where the embedded store, a dev master key and the admin credential live.
+    pub data_dir: PathBuf,
+    /// `postgres://…` to share a store between replicas; unset means SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// File holding the base64 master key; default `<data_dir>/master.key`.
+    pub master_key_file: Option<PathBuf>,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `castellan=debug`.
+    pub log_level: String,
+    /// Name of this replica in `/v1/sys/status`; default `<hostname>-<pid>`.
+    pub replica_id: Option<String>,
+    /// Token settings.
+    pub tokens: TokenConfig,
+    /// Store settings.
+    pub store: StoreConfig,
+}
+
+/// `[tokens]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Lifetime of a token when the client has none of its own.
+    #[serde(deserialize_with = "duration")]
+    pub default_ttl: Duration,
+    /// The longest lifetime a client may be given.
+    #[serde(deserialize_with = "duration")]
+    pub max_ttl: Duration,
+    /// `Cache-Control: max-age` of the JWKS.
+    #[serde(deserialize_with = "duration")]
+    pub jwks_max_age: Duration,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// How often the key ring and clients are reloaded from the store.
+    #[serde(deserialize_with = "duration")]
+    pub refresh_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8270)),
+            public_url: None,
+            data_dir: PathBuf::from("./castellan-data"),
+            database_url: None,
+            master_key_file: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            replica_id: None,
+            tokens: TokenConfig::default(),
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl: Duration::from_secs(15 * 60),
+            max_ttl: Duration::from_secs(24 * 3600),
+            jwks_max_age: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { refresh_interval: Duration::from_secs(2) }
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// Parses `15m`, `24h`, `30d`, `90s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration like 90s, 15m, 24h or 30d ({e})"))
+}
+
+/// The environment variables that override settings, and the field each sets.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("CASTELLAN_LISTEN", "listen"),
+    ("CASTELLAN_PUBLIC_URL", "public_url"),
+    ("CASTELLAN_DATA_DIR", "data_dir"),
+    ("CASTELLAN_DATABASE_URL", "database_url"),
+    ("CASTELLAN_MASTER_KEY_FILE", "master_key_file"),
+    ("CASTELLAN_LOG_FORMAT", "log_format"),
+    ("CASTELLAN_LOG_LEVEL", "log_level"),
+    ("CASTELLAN_REPLICA_ID", "replica_id"),
+    ("CASTELLAN_TOKENS_DEFAULT_TTL", "tokens.default_ttl"),
+    ("CASTELLAN_TOKENS_MAX_TTL", "tokens.max_ttl"),
+    ("CASTELLAN_TOKENS_JWKS_MAX_AGE", "tokens.jwks_max_age"),
+    ("CASTELLAN_STORE_REFRESH_INTERVAL", "store.refresh_interval"),
+];
+
+impl Config {
+    /// Parses a TOML document (`path` only names it in errors) and validates it.
+    pub fn from_toml(path: &str, text: &str) -> Result<Self, ConfigError> {
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+        Self::from_toml(&path.display().to_string(), &text)
+    }
+
+    /// Applies `CASTELLAN_*` overrides from `env`.
+    pub fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+        for (var, _) in ENV_VARS {
+            let Some(value) = env.get(*var) else { continue };
+            let bad = |message: String| ConfigError::Env { var: (*var).to_owned(), message };
+            let non_empty = || (!value.is_empty()).then(|| value.clone());
+            match *var {
+                "CASTELLAN_LISTEN" => self.listen = value.parse().map_err(|e| bad(format!("{e}")))?,
+                "CASTELLAN_PUBLIC_URL" => self.public_url = non_empty(),
+                "CASTELLAN_DATA_DIR" => self.data_dir = PathBuf::from(value),
+                "CASTELLAN_DATABASE_URL" => self.database_url = non_empty(),
+                "CASTELLAN_MASTER_KEY_FILE" => self.master_key_file = non_empty().map(PathBuf::from),
+                "CASTELLAN_LOG_FORMAT" => {
+                    self.log_format = match value.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        _ => return Err(bad("expected `text` or `json`".into())),
+                    }
+                }
+                "CASTELLAN_LOG_LEVEL" => self.log_level = value.clone(),
+                "CASTELLAN_REPLICA_ID" => self.replica_id = non_empty(),
+                "CASTELLAN_TOKENS_DEFAULT_TTL" => self.tokens.default_ttl = parse_duration(value).map_err(bad)?,
+                "CASTELLAN_TOKENS_MAX_TTL" => self.tokens.max_ttl = parse_duration(value).map_err(bad)?,
+                "CASTELLAN_TOKENS_JWKS_MAX_AGE" => self.tokens.jwks_max_age = parse_duration(value).map_err(bad)?,
+                "CASTELLAN_STORE_REFRESH_INTERVAL" => {
+                    self.store.refresh_interval = parse_duration(value).map_err(bad)?
+                }
+                _ => {}
+            }
+        }
+        self.validate()
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/') {
+                return Err(ConfigError::Invalid {
+                    field: "public_url",
+                    message: format!("`{url}` must be an http(s) URL without a trailing slash"),
+                });
+            }
+        }
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
+                return Err(ConfigError::Invalid {
+                    field: "database_url",
+                    message: "expected postgres://… (or sqlite:…)".into(),
+                });
+            }
+        }
+        if self.tokens.default_ttl.is_zero() || self.tokens.default_ttl > self.tokens.max_ttl {
+            return Err(ConfigError::Invalid {
+                field: "tokens.default_ttl",
+                message: "must be more than zero and at most tokens.max_ttl".into(),
+            });
+        }
+        if self.store.refresh_interval < Duration::from_millis(100) {
+            return Err(ConfigError::Invalid { field: "store.refresh_interval", message: "must be at least 100ms".into() });
+        }
+        Ok(())
+    }
+
+    /// The issuer: `public_url`, or `http://<listen>`.
+    pub fn issuer(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    /// The store URL: `database_url`, or SQLite at `<data_dir>/castellan.db`.
+    pub fn store_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("castellan.db").display()))
+    }
+
+    /// The master key file: `master_key_file`, or `<data_dir>/master.key`.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_and_matches_defaults() {
+        let text = include_str!("../../../castellan.example.toml");
+        let cfg = Config::from_toml("castellan.example.toml", text).expect("example parses");
+        let d = Config::default();
+        assert_eq!(cfg.listen, d.listen);
+        assert_eq!(cfg.tokens.default_ttl, d.tokens.default_ttl);
+        assert_eq!(cfg.tokens.jwks_max_age, d.tokens.jwks_max_age);
+        assert_eq!(cfg.store.refresh_interval, d.store.refresh_interval);
+        // Every environment variable is documented in the example.
+        for (var, _) in ENV_VARS {
+            assert!(text.contains(var), "{var} is not documented in castellan.example.toml");
+        }
+    }
+
+    #[test]
+    fn bad_fields_are_named_with_their_line() {
+        let err = Config::from_toml("c.toml", "listen = \"127.0.0.1:1\"\n\n[tokens]\ndefault_tll = \"5m\"\n")
+            .expect_err("unknown field");
+        let msg = err.to_string();
+        assert!(msg.contains("default_tll") && msg.contains("line 4"), "{msg}");
+        let err = Config::from_toml("c.toml", "[tokens]\njwks_max_age = \"soon\"\n").expect_err("bad duration");
+        let msg = err.to_string();
+        assert!(msg.contains("jwks_max_age") && msg.contains("line 2"), "{msg}");
+        let err = Config::from_toml("c.toml", "public_url = \"ftp://x\"\n").expect_err("bad url");
+        assert!(err.to_string().contains("public_url"));
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let mut cfg = Config::from_toml("c.toml", "log_format = \"text\"\n").expect("parse");
+        let env: HashMap<String, String> = [
+            ("CASTELLAN_LOG_FORMAT".to_owned(), "json".to_owned()),
+            ("CASTELLAN_TOKENS_DEFAULT_TTL".to_owned(), "5m".to_owned()),
+            ("CASTELLAN_DATABASE_URL".to_owned(), "postgres://db/x".to_owned()),
+        ]
+        .into();
+        cfg.apply_env(&env).expect("env");
+        assert_eq!(cfg.log_format, LogFormat::Json);
+        assert_eq!(cfg.tokens.default_ttl, Duration::from_secs(300));
+        assert_eq!(cfg.store_url(), "postgres://db/x");
+        let bad: HashMap<String, String> = [("CASTELLAN_LISTEN".to_owned(), "nope".to_owned())].into();
+        let err = cfg.apply_env(&bad).expect_err("bad listen");
+        assert!(err.to_string().contains("CASTELLAN_LISTEN"));
+    }
+}

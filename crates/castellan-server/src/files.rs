@@ -1,0 +1,73 @@
+//! Writing files the way every Castellan output is written: a temp file in the same directory, fsync,
+//! rename. The mode (and owner, when asked) is set on the file before it is renamed into place; a
+//! directory that already exists is never touched, and a missing one is created 0755.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Creates `dir` (and missing parents) with mode 0755, leaving existing directories exactly as they are.
+pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir)
+}
+
+/// Atomically replaces `path` with `bytes`, with file mode `mode` and, if given, owner `uid`/`gid`.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, owner: Option<(Option<u32>, Option<u32>)>) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    ensure_dir(dir)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let mut suffix = [0u8; 6];
+    aws_lc_rs::rand::fill(&mut suffix).map_err(|_| std::io::Error::other("no randomness"))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), hex::encode(suffix)));
+    let result = (|| {
+        // Created with the final mode (0600 for keys), so the secret is never readable by others.
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode & 0o777).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, uid, gid)?;
+        }
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        // Make the rename durable.
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_with_mode_and_leaves_existing_dir_alone() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("out");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+        write_atomic(&dir.join("key.pem"), b"k", 0o600, None).expect("write");
+        write_atomic(&dir.join("cert.pem"), b"c", 0o644, None).expect("write");
+        write_atomic(&dir.join("cert.pem"), b"c2", 0o644, None).expect("rewrite");
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o7777;
+        assert_eq!(mode(&dir), 0o750);
+        assert_eq!(mode(&dir.join("key.pem")), 0o600);
+        assert_eq!(mode(&dir.join("cert.pem")), 0o644);
+        assert_eq!(std::fs::read(dir.join("cert.pem")).expect("read"), b"c2");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).expect("ls").filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+        assert!(leftovers.is_empty());
+        // A missing directory is created 0755.
+        let fresh = root.path().join("a/b");
+        write_atomic(&fresh.join("x"), b"x", 0o644, None).expect("write");
+        assert_eq!(mode(&fresh), 0o755);
+    }
+}

@@ -1,0 +1,82 @@
+//! Prometheus metrics in the text exposition format: requests by route and status, tokens issued by
+//! algorithm, and the key ring as an info metric.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use castellan_core::keys::Alg;
+
+/// The counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    tokens: [AtomicU64; 3],
+    token_errors: AtomicU64,
+}
+
+fn alg_index(alg: Alg) -> usize {
+    match alg {
+        Alg::RS256 => 0,
+        Alg::ES256 => 1,
+        Alg::EdDSA => 2,
+    }
+}
+
+impl Metrics {
+    /// Counts a request.
+    pub fn request(&self, route: &str, status: u16) {
+        if let Ok(mut m) = self.requests.lock() {
+            if let Some(n) = m.get_mut(&(route.to_owned(), status)) {
+                *n += 1;
+            } else {
+                m.insert((route.to_owned(), status), 1);
+            }
+        }
+    }
+
+    /// Counts an issued token.
+    pub fn token_issued(&self, alg: Alg) {
+        self.tokens[alg_index(alg)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a refused token request.
+    pub fn token_refused(&self) {
+        self.token_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Renders the exposition text.
+    pub fn render(&self, fingerprint: &str, current_kid: &str, keys: usize) -> String {
+        let mut out = String::with_capacity(2048);
+        out.push_str("# HELP castellan_http_requests_total HTTP requests by route and status.\n");
+        out.push_str("# TYPE castellan_http_requests_total counter\n");
+        if let Ok(m) = self.requests.lock() {
+            for ((route, status), n) in m.iter() {
+                let _ = writeln!(out, "castellan_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}", escape(route));
+            }
+        }
+        out.push_str("# HELP castellan_tokens_issued_total Access tokens issued, by signing algorithm.\n");
+        out.push_str("# TYPE castellan_tokens_issued_total counter\n");
+        for alg in Alg::ALL {
+            let n = self.tokens[alg_index(alg)].load(Ordering::Relaxed);
+            let _ = writeln!(out, "castellan_tokens_issued_total{{alg=\"{alg}\"}} {n}");
+        }
+        out.push_str("# HELP castellan_token_requests_refused_total Token requests answered with an OAuth error.\n");
+        out.push_str("# TYPE castellan_token_requests_refused_total counter\n");
+        let _ = writeln!(out, "castellan_token_requests_refused_total {}", self.token_errors.load(Ordering::Relaxed));
+        out.push_str("# HELP castellan_keyring_info The loaded key ring: JWKS fingerprint and signing kid.\n");
+        out.push_str("# TYPE castellan_keyring_info gauge\n");
+        let _ = writeln!(
+            out,
+            "castellan_keyring_info{{fingerprint=\"{}\",current_kid=\"{}\",keys=\"{keys}\"}} 1",
+            escape(fingerprint),
+            escape(current_kid)
+        );
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

@@ -1,0 +1,137 @@
+//! What several commands share: configuration from file, environment and flags; the store; the master
+//! key; credential files.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use castellan_core::envelope::MasterKey;
+use castellan_server::config::Config;
+use castellan_server::files;
+use castellan_server::service::Credential;
+use castellan_store::Store;
+use clap::Args;
+
+/// Where the store is.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StoreArgs {
+    /// Configuration file (TOML); see castellan.example.toml.
+    #[arg(long, global = false)]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded store [env: CASTELLAN_DATA_DIR] [default: ./castellan-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL shared by replicas [env: CASTELLAN_DATABASE_URL]; default: SQLite in the data dir.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Master key file [env: CASTELLAN_MASTER_KEY_FILE] [default: <data-dir>/master.key].
+    #[arg(long)]
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// The process environment as a map: the one place it is read.
+pub fn environment() -> HashMap<String, String> {
+    std::env::vars().filter(|(k, _)| k.starts_with("CASTELLAN_")).collect()
+}
+
+impl StoreArgs {
+    /// Defaults, then the file, then the environment, then these flags.
+    pub fn config(&self) -> Result<Config> {
+        let mut cfg = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        cfg.apply_env(&environment())?;
+        if let Some(d) = &self.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        if let Some(u) = &self.database_url {
+            cfg.database_url = Some(u.clone());
+        }
+        if let Some(m) = &self.master_key_file {
+            cfg.master_key_file = Some(m.clone());
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    use castellan_core::Clock;
+    castellan_core::SystemClock.now()
+}
+
+/// Opens the configured store (creating the data directory for SQLite).
+pub async fn open_store(cfg: &Config) -> Result<Store> {
+    if cfg.database_url.is_none() {
+        files::ensure_dir(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    }
+    Store::connect(&cfg.store_url()).await.context("opening the store")
+}
+
+/// Reads the master key; with `create`, generates it (mode 0600) when the file does not exist.
+pub fn load_master_key(cfg: &Config, create: bool) -> Result<MasterKey> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = cfg.master_key_path();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            if let Ok(meta) = std::fs::metadata(&path) {
+                if meta.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(path = %path.display(), "the master key file is readable by group or others; chmod 600 it");
+                }
+            }
+            MasterKey::from_base64(&text).with_context(|| format!("master key file {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            let (key, text) = MasterKey::generate()?;
+            if let Some(dir) = path.parent() {
+                files::ensure_dir(dir)?;
+            }
+            // create_new: two processes racing here end up with one key file.
+            match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    f.write_all(text.as_bytes())?;
+                    f.sync_all()?;
+                    eprintln!(
+                        "generated a master key at {} (mode 0600); every replica of this store needs this file",
+                        path.display()
+                    );
+                    Ok(key)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path)?;
+                    Ok(MasterKey::from_base64(&text)?)
+                }
+                Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "no master key at {}: pass --master-key-file (or CASTELLAN_MASTER_KEY_FILE), or run `castellan init` to create one",
+            path.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("reading master key file {}", path.display())),
+    }
+}
+
+/// The credential file: `{client_id, client_secret, token_endpoint}`, mode 0600.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct CredentialFile {
+    pub client_id: String,
+    pub client_secret: String,
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+}
+
+/// Writes a credential file atomically with mode 0600.
+pub fn write_credential(path: &std::path::Path, cred: &Credential, issuer: &str) -> Result<()> {
+    let file = CredentialFile {
+        client_id: cred.client_id.clone(),
+        client_secret: cred.client_secret.to_string(),
+        token_endpoint: Some(format!("{issuer}/oauth2/token")),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&file)?;
+    bytes.push(b'\n');
+    files::write_atomic(path, &bytes, 0o600, None).with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,102 @@
+//! Management commands against a running server (`--server URL`), authenticated with an access token.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use castellan_server::service::{ClientInfo, CreatedClient, NewClient};
+use clap::Args;
+
+use crate::common::CredentialFile;
+
+/// How to reach a running server.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RemoteArgs {
+    /// Act through a running server instead of the store, e.g. http://127.0.0.1:8270.
+    #[arg(long, env = "CASTELLAN_SERVER")]
+    pub server: Option<String>,
+    /// Access token for --server [env: CASTELLAN_TOKEN].
+    #[arg(long, env = "CASTELLAN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Credential file (client_id, client_secret) to get a token from --server.
+    #[arg(long)]
+    pub credential: Option<PathBuf>,
+}
+
+/// An authenticated client of the /v1 API.
+pub struct Remote {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl RemoteArgs {
+    /// `None` when no --server was given (act on the store).
+    pub async fn client(&self) -> Result<Option<Remote>> {
+        let Some(base) = self.server.as_deref().map(|s| s.trim_end_matches('/').to_owned()) else {
+            return Ok(None);
+        };
+        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        let token = match (&self.token, &self.credential) {
+            (Some(t), _) => t.clone(),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                let cred: CredentialFile = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+                fetch_token(&http, &base, &cred).await?
+            }
+            (None, None) => bail!("--server needs --token (or CASTELLAN_TOKEN) or --credential FILE"),
+        };
+        Ok(Some(Remote { http, base, token }))
+    }
+}
+
+/// Gets an access token with the client_credentials grant.
+pub async fn fetch_token(http: &reqwest::Client, base: &str, cred: &CredentialFile) -> Result<String> {
+    let resp = http
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(&cred.client_id, Some(&cred.client_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .with_context(|| format!("connecting to {base}"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.context("reading the token response")?;
+    if !status.is_success() {
+        bail!("the server refused the credential: {} {}", body["error"], body["error_description"]);
+    }
+    body["access_token"].as_str().map(str::to_owned).context("no access_token in the response")
+}
+
+impl Remote {
+    async fn call(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = req.bearer_auth(&self.token).send().await.with_context(|| format!("connecting to {}", self.base))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let msg = body["error"]["message"].as_str().unwrap_or("no details");
+        bail!("the server answered {status}: {msg}")
+    }
+
+    pub async fn create_client(&self, req: &NewClient) -> Result<CreatedClient> {
+        let body = serde_json::json!({
+            "name": req.name, "scopes": req.scopes, "audience": req.audience, "token_ttl_secs": req.token_ttl_secs,
+        });
+        let resp = self.call(self.http.post(format!("{}/v1/clients", self.base)).json(&body)).await?;
+        Ok(resp.json().await?)
+    }
+
+    pub async fn list_clients(&self) -> Result<Vec<ClientInfo>> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            clients: Vec<ClientInfo>,
+        }
+        let resp = self.call(self.http.get(format!("{}/v1/clients", self.base))).await?;
+        Ok(resp.json::<List>().await?.clients)
+    }
+
+    pub async fn delete_client(&self, id: &str) -> Result<()> {
+        self.call(self.http.delete(format!("{}/v1/clients/{id}", self.base))).await?;
+        Ok(())
+    }
+}

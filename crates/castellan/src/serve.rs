@@ -1,0 +1,155 @@
+//! `castellan serve`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use castellan_core::SystemClock;
+use castellan_core::keys::Alg;
+use castellan_server::app::{self, AppState, Settings};
+use castellan_server::config::{Config, LogFormat};
+use castellan_server::service::{self, InitOptions, ServiceError};
+use clap::Args;
+
+use crate::common::{self, StoreArgs, now};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Development mode: initialize an empty embedded store (and a master key) by itself.
+    #[arg(long)]
+    dev: bool,
+    /// Address to bind [env: CASTELLAN_LISTEN] [default: 127.0.0.1:8270].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Public URL, the token issuer; replicas must share it [env: CASTELLAN_PUBLIC_URL].
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Log format [env: CASTELLAN_LOG_FORMAT] [default: text].
+    #[arg(long, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    /// Log filter, e.g. info or debug [env: CASTELLAN_LOG_LEVEL].
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Name of this replica in /v1/sys/status [env: CASTELLAN_REPLICA_ID].
+    #[arg(long)]
+    replica_id: Option<String>,
+}
+
+fn config(args: &ServeArgs) -> Result<Config> {
+    let mut cfg = args.store.config()?;
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    if let Some(u) = &args.public_url {
+        cfg.public_url = Some(u.clone());
+    }
+    if let Some(f) = &args.log_format {
+        cfg.log_format = if f == "json" { LogFormat::Json } else { LogFormat::Text };
+    }
+    if let Some(l) = &args.log_level {
+        cfg.log_level = l.clone();
+    }
+    if let Some(r) = &args.replica_id {
+        cfg.replica_id = Some(r.clone());
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
+    let _ = match cfg.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+pub async fn run(args: ServeArgs) -> Result<ExitCode> {
+    let cfg = config(&args)?;
+    init_logging(&cfg);
+    let store = common::open_store(&cfg).await?;
+    if !args.dev && !service::is_initialized(&store).await? {
+        return fail(ServiceError::NotInitialized);
+    }
+    let master = common::load_master_key(&cfg, args.dev)?;
+    if args.dev {
+        let outcome = service::initialize(&store, &master, now(), &InitOptions { alg: Alg::RS256, key_type: None }).await;
+        match outcome {
+            Ok(o) => {
+                if let Some(cred) = o.admin {
+                    let path = cfg.data_dir.join("admin-credential.json");
+                    common::write_credential(&path, &cred, &cfg.issuer())?;
+                    tracing::info!(path = %path.display(), "dev mode: initialized the store; admin credential written (mode 0600)");
+                } else {
+                    tracing::info!("dev mode: the store is initialized already; reusing its key ring");
+                }
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    let replica_id = cfg.replica_id.clone().unwrap_or_else(default_replica_id);
+    let settings = Settings {
+        issuer: cfg.issuer(),
+        jwks_max_age_secs: cfg.tokens.jwks_max_age.as_secs(),
+        default_ttl_secs: cfg.tokens.default_ttl.as_secs() as i64,
+        max_ttl_secs: cfg.tokens.max_ttl.as_secs() as i64,
+        replica_id: replica_id.clone(),
+        refresh_interval: cfg.store.refresh_interval,
+    };
+    let state = match AppState::load(store, Arc::new(master), Arc::new(SystemClock), settings).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        %addr,
+        issuer = %cfg.issuer(),
+        store = state.store().kind().as_str(),
+        replica_id,
+        fingerprint = %state.fingerprint(),
+        "castellan is serving"
+    );
+    let refresher = state.spawn_refresh();
+    axum::serve(listener, app::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    refresher.abort();
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Start-up refusals exit with status 2 and say why.
+fn fail(e: ServiceError) -> Result<ExitCode> {
+    match e {
+        ServiceError::NotInitialized | ServiceError::MasterKeyMismatch { .. } => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(2))
+        }
+        other => Err(other.into()),
+    }
+}
+
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".into());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
