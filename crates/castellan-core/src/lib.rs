@@ -1,8 +1,9 @@
 //! Castellan's domain, free of I/O.
 //!
 //! This crate generates and holds signing keys, builds the key ring and its JWKS, signs access tokens,
-//! seals secrets with envelope encryption and makes client secrets. Time comes in through [`Clock`],
-//! randomness through `aws_lc_rs::rand::SecureRandom`.
+//! seals secrets with envelope encryption, makes client secrets, and runs the certificate authority
+//! ([`pki`]). Time comes in through [`Clock`] (or a `now` parameter), randomness through
+//! `aws_lc_rs::rand::SecureRandom`.
 //!
 //! It does **not** open files, sockets or databases, read the environment or log: callers do that.
 //! Cryptography comes from aws-lc-rs; nothing here implements a primitive.
@@ -14,6 +15,7 @@ pub mod error;
 pub mod jwt;
 pub mod keyring;
 pub mod keys;
+pub mod pki;
 pub mod secret;
 
 pub use clock::{Clock, ManualClock, SystemClock};
