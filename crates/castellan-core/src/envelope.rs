@@ -21,7 +21,9 @@ pub struct MasterKey {
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MasterKey").field("check_value", &self.check_value()).finish()
+        f.debug_struct("MasterKey")
+            .field("check_value", &self.check_value())
+            .finish()
     }
 }
 
@@ -35,14 +37,21 @@ impl MasterKey {
                 .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text.trim()))
                 .map_err(|_| Error::MasterKeyFormat)?,
         );
-        let bytes: [u8; KEY_LEN] = decoded.as_slice().try_into().map_err(|_| Error::MasterKeyFormat)?;
+        let bytes: [u8; KEY_LEN] = decoded
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::MasterKeyFormat)?;
         Self::from_bytes(bytes)
     }
 
     /// Builds a master key from raw bytes.
     pub fn from_bytes(mut bytes: [u8; KEY_LEN]) -> Result<Self, Error> {
-        let key = RandomizedNonceKey::new(&AES_256_GCM, &bytes).map_err(|_| Error::MasterKeyFormat)?;
-        let out = Self { bytes: Zeroizing::new(bytes), key };
+        let key =
+            RandomizedNonceKey::new(&AES_256_GCM, &bytes).map_err(|_| Error::MasterKeyFormat)?;
+        let out = Self {
+            bytes: Zeroizing::new(bytes),
+            key,
+        };
         bytes.zeroize();
         Ok(out)
     }
@@ -51,7 +60,10 @@ impl MasterKey {
     pub fn generate() -> Result<(Self, Zeroizing<String>), Error> {
         let mut bytes = [0u8; KEY_LEN];
         aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::KeyGeneration)?;
-        let text = Zeroizing::new(format!("{}\n", base64::engine::general_purpose::STANDARD.encode(bytes)));
+        let text = Zeroizing::new(format!(
+            "{}\n",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        ));
         Ok((Self::from_bytes(bytes)?, text))
     }
 
@@ -85,7 +97,9 @@ pub struct DataKey {
 
 impl std::fmt::Debug for DataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("DataKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -101,7 +115,11 @@ impl DataKey {
 
     fn from_parts(id: String, mut bytes: [u8; KEY_LEN]) -> Result<Self, Error> {
         let key = RandomizedNonceKey::new(&AES_256_GCM, &bytes).map_err(|_| Error::Encrypt)?;
-        let out = Self { id, bytes: Zeroizing::new(bytes), key };
+        let out = Self {
+            id,
+            bytes: Zeroizing::new(bytes),
+            key,
+        };
         bytes.zeroize();
         Ok(out)
     }
@@ -163,7 +181,10 @@ mod tests {
         let dek2 = mk.unwrap(dek.id(), &wrapped).expect("unwrap");
         let sealed = dek.seal("ctx-a", b"secret bytes").expect("seal");
         assert!(!sealed.windows(12).any(|w| w == b"secret bytes"));
-        assert_eq!(dek2.open("ctx-a", &sealed).expect("open").as_slice(), b"secret bytes");
+        assert_eq!(
+            dek2.open("ctx-a", &sealed).expect("open").as_slice(),
+            b"secret bytes"
+        );
         assert!(matches!(dek2.open("ctx-b", &sealed), Err(Error::Decrypt)));
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
@@ -178,7 +199,10 @@ mod tests {
         let dek = DataKey::generate().expect("dek");
         let wrapped = a.wrap(&dek).expect("wrap");
         assert!(b.unwrap(dek.id(), &wrapped).is_err());
-        assert!(a.unwrap("dk-other", &wrapped).is_err(), "wrapped key is bound to its id");
+        assert!(
+            a.unwrap("dk-other", &wrapped).is_err(),
+            "wrapped key is bound to its id"
+        );
         assert_ne!(a.check_value(), b.check_value());
     }
 

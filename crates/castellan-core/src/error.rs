@@ -20,7 +20,9 @@ pub enum Error {
     #[error("encryption failed")]
     Encrypt,
     /// The master key file does not hold 32 base64-encoded bytes.
-    #[error("the master key must be 32 random bytes, base64-encoded (for example `openssl rand -base64 32`)")]
+    #[error(
+        "the master key must be 32 random bytes, base64-encoded (for example `openssl rand -base64 32`)"
+    )]
     MasterKeyFormat,
     /// An unknown algorithm or key type name.
     #[error("unknown {kind} `{value}` (expected one of: {expected})")]

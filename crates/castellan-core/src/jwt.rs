@@ -42,7 +42,11 @@ struct Header<'a> {
 
 /// Signs `claims` as a compact JWS with header `{alg, kid, typ: "at+jwt"}`.
 pub fn sign_access_token(key: &SigningKey, claims: &AccessClaims) -> Result<String, Error> {
-    let header = Header { alg: key.alg().as_str(), kid: key.kid(), typ: "at+jwt" };
+    let header = Header {
+        alg: key.alg().as_str(),
+        kid: key.kid(),
+        typ: "at+jwt",
+    };
     let header = serde_json::to_vec(&header).map_err(|e| Error::Encoding(e.to_string()))?;
     let payload = serde_json::to_vec(claims).map_err(|e| Error::Encoding(e.to_string()))?;
     let mut token = String::with_capacity(header.len() * 2 + payload.len() * 2 + 400);
@@ -85,7 +89,8 @@ mod tests {
             assert_eq!(header.kid.as_deref(), Some(key.kid()));
             assert_eq!(header.typ.as_deref(), Some("at+jwt"));
             let jwk: jsonwebtoken::jwk::Jwk =
-                serde_json::from_value(serde_json::to_value(key.jwk()).expect("jwk")).expect("jwk parse");
+                serde_json::from_value(serde_json::to_value(key.jwk()).expect("jwk"))
+                    .expect("jwk parse");
             let dk = DecodingKey::from_jwk(&jwk).expect("decoding key");
             let mut v = Validation::new(header.alg);
             v.set_audience(&["api"]);

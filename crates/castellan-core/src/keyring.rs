@@ -51,11 +51,17 @@ impl KeyRing {
     pub fn new(mut keys: Vec<RingKey>) -> Result<Self, Error> {
         keys.sort_by(|a, b| a.key.kid().cmp(b.key.kid()));
         keys.dedup_by(|a, b| a.key.kid() == b.key.kid());
-        let jwks = serde_json::to_vec(&Jwks { keys: keys.iter().map(|k| k.key.jwk()).collect() })
-            .map_err(|e| Error::Encoding(e.to_string()))?;
+        let jwks = serde_json::to_vec(&Jwks {
+            keys: keys.iter().map(|k| k.key.jwk()).collect(),
+        })
+        .map_err(|e| Error::Encoding(e.to_string()))?;
         let fingerprint =
             hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &jwks).as_ref());
-        Ok(Self { keys, jwks: jwks.into(), fingerprint })
+        Ok(Self {
+            keys,
+            jwks: jwks.into(),
+            fingerprint,
+        })
     }
 
     /// True when the ring holds no key at all.
@@ -73,7 +79,11 @@ impl KeyRing {
         self.keys
             .iter()
             .filter(|k| k.activate_at <= now)
-            .max_by(|a, b| a.activate_at.cmp(&b.activate_at).then_with(|| a.key.kid().cmp(b.key.kid())))
+            .max_by(|a, b| {
+                a.activate_at
+                    .cmp(&b.activate_at)
+                    .then_with(|| a.key.kid().cmp(b.key.kid()))
+            })
             .ok_or(Error::NoActiveKey)
     }
 
@@ -112,13 +122,21 @@ mod tests {
 
     fn key(activate_at: i64) -> RingKey {
         let (k, _) = SigningKey::generate(Alg::EdDSA, None).expect("key");
-        RingKey { key: Arc::new(k), activate_at, remove_at: None }
+        RingKey {
+            key: Arc::new(k),
+            activate_at,
+            remove_at: None,
+        }
     }
 
     #[test]
     fn signing_key_is_latest_active_and_states_follow() {
         let (a, b, c) = (key(100), key(200), key(300));
-        let (ka, kb, kc) = (a.key.kid().to_owned(), b.key.kid().to_owned(), c.key.kid().to_owned());
+        let (ka, kb, kc) = (
+            a.key.kid().to_owned(),
+            b.key.kid().to_owned(),
+            c.key.kid().to_owned(),
+        );
         let ring = KeyRing::new(vec![c, a, b]).expect("ring");
         assert!(ring.signing_key(99).is_err());
         assert_eq!(ring.signing_key(150).expect("k").key.kid(), ka);
@@ -137,7 +155,12 @@ mod tests {
         assert_eq!(r1.jwks(), r2.jwks());
         assert_eq!(r1.fingerprint(), r2.fingerprint());
         let v: serde_json::Value = serde_json::from_slice(r1.jwks()).expect("json");
-        let kids: Vec<&str> = v["keys"].as_array().expect("keys").iter().map(|k| k["kid"].as_str().expect("kid")).collect();
+        let kids: Vec<&str> = v["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| k["kid"].as_str().expect("kid"))
+            .collect();
         let mut sorted = kids.clone();
         sorted.sort();
         assert_eq!(kids, sorted);

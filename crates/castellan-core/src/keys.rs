@@ -61,7 +61,11 @@ impl std::str::FromStr for Alg {
             "RS256" => Ok(Alg::RS256),
             "ES256" => Ok(Alg::ES256),
             "EdDSA" => Ok(Alg::EdDSA),
-            _ => Err(Error::UnknownName { kind: "algorithm", value: s.to_owned(), expected: "RS256, ES256, EdDSA" }),
+            _ => Err(Error::UnknownName {
+                kind: "algorithm",
+                value: s.to_owned(),
+                expected: "RS256, ES256, EdDSA",
+            }),
         }
     }
 }
@@ -96,8 +100,10 @@ impl KeyType {
     fn fits(self, alg: Alg) -> bool {
         matches!(
             (alg, self),
-            (Alg::RS256, KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096)
-                | (Alg::ES256, KeyType::P256)
+            (
+                Alg::RS256,
+                KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096
+            ) | (Alg::ES256, KeyType::P256)
                 | (Alg::EdDSA, KeyType::Ed25519)
         )
     }
@@ -167,16 +173,25 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("alg", &self.alg).field("kid", &self.jwk.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("alg", &self.alg)
+            .field("kid", &self.jwk.kid)
+            .finish_non_exhaustive()
     }
 }
 
 impl SigningKey {
     /// Generates a key for `alg`. Returns the key and its PKCS#8 DER (to be sealed before storing).
-    pub fn generate(alg: Alg, key_type: Option<KeyType>) -> Result<(Self, Zeroizing<Vec<u8>>), Error> {
+    pub fn generate(
+        alg: Alg,
+        key_type: Option<KeyType>,
+    ) -> Result<(Self, Zeroizing<Vec<u8>>), Error> {
         let key_type = key_type.unwrap_or(alg.default_key_type());
         if !key_type.fits(alg) {
-            return Err(Error::KeyTypeMismatch { alg: alg.as_str(), key_type: key_type.as_str() });
+            return Err(Error::KeyTypeMismatch {
+                alg: alg.as_str(),
+                key_type: key_type.as_str(),
+            });
         }
         let der: Zeroizing<Vec<u8>> = match key_type {
             KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => {
@@ -186,15 +201,31 @@ impl SigningKey {
                     _ => KeySize::Rsa2048,
                 };
                 let kp = RsaKeyPair::generate(size).map_err(|_| Error::KeyGeneration)?;
-                Zeroizing::new(kp.as_der().map_err(|_| Error::KeyGeneration)?.as_ref().to_vec())
+                Zeroizing::new(
+                    kp.as_der()
+                        .map_err(|_| Error::KeyGeneration)?
+                        .as_ref()
+                        .to_vec(),
+                )
             }
             KeyType::P256 => {
-                let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| Error::KeyGeneration)?;
-                Zeroizing::new(kp.to_pkcs8v1().map_err(|_| Error::KeyGeneration)?.as_ref().to_vec())
+                let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+                    .map_err(|_| Error::KeyGeneration)?;
+                Zeroizing::new(
+                    kp.to_pkcs8v1()
+                        .map_err(|_| Error::KeyGeneration)?
+                        .as_ref()
+                        .to_vec(),
+                )
             }
             KeyType::Ed25519 => {
                 let kp = Ed25519KeyPair::generate().map_err(|_| Error::KeyGeneration)?;
-                Zeroizing::new(kp.to_pkcs8v1().map_err(|_| Error::KeyGeneration)?.as_ref().to_vec())
+                Zeroizing::new(
+                    kp.to_pkcs8v1()
+                        .map_err(|_| Error::KeyGeneration)?
+                        .as_ref()
+                        .to_vec(),
+                )
             }
         };
         let key = Self::from_pkcs8(alg, &der)?;
@@ -212,7 +243,10 @@ impl SigningKey {
                 let public = kp.public_key();
                 let n = B64.encode(public.modulus().big_endian_without_leading_zero());
                 let e = B64.encode(public.exponent().big_endian_without_leading_zero());
-                (Pair::Rsa(kp), jwk_with(alg, "RSA", None, Some(n), Some(e), None, None))
+                (
+                    Pair::Rsa(kp),
+                    jwk_with(alg, "RSA", None, Some(n), Some(e), None, None),
+                )
             }
             Alg::ES256 => {
                 let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
@@ -223,12 +257,19 @@ impl SigningKey {
                 }
                 let x = B64.encode(&point[1..33]);
                 let y = B64.encode(&point[33..65]);
-                (Pair::Ec(kp), jwk_with(alg, "EC", Some("P-256"), None, None, Some(x), Some(y)))
+                (
+                    Pair::Ec(kp),
+                    jwk_with(alg, "EC", Some("P-256"), None, None, Some(x), Some(y)),
+                )
             }
             Alg::EdDSA => {
-                let kp = Ed25519KeyPair::from_pkcs8(der).map_err(|_| Error::InvalidKey("Ed25519"))?;
+                let kp =
+                    Ed25519KeyPair::from_pkcs8(der).map_err(|_| Error::InvalidKey("Ed25519"))?;
                 let x = B64.encode(kp.public_key().as_ref());
-                (Pair::Ed(kp), jwk_with(alg, "OKP", Some("Ed25519"), None, None, Some(x), None))
+                (
+                    Pair::Ed(kp),
+                    jwk_with(alg, "OKP", Some("Ed25519"), None, None, Some(x), None),
+                )
             }
         };
         Ok(Self { alg, pair, jwk })
@@ -254,8 +295,13 @@ impl SigningKey {
         match &self.pair {
             Pair::Rsa(kp) => {
                 let mut sig = vec![0u8; kp.public_modulus_len()];
-                kp.sign(&RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), message, &mut sig)
-                    .map_err(|_| Error::Signing)?;
+                kp.sign(
+                    &RSA_PKCS1_SHA256,
+                    &aws_lc_rs::rand::SystemRandom::new(),
+                    message,
+                    &mut sig,
+                )
+                .map_err(|_| Error::Signing)?;
                 Ok(sig)
             }
             Pair::Ec(kp) => kp
@@ -297,10 +343,13 @@ pub fn thumbprint(jwk: &Jwk) -> String {
     let s = |v: &Option<String>| v.clone().unwrap_or_default();
     let canonical = match jwk.kty.as_str() {
         "RSA" => serde_json::json!({"e": s(&jwk.e), "kty": "RSA", "n": s(&jwk.n)}),
-        "EC" => serde_json::json!({"crv": s(&jwk.crv), "kty": "EC", "x": s(&jwk.x), "y": s(&jwk.y)}),
+        "EC" => {
+            serde_json::json!({"crv": s(&jwk.crv), "kty": "EC", "x": s(&jwk.x), "y": s(&jwk.y)})
+        }
         _ => serde_json::json!({"crv": s(&jwk.crv), "kty": jwk.kty, "x": s(&jwk.x)}),
     };
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.to_string().as_bytes());
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.to_string().as_bytes());
     B64.encode(digest.as_ref())
 }
 
@@ -322,7 +371,10 @@ mod tests {
             x: None,
             y: None,
         };
-        assert_eq!(thumbprint(&jwk), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            thumbprint(&jwk),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]

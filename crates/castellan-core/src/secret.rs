@@ -27,7 +27,9 @@ pub fn generate_secret() -> Result<Zeroizing<String>, Error> {
 
 /// The stored form of a secret.
 pub fn hash_secret(secret: &str) -> Vec<u8> {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes()).as_ref().to_vec()
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes())
+        .as_ref()
+        .to_vec()
 }
 
 /// Constant-time check of a presented secret against its stored hash.

@@ -1,12 +1,16 @@
 //! Creating Castellan's own CA: a root and the intermediate that signs leaves.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    SerialNumber,
 };
 use zeroize::Zeroizing;
 
 use super::key::load_pkcs8;
-use super::{BACKDATE_SECS, DAY, KeyType, PkiError, build_err, datetime, one_cert_from_pem, parse, pem_encode};
+use super::{
+    BACKDATE_SECS, DAY, KeyType, PkiError, build_err, datetime, one_cert_from_pem, parse,
+    pem_encode,
+};
 
 /// How a CA certificate is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +97,8 @@ pub struct NewCa {
 /// Creates a root and an intermediate signed by it, both valid from `now` (less [`BACKDATE_SECS`]).
 pub fn create_ca(root: &CaOptions, intermediate: &CaOptions, now: i64) -> Result<NewCa, PkiError> {
     let root = create_root_ca(root, now)?;
-    let intermediate = create_intermediate_ca(&root.cert_pem, &root.key_pkcs8_der, intermediate, now)?;
+    let intermediate =
+        create_intermediate_ca(&root.cert_pem, &root.key_pkcs8_der, intermediate, now)?;
     Ok(NewCa { root, intermediate })
 }
 
@@ -101,9 +106,18 @@ pub fn create_ca(root: &CaOptions, intermediate: &CaOptions, now: i64) -> Result
 /// keyCertSign and cRLSign (critical), a subject key identifier and a random 16-byte serial.
 pub fn create_root_ca(opts: &CaOptions, now: i64) -> Result<CaCert, PkiError> {
     let key = opts.key_type.generate()?;
-    let (params, not_before, not_after) = ca_params(opts, IsCa::Ca(BasicConstraints::Unconstrained), now, None)?;
-    let cert = params.self_signed(&key).map_err(build_err("root CA certificate"))?;
-    finish(cert.der().to_vec(), &key, opts.key_type, not_before, not_after)
+    let (params, not_before, not_after) =
+        ca_params(opts, IsCa::Ca(BasicConstraints::Unconstrained), now, None)?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(build_err("root CA certificate"))?;
+    finish(
+        cert.der().to_vec(),
+        &key,
+        opts.key_type,
+        not_before,
+        not_after,
+    )
 }
 
 /// Creates an intermediate CA signed by the given root (PEM certificate, PKCS#8 DER key):
@@ -118,14 +132,27 @@ pub fn create_intermediate_ca(
     let root_der = one_cert_from_pem(root_cert_pem, "root certificate")?;
     let root_info = parse::parse_cert_der(&root_der)?;
     let (root_key, _) = load_pkcs8(root_key_pkcs8_der, "root CA key")?;
-    let root_issuer = rcgen::Issuer::from_ca_cert_der(&root_der, root_key).map_err(build_err("root CA issuer"))?;
+    let root_issuer = rcgen::Issuer::from_ca_cert_der(&root_der, root_key)
+        .map_err(build_err("root CA issuer"))?;
 
     let key = opts.key_type.generate()?;
-    let (mut params, not_before, not_after) =
-        ca_params(opts, IsCa::Ca(BasicConstraints::Constrained(0)), now, Some(root_info.not_after))?;
+    let (mut params, not_before, not_after) = ca_params(
+        opts,
+        IsCa::Ca(BasicConstraints::Constrained(0)),
+        now,
+        Some(root_info.not_after),
+    )?;
     params.use_authority_key_identifier_extension = true;
-    let cert = params.signed_by(&key, &root_issuer).map_err(build_err("intermediate CA certificate"))?;
-    finish(cert.der().to_vec(), &key, opts.key_type, not_before, not_after)
+    let cert = params
+        .signed_by(&key, &root_issuer)
+        .map_err(build_err("intermediate CA certificate"))?;
+    finish(
+        cert.der().to_vec(),
+        &key,
+        opts.key_type,
+        not_before,
+        not_after,
+    )
 }
 
 fn ca_params(
@@ -147,7 +174,9 @@ fn ca_params(
         not_after = not_after.min(cap);
     }
     if not_after <= now {
-        return Err(PkiError::InvalidTime { reason: "the CA would already be expired".to_owned() });
+        return Err(PkiError::InvalidTime {
+            reason: "the CA would already be expired".to_owned(),
+        });
     }
     let mut params = CertificateParams::default();
     params.distinguished_name = opts.dn();
@@ -159,7 +188,13 @@ fn ca_params(
     Ok((params, not_before, not_after))
 }
 
-fn finish(der: Vec<u8>, key: &KeyPair, key_type: KeyType, not_before: i64, not_after: i64) -> Result<CaCert, PkiError> {
+fn finish(
+    der: Vec<u8>,
+    key: &KeyPair,
+    key_type: KeyType,
+    not_before: i64,
+    not_after: i64,
+) -> Result<CaCert, PkiError> {
     let info = parse::parse_cert_der(&der)?;
     Ok(CaCert {
         cert_pem: pem_encode("CERTIFICATE", &der),

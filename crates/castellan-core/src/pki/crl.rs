@@ -32,14 +32,42 @@ pub enum RevocationReason {
 
 const REASONS: [(RevocationReason, &str, &str); 9] = [
     (RevocationReason::Unspecified, "unspecified", "unspecified"),
-    (RevocationReason::KeyCompromise, "key-compromise", "keyCompromise"),
-    (RevocationReason::CaCompromise, "ca-compromise", "cACompromise"),
-    (RevocationReason::AffiliationChanged, "affiliation-changed", "affiliationChanged"),
+    (
+        RevocationReason::KeyCompromise,
+        "key-compromise",
+        "keyCompromise",
+    ),
+    (
+        RevocationReason::CaCompromise,
+        "ca-compromise",
+        "cACompromise",
+    ),
+    (
+        RevocationReason::AffiliationChanged,
+        "affiliation-changed",
+        "affiliationChanged",
+    ),
     (RevocationReason::Superseded, "superseded", "superseded"),
-    (RevocationReason::CessationOfOperation, "cessation-of-operation", "cessationOfOperation"),
-    (RevocationReason::CertificateHold, "certificate-hold", "certificateHold"),
-    (RevocationReason::PrivilegeWithdrawn, "privilege-withdrawn", "privilegeWithdrawn"),
-    (RevocationReason::AaCompromise, "aa-compromise", "aACompromise"),
+    (
+        RevocationReason::CessationOfOperation,
+        "cessation-of-operation",
+        "cessationOfOperation",
+    ),
+    (
+        RevocationReason::CertificateHold,
+        "certificate-hold",
+        "certificateHold",
+    ),
+    (
+        RevocationReason::PrivilegeWithdrawn,
+        "privilege-withdrawn",
+        "privilegeWithdrawn",
+    ),
+    (
+        RevocationReason::AaCompromise,
+        "aa-compromise",
+        "aACompromise",
+    ),
 ];
 
 const EXPECTED: &str = "unspecified, key-compromise, ca-compromise, affiliation-changed, superseded, \
@@ -48,7 +76,10 @@ const EXPECTED: &str = "unspecified, key-compromise, ca-compromise, affiliation-
 impl RevocationReason {
     /// The kebab-case name.
     pub fn as_str(self) -> &'static str {
-        REASONS.iter().find(|(r, _, _)| *r == self).map_or("unspecified", |(_, name, _)| name)
+        REASONS
+            .iter()
+            .find(|(r, _, _)| *r == self)
+            .map_or("unspecified", |(_, name, _)| name)
     }
 
     fn to_rcgen(self) -> rcgen::RevocationReason {
@@ -79,9 +110,14 @@ impl std::str::FromStr for RevocationReason {
         let t = s.trim();
         REASONS
             .iter()
-            .find(|(_, kebab, camel)| t.eq_ignore_ascii_case(kebab) || t.eq_ignore_ascii_case(camel))
+            .find(|(_, kebab, camel)| {
+                t.eq_ignore_ascii_case(kebab) || t.eq_ignore_ascii_case(camel)
+            })
             .map(|(r, _, _)| *r)
-            .ok_or_else(|| PkiError::UnknownRevocationReason { value: s.to_owned(), expected: EXPECTED })
+            .ok_or_else(|| PkiError::UnknownRevocationReason {
+                value: s.to_owned(),
+                expected: EXPECTED,
+            })
     }
 }
 
@@ -138,7 +174,9 @@ impl Issuer {
         now: i64,
     ) -> Result<Crl, PkiError> {
         if next_update_secs == 0 {
-            return Err(PkiError::InvalidTime { reason: "nextUpdate must be after thisUpdate".to_owned() });
+            return Err(PkiError::InvalidTime {
+                reason: "nextUpdate must be after thisUpdate".to_owned(),
+            });
         }
         let next_update = super::add_secs(now, next_update_secs)?;
         let mut entries = Vec::with_capacity(revoked.len());
@@ -166,17 +204,33 @@ impl Issuer {
         };
         let crl = params.signed_by(&self.signer).map_err(build_err("CRL"))?;
         let der = crl.der().to_vec();
-        Ok(Crl { pem: pem_encode("X509 CRL", &der), der, crl_number, this_update: now, next_update })
+        Ok(Crl {
+            pem: pem_encode("X509 CRL", &der),
+            der,
+            crl_number,
+            this_update: now,
+            next_update,
+        })
     }
 }
 
 /// A serial number from hex (`0a1b…`, optionally with `:` separators): 1 to 20 bytes, not zero.
 pub(crate) fn serial_from_hex(s: &str) -> Result<Vec<u8>, PkiError> {
-    let invalid = |reason: &str| PkiError::InvalidSerial { value: s.to_owned(), reason: reason.to_owned() };
+    let invalid = |reason: &str| PkiError::InvalidSerial {
+        value: s.to_owned(),
+        reason: reason.to_owned(),
+    };
     let clean: String = s.trim().chars().filter(|c| *c != ':').collect();
-    let padded = if clean.len() % 2 == 1 { format!("0{clean}") } else { clean };
+    let padded = if clean.len() % 2 == 1 {
+        format!("0{clean}")
+    } else {
+        clean
+    };
     let bytes = hex::decode(&padded).map_err(|_| invalid("not hexadecimal"))?;
-    let start = bytes.iter().position(|b| *b != 0).ok_or_else(|| invalid("zero or empty"))?;
+    let start = bytes
+        .iter()
+        .position(|b| *b != 0)
+        .ok_or_else(|| invalid("zero or empty"))?;
     let bytes = bytes[start..].to_vec();
     // A positive INTEGER of more than 20 bytes (RFC 5280 §4.1.2.2), counting the sign byte.
     let encoded_len = bytes.len() + usize::from(bytes.first().is_some_and(|b| b & 0x80 != 0));
@@ -197,14 +251,20 @@ mod tests {
             assert_eq!(camel.parse::<RevocationReason>().expect("camel"), r);
             assert_eq!(r.as_str(), kebab);
         }
-        assert!(matches!("stolen".parse::<RevocationReason>(), Err(PkiError::UnknownRevocationReason { .. })));
+        assert!(matches!(
+            "stolen".parse::<RevocationReason>(),
+            Err(PkiError::UnknownRevocationReason { .. })
+        ));
     }
 
     #[test]
     fn serials_from_hex() {
         assert_eq!(serial_from_hex("0a:ff").expect("colons"), vec![0x0a, 0xff]);
         assert_eq!(serial_from_hex("abc").expect("odd"), vec![0x0a, 0xbc]);
-        assert_eq!(serial_from_hex("00017f").expect("leading zeros"), vec![0x01, 0x7f]);
+        assert_eq!(
+            serial_from_hex("00017f").expect("leading zeros"),
+            vec![0x01, 0x7f]
+        );
         assert!(serial_from_hex("00").is_err());
         assert!(serial_from_hex("xyz").is_err());
         assert!(serial_from_hex(&"7f".repeat(21)).is_err());

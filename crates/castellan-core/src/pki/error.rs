@@ -10,7 +10,9 @@ use super::profile::SanKind;
 #[non_exhaustive]
 pub enum PkiError {
     /// An unknown certificate key type name.
-    #[error("unknown key type `{value}` (expected one of: p-256, p-384, ed25519, rsa-2048, rsa-3072, rsa-4096)")]
+    #[error(
+        "unknown key type `{value}` (expected one of: p-256, p-384, ed25519, rsa-2048, rsa-3072, rsa-4096)"
+    )]
     UnknownKeyType {
         /// What was given.
         value: String,
@@ -59,7 +61,9 @@ pub enum PkiError {
     #[error("the requested TTL must be at least one second")]
     TtlZero,
     /// The requested lifetime is longer than the profile allows.
-    #[error("requested TTL {requested} exceeds the maximum of {max} allowed by profile `{profile}`")]
+    #[error(
+        "requested TTL {requested} exceeds the maximum of {max} allowed by profile `{profile}`"
+    )]
     TtlTooLong {
         /// The requested TTL, human-readable.
         requested: String,
@@ -131,7 +135,9 @@ pub enum PkiError {
         reason: String,
     },
     /// The CSR's self-signature does not verify: it was altered, or not signed by the key it carries.
-    #[error("the certificate signing request's signature does not verify (the CSR was altered or not signed by its own key)")]
+    #[error(
+        "the certificate signing request's signature does not verify (the CSR was altered or not signed by its own key)"
+    )]
     CsrSignature,
     /// The CSR carries a key this CA does not certify.
     #[error("the CSR's public key is not supported: {reason}")]
@@ -180,7 +186,9 @@ pub enum PkiError {
         reason: String,
     },
     /// A private key does not belong to the certificate it was given with.
-    #[error("the private key does not match the certificate `{subject}` (their public keys differ)")]
+    #[error(
+        "the private key does not match the certificate `{subject}` (their public keys differ)"
+    )]
     KeyMismatch {
         /// The certificate's subject.
         subject: String,
@@ -301,5 +309,4 @@ impl PkiError {
             PkiError::Build { .. } => "build-failed",
         }
     }
-
 }

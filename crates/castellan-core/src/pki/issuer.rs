@@ -4,13 +4,13 @@ use std::net::IpAddr;
 
 use rcgen::string::Ia5String;
 use rcgen::{
-    CertificateParams, CrlDistributionPoint, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    PublicKeyData, SanType, SerialNumber,
+    CertificateParams, CrlDistributionPoint, DistinguishedName, DnType, IsCa, KeyPair,
+    KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
 };
 use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
-use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::certificate::X509Certificate;
+use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::error::X509Error;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
@@ -22,8 +22,8 @@ use super::parse::{self, display_subject, ip_from_bytes};
 use super::profile::Names;
 use super::verify::{check_leaf, check_names};
 use super::{
-    BACKDATE_SECS, KeyType, PkiError, Profile, Purpose, build_err, certs_from_pem, certs_to_pem, datetime,
-    one_cert_from_pem, pem_encode,
+    BACKDATE_SECS, KeyType, PkiError, Profile, Purpose, build_err, certs_from_pem, certs_to_pem,
+    datetime, one_cert_from_pem, pem_encode,
 };
 
 /// The longest chain accepted between an issuing CA and its root.
@@ -176,7 +176,12 @@ impl Issuer {
 
     /// Builds the issuer from a freshly created hierarchy (see [`super::create_ca`]).
     pub fn from_ca(root: &super::CaCert, issuing: &super::CaCert) -> Result<Self, PkiError> {
-        Self::new(&issuing.cert_pem, &issuing.key_pkcs8_der, &root.cert_pem, "")
+        Self::new(
+            &issuing.cert_pem,
+            &issuing.key_pkcs8_der,
+            &root.cert_pem,
+            "",
+        )
     }
 
     /// Puts a CRL distribution point (an `http:` or `https:` URL) in every leaf issued from now on.
@@ -233,11 +238,21 @@ impl Issuer {
     /// Issues a leaf with a newly generated key, after checking the request against `profile`.
     ///
     /// The set is verified (see [`super::verify_set`]) before it is returned.
-    pub fn issue(&self, profile: &Profile, req: &IssueRequest, now: i64) -> Result<IssuedSet, PkiError> {
+    pub fn issue(
+        &self,
+        profile: &Profile,
+        req: &IssueRequest,
+        now: i64,
+    ) -> Result<IssuedSet, PkiError> {
         profile.validate()?;
         let key_type = profile.check_key_type(req.key_type)?;
         let ttl = profile.check_ttl(req.ttl_secs)?;
-        let names = profile.check_names(req.common_name.as_deref(), &req.dns_names, &req.ip_addresses, &req.uris)?;
+        let names = profile.check_names(
+            req.common_name.as_deref(),
+            &req.dns_names,
+            &req.ip_addresses,
+            &req.uris,
+        )?;
         // Refuse before generating a key (RSA generation is slow).
         let (not_before, not_after) = self.validity(ttl, now)?;
         let key = key_type.generate()?;
@@ -245,7 +260,9 @@ impl Issuer {
         let mut set = self.sign(profile, &names, &key, key_type, not_before, not_after, now)?;
         let leaf = parse::x509(&set.cert_der, "issued certificate")?;
         if !key_matches_spki(&key, leaf.public_key().raw) {
-            return Err(PkiError::KeyMismatch { subject: display_subject(&leaf) });
+            return Err(PkiError::KeyMismatch {
+                subject: display_subject(&leaf),
+            });
         }
         set.key_pem = Some(key_pem);
         Ok(set)
@@ -270,7 +287,10 @@ impl Issuer {
         if let Some(asked) = req.key_type
             && asked != csr.key_type
         {
-            return Err(PkiError::CsrKeyTypeMismatch { requested: asked.to_string(), csr: csr.key_type.to_string() });
+            return Err(PkiError::CsrKeyTypeMismatch {
+                requested: asked.to_string(),
+                csr: csr.key_type.to_string(),
+            });
         }
         let key_type = profile.check_key_type(Some(csr.key_type))?;
         let ttl = profile.check_ttl(req.ttl_secs)?;
@@ -280,18 +300,33 @@ impl Issuer {
         } else {
             if let Some(kind) = &csr.unsupported_san {
                 return Err(PkiError::MalformedCsr {
-                    reason: format!("the CSR asks for a {kind} subject alternative name, which Castellan does not issue"),
+                    reason: format!(
+                        "the CSR asks for a {kind} subject alternative name, which Castellan does not issue"
+                    ),
                 });
             }
             profile.check_names(cn, &csr.dns, &csr.ips, &csr.uris)?
         };
         let (not_before, not_after) = self.validity(ttl, now)?;
-        let public_key = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der)
-            .map_err(|e| PkiError::UnsupportedCsrKey { reason: e.to_string() })?;
-        let set = self.sign(profile, &names, &public_key, key_type, not_before, not_after, now)?;
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der).map_err(|e| {
+            PkiError::UnsupportedCsrKey {
+                reason: e.to_string(),
+            }
+        })?;
+        let set = self.sign(
+            profile,
+            &names,
+            &public_key,
+            key_type,
+            not_before,
+            not_after,
+            now,
+        )?;
         let leaf = parse::x509(&set.cert_der, "issued certificate")?;
         if !spki_equal(&csr.spki_der, leaf.public_key().raw) {
-            return Err(PkiError::KeyMismatch { subject: display_subject(&leaf) });
+            return Err(PkiError::KeyMismatch {
+                subject: display_subject(&leaf),
+            });
         }
         Ok(set)
     }
@@ -329,7 +364,11 @@ impl Issuer {
         }
         params.distinguished_name = dn;
         let ia5 = |kind: &'static str, s: &str| {
-            Ia5String::try_from(s).map_err(|e| PkiError::InvalidName { kind, value: s.to_owned(), reason: e.to_string() })
+            Ia5String::try_from(s).map_err(|e| PkiError::InvalidName {
+                kind,
+                value: s.to_owned(),
+                reason: e.to_string(),
+            })
         };
         let mut sans = Vec::with_capacity(names.dns.len() + names.ips.len() + names.uris.len());
         for d in &names.dns {
@@ -344,7 +383,10 @@ impl Issuer {
         params.subject_alt_names = sans;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = if key_type.is_rsa() {
-            vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment]
+            vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ]
         } else {
             vec![KeyUsagePurpose::DigitalSignature]
         };
@@ -355,14 +397,26 @@ impl Issuer {
         params.not_before = datetime(not_before)?;
         params.not_after = datetime(not_after)?;
         if let Some(url) = &self.crl_url {
-            params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![url.clone()] }];
+            params.crl_distribution_points = vec![CrlDistributionPoint {
+                uris: vec![url.clone()],
+            }];
         }
-        let cert = params.signed_by(public_key, &self.signer).map_err(build_err("certificate"))?;
+        let cert = params
+            .signed_by(public_key, &self.signer)
+            .map_err(build_err("certificate"))?;
         let der: &CertificateDer<'static> = cert.der();
 
         // Mandatory: verify as a TLS peer would, before anything leaves this function.
         let leaf = parse::x509(der, "issued certificate")?;
-        check_leaf(&leaf, der, &self.intermediates, &self.root, profile.purpose, now, "the CA's own root and chain")?;
+        check_leaf(
+            &leaf,
+            der,
+            &self.intermediates,
+            &self.root,
+            profile.purpose,
+            now,
+            "the CA's own root and chain",
+        )?;
         check_names(der, &names.dns, &names.ips)?;
 
         let cert_pem = pem_encode("CERTIFICATE", der);
@@ -397,7 +451,9 @@ impl Issuer {
         let ca_x = parse::x509(&ca, "CA certificate")?;
         check_is_ca(&ca_x)?;
         if !key_matches_spki(&pair, ca_x.public_key().raw) {
-            return Err(PkiError::KeyMismatch { subject: display_subject(&ca_x) });
+            return Err(PkiError::KeyMismatch {
+                subject: display_subject(&ca_x),
+            });
         }
         let (intermediates, root) = build_path(&ca, pool, root.as_ref())?;
         let ca_subject = display_subject(&ca_x);
@@ -443,7 +499,9 @@ pub struct ImportedCa {
 
 impl std::fmt::Debug for ImportedCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ImportedCa").field("issuer", &self.issuer).finish_non_exhaustive()
+        f.debug_struct("ImportedCa")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -470,11 +528,22 @@ pub fn import_ca(
     };
     let issuer = Issuer::assemble(ca.clone(), pair, key_type, &pool, None)?;
 
-    for cert in std::iter::once(&ca).chain(issuer.intermediates.iter()).chain(std::iter::once(&issuer.root)) {
+    for cert in std::iter::once(&ca)
+        .chain(issuer.intermediates.iter())
+        .chain(std::iter::once(&issuer.root))
+    {
         let x = parse::x509(cert, "chain")?;
-        let (nb, na) = (x.validity().not_before.timestamp(), x.validity().not_after.timestamp());
+        let (nb, na) = (
+            x.validity().not_before.timestamp(),
+            x.validity().not_after.timestamp(),
+        );
         if now < nb || now > na {
-            return Err(PkiError::NotValidNow { subject: display_subject(&x), now, not_before: nb, not_after: na });
+            return Err(PkiError::NotValidNow {
+                subject: display_subject(&x),
+                now,
+                not_before: nb,
+                not_after: na,
+            });
         }
     }
 
@@ -488,7 +557,9 @@ pub fn import_ca(
     let server = Profile::allow_all("import-check", Purpose::Server);
     issuer.issue(&server, &probe, now).map_err(|e| match e {
         PkiError::VerificationFailed { error, .. } => PkiError::ChainBroken {
-            reason: format!("a test certificate signed by this CA does not verify against the root: {error}"),
+            reason: format!(
+                "a test certificate signed by this CA does not verify against the root: {error}"
+            ),
         },
         other => other,
     })?;
@@ -505,16 +576,25 @@ pub fn import_ca(
 
 /// basicConstraints CA:true and keyUsage keyCertSign.
 fn check_is_ca(cert: &X509Certificate<'_>) -> Result<(), PkiError> {
-    let not_ca = |reason: &str| PkiError::NotACa { subject: display_subject(cert), reason: reason.to_owned() };
+    let not_ca = |reason: &str| PkiError::NotACa {
+        subject: display_subject(cert),
+        reason: reason.to_owned(),
+    };
     match cert.basic_constraints() {
         Ok(Some(bc)) if bc.value.ca => {}
-        Ok(_) => return Err(not_ca("basicConstraints does not say CA:TRUE (this looks like a leaf certificate)")),
+        Ok(_) => {
+            return Err(not_ca(
+                "basicConstraints does not say CA:TRUE (this looks like a leaf certificate)",
+            ));
+        }
         Err(e) => return Err(not_ca(&format!("unreadable basicConstraints: {e}"))),
     }
     match cert.key_usage() {
         Ok(Some(ku)) if ku.value.key_cert_sign() => Ok(()),
         Ok(Some(_)) => Err(not_ca("keyUsage lacks keyCertSign")),
-        Ok(None) => Err(not_ca("it has no keyUsage extension (keyCertSign is required)")),
+        Ok(None) => Err(not_ca(
+            "it has no keyUsage extension (keyCertSign is required)",
+        )),
         Err(e) => Err(not_ca(&format!("unreadable keyUsage: {e}"))),
     }
 }
@@ -536,7 +616,10 @@ fn build_path(
         let rx = parse::x509(r, "root certificate")?;
         check_is_ca(&rx)?;
         if !self_signed(&rx) {
-            return Err(broken(format!("the root `{}` is not self-signed", display_subject(&rx))));
+            return Err(broken(format!(
+                "the root `{}` is not self-signed",
+                display_subject(&rx)
+            )));
         }
     }
     let candidates: Vec<&CertificateDer<'static>> = pool.iter().chain(root).collect();
@@ -560,7 +643,9 @@ fn build_path(
         }
         path.push(current.clone());
         if path.len() > MAX_CHAIN {
-            return Err(broken(format!("more than {MAX_CHAIN} certificates between the CA and its root")));
+            return Err(broken(format!(
+                "more than {MAX_CHAIN} certificates between the CA and its root"
+            )));
         }
         let mut same_name_bad_sig = false;
         let mut parent = None;
@@ -602,13 +687,20 @@ fn build_path(
 }
 
 fn display_subject_der(der: &CertificateDer<'_>) -> String {
-    parse::x509(der, "certificate").map(|x| display_subject(&x)).unwrap_or_default()
+    parse::x509(der, "certificate")
+        .map(|x| display_subject(&x))
+        .unwrap_or_default()
 }
 
 /// Whether two DER SubjectPublicKeyInfo values hold the same key.
 fn spki_equal(a: &[u8], b: &[u8]) -> bool {
-    match (SubjectPublicKeyInfo::from_der(a), SubjectPublicKeyInfo::from_der(b)) {
-        (Ok((_, a)), Ok((_, b))) => a.algorithm == b.algorithm && a.subject_public_key.data == b.subject_public_key.data,
+    match (
+        SubjectPublicKeyInfo::from_der(a),
+        SubjectPublicKeyInfo::from_der(b),
+    ) {
+        (Ok((_, a)), Ok((_, b))) => {
+            a.algorithm == b.algorithm && a.subject_public_key.data == b.subject_public_key.data
+        }
         _ => false,
     }
 }
@@ -627,7 +719,8 @@ struct Csr {
 impl Csr {
     fn parse(pem_text: &str) -> Result<Self, PkiError> {
         let malformed = |reason: String| PkiError::MalformedCsr { reason };
-        let blocks = pem::parse_many(pem_text).map_err(|e| malformed(format!("malformed PEM: {e}")))?;
+        let blocks =
+            pem::parse_many(pem_text).map_err(|e| malformed(format!("malformed PEM: {e}")))?;
         let mut reqs: Vec<Vec<u8>> = blocks
             .into_iter()
             .filter(|b| matches!(b.tag(), "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST"))
@@ -635,10 +728,15 @@ impl Csr {
             .collect();
         let der = match reqs.len() {
             1 => reqs.remove(0),
-            0 => return Err(malformed("no `-----BEGIN CERTIFICATE REQUEST-----` block found".to_owned())),
+            0 => {
+                return Err(malformed(
+                    "no `-----BEGIN CERTIFICATE REQUEST-----` block found".to_owned(),
+                ));
+            }
             n => return Err(malformed(format!("expected one CSR, found {n}"))),
         };
-        let (rest, csr) = X509CertificationRequest::from_der(&der).map_err(|e| malformed(e.to_string()))?;
+        let (rest, csr) =
+            X509CertificationRequest::from_der(&der).map_err(|e| malformed(e.to_string()))?;
         if !rest.is_empty() {
             return Err(malformed("trailing bytes after the CSR".to_owned()));
         }
@@ -647,17 +745,30 @@ impl Csr {
             Err(X509Error::SignatureVerificationError) => return Err(PkiError::CsrSignature),
             Err(X509Error::SignatureUnsupportedAlgorithm) => {
                 return Err(PkiError::UnsupportedCsrKey {
-                    reason: format!("the CSR is signed with an unsupported algorithm ({})", csr.signature_algorithm.algorithm),
+                    reason: format!(
+                        "the CSR is signed with an unsupported algorithm ({})",
+                        csr.signature_algorithm.algorithm
+                    ),
                 });
             }
-            Err(e) => return Err(malformed(format!("the CSR's signature cannot be checked: {e}"))),
+            Err(e) => {
+                return Err(malformed(format!(
+                    "the CSR's signature cannot be checked: {e}"
+                )));
+            }
         }
         let info = &csr.certification_request_info;
-        let key_type = KeyType::of_spki(&info.subject_pki).map_err(|reason| PkiError::UnsupportedCsrKey { reason })?;
+        let key_type = KeyType::of_spki(&info.subject_pki)
+            .map_err(|reason| PkiError::UnsupportedCsrKey { reason })?;
         let mut out = Csr {
             spki_der: info.subject_pki.raw.to_vec(),
             key_type,
-            common_name: info.subject.iter_common_name().next().and_then(|c| c.as_str().ok()).map(str::to_owned),
+            common_name: info
+                .subject
+                .iter_common_name()
+                .next()
+                .and_then(|c| c.as_str().ok())
+                .map(str::to_owned),
             dns: Vec::new(),
             ips: Vec::new(),
             uris: Vec::new(),
@@ -672,7 +783,11 @@ impl Csr {
                             GeneralName::URI(u) => out.uris.push((*u).to_owned()),
                             GeneralName::IPAddress(b) => match ip_from_bytes(b) {
                                 Some(ip) => out.ips.push(ip),
-                                None => return Err(malformed("an IP SAN is neither 4 nor 16 bytes".to_owned())),
+                                None => {
+                                    return Err(malformed(
+                                        "an IP SAN is neither 4 nor 16 bytes".to_owned(),
+                                    ));
+                                }
                             },
                             GeneralName::RFC822Name(_) => out.unsupported_san = Some("email"),
                             _ => out.unsupported_san = Some("non-DNS/IP/URI"),
@@ -680,7 +795,9 @@ impl Csr {
                     }
                 }
                 ParsedExtension::ParseError { error } => {
-                    return Err(malformed(format!("an extension of the CSR cannot be read: {error}")));
+                    return Err(malformed(format!(
+                        "an extension of the CSR cannot be read: {error}"
+                    )));
                 }
                 _ => {}
             }

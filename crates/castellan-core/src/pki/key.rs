@@ -4,7 +4,8 @@ use rcgen::{KeyPair, PublicKeyData, RsaKeySize};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use x509_parser::oid_registry::{
-    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+    OID_SIG_ED25519,
 };
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
@@ -35,8 +36,14 @@ pub enum KeyType {
 
 impl KeyType {
     /// Every key type, in a stable order.
-    pub const ALL: [KeyType; 6] =
-        [KeyType::P256, KeyType::P384, KeyType::Ed25519, KeyType::Rsa2048, KeyType::Rsa3072, KeyType::Rsa4096];
+    pub const ALL: [KeyType; 6] = [
+        KeyType::P256,
+        KeyType::P384,
+        KeyType::Ed25519,
+        KeyType::Rsa2048,
+        KeyType::Rsa3072,
+        KeyType::Rsa4096,
+    ];
 
     /// The command-line and config name.
     pub fn as_str(self) -> &'static str {
@@ -71,7 +78,8 @@ impl KeyType {
 
     /// The type of a DER SubjectPublicKeyInfo, or why it is not one Castellan certifies.
     pub(crate) fn of_spki_der(spki_der: &[u8]) -> Result<KeyType, String> {
-        let (_, spki) = SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| format!("unreadable public key: {e}"))?;
+        let (_, spki) = SubjectPublicKeyInfo::from_der(spki_der)
+            .map_err(|e| format!("unreadable public key: {e}"))?;
         Self::of_spki(&spki)
     }
 
@@ -79,11 +87,17 @@ impl KeyType {
     pub(crate) fn of_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<KeyType, String> {
         let alg = &spki.algorithm.algorithm;
         if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
-            let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok());
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok());
             return match curve {
                 Some(c) if c == OID_EC_P256 => Ok(KeyType::P256),
                 Some(c) if c == OID_NIST_EC_P384 => Ok(KeyType::P384),
-                Some(c) => Err(format!("elliptic curve {c} is not supported (use P-256 or P-384)")),
+                Some(c) => Err(format!(
+                    "elliptic curve {c} is not supported (use P-256 or P-384)"
+                )),
                 None => Err("EC public key without a named curve".to_owned()),
             };
         }
@@ -99,10 +113,14 @@ impl KeyType {
                 2048 => Ok(KeyType::Rsa2048),
                 3072 => Ok(KeyType::Rsa3072),
                 4096 => Ok(KeyType::Rsa4096),
-                n => Err(format!("RSA keys of {n} bits are not supported (use 2048, 3072 or 4096)")),
+                n => Err(format!(
+                    "RSA keys of {n} bits are not supported (use 2048, 3072 or 4096)"
+                )),
             };
         }
-        Err(format!("public key algorithm {alg} is not supported (use P-256, P-384, Ed25519 or RSA)"))
+        Err(format!(
+            "public key algorithm {alg} is not supported (use P-256, P-384, Ed25519 or RSA)"
+        ))
     }
 }
 
@@ -112,7 +130,9 @@ fn modulus_bits(bytes: &[u8]) -> usize {
         Some(i) => &bytes[i..],
         None => return 0,
     };
-    let lead = trimmed.first().map_or(0, |b| 8 - b.leading_zeros() as usize);
+    let lead = trimmed
+        .first()
+        .map_or(0, |b| 8 - b.leading_zeros() as usize);
     (trimmed.len() - 1) * 8 + lead
 }
 
@@ -129,7 +149,9 @@ impl std::str::FromStr for KeyType {
         KeyType::ALL
             .into_iter()
             .find(|k| k.as_str() == lower)
-            .ok_or_else(|| PkiError::UnknownKeyType { value: s.to_owned() })
+            .ok_or_else(|| PkiError::UnknownKeyType {
+                value: s.to_owned(),
+            })
     }
 }
 
@@ -148,7 +170,10 @@ impl<'de> Deserialize<'de> for KeyType {
 
 /// Loads a PKCS#8 private key (DER). Other encodings (SEC1, PKCS#1) are refused.
 pub(crate) fn load_pkcs8(der: &[u8], what: &str) -> Result<(KeyPair, KeyType), PkiError> {
-    let malformed = |reason: &str| PkiError::MalformedKey { what: what.to_owned(), reason: reason.to_owned() };
+    let malformed = |reason: &str| PkiError::MalformedKey {
+        what: what.to_owned(),
+        reason: reason.to_owned(),
+    };
     match PrivateKeyDer::try_from(der) {
         Ok(PrivateKeyDer::Pkcs8(_)) => {}
         Ok(_) => return Err(malformed("the private key is not PKCS#8")),
@@ -156,8 +181,8 @@ pub(crate) fn load_pkcs8(der: &[u8], what: &str) -> Result<(KeyPair, KeyType), P
     }
     let pair = KeyPair::try_from(&PrivatePkcs8KeyDer::from(der))
         .map_err(|e| malformed(&format!("the PKCS#8 private key cannot be used: {e}")))?;
-    let key_type =
-        KeyType::of_spki_der(&pair.subject_public_key_info()).map_err(|reason| malformed(&reason))?;
+    let key_type = KeyType::of_spki_der(&pair.subject_public_key_info())
+        .map_err(|reason| malformed(&reason))?;
     Ok((pair, key_type))
 }
 
@@ -167,7 +192,10 @@ pub(crate) fn load_pkcs8_pem(
     text: &str,
     what: &str,
 ) -> Result<(KeyPair, KeyType, Zeroizing<Vec<u8>>), PkiError> {
-    let malformed = |reason: String| PkiError::MalformedKey { what: what.to_owned(), reason };
+    let malformed = |reason: String| PkiError::MalformedKey {
+        what: what.to_owned(),
+        reason,
+    };
     let blocks = pem::parse_many(text).map_err(|e| malformed(format!("malformed PEM: {e}")))?;
     let mut keys = Vec::new();
     for block in blocks {
@@ -189,7 +217,11 @@ pub(crate) fn load_pkcs8_pem(
     }
     let der = match keys.len() {
         1 => keys.remove(0),
-        0 => return Err(malformed("no `-----BEGIN PRIVATE KEY-----` block found".to_owned())),
+        0 => {
+            return Err(malformed(
+                "no `-----BEGIN PRIVATE KEY-----` block found".to_owned(),
+            ));
+        }
         n => return Err(malformed(format!("expected one private key, found {n}"))),
     };
     let (pair, key_type) = load_pkcs8(&der, what)?;
@@ -200,8 +232,10 @@ pub(crate) fn load_pkcs8_pem(
 /// parameters, same key bits), comparing parsed structures rather than encodings.
 pub(crate) fn key_matches_spki(pair: &KeyPair, cert_spki_der: &[u8]) -> bool {
     let ours = pair.subject_public_key_info();
-    let (Ok((_, a)), Ok((_, b))) = (SubjectPublicKeyInfo::from_der(&ours), SubjectPublicKeyInfo::from_der(cert_spki_der))
-    else {
+    let (Ok((_, a)), Ok((_, b))) = (
+        SubjectPublicKeyInfo::from_der(&ours),
+        SubjectPublicKeyInfo::from_der(cert_spki_der),
+    ) else {
         return false;
     };
     a.algorithm == b.algorithm && a.subject_public_key.data == b.subject_public_key.data
@@ -218,7 +252,10 @@ mod tests {
             assert_eq!(serde_json::to_string(&k).expect("ser"), format!("\"{k}\""));
         }
         assert_eq!("P-256".parse::<KeyType>().expect("case"), KeyType::P256);
-        assert!(matches!("rsa-1024".parse::<KeyType>(), Err(PkiError::UnknownKeyType { .. })));
+        assert!(matches!(
+            "rsa-1024".parse::<KeyType>(),
+            Err(PkiError::UnknownKeyType { .. })
+        ));
         assert!(serde_json::from_str::<KeyType>("\"dsa\"").is_err());
         assert_eq!(KeyType::default(), KeyType::P256);
     }

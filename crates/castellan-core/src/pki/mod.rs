@@ -52,21 +52,33 @@ pub(crate) const DAY: i64 = 86_400;
 
 /// PEM with `\n` line endings on every platform.
 pub(crate) fn pem_encode(tag: &str, der: &[u8]) -> String {
-    pem::encode_config(&Pem::new(tag, der), EncodeConfig::new().set_line_ending(LineEnding::LF))
+    pem::encode_config(
+        &Pem::new(tag, der),
+        EncodeConfig::new().set_line_ending(LineEnding::LF),
+    )
 }
 
 /// Concatenated `CERTIFICATE` PEM blocks.
 pub(crate) fn certs_to_pem<'a>(certs: impl IntoIterator<Item = &'a CertificateDer<'a>>) -> String {
-    certs.into_iter().map(|c| pem_encode("CERTIFICATE", c.as_ref())).collect()
+    certs
+        .into_iter()
+        .map(|c| pem_encode("CERTIFICATE", c.as_ref()))
+        .collect()
 }
 
 /// Reads every PEM block of `text`; `what` names the input in errors.
 pub(crate) fn pem_blocks(text: &str, what: &str) -> Result<Vec<Pem>, PkiError> {
-    pem::parse_many(text).map_err(|e| PkiError::MalformedPem { what: what.to_owned(), reason: e.to_string() })
+    pem::parse_many(text).map_err(|e| PkiError::MalformedPem {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Reads the certificates of a PEM text: at least one, and nothing but certificates.
-pub(crate) fn certs_from_pem(text: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+pub(crate) fn certs_from_pem(
+    text: &str,
+    what: &str,
+) -> Result<Vec<CertificateDer<'static>>, PkiError> {
     let blocks = pem_blocks(text, what)?;
     if blocks.is_empty() {
         return Err(PkiError::MalformedPem {
@@ -79,7 +91,10 @@ pub(crate) fn certs_from_pem(text: &str, what: &str) -> Result<Vec<CertificateDe
         if block.tag() != "CERTIFICATE" {
             return Err(PkiError::MalformedPem {
                 what: what.to_owned(),
-                reason: format!("expected only CERTIFICATE blocks, found a `{}` block", block.tag()),
+                reason: format!(
+                    "expected only CERTIFICATE blocks, found a `{}` block",
+                    block.tag()
+                ),
             });
         }
         let der = CertificateDer::from(block.into_contents());
@@ -91,7 +106,10 @@ pub(crate) fn certs_from_pem(text: &str, what: &str) -> Result<Vec<CertificateDe
 }
 
 /// Exactly one certificate.
-pub(crate) fn one_cert_from_pem(text: &str, what: &str) -> Result<CertificateDer<'static>, PkiError> {
+pub(crate) fn one_cert_from_pem(
+    text: &str,
+    what: &str,
+) -> Result<CertificateDer<'static>, PkiError> {
     let mut certs = certs_from_pem(text, what)?;
     if certs.len() != 1 {
         return Err(PkiError::MalformedPem {
@@ -99,20 +117,27 @@ pub(crate) fn one_cert_from_pem(text: &str, what: &str) -> Result<CertificateDer
             reason: format!("expected exactly one certificate, found {}", certs.len()),
         });
     }
-    certs.pop().ok_or_else(|| PkiError::MalformedPem { what: what.to_owned(), reason: "no certificate".to_owned() })
+    certs.pop().ok_or_else(|| PkiError::MalformedPem {
+        what: what.to_owned(),
+        reason: "no certificate".to_owned(),
+    })
 }
 
 /// Unix seconds as rcgen's time type.
 pub(crate) fn datetime(unix: i64) -> Result<OffsetDateTime, PkiError> {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .map_err(|e| PkiError::InvalidTime { reason: format!("{unix} is not a representable unix time: {e}") })
+    OffsetDateTime::from_unix_timestamp(unix).map_err(|e| PkiError::InvalidTime {
+        reason: format!("{unix} is not a representable unix time: {e}"),
+    })
 }
 
 /// `now` as webpki's time type (it must not be before 1970).
 pub(crate) fn unix_time(now: i64) -> Result<rustls_pki_types::UnixTime, PkiError> {
-    let secs = u64::try_from(now)
-        .map_err(|_| PkiError::InvalidTime { reason: format!("{now} is before 1970-01-01") })?;
-    Ok(rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs)))
+    let secs = u64::try_from(now).map_err(|_| PkiError::InvalidTime {
+        reason: format!("{now} is before 1970-01-01"),
+    })?;
+    Ok(rustls_pki_types::UnixTime::since_unix_epoch(
+        std::time::Duration::from_secs(secs),
+    ))
 }
 
 /// `now + secs`, refusing overflow.
@@ -120,7 +145,9 @@ pub(crate) fn add_secs(now: i64, secs: u64) -> Result<i64, PkiError> {
     i64::try_from(secs)
         .ok()
         .and_then(|s| now.checked_add(s))
-        .ok_or_else(|| PkiError::InvalidTime { reason: format!("{now} + {secs} seconds overflows") })
+        .ok_or_else(|| PkiError::InvalidTime {
+            reason: format!("{now} + {secs} seconds overflows"),
+        })
 }
 
 /// A random serial number: 16 bytes, the high bit cleared so the DER INTEGER is positive and exactly
@@ -138,11 +165,11 @@ pub(crate) fn random_serial() -> Result<[u8; 16], PkiError> {
 /// A duration for messages: `90d`, `12h`, `30m` or `45s`, whichever is exact.
 pub(crate) fn human_secs(secs: u64) -> String {
     const D: u64 = 86_400;
-    if secs >= D && secs % D == 0 {
+    if secs >= D && secs.is_multiple_of(D) {
         format!("{}d", secs / D)
-    } else if secs >= 3600 && secs % 3600 == 0 {
+    } else if secs >= 3600 && secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs >= 60 && secs % 60 == 0 {
+    } else if secs >= 60 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")
@@ -151,5 +178,8 @@ pub(crate) fn human_secs(secs: u64) -> String {
 
 /// Maps an rcgen error while building `what`.
 pub(crate) fn build_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> PkiError {
-    move |e| PkiError::Build { what, reason: e.to_string() }
+    move |e| PkiError::Build {
+        what,
+        reason: e.to_string(),
+    }
 }

@@ -45,15 +45,19 @@ pub struct CertInfo {
 /// Reads the first certificate of a PEM text (every block must be a certificate).
 pub fn parse_cert_pem(pem: &str) -> Result<CertInfo, PkiError> {
     let certs = certs_from_pem(pem, "certificate")?;
-    let first = certs
-        .first()
-        .ok_or_else(|| PkiError::MalformedPem { what: "certificate".to_owned(), reason: "no certificate".to_owned() })?;
+    let first = certs.first().ok_or_else(|| PkiError::MalformedPem {
+        what: "certificate".to_owned(),
+        reason: "no certificate".to_owned(),
+    })?;
     parse_cert_der(first)
 }
 
 /// Reads every certificate of a PEM text, in order.
 pub fn parse_certs_pem(pem: &str) -> Result<Vec<CertInfo>, PkiError> {
-    certs_from_pem(pem, "certificates")?.iter().map(|c| parse_cert_der(c)).collect()
+    certs_from_pem(pem, "certificates")?
+        .iter()
+        .map(|c| parse_cert_der(c))
+        .collect()
 }
 
 /// Reads a DER certificate.
@@ -91,7 +95,9 @@ pub fn parse_cert_der(der: &[u8]) -> Result<CertInfo, PkiError> {
                     }
                 }
             }
-            ParsedExtension::SubjectKeyIdentifier(k) => info.subject_key_id = Some(hex::encode(k.0)),
+            ParsedExtension::SubjectKeyIdentifier(k) => {
+                info.subject_key_id = Some(hex::encode(k.0))
+            }
             ParsedExtension::AuthorityKeyIdentifier(a) => {
                 info.authority_key_id = a.key_identifier.as_ref().map(|k| hex::encode(k.0));
             }
@@ -103,7 +109,10 @@ pub fn parse_cert_der(der: &[u8]) -> Result<CertInfo, PkiError> {
 
 /// Parses DER with x509-parser, refusing trailing bytes; `what` names the input in errors.
 pub(crate) fn x509<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, PkiError> {
-    let malformed = |reason: String| PkiError::MalformedCertificate { what: what.to_owned(), reason };
+    let malformed = |reason: String| PkiError::MalformedCertificate {
+        what: what.to_owned(),
+        reason,
+    };
     let (rest, cert) = X509Certificate::from_der(der).map_err(|e| malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(malformed("trailing bytes after the certificate".to_owned()));
@@ -113,7 +122,11 @@ pub(crate) fn x509<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>,
 
 /// The first common name of the subject.
 pub(crate) fn common_name(cert: &X509Certificate<'_>) -> Option<String> {
-    cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned)
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned)
 }
 
 /// The subject for messages: the common name, else the whole distinguished name.
@@ -123,10 +136,12 @@ pub(crate) fn display_subject(cert: &X509Certificate<'_>) -> String {
 
 /// The subject key identifier extension's value.
 pub(crate) fn subject_key_id(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
-    cert.extensions().iter().find_map(|e| match e.parsed_extension() {
-        ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
-        _ => None,
-    })
+    cert.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+            _ => None,
+        })
 }
 
 /// An IP SAN's bytes (4 or 16) as an address.
@@ -140,6 +155,9 @@ pub(crate) fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
 
 /// A serial's INTEGER bytes as lowercase hex, without leading zero bytes (at least one byte kept).
 pub(crate) fn serial_hex(raw: &[u8]) -> String {
-    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len().saturating_sub(1));
+    let start = raw
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(raw.len().saturating_sub(1));
     hex::encode(&raw[start..])
 }

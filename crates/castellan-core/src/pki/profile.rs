@@ -102,7 +102,9 @@ impl std::str::FromStr for Purpose {
             "server" => Ok(Purpose::Server),
             "client" => Ok(Purpose::Client),
             "peer" => Ok(Purpose::Peer),
-            _ => Err(PkiError::UnknownPurpose { value: s.to_owned() }),
+            _ => Err(PkiError::UnknownPurpose {
+                value: s.to_owned(),
+            }),
         }
     }
 }
@@ -207,11 +209,19 @@ impl Profile {
 
     /// Checks the definition: name, patterns, TTLs and key types.
     pub fn validate(&self) -> Result<(), PkiError> {
-        let invalid = |reason: String| PkiError::InvalidProfile { profile: self.name.clone(), reason };
+        let invalid = |reason: String| PkiError::InvalidProfile {
+            profile: self.name.clone(),
+            reason,
+        };
         if self.name.is_empty()
-            || !self.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         {
-            return Err(invalid("the name must be non-empty lowercase letters, digits, `-` or `_`".to_owned()));
+            return Err(invalid(
+                "the name must be non-empty lowercase letters, digits, `-` or `_`".to_owned(),
+            ));
         }
         for p in &self.allowed_dns {
             check_dns_pattern(p).map_err(|r| invalid(format!("DNS pattern `{p}`: {r}")))?;
@@ -221,7 +231,9 @@ impl Profile {
         }
         for p in self.allowed_uris.iter().chain(&self.allowed_common_names) {
             if p.is_empty() || p.chars().any(|c| c.is_control()) {
-                return Err(invalid(format!("pattern `{p}` is empty or has control characters")));
+                return Err(invalid(format!(
+                    "pattern `{p}` is empty or has control characters"
+                )));
             }
         }
         if self.max_ttl_secs == 0 {
@@ -237,7 +249,9 @@ impl Profile {
             )));
         }
         if self.key_types.is_empty() {
-            return Err(invalid("key_types must list at least one key type".to_owned()));
+            return Err(invalid(
+                "key_types must list at least one key type".to_owned(),
+            ));
         }
         if !self.key_types.contains(&self.default_key_type) {
             return Err(invalid(format!(
@@ -252,7 +266,10 @@ impl Profile {
     /// The lifetime of a certificate: the requested TTL or the profile default, never above the
     /// maximum.
     pub fn check_ttl(&self, requested: Option<u64>) -> Result<u64, PkiError> {
-        let ttl = requested.unwrap_or_else(|| self.default_ttl_secs.unwrap_or(DEFAULT_TTL.min(self.max_ttl_secs)));
+        let ttl = requested.unwrap_or_else(|| {
+            self.default_ttl_secs
+                .unwrap_or(DEFAULT_TTL.min(self.max_ttl_secs))
+        });
         if ttl == 0 {
             return Err(PkiError::TtlZero);
         }
@@ -290,7 +307,10 @@ impl Profile {
     ) -> Result<Names, PkiError> {
         let count = dns.len() + ips.len() + uris.len();
         if count > MAX_SANS {
-            return Err(PkiError::TooManySans { count, max: MAX_SANS });
+            return Err(PkiError::TooManySans {
+                count,
+                max: MAX_SANS,
+            });
         }
         let mut out = Names::default();
         for name in dns {
@@ -303,7 +323,10 @@ impl Profile {
             }
         }
         for ip in ips {
-            let allowed = self.allowed_ips.iter().any(|p| IpPattern::parse(p).is_ok_and(|p| p.matches(*ip)));
+            let allowed = self
+                .allowed_ips
+                .iter()
+                .any(|p| IpPattern::parse(p).is_ok_and(|p| p.matches(*ip)));
             if !allowed {
                 return Err(self.san_refused(SanKind::Ip, &ip.to_string(), &self.allowed_ips));
             }
@@ -343,7 +366,10 @@ impl Profile {
         if self.allowed_common_names.is_empty() {
             let lower = cn.to_ascii_lowercase();
             let is_san = names.dns.contains(&lower)
-                || names.ips.iter().any(|ip| cn.parse::<IpAddr>().is_ok_and(|c| c == *ip))
+                || names
+                    .ips
+                    .iter()
+                    .any(|ip| cn.parse::<IpAddr>().is_ok_and(|c| c == *ip))
                 || names.uris.iter().any(|u| u == cn);
             if !is_san {
                 return Err(refused(
@@ -354,10 +380,17 @@ impl Profile {
             }
             return Ok(());
         }
-        if self.allowed_common_names.iter().any(|p| p == "*" || glob(p, cn)) {
+        if self
+            .allowed_common_names
+            .iter()
+            .any(|p| p == "*" || glob(p, cn))
+        {
             Ok(())
         } else {
-            Err(refused(format!("allowed: {}", self.allowed_common_names.join(", "))))
+            Err(refused(format!(
+                "allowed: {}",
+                self.allowed_common_names.join(", ")
+            )))
         }
     }
 
@@ -366,7 +399,11 @@ impl Profile {
             kind,
             value: value.to_owned(),
             profile: self.name.clone(),
-            allowed: if patterns.is_empty() { "none".to_owned() } else { patterns.join(", ") },
+            allowed: if patterns.is_empty() {
+                "none".to_owned()
+            } else {
+                patterns.join(", ")
+            },
         }
     }
 }
@@ -399,7 +436,12 @@ pub struct Profiles {
 
 impl Default for Profiles {
     fn default() -> Self {
-        Self { by_name: Profile::builtins().into_iter().map(|p| (p.name.clone(), p)).collect() }
+        Self {
+            by_name: Profile::builtins()
+                .into_iter()
+                .map(|p| (p.name.clone(), p))
+                .collect(),
+        }
     }
 }
 
@@ -424,10 +466,12 @@ impl Profiles {
 
     /// The profile of that name.
     pub fn get(&self, name: &str) -> Result<&Profile, PkiError> {
-        self.by_name.get(name).ok_or_else(|| PkiError::UnknownProfile {
-            name: name.to_owned(),
-            known: self.by_name.keys().cloned().collect::<Vec<_>>().join(", "),
-        })
+        self.by_name
+            .get(name)
+            .ok_or_else(|| PkiError::UnknownProfile {
+                name: name.to_owned(),
+                known: self.by_name.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
     }
 
     /// Every profile, by name.
@@ -437,13 +481,20 @@ impl Profiles {
 }
 
 fn list(kts: &[KeyType]) -> String {
-    kts.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+    kts.iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Validates and lowercases a requested DNS name. A wildcard is allowed only as the whole leftmost
 /// label, followed by at least two labels.
 pub(crate) fn normalize_dns(name: &str) -> Result<String, PkiError> {
-    let invalid = |reason: &str| PkiError::InvalidName { kind: "DNS name", value: name.to_owned(), reason: reason.to_owned() };
+    let invalid = |reason: &str| PkiError::InvalidName {
+        kind: "DNS name",
+        value: name.to_owned(),
+        reason: reason.to_owned(),
+    };
     let lower = name.trim().to_ascii_lowercase();
     if lower.is_empty() {
         return Err(invalid("empty"));
@@ -480,11 +531,16 @@ fn check_dns_pattern(p: &str) -> Result<(), String> {
     if p != p.to_ascii_lowercase() {
         return Err("patterns must be lowercase".to_owned());
     }
-    let rest = p.strip_prefix("**.").or_else(|| p.strip_prefix("*.")).unwrap_or(p);
+    let rest = p
+        .strip_prefix("**.")
+        .or_else(|| p.strip_prefix("*."))
+        .unwrap_or(p);
     if rest.contains('*') {
         return Err("`*` and `**` may only be the whole leftmost label".to_owned());
     }
-    DnsName::try_from(rest).map(|_| ()).map_err(|_| "not a valid DNS name".to_owned())
+    DnsName::try_from(rest)
+        .map(|_| ())
+        .map_err(|_| "not a valid DNS name".to_owned())
 }
 
 /// Whether a normalized DNS name matches a pattern (see the module documentation).
@@ -524,11 +580,18 @@ impl IpPattern {
         let addr: IpAddr = addr.parse().map_err(|_| "not an IP address".to_owned())?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let len = match len {
-            Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| format!("prefix length must be 0..={max}"))?,
+            Some(l) => l
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or_else(|| format!("prefix length must be 0..={max}"))?,
             None => max,
         };
         if mask(addr, len) != addr {
-            return Err(format!("host bits are set (did you mean {}/{len}?)", mask(addr, len)));
+            return Err(format!(
+                "host bits are set (did you mean {}/{len}?)",
+                mask(addr, len)
+            ));
         }
         Ok(IpPattern::Net(addr, len))
     }
@@ -578,12 +641,18 @@ pub(crate) fn glob(pattern: &str, value: &str) -> bool {
 
 /// A URI SAN: `scheme:rest`, printable ASCII without spaces.
 fn check_uri(uri: &str) -> Result<(), PkiError> {
-    let invalid = |reason: &str| PkiError::InvalidName { kind: "URI", value: uri.to_owned(), reason: reason.to_owned() };
+    let invalid = |reason: &str| PkiError::InvalidName {
+        kind: "URI",
+        value: uri.to_owned(),
+        reason: reason.to_owned(),
+    };
     if !uri.chars().all(|c| c.is_ascii_graphic()) {
         return Err(invalid("only printable ASCII without spaces is allowed"));
     }
     let Some((scheme, rest)) = uri.split_once(':') else {
-        return Err(invalid("a URI needs a scheme, such as `spiffe:` or `https:`"));
+        return Err(invalid(
+            "a URI needs a scheme, such as `spiffe:` or `https:`",
+        ));
     };
     let mut chars = scheme.chars();
     let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -595,7 +664,11 @@ fn check_uri(uri: &str) -> Result<(), PkiError> {
 }
 
 fn check_cn(cn: &str) -> Result<(), PkiError> {
-    let invalid = |reason: &str| PkiError::InvalidName { kind: "common name", value: cn.to_owned(), reason: reason.to_owned() };
+    let invalid = |reason: &str| PkiError::InvalidName {
+        kind: "common name",
+        value: cn.to_owned(),
+        reason: reason.to_owned(),
+    };
     if cn.chars().count() > MAX_CN_LEN {
         return Err(invalid("longer than 64 characters"));
     }
@@ -628,9 +701,24 @@ mod tests {
     #[test]
     fn dns_names_are_validated() {
         assert_eq!(normalize_dns("A.Example.COM").expect("ok"), "a.example.com");
-        assert_eq!(normalize_dns("*.example.com").expect("wildcard"), "*.example.com");
-        for bad in ["", "a..b", "foo*.example.com", "*.com", "a.*.example.com", "10.0.0.1", "x.example.com.", "a b.com"] {
-            assert!(matches!(normalize_dns(bad), Err(PkiError::InvalidName { .. })), "{bad}");
+        assert_eq!(
+            normalize_dns("*.example.com").expect("wildcard"),
+            "*.example.com"
+        );
+        for bad in [
+            "",
+            "a..b",
+            "foo*.example.com",
+            "*.com",
+            "a.*.example.com",
+            "10.0.0.1",
+            "x.example.com.",
+            "a b.com",
+        ] {
+            assert!(
+                matches!(normalize_dns(bad), Err(PkiError::InvalidName { .. })),
+                "{bad}"
+            );
         }
     }
 
@@ -652,8 +740,14 @@ mod tests {
 
     #[test]
     fn globs() {
-        assert!(glob("spiffe://c.local/ns/prod/*", "spiffe://c.local/ns/prod/sa/web"));
-        assert!(!glob("spiffe://c.local/ns/prod/*", "spiffe://c.local/ns/dev/sa/web"));
+        assert!(glob(
+            "spiffe://c.local/ns/prod/*",
+            "spiffe://c.local/ns/prod/sa/web"
+        ));
+        assert!(!glob(
+            "spiffe://c.local/ns/prod/*",
+            "spiffe://c.local/ns/dev/sa/web"
+        ));
         assert!(glob("device-*-eu", "device-17-eu"));
         assert!(!glob("device-*-eu", "device-17-us"));
         assert!(glob("a*b*c", "abc"));
@@ -683,30 +777,64 @@ mod tests {
         p.validate().expect("valid");
         assert_eq!(p.check_ttl(None).expect("default"), 7 * 86_400);
         let err = p.check_ttl(Some(8 * 86_400)).expect_err("too long");
-        assert_eq!(err.to_string(), "requested TTL 8d exceeds the maximum of 7d allowed by profile `mqtt`");
+        assert_eq!(
+            err.to_string(),
+            "requested TTL 8d exceeds the maximum of 7d allowed by profile `mqtt`"
+        );
         assert!(matches!(p.check_ttl(Some(0)), Err(PkiError::TtlZero)));
         let err = p.check_key_type(Some(KeyType::Rsa2048)).expect_err("rsa");
-        assert_eq!(err.to_string(), "key type rsa-2048 is not allowed by profile `mqtt` (allowed: p-256, ed25519)");
+        assert_eq!(
+            err.to_string(),
+            "key type rsa-2048 is not allowed by profile `mqtt` (allowed: p-256, ed25519)"
+        );
 
         let names = p
-            .check_names(None, &["A.svc.local".into(), "a.svc.local".into()], &["10.1.1.1".parse().expect("ip")], &[])
+            .check_names(
+                None,
+                &["A.svc.local".into(), "a.svc.local".into()],
+                &["10.1.1.1".parse().expect("ip")],
+                &[],
+            )
             .expect("names");
         assert_eq!(names.dns, vec!["a.svc.local".to_owned()]);
         assert_eq!(names.common_name.as_deref(), Some("a.svc.local"));
 
-        let err = p.check_names(None, &["evil.example".into()], &[], &[]).expect_err("san");
+        let err = p
+            .check_names(None, &["evil.example".into()], &[], &[])
+            .expect_err("san");
         assert_eq!(
             err.to_string(),
             "DNS name `evil.example` is not allowed by profile `mqtt` (allowed: *.svc.local, broker.local)"
         );
-        let err = p.check_names(None, &[], &["192.168.1.1".parse().expect("ip")], &[]).expect_err("ip");
-        assert!(matches!(err, PkiError::SanNotAllowed { kind: SanKind::Ip, .. }));
-        let err = p.check_names(None, &[], &[], &["spiffe://x/y".into()]).expect_err("uri");
+        let err = p
+            .check_names(None, &[], &["192.168.1.1".parse().expect("ip")], &[])
+            .expect_err("ip");
+        assert!(matches!(
+            err,
+            PkiError::SanNotAllowed {
+                kind: SanKind::Ip,
+                ..
+            }
+        ));
+        let err = p
+            .check_names(None, &[], &[], &["spiffe://x/y".into()])
+            .expect_err("uri");
         assert!(err.to_string().contains("(allowed: none)"), "{err}");
-        let err = p.check_names(Some("admin"), &["a.svc.local".into()], &[], &[]).expect_err("cn");
+        let err = p
+            .check_names(Some("admin"), &["a.svc.local".into()], &[], &[])
+            .expect_err("cn");
         assert!(matches!(err, PkiError::CommonNameNotAllowed { .. }));
-        p.check_names(Some("10.1.1.1"), &[], &["10.1.1.1".parse().expect("ip")], &[]).expect("cn is ip san");
-        assert!(matches!(p.check_names(None, &[], &[], &[]), Err(PkiError::NoSubjectName)));
+        p.check_names(
+            Some("10.1.1.1"),
+            &[],
+            &["10.1.1.1".parse().expect("ip")],
+            &[],
+        )
+        .expect("cn is ip san");
+        assert!(matches!(
+            p.check_names(None, &[], &[], &[]),
+            Err(PkiError::NoSubjectName)
+        ));
     }
 
     #[test]
@@ -716,7 +844,12 @@ mod tests {
         assert!(matches!(p.validate(), Err(PkiError::InvalidProfile { .. })));
         let mut p = mqtt();
         p.allowed_ips = vec!["10.0.0.1/8".into()];
-        assert!(p.validate().expect_err("ip").to_string().contains("did you mean 10.0.0.0/8"));
+        assert!(
+            p.validate()
+                .expect_err("ip")
+                .to_string()
+                .contains("did you mean 10.0.0.0/8")
+        );
         let mut p = mqtt();
         p.default_key_type = KeyType::P384;
         assert!(p.validate().is_err());
@@ -734,13 +867,20 @@ mod tests {
         .expect("parse");
         assert_eq!(p.max_ttl_secs, BUILTIN_MAX_TTL);
         assert!(p.allowed_dns.is_empty());
-        p.check_names(Some("device-1"), &[], &[], &[]).expect("cn only");
-        assert!(serde_json::from_str::<Profile>(r#"{"name":"x","purpose":"server","alowed_dns":[]}"#).is_err());
+        p.check_names(Some("device-1"), &[], &[], &[])
+            .expect("cn only");
+        assert!(
+            serde_json::from_str::<Profile>(r#"{"name":"x","purpose":"server","alowed_dns":[]}"#)
+                .is_err()
+        );
         let all = Profiles::new([p]).expect("profiles");
         assert_eq!(all.get("iot").expect("iot").purpose, Purpose::Client);
         assert_eq!(all.get("peer").expect("peer").purpose, Purpose::Peer);
         let err = all.get("nope").expect_err("unknown");
-        assert_eq!(err.to_string(), "unknown certificate profile `nope` (known: client, iot, peer, server)");
+        assert_eq!(
+            err.to_string(),
+            "unknown certificate profile `nope` (known: client, iot, peer, server)"
+        );
         for b in Profile::builtins() {
             b.validate().expect("builtin valid");
         }

@@ -70,7 +70,11 @@ fn x509(der: &[u8]) -> X509Certificate<'_> {
 }
 
 fn der_of(pem_text: &str) -> Vec<CertificateDer<'static>> {
-    pem::parse_many(pem_text).expect("pem").into_iter().map(|p| CertificateDer::from(p.into_contents())).collect()
+    pem::parse_many(pem_text)
+        .expect("pem")
+        .into_iter()
+        .map(|p| CertificateDer::from(p.into_contents()))
+        .collect()
 }
 
 fn ski(cert: &X509Certificate<'_>) -> Vec<u8> {
@@ -87,7 +91,9 @@ fn aki(cert: &X509Certificate<'_>) -> Vec<u8> {
     cert.extensions()
         .iter()
         .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
             _ => None,
         })
         .expect("authority key identifier")
@@ -95,24 +101,47 @@ fn aki(cert: &X509Certificate<'_>) -> Vec<u8> {
 
 /// Runs `openssl` in `dir`; returns success and the combined output.
 fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
 /// webpki, directly: the leaf with the fixture's root as the only anchor and the given intermediates.
-fn webpki_verify(leaf: &[u8], intermediates: &[CertificateDer<'static>], usage: KeyUsage) -> Result<(), webpki::Error> {
+fn webpki_verify(
+    leaf: &[u8],
+    intermediates: &[CertificateDer<'static>],
+    usage: KeyUsage,
+) -> Result<(), webpki::Error> {
     let (ca, _, now) = fixture();
     let root = CertificateDer::from(ca.root.cert_der.clone());
     let anchors = [webpki::anchor_from_trusted_cert(&root).expect("anchor")];
     let leaf = CertificateDer::from(leaf.to_vec());
     let ee = EndEntityCert::try_from(&leaf).expect("ee");
     let time = unix_time(*now).expect("time");
-    ee.verify_for_usage(webpki::ALL_VERIFICATION_ALGS, &anchors, intermediates, time, usage, None, None).map(|_| ())
+    ee.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        &anchors,
+        intermediates,
+        time,
+        usage,
+        None,
+        None,
+    )
+    .map(|_| ())
 }
 
 fn intermediate_der() -> Vec<CertificateDer<'static>> {
-    vec![CertificateDer::from(fixture().0.intermediate.cert_der.clone())]
+    vec![CertificateDer::from(
+        fixture().0.intermediate.cert_der.clone(),
+    )]
 }
 
 #[test]
@@ -131,7 +160,12 @@ fn root_and_intermediate_have_the_ca_extensions() {
     let bc = root.basic_constraints().expect("bc").expect("root bc");
     assert!(bc.critical && bc.value.ca && bc.value.path_len_constraint.is_none());
     let ku = root.key_usage().expect("ku").expect("root ku");
-    assert!(ku.critical && ku.value.key_cert_sign() && ku.value.crl_sign() && !ku.value.digital_signature());
+    assert!(
+        ku.critical
+            && ku.value.key_cert_sign()
+            && ku.value.crl_sign()
+            && !ku.value.digital_signature()
+    );
     assert_eq!(root.subject(), root.issuer());
     assert!(root.verify_signature(None).is_ok(), "root is self-signed");
     assert_eq!(ski(&root).len(), 20);
@@ -147,21 +181,39 @@ fn root_and_intermediate_have_the_ca_extensions() {
     assert_ne!(ski(&int), ski(&root));
     assert!(int.verify_signature(Some(root.public_key())).is_ok());
     assert_eq!(int.validity().not_after.timestamp(), now + 1825 * DAY);
-    assert_eq!(parse_cert_der(&ca.intermediate.cert_der).expect("info").common_name.as_deref(), Some("Castellan Intermediate CA"));
+    assert_eq!(
+        parse_cert_der(&ca.intermediate.cert_der)
+            .expect("info")
+            .common_name
+            .as_deref(),
+        Some("Castellan Intermediate CA")
+    );
 
     for c in [&root, &int] {
         assert_eq!(c.raw_serial().len(), 16);
         assert!(c.raw_serial()[0] & 0x80 == 0 && c.raw_serial()[0] != 0);
     }
     // The key is PKCS#8 and belongs to the certificate.
-    assert!(Issuer::new(&ca.intermediate.cert_pem, &ca.intermediate.key_pkcs8_der, &ca.root.cert_pem, "").is_ok());
+    assert!(
+        Issuer::new(
+            &ca.intermediate.cert_pem,
+            &ca.intermediate.key_pkcs8_der,
+            &ca.root.cert_pem,
+            ""
+        )
+        .is_ok()
+    );
     assert!(!format!("{:?}", ca.root).contains(&hex::encode(&ca.root.key_pkcs8_der[..]))); // Debug hides the key
 }
 
 #[test]
 fn server_leaf_has_every_extension() {
     let set = issuer()
-        .issue(&builtin("server"), &request(&["api.svc.local", "API.svc.local"], &["10.0.0.5", "::1"]), now())
+        .issue(
+            &builtin("server"),
+            &request(&["api.svc.local", "API.svc.local"], &["10.0.0.5", "::1"]),
+            now(),
+        )
         .expect("issue");
     let leaf = x509(&set.cert_der);
     let int = x509(&fixture().0.intermediate.cert_der);
@@ -178,11 +230,17 @@ fn server_leaf_has_every_extension() {
     assert!(bc.critical && !bc.value.ca);
     let ku = leaf.key_usage().expect("ku").expect("leaf ku");
     assert!(ku.critical && ku.value.digital_signature());
-    assert!(!ku.value.key_encipherment() && !ku.value.key_cert_sign(), "EC leaf: digitalSignature only");
+    assert!(
+        !ku.value.key_encipherment() && !ku.value.key_cert_sign(),
+        "EC leaf: digitalSignature only"
+    );
     let eku = leaf.extended_key_usage().expect("eku").expect("leaf eku");
     assert!(eku.value.server_auth && !eku.value.client_auth);
 
-    let san = leaf.subject_alternative_name().expect("san").expect("leaf san");
+    let san = leaf
+        .subject_alternative_name()
+        .expect("san")
+        .expect("leaf san");
     let names: Vec<String> = san
         .value
         .general_names
@@ -193,8 +251,16 @@ fn server_leaf_has_every_extension() {
             other => format!("{other:?}"),
         })
         .collect();
-    assert_eq!(names, ["dns:api.svc.local", "ip:10.0.0.5", "ip:::1"], "duplicates removed, lowercased");
-    assert_eq!(set.common_name.as_deref(), Some("api.svc.local"), "CN defaults to the first DNS name");
+    assert_eq!(
+        names,
+        ["dns:api.svc.local", "ip:10.0.0.5", "ip:::1"],
+        "duplicates removed, lowercased"
+    );
+    assert_eq!(
+        set.common_name.as_deref(),
+        Some("api.svc.local"),
+        "CN defaults to the first DNS name"
+    );
 
     // Validity: backdated a minute, the profile's default TTL (30 days).
     assert_eq!(set.not_before, now() - BACKDATE_SECS);
@@ -213,23 +279,44 @@ fn server_leaf_has_every_extension() {
     assert!(cdp.contains("http://castellan.test/v1/pki/crl"), "{cdp}");
 
     // The output files.
-    assert_eq!(der_of(&set.cert_pem), vec![CertificateDer::from(set.cert_der.clone())]);
+    assert_eq!(
+        der_of(&set.cert_pem),
+        vec![CertificateDer::from(set.cert_der.clone())]
+    );
     assert_eq!(der_of(&set.chain_pem).len(), 2);
-    assert_eq!(der_of(&set.chain_pem)[1].as_ref(), &fixture().0.intermediate.cert_der[..]);
+    assert_eq!(
+        der_of(&set.chain_pem)[1].as_ref(),
+        &fixture().0.intermediate.cert_der[..]
+    );
     assert_eq!(der_of(&set.ca_bundle_pem).len(), 2);
-    assert_eq!(der_of(&set.ca_bundle_pem)[0].as_ref(), &fixture().0.root.cert_der[..]);
+    assert_eq!(
+        der_of(&set.ca_bundle_pem)[0].as_ref(),
+        &fixture().0.root.cert_der[..]
+    );
     assert_eq!(set.root_pem, fixture().0.root.cert_pem);
     let key_pem = set.key_pem.as_ref().expect("key");
     assert!(key_pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
-    assert!(!format!("{set:?}").contains("PRIVATE KEY"), "Debug never prints the key");
+    assert!(
+        !format!("{set:?}").contains("PRIVATE KEY"),
+        "Debug never prints the key"
+    );
 
     // The parsing helpers agree.
     let info = parse_cert_pem(&set.cert_pem).expect("info");
     assert_eq!(info.serial_hex, set.serial_hex);
     assert_eq!(info.common_name.as_deref(), Some("api.svc.local"));
     assert_eq!(info.dns_names, ["api.svc.local"]);
-    assert_eq!(info.ip_addresses, ["10.0.0.5".parse::<IpAddr>().expect("ip"), "::1".parse().expect("ip")]);
-    assert_eq!((info.not_before, info.not_after), (set.not_before, set.not_after));
+    assert_eq!(
+        info.ip_addresses,
+        [
+            "10.0.0.5".parse::<IpAddr>().expect("ip"),
+            "::1".parse().expect("ip")
+        ]
+    );
+    assert_eq!(
+        (info.not_before, info.not_after),
+        (set.not_before, set.not_after)
+    );
     assert!(!info.is_ca && !info.self_issued);
     assert_eq!(info.authority_key_id, Some(hex::encode(ski(&int))));
     assert_eq!(parse_certs_pem(&set.chain_pem).expect("chain").len(), 2);
@@ -238,23 +325,36 @@ fn server_leaf_has_every_extension() {
 #[test]
 fn leaves_verify_for_their_purpose_only() {
     let is = issuer();
-    let server = is.issue(&builtin("server"), &request(&["s.svc.local"], &[]), now()).expect("server");
-    let client = is.issue(&builtin("client"), &request(&["c.svc.local"], &[]), now()).expect("client");
-    let peer = is.issue(&builtin("peer"), &request(&["p.svc.local"], &[]), now()).expect("peer");
+    let server = is
+        .issue(&builtin("server"), &request(&["s.svc.local"], &[]), now())
+        .expect("server");
+    let client = is
+        .issue(&builtin("client"), &request(&["c.svc.local"], &[]), now())
+        .expect("client");
+    let peer = is
+        .issue(&builtin("peer"), &request(&["p.svc.local"], &[]), now())
+        .expect("peer");
     let ints = intermediate_der();
 
-    webpki_verify(&server.cert_der, &ints, KeyUsage::server_auth()).expect("server for server auth");
-    let err = webpki_verify(&server.cert_der, &ints, KeyUsage::client_auth()).expect_err("server for client auth");
-    assert!(matches!(err, webpki::Error::RequiredEkuNotFoundContext(_)), "{err:?}");
+    webpki_verify(&server.cert_der, &ints, KeyUsage::server_auth())
+        .expect("server for server auth");
+    let err = webpki_verify(&server.cert_der, &ints, KeyUsage::client_auth())
+        .expect_err("server for client auth");
+    assert!(
+        matches!(err, webpki::Error::RequiredEkuNotFoundContext(_)),
+        "{err:?}"
+    );
 
-    webpki_verify(&client.cert_der, &ints, KeyUsage::client_auth()).expect("client for client auth");
+    webpki_verify(&client.cert_der, &ints, KeyUsage::client_auth())
+        .expect("client for client auth");
     assert!(webpki_verify(&client.cert_der, &ints, KeyUsage::server_auth()).is_err());
 
     webpki_verify(&peer.cert_der, &ints, KeyUsage::server_auth()).expect("peer as server");
     webpki_verify(&peer.cert_der, &ints, KeyUsage::client_auth()).expect("peer as client");
 
     // Without the intermediate the path cannot be built.
-    let err = webpki_verify(&server.cert_der, &[], KeyUsage::server_auth()).expect_err("no intermediate");
+    let err =
+        webpki_verify(&server.cert_der, &[], KeyUsage::server_auth()).expect_err("no intermediate");
     assert!(matches!(err, webpki::Error::UnknownIssuer), "{err:?}");
 
     // verify_set: the right purpose passes, the wrong one is refused.
@@ -264,25 +364,47 @@ fn leaves_verify_for_their_purpose_only() {
     verify_set(&peer.pems(), Purpose::Server, now()).expect("peer set is a server set too");
     assert!(matches!(
         verify_set(&server.pems(), Purpose::Client, now()),
-        Err(PkiError::PurposeMismatch { missing: "clientAuth", .. })
+        Err(PkiError::PurposeMismatch {
+            missing: "clientAuth",
+            ..
+        })
     ));
-    assert!(matches!(verify_set(&client.pems(), Purpose::Peer, now()), Err(PkiError::PurposeMismatch { .. })));
+    assert!(matches!(
+        verify_set(&client.pems(), Purpose::Peer, now()),
+        Err(PkiError::PurposeMismatch { .. })
+    ));
 }
 
 #[test]
 fn leaves_are_valid_for_their_names_only() {
     let set = issuer()
-        .issue(&builtin("server"), &request(&["a.svc.local", "*.wild.svc.local"], &["10.1.2.3"]), now())
+        .issue(
+            &builtin("server"),
+            &request(&["a.svc.local", "*.wild.svc.local"], &["10.1.2.3"]),
+            now(),
+        )
         .expect("issue");
     let der = CertificateDer::from(set.cert_der.clone());
     let ee = EndEntityCert::try_from(&der).expect("ee");
     let name = |s: &str| ServerName::try_from(s.to_owned()).expect("name");
-    ee.verify_is_valid_for_subject_name(&name("a.svc.local")).expect("a");
-    ee.verify_is_valid_for_subject_name(&name("x.wild.svc.local")).expect("covered by the wildcard");
-    ee.verify_is_valid_for_subject_name(&name("10.1.2.3")).expect("ip");
-    assert!(ee.verify_is_valid_for_subject_name(&name("b.svc.local")).is_err());
-    assert!(ee.verify_is_valid_for_subject_name(&name("x.y.wild.svc.local")).is_err());
-    assert!(ee.verify_is_valid_for_subject_name(&name("10.1.2.4")).is_err());
+    ee.verify_is_valid_for_subject_name(&name("a.svc.local"))
+        .expect("a");
+    ee.verify_is_valid_for_subject_name(&name("x.wild.svc.local"))
+        .expect("covered by the wildcard");
+    ee.verify_is_valid_for_subject_name(&name("10.1.2.3"))
+        .expect("ip");
+    assert!(
+        ee.verify_is_valid_for_subject_name(&name("b.svc.local"))
+            .is_err()
+    );
+    assert!(
+        ee.verify_is_valid_for_subject_name(&name("x.y.wild.svc.local"))
+            .is_err()
+    );
+    assert!(
+        ee.verify_is_valid_for_subject_name(&name("10.1.2.4"))
+            .is_err()
+    );
     assert!(verify::check_names(&der, &["other.example".to_owned()], &[]).is_err());
     assert!(matches!(
         verify::check_names(&der, &[], &["10.9.9.9".parse().expect("ip")]),
@@ -294,13 +416,19 @@ fn leaves_are_valid_for_their_names_only() {
 fn key_types_p384_ed25519_and_rsa() {
     let is = issuer();
     for kt in [KeyType::P384, KeyType::Ed25519] {
-        let req = IssueRequest { key_type: Some(kt), ..request(&["k.svc.local"], &[]) };
+        let req = IssueRequest {
+            key_type: Some(kt),
+            ..request(&["k.svc.local"], &[])
+        };
         let set = is.issue(&builtin("peer"), &req, now()).expect("issue");
         assert_eq!(set.key_type, kt);
         verify_set(&set.pems(), Purpose::Peer, now()).expect("verifies");
     }
     // One RSA key (slow to generate): keyEncipherment is added, the key is PKCS#8 RSA-2048.
-    let req = IssueRequest { key_type: Some(KeyType::Rsa2048), ..request(&["rsa.svc.local"], &[]) };
+    let req = IssueRequest {
+        key_type: Some(KeyType::Rsa2048),
+        ..request(&["rsa.svc.local"], &[])
+    };
     let set = is.issue(&builtin("server"), &req, now()).expect("rsa");
     let leaf = x509(&set.cert_der);
     let ku = leaf.key_usage().expect("ku").expect("ku");
@@ -314,8 +442,20 @@ fn key_types_p384_ed25519_and_rsa() {
 #[test]
 fn openssl_verifies_the_chain_and_needs_the_intermediate() {
     let (ca, is, now) = fixture();
-    let set = is.issue(&builtin("server"), &request(&["openssl.svc.local"], &["127.0.0.1"]), *now).expect("issue");
-    let client = is.issue(&builtin("client"), &request(&["client.svc.local"], &[]), *now).expect("client");
+    let set = is
+        .issue(
+            &builtin("server"),
+            &request(&["openssl.svc.local"], &["127.0.0.1"]),
+            *now,
+        )
+        .expect("issue");
+    let client = is
+        .issue(
+            &builtin("client"),
+            &request(&["client.svc.local"], &[]),
+            *now,
+        )
+        .expect("client");
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     std::fs::write(d.join("root.pem"), &set.root_pem).expect("write");
@@ -324,9 +464,23 @@ fn openssl_verifies_the_chain_and_needs_the_intermediate() {
     std::fs::write(d.join("chain.pem"), &set.chain_pem).expect("write");
     std::fs::write(d.join("ca-bundle.pem"), &set.ca_bundle_pem).expect("write");
     std::fs::write(d.join("client.pem"), &client.cert_pem).expect("write");
-    std::fs::write(d.join("key.pem"), set.key_pem.as_ref().expect("key").as_bytes()).expect("write");
+    std::fs::write(
+        d.join("key.pem"),
+        set.key_pem.as_ref().expect("key").as_bytes(),
+    )
+    .expect("write");
 
-    let (ok, out) = openssl(d, &["verify", "-CAfile", "root.pem", "-untrusted", "intermediate.pem", "cert.pem"]);
+    let (ok, out) = openssl(
+        d,
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "intermediate.pem",
+            "cert.pem",
+        ],
+    );
     assert!(ok, "{out}");
     assert!(out.contains("cert.pem: OK"), "{out}");
 
@@ -336,20 +490,65 @@ fn openssl_verifies_the_chain_and_needs_the_intermediate() {
     // ca-bundle.pem works alone; chain.pem carries the intermediate.
     let (ok, out) = openssl(d, &["verify", "-CAfile", "ca-bundle.pem", "cert.pem"]);
     assert!(ok, "{out}");
-    let (ok, out) = openssl(d, &["verify", "-CAfile", "root.pem", "-untrusted", "chain.pem", "cert.pem"]);
+    let (ok, out) = openssl(
+        d,
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "chain.pem",
+            "cert.pem",
+        ],
+    );
     assert!(ok, "{out}");
 
     // openssl's purpose checks agree with the profile, and with strict X.509 checks on.
-    let strict = ["verify", "-x509_strict", "-CAfile", "root.pem", "-untrusted", "intermediate.pem", "-purpose"];
+    let strict = [
+        "verify",
+        "-x509_strict",
+        "-CAfile",
+        "root.pem",
+        "-untrusted",
+        "intermediate.pem",
+        "-purpose",
+    ];
     let (ok, out) = openssl(d, &[&strict[..], &["sslserver", "cert.pem"]].concat());
     assert!(ok, "{out}");
     let (ok, out) = openssl(d, &[&strict[..], &["sslclient", "cert.pem"]].concat());
-    assert!(!ok, "a server certificate is not a client certificate: {out}");
+    assert!(
+        !ok,
+        "a server certificate is not a client certificate: {out}"
+    );
     let (ok, out) = openssl(d, &[&strict[..], &["sslclient", "client.pem"]].concat());
     assert!(ok, "{out}");
-    let (ok, out) = openssl(d, &["verify", "-CAfile", "root.pem", "-untrusted", "intermediate.pem", "-verify_hostname", "openssl.svc.local", "cert.pem"]);
+    let (ok, out) = openssl(
+        d,
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "intermediate.pem",
+            "-verify_hostname",
+            "openssl.svc.local",
+            "cert.pem",
+        ],
+    );
     assert!(ok, "{out}");
-    let (ok, out) = openssl(d, &["verify", "-CAfile", "root.pem", "-untrusted", "intermediate.pem", "-verify_hostname", "nope.svc.local", "cert.pem"]);
+    let (ok, out) = openssl(
+        d,
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "intermediate.pem",
+            "-verify_hostname",
+            "nope.svc.local",
+            "cert.pem",
+        ],
+    );
     assert!(!ok, "{out}");
 
     // openssl sees the key as PKCS#8 belonging to the certificate.
@@ -363,29 +562,51 @@ fn openssl_verifies_the_chain_and_needs_the_intermediate() {
 #[test]
 fn crl_lists_revoked_serials_and_revokes_for_webpki_and_openssl() {
     let (ca, is, now) = fixture();
-    let revoked_set = is.issue(&builtin("server"), &request(&["revoked.svc.local"], &[]), *now).expect("issue");
-    let good_set = is.issue(&builtin("server"), &request(&["good.svc.local"], &[]), *now).expect("issue");
+    let revoked_set = is
+        .issue(
+            &builtin("server"),
+            &request(&["revoked.svc.local"], &[]),
+            *now,
+        )
+        .expect("issue");
+    let good_set = is
+        .issue(&builtin("server"), &request(&["good.svc.local"], &[]), *now)
+        .expect("issue");
     let revoked = [
-        RevokedCert { serial_hex: revoked_set.serial_hex.clone(), revoked_at: now - 10, reason: Some(RevocationReason::KeyCompromise) },
-        RevokedCert { serial_hex: "7f00ff".into(), revoked_at: now - 5, reason: None },
+        RevokedCert {
+            serial_hex: revoked_set.serial_hex.clone(),
+            revoked_at: now - 10,
+            reason: Some(RevocationReason::KeyCompromise),
+        },
+        RevokedCert {
+            serial_hex: "7f00ff".into(),
+            revoked_at: now - 5,
+            reason: None,
+        },
     ];
     let crl = is.build_crl(&revoked, 42, 86_400, *now).expect("crl");
     assert_eq!((crl.this_update, crl.next_update), (*now, now + 86_400));
     assert!(crl.pem.starts_with("-----BEGIN X509 CRL-----"));
 
     // x509-parser: AKI is the intermediate's SKI; the CRL number; the signature.
-    let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(&crl.der).expect("parse crl");
+    let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(&crl.der)
+        .expect("parse crl");
     let int = x509(&ca.intermediate.cert_der);
     let crl_aki = parsed
         .extensions()
         .iter()
         .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
             _ => None,
         })
         .expect("crl aki");
     assert_eq!(crl_aki, ski(&int));
-    assert_eq!(parsed.crl_number().map(|n| n.to_string()), Some("42".to_owned()));
+    assert_eq!(
+        parsed.crl_number().map(|n| n.to_string()),
+        Some("42".to_owned())
+    );
     assert!(parsed.verify_signature(int.public_key()).is_ok());
     assert_eq!(parsed.iter_revoked_certificates().count(), 2);
 
@@ -394,12 +615,30 @@ fn crl_lists_revoked_serials_and_revokes_for_webpki_and_openssl() {
     let d = dir.path();
     std::fs::write(d.join("crl.der"), &crl.der).expect("write");
     std::fs::write(d.join("intermediate.pem"), &ca.intermediate.cert_pem).expect("write");
-    let (ok, text) = openssl(d, &["crl", "-inform", "DER", "-in", "crl.der", "-noout", "-text"]);
+    let (ok, text) = openssl(
+        d,
+        &["crl", "-inform", "DER", "-in", "crl.der", "-noout", "-text"],
+    );
     assert!(ok, "{text}");
-    assert!(text.contains(&revoked_set.serial_hex.to_uppercase()), "{text}");
+    assert!(
+        text.contains(&revoked_set.serial_hex.to_uppercase()),
+        "{text}"
+    );
     assert!(text.contains("Key Compromise"), "{text}");
     assert!(text.contains("7F00FF"), "{text}");
-    let (ok, text) = openssl(d, &["crl", "-inform", "DER", "-in", "crl.der", "-CAfile", "intermediate.pem", "-noout"]);
+    let (ok, text) = openssl(
+        d,
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            "crl.der",
+            "-CAfile",
+            "intermediate.pem",
+            "-noout",
+        ],
+    );
     assert!(ok && text.contains("verify OK"), "{text}");
 
     // webpki with the CRL: the revoked leaf is refused, the other one passes.
@@ -426,11 +665,23 @@ fn crl_lists_revoked_serials_and_revokes_for_webpki_and_openssl() {
         )
         .map(|_| ())
     };
-    assert!(matches!(check(&revoked_set.cert_der), Err(webpki::Error::CertRevoked)));
+    assert!(matches!(
+        check(&revoked_set.cert_der),
+        Err(webpki::Error::CertRevoked)
+    ));
     check(&good_set.cert_der).expect("not revoked");
 
     assert!(matches!(
-        is.build_crl(&[RevokedCert { serial_hex: "zz".into(), revoked_at: *now, reason: None }], 1, 60, *now),
+        is.build_crl(
+            &[RevokedCert {
+                serial_hex: "zz".into(),
+                revoked_at: *now,
+                reason: None
+            }],
+            1,
+            60,
+            *now
+        ),
         Err(PkiError::InvalidSerial { .. })
     ));
     assert!(is.build_crl(&[], 1, 0, *now).is_err());
@@ -438,12 +689,18 @@ fn crl_lists_revoked_serials_and_revokes_for_webpki_and_openssl() {
 
 fn rcgen_csr(dns: &[&str], cn: Option<&str>) -> (String, KeyPair) {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let mut params = CertificateParams::new(dns.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).expect("params");
+    let mut params =
+        CertificateParams::new(dns.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+            .expect("params");
     params.distinguished_name = DistinguishedName::new();
     if let Some(cn) = cn {
         params.distinguished_name.push(DnType::CommonName, cn);
     }
-    let csr = params.serialize_request(&key).expect("csr").pem().expect("pem");
+    let csr = params
+        .serialize_request(&key)
+        .expect("csr")
+        .pem()
+        .expect("pem");
     (csr, key)
 }
 
@@ -461,16 +718,27 @@ fn csr_names_come_from_the_csr_or_the_request() {
     let is = issuer();
     let (csr, key) = rcgen_csr(&["csr.svc.local", "10.0.0.9"], Some("csr.svc.local"));
 
-    let set = is.sign_csr(&mqtt_profile(), &csr, &IssueRequest::default(), now()).expect("sign");
+    let set = is
+        .sign_csr(&mqtt_profile(), &csr, &IssueRequest::default(), now())
+        .expect("sign");
     assert!(set.key_pem.is_none());
     assert_eq!(set.dns_names, ["csr.svc.local"]);
-    assert_eq!(set.ip_addresses, ["10.0.0.9".parse::<IpAddr>().expect("ip")]);
+    assert_eq!(
+        set.ip_addresses,
+        ["10.0.0.9".parse::<IpAddr>().expect("ip")]
+    );
     assert_eq!(set.common_name.as_deref(), Some("csr.svc.local"));
     assert_eq!(set.not_after, now() + 86_400, "the profile's default TTL");
     let leaf = x509(&set.cert_der);
-    assert!(key::key_matches_spki(&key, leaf.public_key().raw), "the certificate holds the CSR's key");
+    assert!(
+        key::key_matches_spki(&key, leaf.public_key().raw),
+        "the certificate holds the CSR's key"
+    );
     let key_pem = key.serialize_pem();
-    let pems = SetPems { key_pem: Some(&key_pem), ..set.pems() };
+    let pems = SetPems {
+        key_pem: Some(&key_pem),
+        ..set.pems()
+    };
     verify_set(&pems, Purpose::Server, now()).expect("verifies with the CSR's key");
 
     // The request's SANs replace the CSR's; its CN replaces the subject's.
@@ -480,7 +748,9 @@ fn csr_names_come_from_the_csr_or_the_request() {
         ttl_secs: Some(3600),
         ..IssueRequest::default()
     };
-    let set = is.sign_csr(&mqtt_profile(), &csr, &req, now()).expect("sign");
+    let set = is
+        .sign_csr(&mqtt_profile(), &csr, &req, now())
+        .expect("sign");
     assert_eq!(set.dns_names, ["broker.local"]);
     assert!(set.ip_addresses.is_empty());
     assert_eq!(set.not_after, now() + 3600);
@@ -489,11 +759,20 @@ fn csr_names_come_from_the_csr_or_the_request() {
     let (bad, _) = rcgen_csr(&["evil.example"], None);
     assert!(matches!(
         is.sign_csr(&mqtt_profile(), &bad, &IssueRequest::default(), now()),
-        Err(PkiError::SanNotAllowed { kind: SanKind::Dns, .. })
+        Err(PkiError::SanNotAllowed {
+            kind: SanKind::Dns,
+            ..
+        })
     ));
     // A key type asked for must be the CSR's.
-    let req = IssueRequest { key_type: Some(KeyType::Ed25519), ..IssueRequest::default() };
-    assert!(matches!(is.sign_csr(&mqtt_profile(), &csr, &req, now()), Err(PkiError::CsrKeyTypeMismatch { .. })));
+    let req = IssueRequest {
+        key_type: Some(KeyType::Ed25519),
+        ..IssueRequest::default()
+    };
+    assert!(matches!(
+        is.sign_csr(&mqtt_profile(), &csr, &req, now()),
+        Err(PkiError::CsrKeyTypeMismatch { .. })
+    ));
 }
 
 #[test]
@@ -503,10 +782,27 @@ fn openssl_csr_asking_for_a_ca_gets_a_leaf() {
     let (ok, out) = openssl(
         d,
         &[
-            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "k.pem",
-            "-out", "req.pem", "-subj", "/CN=ossl.svc.local", "-addext", "subjectAltName=DNS:ossl.svc.local,IP:10.0.0.7",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
-            "-addext", "subjectKeyIdentifier=hash",
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "req.pem",
+            "-subj",
+            "/CN=ossl.svc.local",
+            "-addext",
+            "subjectAltName=DNS:ossl.svc.local,IP:10.0.0.7",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+            "-addext",
+            "subjectKeyIdentifier=hash",
         ],
     );
     assert!(ok, "{out}");
@@ -514,14 +810,32 @@ fn openssl_csr_asking_for_a_ca_gets_a_leaf() {
     // rcgen's own CSR parser refuses CSRs with extensions it does not model (here the SKI); ours takes
     // what it needs and ignores the rest.
     assert!(rcgen::CertificateSigningRequestParams::from_pem(&csr).is_err());
-    let set = issuer().sign_csr(&mqtt_profile(), &csr, &IssueRequest::default(), now()).expect("sign");
+    let set = issuer()
+        .sign_csr(&mqtt_profile(), &csr, &IssueRequest::default(), now())
+        .expect("sign");
     let leaf = x509(&set.cert_der);
-    assert!(!leaf.basic_constraints().expect("bc").expect("bc").value.ca, "the profile decides, not the CSR");
-    assert!(!leaf.key_usage().expect("ku").expect("ku").value.key_cert_sign());
+    assert!(
+        !leaf.basic_constraints().expect("bc").expect("bc").value.ca,
+        "the profile decides, not the CSR"
+    );
+    assert!(
+        !leaf
+            .key_usage()
+            .expect("ku")
+            .expect("ku")
+            .value
+            .key_cert_sign()
+    );
     assert_eq!(set.dns_names, ["ossl.svc.local"]);
-    assert_eq!(set.ip_addresses, ["10.0.0.7".parse::<IpAddr>().expect("ip")]);
+    assert_eq!(
+        set.ip_addresses,
+        ["10.0.0.7".parse::<IpAddr>().expect("ip")]
+    );
     let key = std::fs::read_to_string(d.join("k.pem")).expect("key");
-    let pems = SetPems { key_pem: Some(&key), ..set.pems() };
+    let pems = SetPems {
+        key_pem: Some(&key),
+        ..set.pems()
+    };
     verify_set(&pems, Purpose::Server, now()).expect("openssl's key matches");
 }
 
@@ -531,14 +845,26 @@ fn bad_requests_fail_with_distinct_errors() {
     let p = mqtt_profile();
     let (csr, _) = rcgen_csr(&["x.svc.local"], None);
 
-    let malformed = is.sign_csr(&p, "not a csr", &IssueRequest::default(), now()).expect_err("garbage");
-    assert!(matches!(malformed, PkiError::MalformedCsr { .. }), "{malformed:?}");
+    let malformed = is
+        .sign_csr(&p, "not a csr", &IssueRequest::default(), now())
+        .expect_err("garbage");
+    assert!(
+        matches!(malformed, PkiError::MalformedCsr { .. }),
+        "{malformed:?}"
+    );
     let junk = pem_encode("CERTIFICATE REQUEST", b"\x30\x03\x02\x01\x00");
-    let malformed_der = is.sign_csr(&p, &junk, &IssueRequest::default(), now()).expect_err("bad der");
-    assert!(matches!(malformed_der, PkiError::MalformedCsr { .. }), "{malformed_der:?}");
+    let malformed_der = is
+        .sign_csr(&p, &junk, &IssueRequest::default(), now())
+        .expect_err("bad der");
+    assert!(
+        matches!(malformed_der, PkiError::MalformedCsr { .. }),
+        "{malformed_der:?}"
+    );
 
     let tampered = tamper(&csr);
-    let bad_sig = is.sign_csr(&p, &tampered, &IssueRequest::default(), now()).expect_err("tampered");
+    let bad_sig = is
+        .sign_csr(&p, &tampered, &IssueRequest::default(), now())
+        .expect_err("tampered");
     assert!(matches!(bad_sig, PkiError::CsrSignature), "{bad_sig:?}");
     // rcgen's parser verifies the signature too.
     assert!(matches!(
@@ -547,88 +873,205 @@ fn bad_requests_fail_with_distinct_errors() {
     ));
     assert!(rcgen::CertificateSigningRequestParams::from_pem(&csr).is_ok());
 
-    let san = is.issue(&p, &request(&["x.other.local"], &[]), now()).expect_err("san");
-    assert_eq!(san.to_string(), "DNS name `x.other.local` is not allowed by profile `mqtt` (allowed: *.svc.local, broker.local)");
-    let ip = is.issue(&p, &request(&["x.svc.local"], &["192.168.0.1"]), now()).expect_err("ip");
-    assert!(ip.to_string().contains("IP address `192.168.0.1` is not allowed by profile `mqtt`"), "{ip}");
-    let uri_req = IssueRequest { uris: vec!["spiffe://castellan.test/db/x".into()], ..request(&["x.svc.local"], &[]) };
+    let san = is
+        .issue(&p, &request(&["x.other.local"], &[]), now())
+        .expect_err("san");
+    assert_eq!(
+        san.to_string(),
+        "DNS name `x.other.local` is not allowed by profile `mqtt` (allowed: *.svc.local, broker.local)"
+    );
+    let ip = is
+        .issue(&p, &request(&["x.svc.local"], &["192.168.0.1"]), now())
+        .expect_err("ip");
+    assert!(
+        ip.to_string()
+            .contains("IP address `192.168.0.1` is not allowed by profile `mqtt`"),
+        "{ip}"
+    );
+    let uri_req = IssueRequest {
+        uris: vec!["spiffe://castellan.test/db/x".into()],
+        ..request(&["x.svc.local"], &[])
+    };
     let uri = is.issue(&p, &uri_req, now()).expect_err("uri");
-    assert!(matches!(uri, PkiError::SanNotAllowed { kind: SanKind::Uri, .. }));
+    assert!(matches!(
+        uri,
+        PkiError::SanNotAllowed {
+            kind: SanKind::Uri,
+            ..
+        }
+    ));
 
-    let ttl_req = IssueRequest { ttl_secs: Some(8 * 86_400), ..request(&["x.svc.local"], &[]) };
+    let ttl_req = IssueRequest {
+        ttl_secs: Some(8 * 86_400),
+        ..request(&["x.svc.local"], &[])
+    };
     let ttl = is.issue(&p, &ttl_req, now()).expect_err("ttl");
-    assert_eq!(ttl.to_string(), "requested TTL 8d exceeds the maximum of 7d allowed by profile `mqtt`");
+    assert_eq!(
+        ttl.to_string(),
+        "requested TTL 8d exceeds the maximum of 7d allowed by profile `mqtt`"
+    );
 
     let unknown = "dsa-1024".parse::<KeyType>().expect_err("unknown");
-    assert!(unknown.to_string().starts_with("unknown key type `dsa-1024`"));
-    let unknown_json = serde_json::from_str::<IssueRequest>(r#"{"key_type":"rsa-1024"}"#).expect_err("json");
-    assert!(unknown_json.to_string().contains("unknown key type"), "{unknown_json}");
+    assert!(
+        unknown
+            .to_string()
+            .starts_with("unknown key type `dsa-1024`")
+    );
+    let unknown_json =
+        serde_json::from_str::<IssueRequest>(r#"{"key_type":"rsa-1024"}"#).expect_err("json");
+    assert!(
+        unknown_json.to_string().contains("unknown key type"),
+        "{unknown_json}"
+    );
 
-    let kt_req = IssueRequest { key_type: Some(KeyType::P384), ..request(&["x.svc.local"], &[]) };
+    let kt_req = IssueRequest {
+        key_type: Some(KeyType::P384),
+        ..request(&["x.svc.local"], &[])
+    };
     let not_allowed = is.issue(&p, &kt_req, now()).expect_err("key type");
-    assert_eq!(not_allowed.to_string(), "key type p-384 is not allowed by profile `mqtt` (allowed: p-256, ed25519)");
+    assert_eq!(
+        not_allowed.to_string(),
+        "key type p-384 is not allowed by profile `mqtt` (allowed: p-256, ed25519)"
+    );
     // …also when the key comes from a CSR.
     let p384 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key");
     let mut params = CertificateParams::new(vec!["x.svc.local".to_owned()]).expect("params");
     params.distinguished_name = DistinguishedName::new();
-    let p384_csr = params.serialize_request(&p384).expect("csr").pem().expect("pem");
+    let p384_csr = params
+        .serialize_request(&p384)
+        .expect("csr")
+        .pem()
+        .expect("pem");
     assert!(matches!(
         is.sign_csr(&p, &p384_csr, &IssueRequest::default(), now()),
         Err(PkiError::KeyTypeNotAllowed { .. })
     ));
 
-    let beyond = Profile { max_ttl_secs: 20 * 365 * 86_400, ..builtin("server") };
-    let long = IssueRequest { ttl_secs: Some(6 * 365 * 86_400), ..request(&["x.svc.local"], &[]) };
+    let beyond = Profile {
+        max_ttl_secs: 20 * 365 * 86_400,
+        ..builtin("server")
+    };
+    let long = IssueRequest {
+        ttl_secs: Some(6 * 365 * 86_400),
+        ..request(&["x.svc.local"], &[])
+    };
     let beyond_err = is.issue(&beyond, &long, now()).expect_err("beyond ca");
-    assert!(matches!(beyond_err, PkiError::TtlBeyondCa { .. }), "{beyond_err:?}");
+    assert!(
+        matches!(beyond_err, PkiError::TtlBeyondCa { .. }),
+        "{beyond_err:?}"
+    );
 
-    let codes: std::collections::BTreeSet<&str> =
-        [&malformed, &bad_sig, &san, &ttl, &unknown, &not_allowed, &beyond_err].iter().map(|e| e.code()).collect();
-    assert_eq!(codes.len(), 7, "each failure has its own variant: {codes:?}");
-    assert!(matches!(is.issue(&p, &IssueRequest::default(), now()), Err(PkiError::NoSubjectName)));
+    let codes: std::collections::BTreeSet<&str> = [
+        &malformed,
+        &bad_sig,
+        &san,
+        &ttl,
+        &unknown,
+        &not_allowed,
+        &beyond_err,
+    ]
+    .iter()
+    .map(|e| e.code())
+    .collect();
+    assert_eq!(
+        codes.len(),
+        7,
+        "each failure has its own variant: {codes:?}"
+    );
+    assert!(matches!(
+        is.issue(&p, &IssueRequest::default(), now()),
+        Err(PkiError::NoSubjectName)
+    ));
 }
 
 #[test]
 fn time_comes_from_the_parameter() {
     let (ca, is, now) = fixture();
-    let req = IssueRequest { ttl_secs: Some(3600), ..request(&["t.svc.local"], &[]) };
+    let req = IssueRequest {
+        ttl_secs: Some(3600),
+        ..request(&["t.svc.local"], &[])
+    };
     let set = is.issue(&builtin("server"), &req, *now).expect("issue");
     verify_set(&set.pems(), Purpose::Server, now + 3599).expect("valid within its TTL");
     let expired = verify_set(&set.pems(), Purpose::Server, now + 3601).expect_err("expired");
     assert!(expired.to_string().contains("Expired"), "{expired}");
     // Before the CA exists, the CA itself is not valid yet: issuance refuses (verification is mandatory).
-    let early = is.issue(&builtin("server"), &req, ca.intermediate.not_before - 3600).expect_err("too early");
-    assert!(matches!(early, PkiError::VerificationFailed { .. }), "{early:?}");
-    assert!(matches!(is.issue(&builtin("server"), &req, -1), Err(PkiError::InvalidTime { .. })));
+    let early = is
+        .issue(&builtin("server"), &req, ca.intermediate.not_before - 3600)
+        .expect_err("too early");
+    assert!(
+        matches!(early, PkiError::VerificationFailed { .. }),
+        "{early:?}"
+    );
+    assert!(matches!(
+        is.issue(&builtin("server"), &req, -1),
+        Err(PkiError::InvalidTime { .. })
+    ));
 }
 
 #[test]
 fn verify_set_catches_broken_sets() {
     let is = issuer();
-    let set = is.issue(&builtin("server"), &request(&["v.svc.local"], &[]), now()).expect("issue");
-    let other = is.issue(&builtin("server"), &request(&["w.svc.local"], &[]), now()).expect("other");
+    let set = is
+        .issue(&builtin("server"), &request(&["v.svc.local"], &[]), now())
+        .expect("issue");
+    let other = is
+        .issue(&builtin("server"), &request(&["w.svc.local"], &[]), now())
+        .expect("other");
     verify_set(&set.pems(), Purpose::Server, now()).expect("good set");
 
     let other_key = other.key_pem.as_ref().expect("key");
-    let wrong_key = SetPems { key_pem: Some(other_key), ..set.pems() };
-    assert!(matches!(verify_set(&wrong_key, Purpose::Server, now()), Err(PkiError::KeyMismatch { .. })));
+    let wrong_key = SetPems {
+        key_pem: Some(other_key),
+        ..set.pems()
+    };
+    assert!(matches!(
+        verify_set(&wrong_key, Purpose::Server, now()),
+        Err(PkiError::KeyMismatch { .. })
+    ));
 
-    let leaf_only_chain = SetPems { chain_pem: &set.cert_pem, ..set.pems() };
-    let err = verify_set(&leaf_only_chain, Purpose::Server, now()).expect_err("chain without intermediate");
-    assert!(matches!(&err, PkiError::VerificationFailed { error, .. } if error.contains("UnknownIssuer")), "{err:?}");
+    let leaf_only_chain = SetPems {
+        chain_pem: &set.cert_pem,
+        ..set.pems()
+    };
+    let err = verify_set(&leaf_only_chain, Purpose::Server, now())
+        .expect_err("chain without intermediate");
+    assert!(
+        matches!(&err, PkiError::VerificationFailed { error, .. } if error.contains("UnknownIssuer")),
+        "{err:?}"
+    );
 
-    let no_root_bundle = SetPems { ca_bundle_pem: &fixture().0.intermediate.cert_pem, ..set.pems() };
-    assert!(matches!(verify_set(&no_root_bundle, Purpose::Server, now()), Err(PkiError::SetMismatch { .. })));
+    let no_root_bundle = SetPems {
+        ca_bundle_pem: &fixture().0.intermediate.cert_pem,
+        ..set.pems()
+    };
+    assert!(matches!(
+        verify_set(&no_root_bundle, Purpose::Server, now()),
+        Err(PkiError::SetMismatch { .. })
+    ));
 
-    let swapped = SetPems { cert_pem: &other.cert_pem, ..set.pems() };
-    assert!(matches!(verify_set(&swapped, Purpose::Server, now()), Err(PkiError::SetMismatch { .. })));
+    let swapped = SetPems {
+        cert_pem: &other.cert_pem,
+        ..set.pems()
+    };
+    assert!(matches!(
+        verify_set(&swapped, Purpose::Server, now()),
+        Err(PkiError::SetMismatch { .. })
+    ));
 
-    let other_ca = create_ca(&CaOptions::root(), &CaOptions::intermediate(), now()).expect("other ca");
-    let foreign_root = SetPems { root_pem: &other_ca.root.cert_pem, ..set.pems() };
+    let other_ca =
+        create_ca(&CaOptions::root(), &CaOptions::intermediate(), now()).expect("other ca");
+    let foreign_root = SetPems {
+        root_pem: &other_ca.root.cert_pem,
+        ..set.pems()
+    };
     assert!(verify_set(&foreign_root, Purpose::Server, now()).is_err());
 
     let sec1 = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n";
-    let legacy_key = SetPems { key_pem: Some(sec1), ..set.pems() };
+    let legacy_key = SetPems {
+        key_pem: Some(sec1),
+        ..set.pems()
+    };
     let err = verify_set(&legacy_key, Purpose::Server, now()).expect_err("sec1");
     assert!(err.to_string().contains("openssl pkcs8 -topk8"), "{err}");
 }
@@ -638,48 +1081,110 @@ fn import_ca_checks_the_ca_the_key_and_the_chain() {
     let (ca, _, now) = fixture();
     let key_pem = pem_encode("PRIVATE KEY", &ca.intermediate.key_pkcs8_der);
 
-    let imported = import_ca(&ca.intermediate.cert_pem, &key_pem, Some(&ca.root.cert_pem), *now).expect("import");
+    let imported = import_ca(
+        &ca.intermediate.cert_pem,
+        &key_pem,
+        Some(&ca.root.cert_pem),
+        *now,
+    )
+    .expect("import");
     assert_eq!(imported.root_pem, ca.root.cert_pem);
     assert_eq!(imported.intermediates_pem, "");
-    assert_eq!(&imported.key_pkcs8_der[..], &ca.intermediate.key_pkcs8_der[..]);
+    assert_eq!(
+        &imported.key_pkcs8_der[..],
+        &ca.intermediate.key_pkcs8_der[..]
+    );
     assert!(!format!("{imported:?}").contains(&key_pem[30..60]));
-    let set = imported.issuer.issue(&builtin("server"), &request(&["imported.svc.local"], &[]), *now).expect("issue");
+    let set = imported
+        .issuer
+        .issue(
+            &builtin("server"),
+            &request(&["imported.svc.local"], &[]),
+            *now,
+        )
+        .expect("issue");
     verify_set(&set.pems(), Purpose::Server, *now).expect("verifies");
 
     // A leaf is not a CA.
-    let leaf = issuer().issue(&builtin("server"), &request(&["leaf.svc.local"], &[]), *now).expect("leaf");
+    let leaf = issuer()
+        .issue(&builtin("server"), &request(&["leaf.svc.local"], &[]), *now)
+        .expect("leaf");
     let leaf_key = leaf.key_pem.as_ref().expect("key");
-    let err = import_ca(&leaf.cert_pem, leaf_key, Some(&leaf.ca_bundle_pem), *now).expect_err("leaf");
+    let err =
+        import_ca(&leaf.cert_pem, leaf_key, Some(&leaf.ca_bundle_pem), *now).expect_err("leaf");
     assert!(matches!(err, PkiError::NotACa { .. }), "{err:?}");
     assert!(err.to_string().contains("CA:TRUE"), "{err}");
 
     // The key of another CA.
     let other = create_ca(&CaOptions::root(), &CaOptions::intermediate(), *now).expect("other ca");
     let other_key = pem_encode("PRIVATE KEY", &other.intermediate.key_pkcs8_der);
-    let err = import_ca(&ca.intermediate.cert_pem, &other_key, Some(&ca.root.cert_pem), *now).expect_err("key");
+    let err = import_ca(
+        &ca.intermediate.cert_pem,
+        &other_key,
+        Some(&ca.root.cert_pem),
+        *now,
+    )
+    .expect_err("key");
     assert!(matches!(err, PkiError::KeyMismatch { .. }), "{err:?}");
 
     // A chain from another root (same names, different keys).
-    let err = import_ca(&ca.intermediate.cert_pem, &key_pem, Some(&other.root.cert_pem), *now).expect_err("root");
+    let err = import_ca(
+        &ca.intermediate.cert_pem,
+        &key_pem,
+        Some(&other.root.cert_pem),
+        *now,
+    )
+    .expect_err("root");
     assert!(matches!(err, PkiError::ChainBroken { .. }), "{err:?}");
     // A chain with an unrelated root.
-    let named = CaOptions { common_name: "Elsewhere Root".into(), ..CaOptions::root() };
+    let named = CaOptions {
+        common_name: "Elsewhere Root".into(),
+        ..CaOptions::root()
+    };
     let unrelated = create_root_ca(&named, *now).expect("unrelated");
-    let err = import_ca(&ca.intermediate.cert_pem, &key_pem, Some(&unrelated.cert_pem), *now).expect_err("unrelated");
-    assert!(err.to_string().contains("no certificate in the chain issued"), "{err}");
+    let err = import_ca(
+        &ca.intermediate.cert_pem,
+        &key_pem,
+        Some(&unrelated.cert_pem),
+        *now,
+    )
+    .expect_err("unrelated");
+    assert!(
+        err.to_string()
+            .contains("no certificate in the chain issued"),
+        "{err}"
+    );
     // No chain for an intermediate.
-    assert!(matches!(import_ca(&ca.intermediate.cert_pem, &key_pem, None, *now), Err(PkiError::ChainBroken { .. })));
+    assert!(matches!(
+        import_ca(&ca.intermediate.cert_pem, &key_pem, None, *now),
+        Err(PkiError::ChainBroken { .. })
+    ));
     // Expired at `now`.
-    let err = import_ca(&ca.intermediate.cert_pem, &key_pem, Some(&ca.root.cert_pem), now + 6 * 365 * DAY)
-        .expect_err("expired");
+    let err = import_ca(
+        &ca.intermediate.cert_pem,
+        &key_pem,
+        Some(&ca.root.cert_pem),
+        now + 6 * 365 * DAY,
+    )
+    .expect_err("expired");
     assert!(matches!(err, PkiError::NotValidNow { .. }), "{err:?}");
     // Issuer::new applies the same structural checks.
     assert!(matches!(
-        Issuer::new(&ca.intermediate.cert_pem, &other.intermediate.key_pkcs8_der, &ca.root.cert_pem, ""),
+        Issuer::new(
+            &ca.intermediate.cert_pem,
+            &other.intermediate.key_pkcs8_der,
+            &ca.root.cert_pem,
+            ""
+        ),
         Err(PkiError::KeyMismatch { .. })
     ));
     assert!(matches!(
-        Issuer::new(&ca.intermediate.cert_pem, &ca.intermediate.key_pkcs8_der, &other.root.cert_pem, ""),
+        Issuer::new(
+            &ca.intermediate.cert_pem,
+            &ca.intermediate.key_pkcs8_der,
+            &other.root.cert_pem,
+            ""
+        ),
         Err(PkiError::ChainBroken { .. })
     ));
 }
@@ -691,36 +1196,70 @@ fn import_an_openssl_root_with_sha1_key_ids() {
     let (ok, out) = openssl(
         d,
         &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key",
-            "-out", "ca.pem", "-days", "30", "-subj", "/O=Elsewhere/CN=Elsewhere CA",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/O=Elsewhere/CN=Elsewhere CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
         ],
     );
     assert!(ok, "{out}");
     let cert = std::fs::read_to_string(d.join("ca.pem")).expect("cert");
     let key = std::fs::read_to_string(d.join("ca.key")).expect("key");
     let now = SystemClock.now();
-    let imported = import_ca(&cert, &key, None, now).expect("import a self-signed CA without a chain");
+    let imported =
+        import_ca(&cert, &key, None, now).expect("import a self-signed CA without a chain");
     let ders = der_of(&cert);
     let ca_x = x509(&ders[0]);
     let ca_ski = ski(&ca_x);
 
-    let set = imported.issuer.issue(&builtin("client"), &request(&["dev.svc.local"], &[]), now).expect("issue");
-    assert_eq!(aki(&x509(&set.cert_der)), ca_ski, "leaf AKI is the CA's own (SHA-1) SKI");
-    assert_eq!(der_of(&set.chain_pem).len(), 1, "the root issues: the chain is the leaf alone");
+    let set = imported
+        .issuer
+        .issue(&builtin("client"), &request(&["dev.svc.local"], &[]), now)
+        .expect("issue");
+    assert_eq!(
+        aki(&x509(&set.cert_der)),
+        ca_ski,
+        "leaf AKI is the CA's own (SHA-1) SKI"
+    );
+    assert_eq!(
+        der_of(&set.chain_pem).len(),
+        1,
+        "the root issues: the chain is the leaf alone"
+    );
     verify_set(&set.pems(), Purpose::Client, now).expect("verifies");
 
     let crl = imported.issuer.build_crl(&[], 1, 3600, now).expect("crl");
-    let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(&crl.der).expect("crl");
+    let (_, parsed) =
+        x509_parser::revocation_list::CertificateRevocationList::from_der(&crl.der).expect("crl");
     let crl_aki = parsed
         .extensions()
         .iter()
         .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
             _ => None,
         })
         .expect("aki");
-    assert_eq!(crl_aki, ca_ski, "CRL AKI is the CA's SKI, not rcgen's own derivation");
+    assert_eq!(
+        crl_aki, ca_ski,
+        "CRL AKI is the CA's SKI, not rcgen's own derivation"
+    );
 }
 
 #[test]
@@ -728,7 +1267,33 @@ fn serials_are_unique() {
     let is = issuer();
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..20 {
-        let set = is.issue(&builtin("client"), &request(&["s.svc.local"], &[]), now()).expect("issue");
+        let set = is
+            .issue(&builtin("client"), &request(&["s.svc.local"], &[]), now())
+            .expect("issue");
         assert!(seen.insert(set.serial_hex));
     }
+}
+
+/// Issuance rate, leaf verification included: `cargo test -p castellan-core --release throughput -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn throughput() {
+    let is = issuer();
+    let (csr, _) = rcgen_csr(&["x.svc.local"], None);
+    let p = mqtt_profile();
+    let n = 2000;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        is.sign_csr(&p, &csr, &IssueRequest::default(), now())
+            .expect("sign");
+    }
+    let csr_rate = n as f64 / t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        is.issue(&p, &request(&["x.svc.local"], &[]), now())
+            .expect("issue");
+    }
+    let gen_rate = n as f64 / t.elapsed().as_secs_f64();
+    eprintln!("CSR: {csr_rate:.0}/s, generated P-256: {gen_rate:.0}/s");
 }

@@ -27,7 +27,9 @@ pub struct SetPems<'a> {
 
 impl std::fmt::Debug for SetPems<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SetPems").field("has_key", &self.key_pem.is_some()).finish_non_exhaustive()
+        f.debug_struct("SetPems")
+            .field("has_key", &self.key_pem.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -49,13 +51,19 @@ pub fn verify_set(set: &SetPems<'_>, purpose: Purpose, now: i64) -> Result<CertI
     let root = one_cert_from_pem(set.root_pem, "root.pem")?;
     let chain = certs_from_pem(set.chain_pem, "chain.pem")?;
     let bundle = certs_from_pem(set.ca_bundle_pem, "ca-bundle.pem")?;
-    let mismatch = |reason: &str| PkiError::SetMismatch { reason: reason.to_owned() };
+    let mismatch = |reason: &str| PkiError::SetMismatch {
+        reason: reason.to_owned(),
+    };
 
     if chain.first() != Some(&leaf) {
-        return Err(mismatch("chain.pem does not start with the certificate of cert.pem"));
+        return Err(mismatch(
+            "chain.pem does not start with the certificate of cert.pem",
+        ));
     }
     if !bundle.contains(&root) {
-        return Err(mismatch("ca-bundle.pem does not contain the root of root.pem"));
+        return Err(mismatch(
+            "ca-bundle.pem does not contain the root of root.pem",
+        ));
     }
     if bundle.contains(&leaf) {
         return Err(mismatch("ca-bundle.pem contains the leaf certificate"));
@@ -68,16 +76,35 @@ pub fn verify_set(set: &SetPems<'_>, purpose: Purpose, now: i64) -> Result<CertI
     let leaf_x = parse::x509(&leaf, "cert.pem")?;
     let info = parse::parse_cert_der(&leaf)?;
     let from_chain: Vec<CertificateDer<'static>> = chain[1..].to_vec();
-    let from_bundle: Vec<CertificateDer<'static>> = bundle.iter().filter(|c| **c != root).cloned().collect();
+    let from_bundle: Vec<CertificateDer<'static>> =
+        bundle.iter().filter(|c| **c != root).cloned().collect();
 
-    check_leaf(&leaf_x, &leaf, &from_chain, &root, purpose, now, "root.pem with the intermediates of chain.pem")?;
-    check_leaf(&leaf_x, &leaf, &from_bundle, &root, purpose, now, "root.pem with the intermediates of ca-bundle.pem")?;
+    check_leaf(
+        &leaf_x,
+        &leaf,
+        &from_chain,
+        &root,
+        purpose,
+        now,
+        "root.pem with the intermediates of chain.pem",
+    )?;
+    check_leaf(
+        &leaf_x,
+        &leaf,
+        &from_bundle,
+        &root,
+        purpose,
+        now,
+        "root.pem with the intermediates of ca-bundle.pem",
+    )?;
     check_names(&leaf, &info.dns_names, &info.ip_addresses)?;
 
     if let Some(key_pem) = set.key_pem {
         let (pair, _, _) = load_pkcs8_pem(key_pem, "key.pem")?;
         if !key_matches_spki(&pair, leaf_x.public_key().raw) {
-            return Err(PkiError::KeyMismatch { subject: display_subject(&leaf_x) });
+            return Err(PkiError::KeyMismatch {
+                subject: display_subject(&leaf_x),
+            });
         }
     }
     Ok(info)
@@ -96,10 +123,16 @@ pub(crate) fn check_leaf(
     let eku = leaf_x.extended_key_usage().ok().flatten().map(|e| e.value);
     let has = |f: fn(&x509_parser::extensions::ExtendedKeyUsage<'_>) -> bool| eku.is_some_and(f);
     if purpose.server_auth() && !has(|e| e.server_auth) {
-        return Err(PkiError::PurposeMismatch { purpose: purpose.to_string(), missing: "serverAuth" });
+        return Err(PkiError::PurposeMismatch {
+            purpose: purpose.to_string(),
+            missing: "serverAuth",
+        });
     }
     if purpose.client_auth() && !has(|e| e.client_auth) {
-        return Err(PkiError::PurposeMismatch { purpose: purpose.to_string(), missing: "clientAuth" });
+        return Err(PkiError::PurposeMismatch {
+            purpose: purpose.to_string(),
+            missing: "clientAuth",
+        });
     }
 
     let time = unix_time(now)?;
@@ -119,14 +152,26 @@ pub(crate) fn check_leaf(
         usages.push(("client authentication", KeyUsage::client_auth()));
     }
     for (name, usage) in usages {
-        ee.verify_for_usage(webpki::ALL_VERIFICATION_ALGS, &anchors, intermediates, time, usage, None, None)
-            .map_err(|e| fail(name, e))?;
+        ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &anchors,
+            intermediates,
+            time,
+            usage,
+            None,
+            None,
+        )
+        .map_err(|e| fail(name, e))?;
     }
     Ok(())
 }
 
 /// The leaf is valid, for a TLS peer, for each DNS name and IP address given.
-pub(crate) fn check_names(leaf: &CertificateDer<'_>, dns: &[String], ips: &[IpAddr]) -> Result<(), PkiError> {
+pub(crate) fn check_names(
+    leaf: &CertificateDer<'_>,
+    dns: &[String],
+    ips: &[IpAddr],
+) -> Result<(), PkiError> {
     let ee = EndEntityCert::try_from(leaf).map_err(|e| PkiError::VerificationFailed {
         against: "its own names".to_owned(),
         usage: "parsing",
@@ -138,16 +183,23 @@ pub(crate) fn check_names(leaf: &CertificateDer<'_>, dns: &[String], ips: &[IpAd
             Some(rest) => format!("wildcard-probe.{rest}"),
             None => name.clone(),
         };
-        let server_name = ServerName::try_from(probe.as_str()).map_err(|e| PkiError::NameMismatch {
-            name: name.clone(),
-            error: e.to_string(),
-        })?;
+        let server_name =
+            ServerName::try_from(probe.as_str()).map_err(|e| PkiError::NameMismatch {
+                name: name.clone(),
+                error: e.to_string(),
+            })?;
         ee.verify_is_valid_for_subject_name(&server_name)
-            .map_err(|e| PkiError::NameMismatch { name: name.clone(), error: e.to_string() })?;
+            .map_err(|e| PkiError::NameMismatch {
+                name: name.clone(),
+                error: e.to_string(),
+            })?;
     }
     for ip in ips {
         ee.verify_is_valid_for_subject_name(&ServerName::IpAddress((*ip).into()))
-            .map_err(|e| PkiError::NameMismatch { name: ip.to_string(), error: e.to_string() })?;
+            .map_err(|e| PkiError::NameMismatch {
+                name: ip.to_string(),
+                error: e.to_string(),
+            })?;
     }
     Ok(())
 }
