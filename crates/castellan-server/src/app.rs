@@ -24,7 +24,10 @@ use castellan_store::{ClientRow, Store};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::json;
 
+use castellan_core::pki::{IssueRequest, KeyType, Profiles, RevocationReason};
+
 use crate::metrics::Metrics;
+use crate::pki::{self, LoadedCa, SetJson};
 use crate::service::{self, NewClient, ServiceError};
 
 /// Clock skew allowed when checking `exp` and `nbf` of tokens presented to /v1.
@@ -48,6 +51,12 @@ pub struct Settings {
     pub replica_id: String,
     /// How often the cache is refreshed from the store.
     pub refresh_interval: Duration,
+    /// Certificate profiles.
+    pub profiles: Arc<Profiles>,
+    /// CRL validity (nextUpdate − thisUpdate), seconds.
+    pub crl_validity_secs: u64,
+    /// CRL distribution point for issued certificates.
+    pub crl_url: Option<String>,
 }
 
 struct LoadedRing {
@@ -63,6 +72,7 @@ struct Inner {
     settings: Settings,
     ring: RwLock<Arc<LoadedRing>>,
     clients: RwLock<Arc<HashMap<String, Arc<ClientRow>>>>,
+    ca: RwLock<Arc<LoadedCa>>,
     metrics: Metrics,
 }
 
@@ -72,7 +82,9 @@ pub struct AppState(Arc<Inner>);
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("settings", &self.0.settings).finish_non_exhaustive()
+        f.debug_struct("AppState")
+            .field("settings", &self.0.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,16 +94,29 @@ fn loaded(ring: KeyRing) -> Result<LoadedRing, ServiceError> {
         let jwk = k.key.jwk();
         let get = |v: &Option<String>| v.clone().unwrap_or_default();
         let (dk, alg) = match k.key.alg() {
-            Alg::RS256 => (DecodingKey::from_rsa_components(&get(&jwk.n), &get(&jwk.e)), Algorithm::RS256),
-            Alg::ES256 => (DecodingKey::from_ec_components(&get(&jwk.x), &get(&jwk.y)), Algorithm::ES256),
-            Alg::EdDSA => (DecodingKey::from_ed_components(&get(&jwk.x)), Algorithm::EdDSA),
+            Alg::RS256 => (
+                DecodingKey::from_rsa_components(&get(&jwk.n), &get(&jwk.e)),
+                Algorithm::RS256,
+            ),
+            Alg::ES256 => (
+                DecodingKey::from_ec_components(&get(&jwk.x), &get(&jwk.y)),
+                Algorithm::ES256,
+            ),
+            Alg::EdDSA => (
+                DecodingKey::from_ed_components(&get(&jwk.x)),
+                Algorithm::EdDSA,
+            ),
         };
         let dk = dk.map_err(|e| ServiceError::Invalid(format!("key {}: {e}", jwk.kid)))?;
         verifiers.insert(jwk.kid.clone(), (dk, alg));
     }
     let etag = HeaderValue::from_str(&format!("\"{}\"", &ring.fingerprint()[..32]))
         .map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    Ok(LoadedRing { ring, verifiers, etag })
+    Ok(LoadedRing {
+        ring,
+        verifiers,
+        etag,
+    })
 }
 
 impl AppState {
@@ -105,6 +130,7 @@ impl AppState {
         let ring = service::load_key_ring(&store, &master, clock.now(), None).await?;
         ring.signing_key(clock.now())?;
         let clients = load_clients(&store).await?;
+        let ca = pki::load_ca(&store, &master, settings.crl_url.as_deref()).await?;
         Ok(Self(Arc::new(Inner {
             store,
             master,
@@ -112,6 +138,7 @@ impl AppState {
             settings,
             ring: RwLock::new(Arc::new(loaded(ring)?)),
             clients: RwLock::new(Arc::new(clients)),
+            ca: RwLock::new(Arc::new(ca)),
             metrics: Metrics::default(),
         })))
     }
@@ -119,9 +146,19 @@ impl AppState {
     /// Reloads the key ring and clients from the store.
     pub async fn refresh(&self) -> Result<(), ServiceError> {
         let previous = self.ring();
-        let ring = service::load_key_ring(&self.0.store, &self.0.master, self.0.clock.now(), Some(&previous.ring)).await?;
+        let ring = service::load_key_ring(
+            &self.0.store,
+            &self.0.master,
+            self.0.clock.now(),
+            Some(&previous.ring),
+        )
+        .await?;
         if ring.fingerprint() != previous.ring.fingerprint() {
-            tracing::info!(fingerprint = ring.fingerprint(), keys = ring.keys().len(), "key ring changed");
+            tracing::info!(
+                fingerprint = ring.fingerprint(),
+                keys = ring.keys().len(),
+                "key ring changed"
+            );
             let l = Arc::new(loaded(ring)?);
             if let Ok(mut w) = self.0.ring.write() {
                 *w = l;
@@ -131,7 +168,63 @@ impl AppState {
         if let Ok(mut w) = self.0.clients.write() {
             *w = clients;
         }
+        if pki::active_ca_id(&self.0.store).await?.as_deref() != Some(self.ca().id.as_str()) {
+            let ca = pki::load_ca(
+                &self.0.store,
+                &self.0.master,
+                self.0.settings.crl_url.as_deref(),
+            )
+            .await?;
+            tracing::info!(ca = %ca.id, subject = ca.issuer.ca_subject(), "issuing CA changed");
+            if let Ok(mut w) = self.0.ca.write() {
+                *w = Arc::new(ca);
+            }
+        }
         Ok(())
+    }
+
+    fn ca(&self) -> Arc<LoadedCa> {
+        match self.0.ca.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Runs the background jobs (CRL rebuild before its nextUpdate) on the one replica holding the
+    /// `jobs` lease in the store; every job is idempotent, so a replica killed mid-job loses nothing.
+    pub fn spawn_jobs(&self) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.run_jobs().await {
+                    tracing::warn!(error = %e, "background job failed; it will run again");
+                }
+            }
+        })
+    }
+
+    /// One round of background jobs, if this replica holds the lease.
+    pub async fn run_jobs(&self) -> Result<bool, ServiceError> {
+        let now = self.0.clock.now();
+        if !self
+            .0
+            .store
+            .try_lease("jobs", &self.0.settings.replica_id, now, 90)
+            .await?
+        {
+            return Ok(false);
+        }
+        pki::current_crl(
+            &self.0.store,
+            &self.ca(),
+            now,
+            self.0.settings.crl_validity_secs,
+        )
+        .await?;
+        Ok(true)
     }
 
     /// Refreshes every `refresh_interval` until the task is dropped; keeps the last good state on error.
@@ -191,7 +284,12 @@ impl AppState {
 }
 
 async fn load_clients(store: &Store) -> Result<HashMap<String, Arc<ClientRow>>, ServiceError> {
-    Ok(store.clients().await?.into_iter().map(|c| (c.client_id.clone(), Arc::new(c))).collect())
+    Ok(store
+        .clients()
+        .await?
+        .into_iter()
+        .map(|c| (c.client_id.clone(), Arc::new(c)))
+        .collect())
 }
 
 /// The router.
@@ -207,15 +305,33 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sys/status", get(status))
         .route("/v1/clients", get(clients_list).post(clients_create))
         .route("/v1/clients/{id}", delete(clients_delete))
-        .route_layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .route("/v1/pki/issue/{profile}", post(pki_issue))
+        .route("/v1/pki/sign/{profile}", post(pki_sign))
+        .route("/v1/pki/ca", get(pki_ca))
+        .route("/v1/pki/revoke", post(pki_revoke))
+        .route("/v1/pki/certs", get(pki_list))
+        .route("/v1/pki/crl", get(pki_crl_der))
+        .route("/v1/pki/crl.pem", get(pki_crl_pem))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 
-async fn count_requests(State(state): State<AppState>, path: MatchedPath, req: Request, next: Next) -> Response {
+async fn count_requests(
+    State(state): State<AppState>,
+    path: MatchedPath,
+    req: Request,
+    next: Next,
+) -> Response {
     let resp = next.run(req).await;
-    state.0.metrics.request(path.as_str(), resp.status().as_u16());
+    state
+        .0
+        .metrics
+        .request(path.as_str(), resp.status().as_u16());
     resp
 }
 
@@ -234,15 +350,26 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response();
+        let mut resp = (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"castellan\""));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"castellan\""),
+            );
         }
         resp
     }
@@ -251,13 +378,44 @@ impl IntoResponse for ApiError {
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
-            ServiceError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
-            ServiceError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{m} not found")),
-            ServiceError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", format!("{m} already exists")),
-            ServiceError::NotInitialized => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_initialized", e.to_string()),
+            ServiceError::Invalid(m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m)
+            }
+            ServiceError::NotFound(m) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{m} not found"))
+            }
+            ServiceError::Conflict(m) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{m} already exists"),
+            ),
+            ServiceError::NotInitialized => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_initialized",
+                e.to_string(),
+            ),
+            ServiceError::Pki(p) => match p {
+                castellan_core::pki::PkiError::KeyGeneration
+                | castellan_core::pki::PkiError::Build { .. } => {
+                    tracing::error!(error = %p, "issuance failed");
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "issuance_failed",
+                        "the certificate could not be issued",
+                    )
+                }
+                castellan_core::pki::PkiError::UnknownProfile { .. } => {
+                    ApiError::new(StatusCode::NOT_FOUND, p.code(), p.to_string())
+                }
+                other => ApiError::new(StatusCode::BAD_REQUEST, other.code(), other.to_string()),
+            },
             other => {
                 tracing::error!(error = %other, "request failed");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the service could not complete the request")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service could not complete the request",
+                )
             }
         }
     }
@@ -265,7 +423,11 @@ impl From<ServiceError> for ApiError {
 
 fn json_rejection(r: JsonRejection) -> ApiError {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body is over {MAX_BODY} bytes"));
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is over {MAX_BODY} bytes"),
+        );
     }
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", r.body_text())
 }
@@ -274,16 +436,26 @@ fn json_rejection(r: JsonRejection) -> ApiError {
 
 async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let ring = state.ring();
-    let cache = HeaderValue::from_str(&format!("public, max-age={}", state.0.settings.jwks_max_age_secs))
-        .unwrap_or(HeaderValue::from_static("public, max-age=300"));
+    let cache = HeaderValue::from_str(&format!(
+        "public, max-age={}",
+        state.0.settings.jwks_max_age_secs
+    ))
+    .unwrap_or(HeaderValue::from_static("public, max-age=300"));
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == ring.etag || t.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == ring.etag || t.trim() == "*")
+        });
     let mut resp = if matches {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(header::CONTENT_TYPE, "application/json")], Bytes::copy_from_slice(ring.ring.jwks())).into_response()
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            Bytes::copy_from_slice(ring.ring.jwks()),
+        )
+            .into_response()
     };
     resp.headers_mut().insert(header::CACHE_CONTROL, cache);
     resp.headers_mut().insert(header::ETAG, ring.etag.clone());
@@ -293,7 +465,12 @@ async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
 async fn discovery(State(state): State<AppState>) -> Response {
     let iss = &state.0.settings.issuer;
     let ring = state.ring();
-    let mut algs: Vec<&str> = ring.ring.keys().iter().map(|k| k.key.alg().as_str()).collect();
+    let mut algs: Vec<&str> = ring
+        .ring
+        .keys()
+        .iter()
+        .map(|k| k.key.alg().as_str())
+        .collect();
     algs.sort_unstable();
     algs.dedup();
     let doc = json!({
@@ -318,14 +495,25 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let ring = state.ring();
     match ring.ring.signing_key(state.0.clock.now()) {
         Ok(_) => (StatusCode::OK, Json(json!({"status": "ready"}))).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "no signing key"}))).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "no signing key"})),
+        )
+            .into_response(),
     }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let ring = state.ring();
-    let kid = ring.ring.signing_key(state.0.clock.now()).map(|k| k.key.kid().to_owned()).unwrap_or_default();
-    let body = state.0.metrics.render(ring.ring.fingerprint(), &kid, ring.ring.keys().len());
+    let kid = ring
+        .ring
+        .signing_key(state.0.clock.now())
+        .map(|k| k.key.kid().to_owned())
+        .unwrap_or_default();
+    let body = state
+        .0
+        .metrics
+        .render(ring.ring.fingerprint(), &kid, ring.ring.keys().len());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -339,23 +527,37 @@ struct OAuthError {
 }
 
 fn oauth(status: StatusCode, error: &'static str, description: impl Into<String>) -> OAuthError {
-    OAuthError { status, error, description: description.into() }
+    OAuthError {
+        status,
+        error,
+        description: description.into(),
+    }
 }
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let mut resp =
-            (self.status, Json(json!({"error": self.error, "error_description": self.description}))).into_response();
+        let mut resp = (
+            self.status,
+            Json(json!({"error": self.error, "error_description": self.description})),
+        )
+            .into_response();
         let h = resp.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.status == StatusCode::UNAUTHORIZED {
-            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"castellan\""));
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"castellan\""),
+            );
         }
         resp
     }
 }
 
-async fn token(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     match issue_token(&state, &headers, body).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -365,51 +567,93 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Result<B
     }
 }
 
-async fn issue_token(state: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, OAuthError> {
+async fn issue_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OAuthError> {
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            oauth(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", format!("the body is over {MAX_BODY} bytes"))
+            oauth(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                format!("the body is over {MAX_BODY} bytes"),
+            )
         } else {
-            oauth(StatusCode::BAD_REQUEST, "invalid_request", "the body could not be read")
+            oauth(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the body could not be read",
+            )
         }
     })?;
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if !form_type {
-        return Err(oauth(StatusCode::BAD_REQUEST, "invalid_request", "the body must be application/x-www-form-urlencoded"));
+        return Err(oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        ));
     }
     if std::str::from_utf8(&body).is_err() {
-        return Err(oauth(StatusCode::BAD_REQUEST, "invalid_request", "the body is not UTF-8"));
+        return Err(oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body is not UTF-8",
+        ));
     }
     let mut params: HashMap<String, String> = HashMap::new();
     for (k, v) in form_urlencoded::parse(&body) {
         if params.insert(k.to_string(), v.to_string()).is_some() {
-            return Err(oauth(StatusCode::BAD_REQUEST, "invalid_request", format!("parameter `{k}` is repeated")));
+            return Err(oauth(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("parameter `{k}` is repeated"),
+            ));
         }
     }
 
     // Client authentication: exactly one method.
-    let basic = headers.get(header::AUTHORIZATION).map(parse_basic).transpose()?;
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .map(parse_basic)
+        .transpose()?;
     let post = match (params.get("client_id"), params.get("client_secret")) {
         (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
         _ => None,
     };
     let (client_id, client_secret) = match (basic, post) {
         (Some(_), Some(_)) => {
-            return Err(oauth(StatusCode::BAD_REQUEST, "invalid_request", "use one client authentication method, not two"));
+            return Err(oauth(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "use one client authentication method, not two",
+            ));
         }
         (Some(b), None) | (None, Some(b)) => b,
         (None, None) => {
-            return Err(oauth(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required"));
+            return Err(oauth(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication is required",
+            ));
         }
     };
 
-    let grant = params
-        .get("grant_type")
-        .ok_or_else(|| oauth(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is missing"))?;
+    let grant = params.get("grant_type").ok_or_else(|| {
+        oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type is missing",
+        )
+    })?;
     if grant != "client_credentials" {
         return Err(oauth(
             StatusCode::BAD_REQUEST,
@@ -435,10 +679,18 @@ async fn issue_token(state: &AppState, headers: &HeaderMap, body: Result<Bytes, 
         Some(requested) => {
             let asked: Vec<&str> = requested.split(' ').collect();
             if asked.iter().any(|s| !service::valid_scope_token(s)) {
-                return Err(oauth(StatusCode::BAD_REQUEST, "invalid_scope", "the scope parameter is malformed"));
+                return Err(oauth(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    "the scope parameter is malformed",
+                ));
             }
             if let Some(bad) = asked.iter().find(|s| !allowed.contains(s)) {
-                return Err(oauth(StatusCode::BAD_REQUEST, "invalid_scope", format!("the client may not ask for `{bad}`")));
+                return Err(oauth(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    format!("the client may not ask for `{bad}`"),
+                ));
             }
             asked.join(" ")
         }
@@ -446,16 +698,26 @@ async fn issue_token(state: &AppState, headers: &HeaderMap, body: Result<Bytes, 
 
     let now = state.0.clock.now();
     let ring = state.ring();
-    let key = ring
-        .ring
-        .signing_key(now)
-        .map_err(|_| oauth(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "no signing key is active"))?;
-    let ttl = if client.token_ttl_secs > 0 { client.token_ttl_secs } else { state.0.settings.default_ttl_secs };
+    let key = ring.ring.signing_key(now).map_err(|_| {
+        oauth(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "no signing key is active",
+        )
+    })?;
+    let ttl = if client.token_ttl_secs > 0 {
+        client.token_ttl_secs
+    } else {
+        state.0.settings.default_ttl_secs
+    };
     let settings = &state.0.settings;
     let claims = AccessClaims {
         iss: settings.issuer.clone(),
         sub: client.client_id.clone(),
-        aud: client.audience.clone().unwrap_or_else(|| settings.issuer.clone()),
+        aud: client
+            .audience
+            .clone()
+            .unwrap_or_else(|| settings.issuer.clone()),
         exp: now + ttl,
         iat: now,
         nbf: now,
@@ -465,26 +727,50 @@ async fn issue_token(state: &AppState, headers: &HeaderMap, body: Result<Bytes, 
     };
     let token = sign_access_token(&key.key, &claims).map_err(|_| internal())?;
     state.0.metrics.token_issued(key.key.alg());
-    let body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": scope});
-    Ok(([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], Json(body)).into_response())
+    let body =
+        json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": scope});
+    Ok((
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
+        Json(body),
+    )
+        .into_response())
 }
 
 fn internal() -> OAuthError {
-    oauth(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the token could not be issued")
+    oauth(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "the token could not be issued",
+    )
 }
 
 fn parse_basic(value: &HeaderValue) -> Result<(String, String), OAuthError> {
-    let bad = || oauth(StatusCode::UNAUTHORIZED, "invalid_client", "malformed Basic authorization header");
+    let bad = || {
+        oauth(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "malformed Basic authorization header",
+        )
+    };
     let v = value.to_str().map_err(|_| bad())?;
     let (scheme, rest) = v.split_once(' ').ok_or_else(bad)?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(bad());
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).map_err(|_| bad())?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .map_err(|_| bad())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
     // RFC 6749 §2.3.1: both parts are form-urlencoded.
-    let dec = |s: &str| form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.to_string());
+    let dec = |s: &str| {
+        form_urlencoded::parse(format!("v={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.to_string())
+    };
     Ok((dec(id).ok_or_else(bad)?, dec(secret).ok_or_else(bad)?))
 }
 
@@ -492,17 +778,25 @@ fn parse_basic(value: &HeaderValue) -> Result<(String, String), OAuthError> {
 
 /// Verifies a Bearer access token issued by this Castellan for its own API and checks a scope.
 /// `admin` grants every scope; `None` accepts any valid token.
-pub fn authorize(state: &AppState, headers: &HeaderMap, scope: Option<&str>) -> Result<AccessClaims, ApiError> {
+pub fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    scope: Option<&str>,
+) -> Result<AccessClaims, ApiError> {
     let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .ok_or_else(|| unauthorized("a Bearer access token is required"))?;
     if token.len() > 8192 {
         return Err(unauthorized("the token is too large"));
     }
-    let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorized("the token is malformed"))?;
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|_| unauthorized("the token is malformed"))?;
     if header.typ.as_deref() != Some("at+jwt") {
         return Err(unauthorized("not an access token"));
     }
@@ -519,15 +813,24 @@ pub fn authorize(state: &AppState, headers: &HeaderMap, scope: Option<&str>) -> 
     // Expiry is judged against the state's clock (a parameter), below.
     v.validate_exp = false;
     v.validate_nbf = false;
-    let data = jsonwebtoken::decode::<AccessClaims>(token, dk, &v).map_err(|_| unauthorized("the token is not valid"))?;
+    let data = jsonwebtoken::decode::<AccessClaims>(token, dk, &v)
+        .map_err(|_| unauthorized("the token is not valid"))?;
     let now = state.0.clock.now();
     if data.claims.exp + LEEWAY_SECS <= now || data.claims.nbf - LEEWAY_SECS > now {
         return Err(unauthorized("the token is expired or not yet valid"));
     }
     if let Some(need) = scope {
-        let has = data.claims.scope.split(' ').any(|s| s == need || s == "admin");
+        let has = data
+            .claims
+            .scope
+            .split(' ')
+            .any(|s| s == need || s == "admin");
         if !has {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("the token lacks the `{need}` scope")));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("the token lacks the `{need}` scope"),
+            ));
         }
     }
     Ok(data.claims)
@@ -536,7 +839,11 @@ pub fn authorize(state: &AppState, headers: &HeaderMap, scope: Option<&str>) -> 
 async fn status(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&state, &headers, None)?;
     let ring = state.ring();
-    let kid = ring.ring.signing_key(state.0.clock.now()).map(|k| k.key.kid().to_owned()).ok();
+    let kid = ring
+        .ring
+        .signing_key(state.0.clock.now())
+        .map(|k| k.key.kid().to_owned())
+        .ok();
     Ok(Json(json!({
         "replica_id": state.0.settings.replica_id,
         "store": state.0.store.kind().as_str(),
@@ -549,7 +856,10 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     .into_response())
 }
 
-async fn clients_list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn clients_list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     authorize(&state, &headers, Some("clients:admin"))?;
     Ok(Json(json!({"clients": service::list_clients(&state.0.store).await?})).into_response())
 }
@@ -561,11 +871,21 @@ async fn clients_create(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Some("clients:admin"))?;
     let Json(req) = body.map_err(json_rejection)?;
-    let created =
-        service::create_client(&state.0.store, req, state.0.settings.max_ttl_secs, state.0.clock.now()).await?;
+    let created = service::create_client(
+        &state.0.store,
+        req,
+        state.0.settings.max_ttl_secs,
+        state.0.clock.now(),
+    )
+    .await?;
     // Make the new client usable on this replica at once.
     let _ = state.refresh().await;
-    Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(created)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(created),
+    )
+        .into_response())
 }
 
 async fn clients_delete(
@@ -577,4 +897,176 @@ async fn clients_delete(
     service::delete_client(&state.0.store, &id).await?;
     let _ = state.refresh().await;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- /v1/pki ------------------------------------------------------------------------------------
+
+fn set_response(set: &castellan_core::pki::IssuedSet) -> Response {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(SetJson::from(set)),
+    )
+        .into_response()
+}
+
+async fn pki_issue(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(profile): Path<String>,
+    body: Result<Json<IssueRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("pki:issue"))?;
+    let Json(req) = body.map_err(json_rejection)?;
+    let set = pki::issue(
+        &state.0.store,
+        &state.ca(),
+        &state.0.settings.profiles,
+        &profile,
+        &req,
+        state.0.clock.now(),
+    )
+    .await?;
+    tracing::info!(serial = %set.serial_hex, profile, "issued a certificate");
+    Ok(set_response(&set))
+}
+
+/// `POST /v1/pki/sign/{profile}`: a CSR and, optionally, the names and lifetime to give it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignBody {
+    csr: String,
+    #[serde(default)]
+    common_name: Option<String>,
+    #[serde(default)]
+    dns_names: Vec<String>,
+    #[serde(default)]
+    ip_addresses: Vec<std::net::IpAddr>,
+    #[serde(default)]
+    uris: Vec<String>,
+    #[serde(default)]
+    ttl_secs: Option<u64>,
+    #[serde(default)]
+    key_type: Option<KeyType>,
+}
+
+async fn pki_sign(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(profile): Path<String>,
+    body: Result<Json<SignBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("pki:issue"))?;
+    let Json(b) = body.map_err(json_rejection)?;
+    let req = IssueRequest {
+        common_name: b.common_name,
+        dns_names: b.dns_names,
+        ip_addresses: b.ip_addresses,
+        uris: b.uris,
+        ttl_secs: b.ttl_secs,
+        key_type: b.key_type,
+    };
+    let set = pki::sign_csr(
+        &state.0.store,
+        &state.ca(),
+        &state.0.settings.profiles,
+        &profile,
+        &b.csr,
+        &req,
+        state.0.clock.now(),
+    )
+    .await?;
+    tracing::info!(serial = %set.serial_hex, profile, "signed a CSR");
+    Ok(set_response(&set))
+}
+
+/// Public: the trust anchors are not secret.
+async fn pki_ca(State(state): State<AppState>) -> Response {
+    let ca = state.ca();
+    Json(json!({
+        "root_pem": ca.issuer.root_pem(),
+        "ca_bundle_pem": ca.issuer.ca_bundle_pem(),
+        "issuing_ca_pem": ca.issuer.ca_cert_pem(),
+        "issuing_ca_subject": ca.issuer.ca_subject(),
+        "issuing_ca_not_after": ca.issuer.ca_not_after(),
+    }))
+    .into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    serial: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn pki_revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<RevokeBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("pki:revoke"))?;
+    let Json(b) = body.map_err(json_rejection)?;
+    let reason = b
+        .reason
+        .as_deref()
+        .map(str::parse::<RevocationReason>)
+        .transpose()
+        .map_err(ServiceError::from)?;
+    let (outcome, crl) = pki::revoke(
+        &state.0.store,
+        &state.ca(),
+        &b.serial,
+        reason,
+        state.0.clock.now(),
+        state.0.settings.crl_validity_secs,
+    )
+    .await?;
+    let status = if outcome == castellan_store::Revocation::Revoked {
+        "revoked"
+    } else {
+        "already_revoked"
+    };
+    tracing::info!(serial = %b.serial, status, "revocation");
+    Ok(Json(json!({"serial": pki::normalize_serial(&b.serial)?, "status": status, "crl_number": crl.crl_number})).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    expiring_within: Option<i64>,
+}
+
+async fn pki_list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("pki:read"))?;
+    let q = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    let certs = pki::list(&state.0.store, q.expiring_within, state.0.clock.now()).await?;
+    Ok(Json(json!({"certificates": certs})).into_response())
+}
+
+async fn crl(state: &AppState) -> Result<castellan_store::CrlRow, ApiError> {
+    Ok(pki::current_crl(
+        &state.0.store,
+        &state.ca(),
+        state.0.clock.now(),
+        state.0.settings.crl_validity_secs,
+    )
+    .await?)
+}
+
+/// Public, as a CRL distribution point must be.
+async fn pki_crl_der(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let c = crl(&state).await?;
+    Ok(([(header::CONTENT_TYPE, "application/pkix-crl")], c.der).into_response())
+}
+
+async fn pki_crl_pem(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let c = crl(&state).await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], c.pem).into_response())
 }

@@ -82,6 +82,28 @@ pub struct Config {
     pub tokens: TokenConfig,
     /// Store settings.
     pub store: StoreConfig,
+    /// PKI settings.
+    pub pki: PkiConfig,
+}
+
+/// `[pki]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PkiConfig {
+    /// How long a CRL is valid (its nextUpdate); one replica rebuilds it at half of that.
+    #[serde(deserialize_with = "duration")]
+    pub crl_validity: Duration,
+    /// Configured profiles (`[[pki.profiles]]`), besides the built-in `server`, `client` and `peer`.
+    pub profiles: Vec<castellan_core::pki::Profile>,
+}
+
+impl Default for PkiConfig {
+    fn default() -> Self {
+        Self {
+            crl_validity: Duration::from_secs(24 * 3600),
+            profiles: Vec::new(),
+        }
+    }
 }
 
 /// `[tokens]`
@@ -121,6 +143,7 @@ impl Default for Config {
             replica_id: None,
             tokens: TokenConfig::default(),
             store: StoreConfig::default(),
+            pki: PkiConfig::default(),
         }
     }
 }
@@ -137,7 +160,9 @@ impl Default for TokenConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { refresh_interval: Duration::from_secs(2) }
+        Self {
+            refresh_interval: Duration::from_secs(2),
+        }
     }
 }
 
@@ -148,7 +173,8 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 /// Parses `15m`, `24h`, `30d`, `90s`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration like 90s, 15m, 24h or 30d ({e})"))
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration like 90s, 15m, 24h or 30d ({e})"))
 }
 
 /// The environment variables that override settings, and the field each sets.
@@ -165,21 +191,26 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("CASTELLAN_TOKENS_MAX_TTL", "tokens.max_ttl"),
     ("CASTELLAN_TOKENS_JWKS_MAX_AGE", "tokens.jwks_max_age"),
     ("CASTELLAN_STORE_REFRESH_INTERVAL", "store.refresh_interval"),
+    ("CASTELLAN_PKI_CRL_VALIDITY", "pki.crl_validity"),
 ];
 
 impl Config {
     /// Parses a TOML document (`path` only names it in errors) and validates it.
     pub fn from_toml(path: &str, text: &str) -> Result<Self, ConfigError> {
-        let cfg: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Reads and parses a TOML file.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         Self::from_toml(&path.display().to_string(), &text)
     }
 
@@ -187,14 +218,21 @@ impl Config {
     pub fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
         for (var, _) in ENV_VARS {
             let Some(value) = env.get(*var) else { continue };
-            let bad = |message: String| ConfigError::Env { var: (*var).to_owned(), message };
+            let bad = |message: String| ConfigError::Env {
+                var: (*var).to_owned(),
+                message,
+            };
             let non_empty = || (!value.is_empty()).then(|| value.clone());
             match *var {
-                "CASTELLAN_LISTEN" => self.listen = value.parse().map_err(|e| bad(format!("{e}")))?,
+                "CASTELLAN_LISTEN" => {
+                    self.listen = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
                 "CASTELLAN_PUBLIC_URL" => self.public_url = non_empty(),
                 "CASTELLAN_DATA_DIR" => self.data_dir = PathBuf::from(value),
                 "CASTELLAN_DATABASE_URL" => self.database_url = non_empty(),
-                "CASTELLAN_MASTER_KEY_FILE" => self.master_key_file = non_empty().map(PathBuf::from),
+                "CASTELLAN_MASTER_KEY_FILE" => {
+                    self.master_key_file = non_empty().map(PathBuf::from)
+                }
                 "CASTELLAN_LOG_FORMAT" => {
                     self.log_format = match value.as_str() {
                         "text" => LogFormat::Text,
@@ -204,9 +242,18 @@ impl Config {
                 }
                 "CASTELLAN_LOG_LEVEL" => self.log_level = value.clone(),
                 "CASTELLAN_REPLICA_ID" => self.replica_id = non_empty(),
-                "CASTELLAN_TOKENS_DEFAULT_TTL" => self.tokens.default_ttl = parse_duration(value).map_err(bad)?,
-                "CASTELLAN_TOKENS_MAX_TTL" => self.tokens.max_ttl = parse_duration(value).map_err(bad)?,
-                "CASTELLAN_TOKENS_JWKS_MAX_AGE" => self.tokens.jwks_max_age = parse_duration(value).map_err(bad)?,
+                "CASTELLAN_TOKENS_DEFAULT_TTL" => {
+                    self.tokens.default_ttl = parse_duration(value).map_err(bad)?
+                }
+                "CASTELLAN_TOKENS_MAX_TTL" => {
+                    self.tokens.max_ttl = parse_duration(value).map_err(bad)?
+                }
+                "CASTELLAN_TOKENS_JWKS_MAX_AGE" => {
+                    self.tokens.jwks_max_age = parse_duration(value).map_err(bad)?
+                }
+                "CASTELLAN_PKI_CRL_VALIDITY" => {
+                    self.pki.crl_validity = parse_duration(value).map_err(bad)?
+                }
                 "CASTELLAN_STORE_REFRESH_INTERVAL" => {
                     self.store.refresh_interval = parse_duration(value).map_err(bad)?
                 }
@@ -227,7 +274,10 @@ impl Config {
             }
         }
         if let Some(url) = &self.database_url {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+            {
                 return Err(ConfigError::Invalid {
                     field: "database_url",
                     message: "expected postgres://… (or sqlite:…)".into(),
@@ -240,27 +290,59 @@ impl Config {
                 message: "must be more than zero and at most tokens.max_ttl".into(),
             });
         }
+        if self.pki.crl_validity < Duration::from_secs(60) {
+            return Err(ConfigError::Invalid {
+                field: "pki.crl_validity",
+                message: "must be at least 60s".into(),
+            });
+        }
+        self.profiles()?;
         if self.store.refresh_interval < Duration::from_millis(100) {
-            return Err(ConfigError::Invalid { field: "store.refresh_interval", message: "must be at least 100ms".into() });
+            return Err(ConfigError::Invalid {
+                field: "store.refresh_interval",
+                message: "must be at least 100ms".into(),
+            });
         }
         Ok(())
     }
 
+    /// The certificate profiles: built-ins plus configured ones (validated).
+    pub fn profiles(&self) -> Result<castellan_core::pki::Profiles, ConfigError> {
+        castellan_core::pki::Profiles::new(self.pki.profiles.clone()).map_err(|e| {
+            ConfigError::Invalid {
+                field: "pki.profiles",
+                message: e.to_string(),
+            }
+        })
+    }
+
+    /// The CRL distribution point put into certificates: only when `public_url` is configured.
+    pub fn crl_url(&self) -> Option<String> {
+        self.public_url.as_ref().map(|u| format!("{u}/v1/pki/crl"))
+    }
+
     /// The issuer: `public_url`, or `http://<listen>`.
     pub fn issuer(&self) -> String {
-        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
     }
 
     /// The store URL: `database_url`, or SQLite at `<data_dir>/castellan.db`.
     pub fn store_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("castellan.db").display()))
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("castellan.db").display()
+            )
+        })
     }
 
     /// The master key file: `master_key_file`, or `<data_dir>/master.key`.
     pub fn master_key_path(&self) -> PathBuf {
-        self.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"))
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
     }
 }
 
@@ -279,19 +361,32 @@ mod tests {
         assert_eq!(cfg.store.refresh_interval, d.store.refresh_interval);
         // Every environment variable is documented in the example.
         for (var, _) in ENV_VARS {
-            assert!(text.contains(var), "{var} is not documented in castellan.example.toml");
+            assert!(
+                text.contains(var),
+                "{var} is not documented in castellan.example.toml"
+            );
         }
     }
 
     #[test]
     fn bad_fields_are_named_with_their_line() {
-        let err = Config::from_toml("c.toml", "listen = \"127.0.0.1:1\"\n\n[tokens]\ndefault_tll = \"5m\"\n")
-            .expect_err("unknown field");
+        let err = Config::from_toml(
+            "c.toml",
+            "listen = \"127.0.0.1:1\"\n\n[tokens]\ndefault_tll = \"5m\"\n",
+        )
+        .expect_err("unknown field");
         let msg = err.to_string();
-        assert!(msg.contains("default_tll") && msg.contains("line 4"), "{msg}");
-        let err = Config::from_toml("c.toml", "[tokens]\njwks_max_age = \"soon\"\n").expect_err("bad duration");
+        assert!(
+            msg.contains("default_tll") && msg.contains("line 4"),
+            "{msg}"
+        );
+        let err = Config::from_toml("c.toml", "[tokens]\njwks_max_age = \"soon\"\n")
+            .expect_err("bad duration");
         let msg = err.to_string();
-        assert!(msg.contains("jwks_max_age") && msg.contains("line 2"), "{msg}");
+        assert!(
+            msg.contains("jwks_max_age") && msg.contains("line 2"),
+            "{msg}"
+        );
         let err = Config::from_toml("c.toml", "public_url = \"ftp://x\"\n").expect_err("bad url");
         assert!(err.to_string().contains("public_url"));
     }
@@ -302,14 +397,18 @@ mod tests {
         let env: HashMap<String, String> = [
             ("CASTELLAN_LOG_FORMAT".to_owned(), "json".to_owned()),
             ("CASTELLAN_TOKENS_DEFAULT_TTL".to_owned(), "5m".to_owned()),
-            ("CASTELLAN_DATABASE_URL".to_owned(), "postgres://db/x".to_owned()),
+            (
+                "CASTELLAN_DATABASE_URL".to_owned(),
+                "postgres://db/x".to_owned(),
+            ),
         ]
         .into();
         cfg.apply_env(&env).expect("env");
         assert_eq!(cfg.log_format, LogFormat::Json);
         assert_eq!(cfg.tokens.default_ttl, Duration::from_secs(300));
         assert_eq!(cfg.store_url(), "postgres://db/x");
-        let bad: HashMap<String, String> = [("CASTELLAN_LISTEN".to_owned(), "nope".to_owned())].into();
+        let bad: HashMap<String, String> =
+            [("CASTELLAN_LISTEN".to_owned(), "nope".to_owned())].into();
         let err = cfg.apply_env(&bad).expect_err("bad listen");
         assert!(err.to_string().contains("CASTELLAN_LISTEN"));
     }

@@ -11,37 +11,109 @@ pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
-    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+}
+
+/// One file of a set to write.
+#[derive(Debug)]
+pub struct OutFile<'a> {
+    /// Destination.
+    pub path: std::path::PathBuf,
+    /// Content.
+    pub bytes: &'a [u8],
+    /// File mode (for example 0o600 for keys).
+    pub mode: u32,
+    /// Owner to set (uid, gid), if any.
+    pub owner: Option<(Option<u32>, Option<u32>)>,
 }
 
 /// Atomically replaces `path` with `bytes`, with file mode `mode` and, if given, owner `uid`/`gid`.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, owner: Option<(Option<u32>, Option<u32>)>) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    ensure_dir(dir)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let mut suffix = [0u8; 6];
-    aws_lc_rs::rand::fill(&mut suffix).map_err(|_| std::io::Error::other("no randomness"))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), hex::encode(suffix)));
+pub fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(Option<u32>, Option<u32>)>,
+) -> std::io::Result<()> {
+    write_all_atomic(&[OutFile {
+        path: path.to_path_buf(),
+        bytes,
+        mode,
+        owner,
+    }])
+}
+
+/// Writes a set of files: every file is first written in full to a temp file beside its destination
+/// (mode and owner set, fsynced); only when all of them are staged are they renamed into place. A
+/// failure while staging leaves every old file as it was and removes the temp files.
+pub fn write_all_atomic(files: &[OutFile<'_>]) -> std::io::Result<()> {
+    let mut staged: Vec<(std::path::PathBuf, &Path)> = Vec::with_capacity(files.len());
     let result = (|| {
-        // Created with the final mode (0600 for keys), so the secret is never readable by others.
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode & 0o777).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&f, uid, gid)?;
+        for f in files {
+            let tmp = stage(f)?;
+            staged.push((tmp, &f.path));
         }
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        // Make the rename durable.
-        std::fs::File::open(dir)?.sync_all()
+        for (tmp, dest) in &staged {
+            std::fs::rename(tmp, dest)?;
+        }
+        let mut dirs: Vec<&Path> = files.iter().map(|f| parent(&f.path)).collect();
+        dirs.dedup();
+        for d in dirs {
+            // Make the renames durable.
+            std::fs::File::open(d)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        for (tmp, _) in &staged {
+            let _ = std::fs::remove_file(tmp);
+        }
     }
     result
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+fn stage(f: &OutFile<'_>) -> std::io::Result<std::path::PathBuf> {
+    let dir = parent(&f.path);
+    ensure_dir(dir)?;
+    let name = f.path.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name")
+    })?;
+    let mut suffix = [0u8; 6];
+    aws_lc_rs::rand::fill(&mut suffix).map_err(|_| std::io::Error::other("no randomness"))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        hex::encode(suffix)
+    ));
+    let result = (|| {
+        // Created with the final mode (0600 for keys), so a secret is never readable by others.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(f.mode & 0o777)
+            .open(&tmp)?;
+        file.write_all(f.bytes)?;
+        file.set_permissions(std::fs::Permissions::from_mode(f.mode & 0o7777))?;
+        if let Some((uid, gid)) = f.owner {
+            std::os::unix::fs::fchown(&file, uid, gid)?;
+        }
+        file.sync_all()
+    })();
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -62,8 +134,11 @@ mod tests {
         assert_eq!(mode(&dir.join("key.pem")), 0o600);
         assert_eq!(mode(&dir.join("cert.pem")), 0o644);
         assert_eq!(std::fs::read(dir.join("cert.pem")).expect("read"), b"c2");
-        let leftovers: Vec<_> = std::fs::read_dir(&dir).expect("ls").filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .expect("ls")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
         assert!(leftovers.is_empty());
         // A missing directory is created 0755.
         let fresh = root.path().join("a/b");

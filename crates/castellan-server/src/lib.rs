@@ -10,4 +10,5 @@ pub mod app;
 pub mod config;
 pub mod files;
 pub mod metrics;
+pub mod pki;
 pub mod service;

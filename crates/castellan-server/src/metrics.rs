@@ -53,10 +53,16 @@ impl Metrics {
         out.push_str("# TYPE castellan_http_requests_total counter\n");
         if let Ok(m) = self.requests.lock() {
             for ((route, status), n) in m.iter() {
-                let _ = writeln!(out, "castellan_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}", escape(route));
+                let _ = writeln!(
+                    out,
+                    "castellan_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                    escape(route)
+                );
             }
         }
-        out.push_str("# HELP castellan_tokens_issued_total Access tokens issued, by signing algorithm.\n");
+        out.push_str(
+            "# HELP castellan_tokens_issued_total Access tokens issued, by signing algorithm.\n",
+        );
         out.push_str("# TYPE castellan_tokens_issued_total counter\n");
         for alg in Alg::ALL {
             let n = self.tokens[alg_index(alg)].load(Ordering::Relaxed);
@@ -64,7 +70,11 @@ impl Metrics {
         }
         out.push_str("# HELP castellan_token_requests_refused_total Token requests answered with an OAuth error.\n");
         out.push_str("# TYPE castellan_token_requests_refused_total counter\n");
-        let _ = writeln!(out, "castellan_token_requests_refused_total {}", self.token_errors.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "castellan_token_requests_refused_total {}",
+            self.token_errors.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP castellan_keyring_info The loaded key ring: JWKS fingerprint and signing kid.\n");
         out.push_str("# TYPE castellan_keyring_info gauge\n");
         let _ = writeln!(
@@ -78,5 +88,7 @@ impl Metrics {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

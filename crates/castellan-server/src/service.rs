@@ -8,7 +8,9 @@ use castellan_core::envelope::{DataKey, MasterKey};
 use castellan_core::keyring::{KeyRing, RingKey};
 use castellan_core::keys::{Alg, KeyType, SigningKey};
 use castellan_core::secret;
-use castellan_store::{ClientRow, DataKeyRow, InitBundle, MasterKeyCheck, SigningKeyRow, Store, StoreError};
+use castellan_store::{
+    ClientRow, DataKeyRow, InitBundle, MasterKeyCheck, SigningKeyRow, Store, StoreError,
+};
 use zeroize::Zeroizing;
 
 /// Errors of the service layer.
@@ -16,10 +18,14 @@ use zeroize::Zeroizing;
 #[non_exhaustive]
 pub enum ServiceError {
     /// The store holds no key ring.
-    #[error("the store holds no key ring: run `castellan init` against this store first (or `castellan serve --dev` for a throw-away embedded setup)")]
+    #[error(
+        "the store holds no key ring: run `castellan init` against this store first (or `castellan serve --dev` for a throw-away embedded setup)"
+    )]
     NotInitialized,
     /// The master key is not the one the store was initialized with.
-    #[error("the master key does not match the one this store was initialized with (check value {given}, store expects another); give every replica the same master key file")]
+    #[error(
+        "the master key does not match the one this store was initialized with (check value {given}, store expects another); give every replica the same master key file"
+    )]
     MasterKeyMismatch {
         /// The check value of the key given.
         given: String,
@@ -39,6 +45,9 @@ pub enum ServiceError {
     /// The core failed (key generation, decryption).
     #[error(transparent)]
     Core(#[from] castellan_core::Error),
+    /// A certificate request or CA was refused, or issuance failed.
+    #[error(transparent)]
+    Pki(#[from] castellan_core::pki::PkiError),
 }
 
 impl From<StoreError> for ServiceError {
@@ -57,6 +66,9 @@ pub struct InitOptions {
     pub alg: Alg,
     /// Key type (default: the algorithm's).
     pub key_type: Option<KeyType>,
+    /// Keep the root CA key out of the store: it is returned once (to be written offline) and never
+    /// stored; only the intermediate signs.
+    pub root_key_offline: bool,
 }
 
 /// The admin credential created by `init`. `Debug` hides the secret.
@@ -69,7 +81,9 @@ pub struct Credential {
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credential").field("client_id", &self.client_id).finish_non_exhaustive()
+        f.debug_struct("Credential")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -78,6 +92,8 @@ impl std::fmt::Debug for Credential {
 pub struct InitOutcome {
     /// `None` when the store was initialized already (nothing changed).
     pub admin: Option<Credential>,
+    /// The root CA key (PKCS#8 PEM) when it was asked to be kept offline and this call created it.
+    pub root_key_pem: Option<Zeroizing<String>>,
 }
 
 /// True once `init` has run on this store.
@@ -86,7 +102,10 @@ pub async fn is_initialized(store: &Store) -> Result<bool, ServiceError> {
 }
 
 /// Checks the master key against the store.
-pub async fn check_master_key(store: &Store, master: &MasterKey) -> Result<MasterKeyCheck, ServiceError> {
+pub async fn check_master_key(
+    store: &Store,
+    master: &MasterKey,
+) -> Result<MasterKeyCheck, ServiceError> {
     let given = master.check_value();
     match store.check_master_key(&given).await? {
         MasterKeyCheck::Mismatch => Err(ServiceError::MasterKeyMismatch { given }),
@@ -95,15 +114,33 @@ pub async fn check_master_key(store: &Store, master: &MasterKey) -> Result<Maste
 }
 
 /// Initializes the store once: data key, token key ring, admin client. Idempotent and safe to race.
-pub async fn initialize(store: &Store, master: &MasterKey, now: i64, opts: &InitOptions) -> Result<InitOutcome, ServiceError> {
+pub async fn initialize(
+    store: &Store,
+    master: &MasterKey,
+    now: i64,
+    opts: &InitOptions,
+) -> Result<InitOutcome, ServiceError> {
     if check_master_key(store, master).await? == MasterKeyCheck::Matches {
-        return Ok(InitOutcome { admin: None });
+        return Ok(InitOutcome {
+            admin: None,
+            root_key_pem: None,
+        });
     }
     let dek = DataKey::generate()?;
-    let data_key = DataKeyRow { id: dek.id().to_owned(), wrapped: master.wrap(&dek)?, created_at: now };
+    let (ca, root_key_pem) = crate::pki::new_ca_row(&dek, opts.root_key_offline, now)?;
+    let data_key = DataKeyRow {
+        id: dek.id().to_owned(),
+        wrapped: master.wrap(&dek)?,
+        created_at: now,
+    };
     let signing_key = new_signing_key_row(&dek, opts.alg, opts.key_type, now, now)?;
     let (admin_client, admin_secret) = new_client_row(
-        NewClient { name: "admin".into(), scopes: vec!["admin".into()], audience: None, token_ttl_secs: None },
+        NewClient {
+            name: "admin".into(),
+            scopes: vec!["admin".into()],
+            audience: None,
+            token_ttl_secs: None,
+        },
         now,
     )?;
     let bundle = InitBundle {
@@ -112,13 +149,23 @@ pub async fn initialize(store: &Store, master: &MasterKey, now: i64, opts: &Init
         signing_key,
         admin_client: admin_client.clone(),
         meta: vec![("initialized_at".into(), now.to_string())],
+        ca,
     };
     if store.initialize(&bundle).await? {
-        Ok(InitOutcome { admin: Some(Credential { client_id: admin_client.client_id, client_secret: admin_secret }) })
+        Ok(InitOutcome {
+            admin: Some(Credential {
+                client_id: admin_client.client_id,
+                client_secret: admin_secret,
+            }),
+            root_key_pem,
+        })
     } else {
         // Another process won the race; its master key must be ours too.
         check_master_key(store, master).await?;
-        Ok(InitOutcome { admin: None })
+        Ok(InitOutcome {
+            admin: None,
+            root_key_pem: None,
+        })
     }
 }
 
@@ -148,11 +195,31 @@ fn signing_key_context(kid: &str) -> String {
     format!("signing-key:{kid}")
 }
 
+/// Unwraps one data key.
+pub async fn data_key(
+    store: &Store,
+    master: &MasterKey,
+    id: &str,
+) -> Result<DataKey, ServiceError> {
+    data_keys(store, master)
+        .await?
+        .remove(id)
+        .ok_or_else(|| ServiceError::NotFound(format!("data key {id}")))
+}
+
 /// Unwraps every data key.
-pub async fn data_keys(store: &Store, master: &MasterKey) -> Result<HashMap<String, DataKey>, ServiceError> {
+pub async fn data_keys(
+    store: &Store,
+    master: &MasterKey,
+) -> Result<HashMap<String, DataKey>, ServiceError> {
     let mut out = HashMap::new();
     for row in store.data_keys().await? {
-        let dek = master.unwrap(&row.id, &row.wrapped).map_err(|_| ServiceError::MasterKeyMismatch { given: master.check_value() })?;
+        let dek =
+            master
+                .unwrap(&row.id, &row.wrapped)
+                .map_err(|_| ServiceError::MasterKeyMismatch {
+                    given: master.check_value(),
+                })?;
         out.insert(row.id, dek);
     }
     Ok(out)
@@ -181,17 +248,29 @@ pub async fn load_key_ring(
                 let dek = deks
                     .as_ref()
                     .and_then(|d| d.get(&row.dek_id))
-                    .ok_or_else(|| ServiceError::NotFound(format!("data key {} of signing key {}", row.dek_id, row.kid)))?;
+                    .ok_or_else(|| {
+                        ServiceError::NotFound(format!(
+                            "data key {} of signing key {}",
+                            row.dek_id, row.kid
+                        ))
+                    })?;
                 let der = dek.open(&signing_key_context(&row.kid), &row.sealed_key)?;
                 let alg: Alg = row.alg.parse()?;
                 let key = SigningKey::from_pkcs8(alg, &der)?;
                 if key.kid() != row.kid {
-                    return Err(ServiceError::Invalid(format!("stored key {} does not match its kid", row.kid)));
+                    return Err(ServiceError::Invalid(format!(
+                        "stored key {} does not match its kid",
+                        row.kid
+                    )));
                 }
                 Arc::new(key)
             }
         };
-        keys.push(RingKey { key, activate_at: row.activate_at, remove_at: row.remove_at });
+        keys.push(RingKey {
+            key,
+            activate_at: row.activate_at,
+            remove_at: row.remove_at,
+        });
     }
     if keys.is_empty() {
         return Err(ServiceError::NotInitialized);
@@ -257,27 +336,41 @@ pub struct CreatedClient {
 
 /// True for an RFC 6749 scope-token.
 pub fn valid_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
-fn new_client_row(req: NewClient, now: i64) -> Result<(ClientRow, Zeroizing<String>), ServiceError> {
+fn new_client_row(
+    req: NewClient,
+    now: i64,
+) -> Result<(ClientRow, Zeroizing<String>), ServiceError> {
     if req.name.is_empty()
         || req.name.len() > 64
-        || !req.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        || !req
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     {
         return Err(ServiceError::Invalid(
             "client name must be 1-64 characters of letters, digits, '-', '_' and '.'".into(),
         ));
     }
     if req.scopes.is_empty() {
-        return Err(ServiceError::Invalid("a client needs at least one scope".into()));
+        return Err(ServiceError::Invalid(
+            "a client needs at least one scope".into(),
+        ));
     }
     if let Some(bad) = req.scopes.iter().find(|s| !valid_scope_token(s)) {
-        return Err(ServiceError::Invalid(format!("`{bad}` is not a valid scope (no spaces, quotes or backslashes)")));
+        return Err(ServiceError::Invalid(format!(
+            "`{bad}` is not a valid scope (no spaces, quotes or backslashes)"
+        )));
     }
     if let Some(aud) = &req.audience {
         if aud.is_empty() || aud.len() > 512 || aud.chars().any(char::is_whitespace) {
-            return Err(ServiceError::Invalid("audience must be 1-512 characters without spaces".into()));
+            return Err(ServiceError::Invalid(
+                "audience must be 1-512 characters without spaces".into(),
+            ));
         }
     }
     let ttl = req.token_ttl_secs.unwrap_or(0);
@@ -298,7 +391,12 @@ fn new_client_row(req: NewClient, now: i64) -> Result<(ClientRow, Zeroizing<Stri
 }
 
 /// Creates a client; `max_ttl_secs` bounds its token lifetime.
-pub async fn create_client(store: &Store, req: NewClient, max_ttl_secs: i64, now: i64) -> Result<CreatedClient, ServiceError> {
+pub async fn create_client(
+    store: &Store,
+    req: NewClient,
+    max_ttl_secs: i64,
+    now: i64,
+) -> Result<CreatedClient, ServiceError> {
     if let Some(ttl) = req.token_ttl_secs {
         if ttl > max_ttl_secs {
             return Err(ServiceError::Invalid(format!(
@@ -308,12 +406,20 @@ pub async fn create_client(store: &Store, req: NewClient, max_ttl_secs: i64, now
     }
     let (row, secret) = new_client_row(req, now)?;
     store.add_client(&row).await?;
-    Ok(CreatedClient { client: ClientInfo::from(&row), client_secret: secret.to_string() })
+    Ok(CreatedClient {
+        client: ClientInfo::from(&row),
+        client_secret: secret.to_string(),
+    })
 }
 
 /// Lists clients.
 pub async fn list_clients(store: &Store) -> Result<Vec<ClientInfo>, ServiceError> {
-    Ok(store.clients().await?.iter().map(ClientInfo::from).collect())
+    Ok(store
+        .clients()
+        .await?
+        .iter()
+        .map(ClientInfo::from)
+        .collect())
 }
 
 /// Deletes a client by id or name.

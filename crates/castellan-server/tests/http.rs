@@ -28,16 +28,32 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open_sqlite(&dir.path().join("t.db")).await.expect("store");
+    let store = Store::open_sqlite(&dir.path().join("t.db"))
+        .await
+        .expect("store");
     let (master, _) = MasterKey::generate().expect("mk");
     let clock = Arc::new(ManualClock::new(1_800_000_000));
-    let out = service::initialize(&store, &master, clock.now(), &InitOptions { alg: Alg::ES256, key_type: None })
-        .await
-        .expect("init");
+    let out = service::initialize(
+        &store,
+        &master,
+        clock.now(),
+        &InitOptions {
+            alg: Alg::ES256,
+            key_type: None,
+            root_key_offline: false,
+        },
+    )
+    .await
+    .expect("init");
     let admin = out.admin.expect("created");
     let created = service::create_client(
         &store,
-        NewClient { name: "svc".into(), scopes: vec!["read".into(), "write".into()], audience: Some("api".into()), token_ttl_secs: None },
+        NewClient {
+            name: "svc".into(),
+            scopes: vec!["read".into(), "write".into()],
+            audience: Some("api".into()),
+            token_ttl_secs: None,
+        },
         86400,
         clock.now(),
     )
@@ -50,8 +66,13 @@ async fn fixture() -> Fixture {
         max_ttl_secs: 86400,
         replica_id: "r1".into(),
         refresh_interval: Duration::from_secs(60),
+        profiles: Arc::new(castellan_core::pki::Profiles::new(Vec::new()).expect("profiles")),
+        crl_validity_secs: 86400,
+        crl_url: None,
     };
-    let state = AppState::load(store, Arc::new(master), clock, settings).await.expect("state");
+    let state = AppState::load(store, Arc::new(master), clock, settings)
+        .await
+        .expect("state");
     Fixture {
         _dir: dir,
         state,
@@ -63,19 +84,29 @@ async fn fixture() -> Fixture {
 }
 
 fn basic(id: &str, secret: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
 }
 
-async fn send(state: &AppState, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+async fn send(
+    state: &AppState,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let resp = router(state.clone()).oneshot(req).await.expect("response");
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = to_bytes(resp.into_body(), 1 << 20).await.expect("body").to_vec();
+    let body = to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body")
+        .to_vec();
     (status, headers, body)
 }
 
 fn token_req(auth: Option<&str>, body: impl Into<Body>) -> Request<Body> {
-    let mut b = Request::post("/oauth2/token").header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    let mut b = Request::post("/oauth2/token")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
     if let Some(a) = auth {
         b = b.header(header::AUTHORIZATION, a);
     }
@@ -83,13 +114,21 @@ fn token_req(auth: Option<&str>, body: impl Into<Body>) -> Request<Body> {
 }
 
 fn json(body: &[u8]) -> Value {
-    serde_json::from_slice(body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
 }
 
 #[tokio::test]
 async fn client_credentials_basic_and_post_issue_rfc9068_tokens() {
     let f = fixture().await;
-    let (s, h, b) = send(&f.state, token_req(Some(&basic(&f.client_id, &f.secret)), "grant_type=client_credentials&scope=read")).await;
+    let (s, h, b) = send(
+        &f.state,
+        token_req(
+            Some(&basic(&f.client_id, &f.secret)),
+            "grant_type=client_credentials&scope=read",
+        ),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
     assert_eq!(h[header::CACHE_CONTROL], "no-store");
     let v = json(&b);
@@ -102,22 +141,51 @@ async fn client_credentials_basic_and_post_issue_rfc9068_tokens() {
     assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
 
     // Verify against the served JWKS with jsonwebtoken.
-    let (_, _, jwks) = send(&f.state, Request::get("/.well-known/jwks.json").body(Body::empty()).expect("req")).await;
+    let (_, _, jwks) = send(
+        &f.state,
+        Request::get("/.well-known/jwks.json")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&jwks).expect("jwks");
-    let jwk = set.find(header.kid.as_deref().expect("kid")).expect("kid published");
+    let jwk = set
+        .find(header.kid.as_deref().expect("kid"))
+        .expect("kid published");
     let mut val = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
     val.set_audience(&["api"]);
     val.set_issuer(&[ISS]);
     // The fixture clock is in 2027; judge expiry relative to it.
     val.validate_exp = false;
-    let data = jsonwebtoken::decode::<Value>(token, &jsonwebtoken::DecodingKey::from_jwk(jwk).expect("dk"), &val).expect("verifies");
-    for claim in ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope"] {
+    let data = jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).expect("dk"),
+        &val,
+    )
+    .expect("verifies");
+    for claim in [
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "nbf",
+        "jti",
+        "client_id",
+        "scope",
+    ] {
         assert!(data.claims.get(claim).is_some(), "missing claim {claim}");
     }
-    assert_eq!(data.claims["exp"].as_i64().expect("exp") - data.claims["iat"].as_i64().expect("iat"), 900);
+    assert_eq!(
+        data.claims["exp"].as_i64().expect("exp") - data.claims["iat"].as_i64().expect("iat"),
+        900
+    );
 
     // client_secret_post, no scope: all of the client's scopes.
-    let body = format!("grant_type=client_credentials&client_id={}&client_secret={}", f.client_id, f.secret);
+    let body = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}",
+        f.client_id, f.secret
+    );
     let (s, _, b) = send(&f.state, token_req(None, body)).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(json(&b)["scope"], "read write");
@@ -129,44 +197,120 @@ async fn token_endpoint_rejects_bad_input_with_oauth_errors() {
     let good = basic(&f.client_id, &f.secret);
 
     // Wrong secret: 401 invalid_client with WWW-Authenticate.
-    let (s, h, b) = send(&f.state, token_req(Some(&basic(&f.client_id, "wrong")), "grant_type=client_credentials")).await;
+    let (s, h, b) = send(
+        &f.state,
+        token_req(
+            Some(&basic(&f.client_id, "wrong")),
+            "grant_type=client_credentials",
+        ),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(json(&b)["error"], "invalid_client");
     assert!(h.get(header::WWW_AUTHENTICATE).is_some());
     // Unknown client and no credentials at all: the same.
-    let (s, _, b) = send(&f.state, token_req(Some(&basic("cl_nobody", &f.secret)), "grant_type=client_credentials")).await;
-    assert_eq!((s, json(&b)["error"].clone()), (StatusCode::UNAUTHORIZED, "invalid_client".into()));
+    let (s, _, b) = send(
+        &f.state,
+        token_req(
+            Some(&basic("cl_nobody", &f.secret)),
+            "grant_type=client_credentials",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, json(&b)["error"].clone()),
+        (StatusCode::UNAUTHORIZED, "invalid_client".into())
+    );
     let (s, _, b) = send(&f.state, token_req(None, "grant_type=client_credentials")).await;
-    assert_eq!((s, json(&b)["error"].clone()), (StatusCode::UNAUTHORIZED, "invalid_client".into()));
+    assert_eq!(
+        (s, json(&b)["error"].clone()),
+        (StatusCode::UNAUTHORIZED, "invalid_client".into())
+    );
 
     // Unknown grant.
-    let (s, _, b) = send(&f.state, token_req(Some(&good), "grant_type=password&username=a&password=b")).await;
-    assert_eq!((s, json(&b)["error"].clone()), (StatusCode::BAD_REQUEST, "unsupported_grant_type".into()));
+    let (s, _, b) = send(
+        &f.state,
+        token_req(Some(&good), "grant_type=password&username=a&password=b"),
+    )
+    .await;
+    assert_eq!(
+        (s, json(&b)["error"].clone()),
+        (StatusCode::BAD_REQUEST, "unsupported_grant_type".into())
+    );
     // A scope the client may not have.
-    let (s, _, b) = send(&f.state, token_req(Some(&good), "grant_type=client_credentials&scope=read%20admin")).await;
-    assert_eq!((s, json(&b)["error"].clone()), (StatusCode::BAD_REQUEST, "invalid_scope".into()));
+    let (s, _, b) = send(
+        &f.state,
+        token_req(
+            Some(&good),
+            "grant_type=client_credentials&scope=read%20admin",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, json(&b)["error"].clone()),
+        (StatusCode::BAD_REQUEST, "invalid_scope".into())
+    );
     // Malformed: missing grant, repeated parameter, wrong content type, not UTF-8, two auth methods.
     let (s, _, b) = send(&f.state, token_req(Some(&good), "scope=read")).await;
-    assert_eq!((s, json(&b)["error"].clone()), (StatusCode::BAD_REQUEST, "invalid_request".into()));
-    let (s, _, b) = send(&f.state, token_req(Some(&good), "grant_type=client_credentials&grant_type=client_credentials")).await;
-    assert_eq!((s, json(&b)["error"].clone()), (StatusCode::BAD_REQUEST, "invalid_request".into()));
+    assert_eq!(
+        (s, json(&b)["error"].clone()),
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
+    let (s, _, b) = send(
+        &f.state,
+        token_req(
+            Some(&good),
+            "grant_type=client_credentials&grant_type=client_credentials",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, json(&b)["error"].clone()),
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
     let req = Request::post("/oauth2/token")
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::AUTHORIZATION, &good)
         .body(Body::from("{\"grant_type\":\"client_credentials\"}"))
         .expect("req");
     let (s, _, b) = send(&f.state, req).await;
-    assert_eq!((s, json(&b)["error"].clone()), (StatusCode::BAD_REQUEST, "invalid_request".into()));
-    let (s, _, b) = send(&f.state, token_req(Some(&good), vec![0xff, 0xfe, b'=', 0x80])).await;
-    assert_eq!((s, json(&b)["error"].clone()), (StatusCode::BAD_REQUEST, "invalid_request".into()));
-    let body = format!("grant_type=client_credentials&client_id={}&client_secret={}", f.client_id, f.secret);
+    assert_eq!(
+        (s, json(&b)["error"].clone()),
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
+    let (s, _, b) = send(
+        &f.state,
+        token_req(Some(&good), vec![0xff, 0xfe, b'=', 0x80]),
+    )
+    .await;
+    assert_eq!(
+        (s, json(&b)["error"].clone()),
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
+    let body = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}",
+        f.client_id, f.secret
+    );
     let (s, _, b) = send(&f.state, token_req(Some(&good), body)).await;
-    assert_eq!((s, json(&b)["error"].clone()), (StatusCode::BAD_REQUEST, "invalid_request".into()));
-    let (s, _, b) = send(&f.state, token_req(Some("Basic !!!notbase64"), "grant_type=client_credentials")).await;
-    assert_eq!((s, json(&b)["error"].clone()), (StatusCode::UNAUTHORIZED, "invalid_client".into()));
+    assert_eq!(
+        (s, json(&b)["error"].clone()),
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
+    let (s, _, b) = send(
+        &f.state,
+        token_req(Some("Basic !!!notbase64"), "grant_type=client_credentials"),
+    )
+    .await;
+    assert_eq!(
+        (s, json(&b)["error"].clone()),
+        (StatusCode::UNAUTHORIZED, "invalid_client".into())
+    );
 
     // Over 64 KiB: 413, still JSON.
-    let big = format!("grant_type=client_credentials&pad={}", "a".repeat(70 * 1024));
+    let big = format!(
+        "grant_type=client_credentials&pad={}",
+        "a".repeat(70 * 1024)
+    );
     let (s, _, b) = send(&f.state, token_req(Some(&good), big)).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(json(&b)["error"], "invalid_request");
@@ -175,7 +319,13 @@ async fn token_endpoint_rejects_bad_input_with_oauth_errors() {
 #[tokio::test]
 async fn jwks_has_cache_headers_and_etag_gives_304() {
     let f = fixture().await;
-    let (s, h, b) = send(&f.state, Request::get("/.well-known/jwks.json").body(Body::empty()).expect("req")).await;
+    let (s, h, b) = send(
+        &f.state,
+        Request::get("/.well-known/jwks.json")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(h[header::CACHE_CONTROL], "public, max-age=300");
     let etag = h[header::ETAG].clone();
@@ -184,41 +334,115 @@ async fn jwks_has_cache_headers_and_etag_gives_304() {
     assert_eq!(key["kty"], "EC");
     assert_eq!(key["use"], "sig");
     assert_eq!(key["alg"], "ES256");
-    let req = Request::get("/.well-known/jwks.json").header(header::IF_NONE_MATCH, etag.clone()).body(Body::empty()).expect("req");
+    let req = Request::get("/.well-known/jwks.json")
+        .header(header::IF_NONE_MATCH, etag.clone())
+        .body(Body::empty())
+        .expect("req");
     let (s, h, b) = send(&f.state, req).await;
     assert_eq!(s, StatusCode::NOT_MODIFIED);
     assert!(b.is_empty());
     assert_eq!(h[header::ETAG], etag);
-    let req = Request::get("/.well-known/jwks.json").header(header::IF_NONE_MATCH, "\"other\"").body(Body::empty()).expect("req");
+    let req = Request::get("/.well-known/jwks.json")
+        .header(header::IF_NONE_MATCH, "\"other\"")
+        .body(Body::empty())
+        .expect("req");
     assert_eq!(send(&f.state, req).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn discovery_health_and_metrics() {
     let f = fixture().await;
-    let (s, _, b) = send(&f.state, Request::get("/.well-known/openid-configuration").body(Body::empty()).expect("req")).await;
+    let (s, _, b) = send(
+        &f.state,
+        Request::get("/.well-known/openid-configuration")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     let v = json(&b);
     assert_eq!(v["issuer"], ISS);
     assert_eq!(v["jwks_uri"], format!("{ISS}/.well-known/jwks.json"));
     assert_eq!(v["token_endpoint"], format!("{ISS}/oauth2/token"));
-    assert_eq!(v["grant_types_supported"], serde_json::json!(["client_credentials"]));
-    assert_eq!(v["token_endpoint_auth_methods_supported"], serde_json::json!(["client_secret_basic", "client_secret_post"]));
-    assert_eq!(send(&f.state, Request::get("/healthz").body(Body::empty()).expect("req")).await.0, StatusCode::OK);
-    assert_eq!(send(&f.state, Request::get("/readyz").body(Body::empty()).expect("req")).await.0, StatusCode::OK);
+    assert_eq!(
+        v["grant_types_supported"],
+        serde_json::json!(["client_credentials"])
+    );
+    assert_eq!(
+        v["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post"])
+    );
+    assert_eq!(
+        send(
+            &f.state,
+            Request::get("/healthz").body(Body::empty()).expect("req")
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(
+            &f.state,
+            Request::get("/readyz").body(Body::empty()).expect("req")
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
 
-    send(&f.state, token_req(Some(&basic(&f.client_id, &f.secret)), "grant_type=client_credentials")).await;
-    send(&f.state, token_req(Some(&basic(&f.client_id, "bad")), "grant_type=client_credentials")).await;
-    let (_, _, b) = send(&f.state, Request::get("/metrics").body(Body::empty()).expect("req")).await;
+    send(
+        &f.state,
+        token_req(
+            Some(&basic(&f.client_id, &f.secret)),
+            "grant_type=client_credentials",
+        ),
+    )
+    .await;
+    send(
+        &f.state,
+        token_req(
+            Some(&basic(&f.client_id, "bad")),
+            "grant_type=client_credentials",
+        ),
+    )
+    .await;
+    let (_, _, b) = send(
+        &f.state,
+        Request::get("/metrics").body(Body::empty()).expect("req"),
+    )
+    .await;
     let text = String::from_utf8(b).expect("utf8");
-    assert!(text.contains("castellan_tokens_issued_total{alg=\"ES256\"} 1"), "{text}");
-    assert!(text.contains("castellan_http_requests_total{route=\"/oauth2/token\",status=\"200\"} 1"), "{text}");
-    assert!(text.contains("castellan_http_requests_total{route=\"/oauth2/token\",status=\"401\"} 1"), "{text}");
-    assert!(text.contains(&format!("castellan_keyring_info{{fingerprint=\"{}\"", f.state.fingerprint())), "{text}");
+    assert!(
+        text.contains("castellan_tokens_issued_total{alg=\"ES256\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("castellan_http_requests_total{route=\"/oauth2/token\",status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("castellan_http_requests_total{route=\"/oauth2/token\",status=\"401\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "castellan_keyring_info{{fingerprint=\"{}\"",
+            f.state.fingerprint()
+        )),
+        "{text}"
+    );
 }
 
 async fn admin_token(f: &Fixture) -> String {
-    let (s, _, b) = send(&f.state, token_req(Some(&basic(&f.admin_id, &f.admin_secret)), "grant_type=client_credentials")).await;
+    let (s, _, b) = send(
+        &f.state,
+        token_req(
+            Some(&basic(&f.admin_id, &f.admin_secret)),
+            "grant_type=client_credentials",
+        ),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     json(&b)["access_token"].as_str().expect("token").to_owned()
 }
@@ -227,19 +451,41 @@ async fn admin_token(f: &Fixture) -> String {
 async fn v1_requires_a_castellan_token_with_the_right_scope() {
     let f = fixture().await;
     // No token, garbage token.
-    let (s, _, b) = send(&f.state, Request::get("/v1/sys/status").body(Body::empty()).expect("req")).await;
+    let (s, _, b) = send(
+        &f.state,
+        Request::get("/v1/sys/status")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(json(&b)["error"]["code"], "unauthorized");
-    let req = Request::get("/v1/sys/status").header(header::AUTHORIZATION, "Bearer a.b.c").body(Body::empty()).expect("req");
+    let req = Request::get("/v1/sys/status")
+        .header(header::AUTHORIZATION, "Bearer a.b.c")
+        .body(Body::empty())
+        .expect("req");
     assert_eq!(send(&f.state, req).await.0, StatusCode::UNAUTHORIZED);
     // A token for another audience (the svc client's tokens are for `api`) is refused.
-    let (_, _, b) = send(&f.state, token_req(Some(&basic(&f.client_id, &f.secret)), "grant_type=client_credentials")).await;
+    let (_, _, b) = send(
+        &f.state,
+        token_req(
+            Some(&basic(&f.client_id, &f.secret)),
+            "grant_type=client_credentials",
+        ),
+    )
+    .await;
     let svc_token = json(&b)["access_token"].as_str().expect("t").to_owned();
-    let req = Request::get("/v1/sys/status").header(header::AUTHORIZATION, format!("Bearer {svc_token}")).body(Body::empty()).expect("req");
+    let req = Request::get("/v1/sys/status")
+        .header(header::AUTHORIZATION, format!("Bearer {svc_token}"))
+        .body(Body::empty())
+        .expect("req");
     assert_eq!(send(&f.state, req).await.0, StatusCode::UNAUTHORIZED);
 
     let admin = admin_token(&f).await;
-    let req = Request::get("/v1/sys/status").header(header::AUTHORIZATION, format!("Bearer {admin}")).body(Body::empty()).expect("req");
+    let req = Request::get("/v1/sys/status")
+        .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+        .body(Body::empty())
+        .expect("req");
     let (s, _, b) = send(&f.state, req).await;
     assert_eq!(s, StatusCode::OK);
     let v = json(&b);
@@ -258,8 +504,15 @@ async fn v1_requires_a_castellan_token_with_the_right_scope() {
     let (s, _, b) = send(&f.state, req).await;
     assert_eq!(s, StatusCode::CREATED, "{}", String::from_utf8_lossy(&b));
     let created = json(&b);
-    let (id, secret) = (created["client_id"].as_str().expect("id"), created["client_secret"].as_str().expect("secret"));
-    let (s, _, _) = send(&f.state, token_req(Some(&basic(id, secret)), "grant_type=client_credentials")).await;
+    let (id, secret) = (
+        created["client_id"].as_str().expect("id"),
+        created["client_secret"].as_str().expect("secret"),
+    );
+    let (s, _, _) = send(
+        &f.state,
+        token_req(Some(&basic(id, secret)), "grant_type=client_credentials"),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     let req = Request::post("/v1/clients")
         .header(header::AUTHORIZATION, format!("Bearer {admin}"))
@@ -267,19 +520,32 @@ async fn v1_requires_a_castellan_token_with_the_right_scope() {
         .body(Body::from(body))
         .expect("req");
     let (s, _, b) = send(&f.state, req).await;
-    assert_eq!((s, json(&b)["error"]["code"].clone()), (StatusCode::CONFLICT, "conflict".into()));
+    assert_eq!(
+        (s, json(&b)["error"]["code"].clone()),
+        (StatusCode::CONFLICT, "conflict".into())
+    );
     let req = Request::post("/v1/clients")
         .header(header::AUTHORIZATION, format!("Bearer {admin}"))
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from("{\"name\": 5}"))
         .expect("req");
     let (s, _, b) = send(&f.state, req).await;
-    assert_eq!((s, json(&b)["error"]["code"].clone()), (StatusCode::BAD_REQUEST, "invalid_request".into()));
+    assert_eq!(
+        (s, json(&b)["error"]["code"].clone()),
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
 
     // Delete it: its credentials stop working.
-    let req = Request::delete(format!("/v1/clients/{id}")).header(header::AUTHORIZATION, format!("Bearer {admin}")).body(Body::empty()).expect("req");
+    let req = Request::delete(format!("/v1/clients/{id}"))
+        .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+        .body(Body::empty())
+        .expect("req");
     assert_eq!(send(&f.state, req).await.0, StatusCode::NO_CONTENT);
-    let (s, _, _) = send(&f.state, token_req(Some(&basic(id, secret)), "grant_type=client_credentials")).await;
+    let (s, _, _) = send(
+        &f.state,
+        token_req(Some(&basic(id, secret)), "grant_type=client_credentials"),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
 
@@ -289,7 +555,12 @@ async fn a_client_created_elsewhere_is_found_without_waiting_for_refresh() {
     // Created directly on the store (as the CLI or another replica would) after the state was loaded.
     let created = service::create_client(
         f.state.store(),
-        NewClient { name: "late".into(), scopes: vec!["x".into()], audience: None, token_ttl_secs: Some(60) },
+        NewClient {
+            name: "late".into(),
+            scopes: vec!["x".into()],
+            audience: None,
+            token_ttl_secs: Some(60),
+        },
         86400,
         0,
     )
@@ -297,7 +568,10 @@ async fn a_client_created_elsewhere_is_found_without_waiting_for_refresh() {
     .expect("create");
     let (s, _, b) = send(
         &f.state,
-        token_req(Some(&basic(&created.client.client_id, &created.client_secret)), "grant_type=client_credentials"),
+        token_req(
+            Some(&basic(&created.client.client_id, &created.client_secret)),
+            "grant_type=client_credentials",
+        ),
     )
     .await;
     assert_eq!(s, StatusCode::OK);

@@ -21,6 +21,19 @@ macro_rules! client_select {
     };
 }
 
+macro_rules! ca_select {
+    () => {
+        "SELECT id, ca_cert_pem, intermediates_pem, root_pem, dek_id, sealed_key, root_sealed_key, created_at FROM cas"
+    };
+}
+
+macro_rules! cert_select {
+    () => {
+        "SELECT serial, ca_id, profile, common_name, sans, not_before, not_after, cert_pem, revoked_at, \
+         revocation_reason, created_at FROM certificates"
+    };
+}
+
 #[doc(hidden)]
 pub mod testing;
 
@@ -125,6 +138,84 @@ pub struct InitBundle {
     pub admin_client: ClientRow,
     /// Extra meta rows (name, value).
     pub meta: Vec<(String, String)>,
+    /// The CA hierarchy.
+    pub ca: CaRow,
+}
+
+/// A stored issuing CA with its chain. The newest row is the one that issues.
+#[derive(Debug, Clone)]
+pub struct CaRow {
+    /// Id (random).
+    pub id: String,
+    /// The issuing CA certificate, PEM.
+    pub ca_cert_pem: String,
+    /// CA certificates between it and the root, PEM (may be empty).
+    pub intermediates_pem: String,
+    /// The root, PEM.
+    pub root_pem: String,
+    /// The data key that sealed the keys.
+    pub dek_id: String,
+    /// The issuing CA's PKCS#8 key, sealed.
+    pub sealed_key: Vec<u8>,
+    /// The root's key, sealed; `None` when it is kept offline or was never ours.
+    pub root_sealed_key: Option<Vec<u8>>,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A stored issued certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertRow {
+    /// Serial, lowercase hex.
+    pub serial: String,
+    /// The CA that issued it.
+    pub ca_id: String,
+    /// Profile name.
+    pub profile: String,
+    /// Subject CN.
+    pub common_name: Option<String>,
+    /// SANs as space-separated text.
+    pub sans: String,
+    /// notBefore.
+    pub not_before: i64,
+    /// notAfter.
+    pub not_after: i64,
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// Revocation time.
+    pub revoked_at: Option<i64>,
+    /// RFC 5280 reason name.
+    pub revocation_reason: Option<String>,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A stored CRL.
+#[derive(Debug, Clone)]
+pub struct CrlRow {
+    /// The CA that signed it.
+    pub ca_id: String,
+    /// Its CRL number.
+    pub crl_number: i64,
+    /// DER.
+    pub der: Vec<u8>,
+    /// PEM.
+    pub pem: String,
+    /// thisUpdate.
+    pub this_update: i64,
+    /// nextUpdate.
+    pub next_update: i64,
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// Revoked now.
+    Revoked,
+    /// It was revoked before; nothing changed.
+    AlreadyRevoked,
+    /// No certificate has that serial.
+    NotFound,
 }
 
 /// What the store says about a master key's check value.
@@ -138,8 +229,14 @@ pub enum MasterKeyCheck {
     Mismatch,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_pki.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_pki.sql")),
+];
 
 /// The store.
 #[derive(Debug, Clone)]
@@ -203,7 +300,10 @@ impl Store {
                 // WAL lets readers (a running server) and a writer (a CLI on the same file) proceed.
                 // Setting it needs a lock busy_timeout cannot wait on, so retry briefly.
                 for attempt in 0..50 {
-                    match sqlx::raw_sql("PRAGMA journal_mode = WAL").execute(&self.pool).await {
+                    match sqlx::raw_sql("PRAGMA journal_mode = WAL")
+                        .execute(&self.pool)
+                        .await
+                    {
                         Ok(_) => break,
                         Err(e) if attempt == 49 => return Err(e.into()),
                         Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -217,7 +317,9 @@ impl Store {
         // on PostgreSQL an advisory lock also serializes them.
         let mut tx = self.pool.begin().await?;
         if self.kind == StoreKind::Postgres {
-            sqlx::raw_sql("SELECT pg_advisory_xact_lock(7240981312)").execute(&mut *tx).await?;
+            sqlx::raw_sql("SELECT pg_advisory_xact_lock(7240981312)")
+                .execute(&mut *tx)
+                .await?;
         }
         sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
             .execute(&mut *tx)
@@ -230,10 +332,12 @@ impl Store {
                 .is_some();
             if !applied {
                 sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-                sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1) ON CONFLICT DO NOTHING")
-                    .bind(*version)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO schema_migrations (version) VALUES ($1) ON CONFLICT DO NOTHING",
+                )
+                .bind(*version)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;
@@ -251,7 +355,10 @@ impl Store {
 
     /// Reads a meta value.
     pub async fn meta(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT value FROM meta WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT value FROM meta WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|r| r.try_get::<String, _>("value")).transpose()?)
     }
 
@@ -259,11 +366,13 @@ impl Store {
     /// Returns `true` when this call initialized the store. Safe to race: exactly one call wins.
     pub async fn initialize(&self, bundle: &InitBundle) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let won = sqlx::query("INSERT INTO meta (name, value) VALUES ('master_key_check', $1) ON CONFLICT DO NOTHING")
-            .bind(&bundle.master_key_check)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
+        let won = sqlx::query(
+            "INSERT INTO meta (name, value) VALUES ('master_key_check', $1) ON CONFLICT DO NOTHING",
+        )
+        .bind(&bundle.master_key_check)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
             == 1;
         if !won {
             tx.rollback().await?;
@@ -279,16 +388,23 @@ impl Store {
         insert_data_key(&mut tx, &bundle.data_key).await?;
         insert_signing_key(&mut tx, &bundle.signing_key).await?;
         insert_client(&mut tx, &bundle.admin_client).await?;
+        insert_ca(&mut tx, &bundle.ca).await?;
         tx.commit().await?;
         Ok(true)
     }
 
     /// Every data key.
     pub async fn data_keys(&self) -> Result<Vec<DataKeyRow>, StoreError> {
-        let rows = sqlx::query("SELECT id, wrapped, created_at FROM data_keys ORDER BY id").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT id, wrapped, created_at FROM data_keys ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
-                Ok(DataKeyRow { id: r.try_get("id")?, wrapped: r.try_get("wrapped")?, created_at: r.try_get("created_at")? })
+                Ok(DataKeyRow {
+                    id: r.try_get("id")?,
+                    wrapped: r.try_get("wrapped")?,
+                    created_at: r.try_get("created_at")?,
+                })
             })
             .collect()
     }
@@ -340,7 +456,9 @@ impl Store {
 
     /// Every client, by name.
     pub async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
-        let rows = sqlx::query(concat!(client_select!(), " ORDER BY name")).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(concat!(client_select!(), " ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(client_from_row).collect()
     }
 
@@ -354,6 +472,178 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// The issuing CA: the newest one.
+    pub async fn active_ca(&self) -> Result<Option<CaRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            ca_select!(),
+            " ORDER BY created_at DESC, id DESC LIMIT 1"
+        ))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(ca_from_row).transpose()
+    }
+
+    /// Adds a CA (it becomes the issuing one if it is the newest).
+    pub async fn add_ca(&self, row: &CaRow) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_ca(&mut tx, row).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records an issued certificate.
+    pub async fn add_certificate(&self, row: &CertRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO certificates (serial, ca_id, profile, common_name, sans, not_before, not_after, cert_pem, \
+             revoked_at, revocation_reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&row.serial)
+        .bind(&row.ca_id)
+        .bind(&row.profile)
+        .bind(&row.common_name)
+        .bind(&row.sans)
+        .bind(row.not_before)
+        .bind(row.not_after)
+        .bind(&row.cert_pem)
+        .bind(row.revoked_at)
+        .bind(&row.revocation_reason)
+        .bind(row.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(conflict("a certificate with this serial"))?;
+        Ok(())
+    }
+
+    /// Issued certificates, soonest expiry first; with `not_after_before`, only those expiring before it.
+    pub async fn certificates(
+        &self,
+        not_after_before: Option<i64>,
+    ) -> Result<Vec<CertRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            cert_select!(),
+            " WHERE not_after < $1 ORDER BY not_after, serial"
+        ))
+        .bind(not_after_before.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(cert_from_row).collect()
+    }
+
+    /// One certificate by serial.
+    pub async fn certificate(&self, serial: &str) -> Result<Option<CertRow>, StoreError> {
+        let row = sqlx::query(concat!(cert_select!(), " WHERE serial = $1"))
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(cert_from_row).transpose()
+    }
+
+    /// Revokes a certificate.
+    pub async fn revoke_certificate(
+        &self,
+        serial: &str,
+        at: i64,
+        reason: Option<&str>,
+    ) -> Result<Revocation, StoreError> {
+        let n = sqlx::query(
+            "UPDATE certificates SET revoked_at = $2, revocation_reason = $3 WHERE serial = $1 AND revoked_at IS NULL",
+        )
+        .bind(serial)
+        .bind(at)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            return Ok(Revocation::Revoked);
+        }
+        Ok(match self.certificate(serial).await? {
+            Some(_) => Revocation::AlreadyRevoked,
+            None => Revocation::NotFound,
+        })
+    }
+
+    /// Revoked certificates of a CA that have not expired before `now`.
+    pub async fn revoked_certificates(
+        &self,
+        ca_id: &str,
+        now: i64,
+    ) -> Result<Vec<CertRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            cert_select!(),
+            " WHERE ca_id = $1 AND revoked_at IS NOT NULL AND not_after > $2 ORDER BY serial"
+        ))
+        .bind(ca_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(cert_from_row).collect()
+    }
+
+    /// The newest CRL of a CA.
+    pub async fn latest_crl(&self, ca_id: &str) -> Result<Option<CrlRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT ca_id, crl_number, der, pem, this_update, next_update FROM crls WHERE ca_id = $1 \
+             ORDER BY crl_number DESC LIMIT 1",
+        )
+        .bind(ca_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(CrlRow {
+                ca_id: r.try_get("ca_id")?,
+                crl_number: r.try_get("crl_number")?,
+                der: r.try_get("der")?,
+                pem: r.try_get("pem")?,
+                this_update: r.try_get("this_update")?,
+                next_update: r.try_get("next_update")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores a CRL; `false` when another process stored that CRL number first (build the next one).
+    pub async fn add_crl(&self, row: &CrlRow) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "INSERT INTO crls (ca_id, crl_number, der, pem, this_update, next_update) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&row.ca_id)
+        .bind(row.crl_number)
+        .bind(&row.der)
+        .bind(&row.pem)
+        .bind(row.this_update)
+        .bind(row.next_update)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Takes or renews the lease `name` for `holder` until `now + ttl`; `false` while another holder's
+    /// lease has not expired. Background jobs run only on the holder.
+    pub async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        ttl: i64,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE \
+             SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.expires_at <= $4 OR leases.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
     /// Cheap liveness check.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -361,12 +651,13 @@ impl Store {
     }
 }
 
-
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 fn conflict(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
     move |e| match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.to_owned()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(what.to_owned())
+        }
         _ => StoreError::Database(e),
     }
 }
@@ -417,6 +708,54 @@ async fn insert_client(tx: &mut Tx<'_>, row: &ClientRow) -> Result<(), StoreErro
     .await
     .map_err(conflict(&format!("a client named `{}`", row.name)))?;
     Ok(())
+}
+
+async fn insert_ca(tx: &mut Tx<'_>, row: &CaRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO cas (id, ca_cert_pem, intermediates_pem, root_pem, dek_id, sealed_key, root_sealed_key, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&row.id)
+    .bind(&row.ca_cert_pem)
+    .bind(&row.intermediates_pem)
+    .bind(&row.root_pem)
+    .bind(&row.dek_id)
+    .bind(&row.sealed_key)
+    .bind(&row.root_sealed_key)
+    .bind(row.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(conflict("CA"))?;
+    Ok(())
+}
+
+fn ca_from_row(r: &AnyRow) -> Result<CaRow, StoreError> {
+    Ok(CaRow {
+        id: r.try_get("id")?,
+        ca_cert_pem: r.try_get("ca_cert_pem")?,
+        intermediates_pem: r.try_get("intermediates_pem")?,
+        root_pem: r.try_get("root_pem")?,
+        dek_id: r.try_get("dek_id")?,
+        sealed_key: r.try_get("sealed_key")?,
+        root_sealed_key: r.try_get("root_sealed_key")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn cert_from_row(r: &AnyRow) -> Result<CertRow, StoreError> {
+    Ok(CertRow {
+        serial: r.try_get("serial")?,
+        ca_id: r.try_get("ca_id")?,
+        profile: r.try_get("profile")?,
+        common_name: r.try_get("common_name")?,
+        sans: r.try_get("sans")?,
+        not_before: r.try_get("not_before")?,
+        not_after: r.try_get("not_after")?,
+        cert_pem: r.try_get("cert_pem")?,
+        revoked_at: r.try_get("revoked_at")?,
+        revocation_reason: r.try_get("revocation_reason")?,
+        created_at: r.try_get("created_at")?,
+    })
 }
 
 fn signing_key_from_row(r: &AnyRow) -> Result<SigningKeyRow, StoreError> {

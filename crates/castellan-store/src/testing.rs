@@ -12,15 +12,22 @@ pub const ENV: &str = "CASTELLAN_TEST_DATABASE_URL";
 /// Creates an empty database and returns its URL, or `None` (skip) when PostgreSQL is not configured.
 pub async fn fresh_postgres_database(test: &str) -> Option<String> {
     let Ok(base) = std::env::var(ENV) else {
-        assert!(std::env::var_os("CI").is_none(), "{ENV} must be set under CI: the PostgreSQL tests are required");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{ENV} must be set under CI: the PostgreSQL tests are required"
+        );
         eprintln!("skipping {test}: {ENV} is not set (set it to run the PostgreSQL tests)");
         return None;
     };
     let name = castellan_core::secret::random_id("castellan_test_", 6).expect("random");
-    let mut conn = sqlx::postgres::PgConnection::connect(&base).await.expect("connect to CASTELLAN_TEST_DATABASE_URL");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
+    let mut conn = sqlx::postgres::PgConnection::connect(&base)
+        .await
+        .expect("connect to CASTELLAN_TEST_DATABASE_URL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
     let _ = conn.close().await;
     let (prefix, _) = base.rsplit_once('/').expect("URL with a database name");
     Some(format!("{prefix}/{name}"))
 }
-

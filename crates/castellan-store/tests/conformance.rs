@@ -1,11 +1,18 @@
 //! One conformance suite, run against SQLite and PostgreSQL.
 
-use castellan_store::{ClientRow, DataKeyRow, InitBundle, MasterKeyCheck, SigningKeyRow, Store, StoreError, StoreKind};
+use castellan_store::{
+    CaRow, CertRow, ClientRow, CrlRow, DataKeyRow, InitBundle, MasterKeyCheck, Revocation,
+    SigningKeyRow, Store, StoreError, StoreKind,
+};
 
 fn bundle(tag: &str) -> InitBundle {
     InitBundle {
         master_key_check: format!("check-{tag}"),
-        data_key: DataKeyRow { id: format!("dk-{tag}"), wrapped: vec![1, 2, 3, 0, 255], created_at: 10 },
+        data_key: DataKeyRow {
+            id: format!("dk-{tag}"),
+            wrapped: vec![1, 2, 3, 0, 255],
+            created_at: 10,
+        },
         signing_key: SigningKeyRow {
             kid: format!("kid-{tag}"),
             alg: "ES256".into(),
@@ -18,6 +25,36 @@ fn bundle(tag: &str) -> InitBundle {
         },
         admin_client: client(&format!("admin-{tag}"), &format!("cid-{tag}")),
         meta: vec![("issuer".into(), "http://x".into())],
+        ca: ca(&format!("ca-{tag}"), &format!("dk-{tag}"), 50),
+    }
+}
+
+fn ca(id: &str, dek: &str, created_at: i64) -> CaRow {
+    CaRow {
+        id: id.into(),
+        ca_cert_pem: format!("PEM {id}"),
+        intermediates_pem: String::new(),
+        root_pem: "ROOT".into(),
+        dek_id: dek.into(),
+        sealed_key: vec![4; 20],
+        root_sealed_key: None,
+        created_at,
+    }
+}
+
+fn cert(serial: &str, not_after: i64) -> CertRow {
+    CertRow {
+        serial: serial.into(),
+        ca_id: "ca-1".into(),
+        profile: "server".into(),
+        common_name: Some("emqx".into()),
+        sans: "dns:emqx".into(),
+        not_before: 0,
+        not_after,
+        cert_pem: "PEM".into(),
+        revoked_at: None,
+        revocation_reason: None,
+        created_at: 1,
     }
 }
 
@@ -34,13 +71,25 @@ fn client(name: &str, id: &str) -> ClientRow {
 }
 
 async fn conformance(store: Store) {
-    assert_eq!(store.check_master_key("check-1").await.expect("check"), MasterKeyCheck::Uninitialized);
+    assert_eq!(
+        store.check_master_key("check-1").await.expect("check"),
+        MasterKeyCheck::Uninitialized
+    );
     assert!(store.initialize(&bundle("1")).await.expect("init"));
     // A second init changes nothing, whatever it carries.
     assert!(!store.initialize(&bundle("2")).await.expect("init again"));
-    assert_eq!(store.check_master_key("check-1").await.expect("check"), MasterKeyCheck::Matches);
-    assert_eq!(store.check_master_key("check-2").await.expect("check"), MasterKeyCheck::Mismatch);
-    assert_eq!(store.meta("issuer").await.expect("meta").as_deref(), Some("http://x"));
+    assert_eq!(
+        store.check_master_key("check-1").await.expect("check"),
+        MasterKeyCheck::Matches
+    );
+    assert_eq!(
+        store.check_master_key("check-2").await.expect("check"),
+        MasterKeyCheck::Mismatch
+    );
+    assert_eq!(
+        store.meta("issuer").await.expect("meta").as_deref(),
+        Some("http://x")
+    );
 
     let dks = store.data_keys().await.expect("dks");
     assert_eq!(dks.len(), 1);
@@ -61,55 +110,218 @@ async fn conformance(store: Store) {
     k3.remove_at = None;
     k3.revoked_at = Some(110);
     store.add_signing_key(&k3).await.expect("add");
-    let kids: Vec<String> = store.published_signing_keys(110).await.expect("keys").into_iter().map(|k| k.kid).collect();
+    let kids: Vec<String> = store
+        .published_signing_keys(110)
+        .await
+        .expect("keys")
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
     assert_eq!(kids, vec!["kid-1", "kid-removed"]);
-    let kids: Vec<String> = store.published_signing_keys(120).await.expect("keys").into_iter().map(|k| k.kid).collect();
+    let kids: Vec<String> = store
+        .published_signing_keys(120)
+        .await
+        .expect("keys")
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
     assert_eq!(kids, vec!["kid-1"]);
-    assert!(matches!(store.add_signing_key(&k2).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.add_signing_key(&k2).await,
+        Err(StoreError::Conflict(_))
+    ));
 
     // Clients: unique names, lookup, delete by id or name.
-    store.add_client(&client("svc-a", "cid-a")).await.expect("add a");
-    store.add_client(&client("svc-b", "cid-b")).await.expect("add b");
-    assert!(matches!(store.add_client(&client("svc-a", "cid-other")).await, Err(StoreError::Conflict(_))));
+    store
+        .add_client(&client("svc-a", "cid-a"))
+        .await
+        .expect("add a");
+    store
+        .add_client(&client("svc-b", "cid-b"))
+        .await
+        .expect("add b");
+    assert!(matches!(
+        store.add_client(&client("svc-a", "cid-other")).await,
+        Err(StoreError::Conflict(_))
+    ));
     let a = store.client("cid-a").await.expect("get").expect("present");
     assert_eq!(a.audience.as_deref(), Some("aud"));
     assert_eq!(a.secret_hash, vec![7; 32]);
     assert!(store.client("nope").await.expect("get").is_none());
-    let names: Vec<String> = store.clients().await.expect("list").into_iter().map(|c| c.name).collect();
+    let names: Vec<String> = store
+        .clients()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
     assert_eq!(names, vec!["admin-1", "svc-a", "svc-b"]);
     assert!(store.delete_client("svc-a").await.expect("delete"));
     assert!(store.delete_client("cid-b").await.expect("delete"));
     assert!(!store.delete_client("cid-b").await.expect("delete again"));
     store.ping().await.expect("ping");
+
+    // CAs: the newest issues.
+    assert_eq!(
+        store.active_ca().await.expect("ca").expect("present").id,
+        "ca-1"
+    );
+    store
+        .add_ca(&ca("ca-new", "dk-1", 60))
+        .await
+        .expect("add ca");
+    assert_eq!(
+        store.active_ca().await.expect("ca").expect("present").id,
+        "ca-new"
+    );
+
+    // Certificates: listing by expiry, revocation once, revoked list without expired ones.
+    store.add_certificate(&cert("aa", 1000)).await.expect("add");
+    store.add_certificate(&cert("bb", 500)).await.expect("add");
+    assert!(matches!(
+        store.add_certificate(&cert("aa", 1)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let serials: Vec<String> = store
+        .certificates(None)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.serial)
+        .collect();
+    assert_eq!(serials, vec!["bb", "aa"]);
+    let soon: Vec<String> = store
+        .certificates(Some(600))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.serial)
+        .collect();
+    assert_eq!(soon, vec!["bb"]);
+    assert_eq!(
+        store
+            .revoke_certificate("aa", 700, Some("keyCompromise"))
+            .await
+            .expect("revoke"),
+        Revocation::Revoked
+    );
+    assert_eq!(
+        store
+            .revoke_certificate("aa", 800, None)
+            .await
+            .expect("revoke"),
+        Revocation::AlreadyRevoked
+    );
+    assert_eq!(
+        store
+            .revoke_certificate("zz", 800, None)
+            .await
+            .expect("revoke"),
+        Revocation::NotFound
+    );
+    store
+        .revoke_certificate("bb", 450, None)
+        .await
+        .expect("revoke");
+    let aa = store
+        .certificate("aa")
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(
+        (aa.revoked_at, aa.revocation_reason.as_deref()),
+        (Some(700), Some("keyCompromise"))
+    );
+    let revoked: Vec<String> = store
+        .revoked_certificates("ca-1", 600)
+        .await
+        .expect("revoked")
+        .into_iter()
+        .map(|c| c.serial)
+        .collect();
+    assert_eq!(revoked, vec!["aa"], "expired certificates leave the CRL");
+
+    // CRLs: numbers are claimed once; the newest is served.
+    let crl = |n: i64| CrlRow {
+        ca_id: "ca-1".into(),
+        crl_number: n,
+        der: vec![n as u8],
+        pem: format!("crl {n}"),
+        this_update: n,
+        next_update: n + 10,
+    };
+    assert!(store.latest_crl("ca-1").await.expect("crl").is_none());
+    assert!(store.add_crl(&crl(1)).await.expect("add"));
+    assert!(!store.add_crl(&crl(1)).await.expect("add again"));
+    assert!(store.add_crl(&crl(2)).await.expect("add"));
+    assert_eq!(
+        store
+            .latest_crl("ca-1")
+            .await
+            .expect("crl")
+            .expect("present")
+            .crl_number,
+        2
+    );
+
+    // Leases: one holder at a time until expiry; the holder renews.
+    assert!(store.try_lease("job", "r1", 100, 30).await.expect("lease"));
+    assert!(!store.try_lease("job", "r2", 110, 30).await.expect("lease"));
+    assert!(store.try_lease("job", "r1", 120, 30).await.expect("renew"));
+    assert!(!store.try_lease("job", "r2", 149, 30).await.expect("lease"));
+    assert!(
+        store
+            .try_lease("job", "r2", 150, 30)
+            .await
+            .expect("expired lease is taken")
+    );
 }
 
 #[tokio::test]
 async fn sqlite_conformance() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open_sqlite(&dir.path().join("c.db")).await.expect("open");
+    let store = Store::open_sqlite(&dir.path().join("c.db"))
+        .await
+        .expect("open");
     assert_eq!(store.kind(), StoreKind::Sqlite);
     conformance(store.clone()).await;
     store.close().await;
     // Reopening applies no migration twice and keeps the data.
-    let again = Store::open_sqlite(&dir.path().join("c.db")).await.expect("reopen");
-    assert_eq!(again.check_master_key("check-1").await.expect("check"), MasterKeyCheck::Matches);
+    let again = Store::open_sqlite(&dir.path().join("c.db"))
+        .await
+        .expect("reopen");
+    assert_eq!(
+        again.check_master_key("check-1").await.expect("check"),
+        MasterKeyCheck::Matches
+    );
 }
 
 #[tokio::test]
 async fn postgres_conformance() {
-    let Some(url) = castellan_store::testing::fresh_postgres_database("postgres_conformance").await else { return };
+    let Some(url) = castellan_store::testing::fresh_postgres_database("postgres_conformance").await
+    else {
+        return;
+    };
     let store = Store::connect(&url).await.expect("connect");
     assert_eq!(store.kind(), StoreKind::Postgres);
     conformance(store.clone()).await;
     let again = Store::connect(&url).await.expect("reconnect");
-    assert_eq!(again.check_master_key("check-1").await.expect("check"), MasterKeyCheck::Matches);
+    assert_eq!(
+        again.check_master_key("check-1").await.expect("check"),
+        MasterKeyCheck::Matches
+    );
 }
 
 #[tokio::test]
 async fn concurrent_initialize_has_one_winner_on_both_backends() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut urls = vec![format!("sqlite://{}?mode=rwc", dir.path().join("race.db").display())];
-    if let Some(pg) = castellan_store::testing::fresh_postgres_database("concurrent_initialize").await {
+    let mut urls = vec![format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("race.db").display()
+    )];
+    if let Some(pg) =
+        castellan_store::testing::fresh_postgres_database("concurrent_initialize").await
+    {
         urls.push(pg);
     }
     for url in urls {
@@ -118,7 +330,10 @@ async fn concurrent_initialize_has_one_winner_on_both_backends() {
             let url = url.clone();
             tasks.push(tokio::spawn(async move {
                 let store = Store::connect(&url).await.expect("connect");
-                store.initialize(&bundle(&i.to_string())).await.expect("initialize")
+                store
+                    .initialize(&bundle(&i.to_string()))
+                    .await
+                    .expect("initialize")
             }));
         }
         let mut winners = 0;
@@ -127,7 +342,14 @@ async fn concurrent_initialize_has_one_winner_on_both_backends() {
         }
         assert_eq!(winners, 1, "{url}");
         let store = Store::connect(&url).await.expect("connect");
-        assert_eq!(store.published_signing_keys(1000).await.expect("keys").len(), 1);
+        assert_eq!(
+            store
+                .published_signing_keys(1000)
+                .await
+                .expect("keys")
+                .len(),
+            1
+        );
         assert_eq!(store.data_keys().await.expect("dks").len(), 1);
     }
 }

@@ -31,7 +31,9 @@ pub struct StoreArgs {
 
 /// The process environment as a map: the one place it is read.
 pub fn environment() -> HashMap<String, String> {
-    std::env::vars().filter(|(k, _)| k.starts_with("CASTELLAN_")).collect()
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("CASTELLAN_"))
+        .collect()
 }
 
 impl StoreArgs {
@@ -65,9 +67,12 @@ pub fn now() -> i64 {
 /// Opens the configured store (creating the data directory for SQLite).
 pub async fn open_store(cfg: &Config) -> Result<Store> {
     if cfg.database_url.is_none() {
-        files::ensure_dir(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+        files::ensure_dir(&cfg.data_dir)
+            .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     }
-    Store::connect(&cfg.store_url()).await.context("opening the store")
+    Store::connect(&cfg.store_url())
+        .await
+        .context("opening the store")
 }
 
 /// Reads the master key; with `create`, generates it (mode 0600) when the file does not exist.
@@ -81,7 +86,8 @@ pub fn load_master_key(cfg: &Config, create: bool) -> Result<MasterKey> {
                     tracing::warn!(path = %path.display(), "the master key file is readable by group or others; chmod 600 it");
                 }
             }
-            MasterKey::from_base64(&text).with_context(|| format!("master key file {}", path.display()))
+            MasterKey::from_base64(&text)
+                .with_context(|| format!("master key file {}", path.display()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
             let (key, text) = MasterKey::generate()?;
@@ -89,7 +95,12 @@ pub fn load_master_key(cfg: &Config, create: bool) -> Result<MasterKey> {
                 files::ensure_dir(dir)?;
             }
             // create_new: two processes racing here end up with one key file.
-            match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
                 Ok(mut f) => {
                     use std::io::Write;
                     f.write_all(text.as_bytes())?;
@@ -133,5 +144,6 @@ pub fn write_credential(path: &std::path::Path, cred: &Credential, issuer: &str)
     };
     let mut bytes = serde_json::to_vec_pretty(&file)?;
     bytes.push(b'\n');
-    files::write_atomic(path, &bytes, 0o600, None).with_context(|| format!("writing {}", path.display()))
+    files::write_atomic(path, &bytes, 0o600, None)
+        .with_context(|| format!("writing {}", path.display()))
 }

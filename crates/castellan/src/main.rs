@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod common;
+mod pki_cmd;
 mod remote;
 mod serve;
 
@@ -39,6 +40,9 @@ enum Command {
     /// Create, list and delete OAuth clients (directly on the store, or through --server).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Certificates for mTLS: issue, sign CSRs, CA, revoke, list, import a CA.
+    #[command(subcommand)]
+    Pki(pki_cmd::PkiCommand),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -57,6 +61,9 @@ struct InitArgs {
     /// Where to write the admin credential (default: <data-dir>/admin-credential.json, mode 0600).
     #[arg(long)]
     admin_credential_out: Option<PathBuf>,
+    /// Keep the root CA key offline: write it to DIR/root-key.pem (mode 0600) and do not store it.
+    #[arg(long, value_name = "DIR")]
+    root_key_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,11 +106,11 @@ enum ClientCommand {
 
 /// Where a management command acts: on the store directly (default), or on a running server.
 #[derive(Debug, Args)]
-struct Target {
+pub struct Target {
     #[command(flatten)]
-    store: StoreArgs,
+    pub store: StoreArgs,
     #[command(flatten)]
-    remote: remote::RemoteArgs,
+    pub remote: remote::RemoteArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,7 +124,10 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -138,9 +148,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => serve::run(args).await,
         Command::Init(args) => init(args).await,
         Command::Client(cmd) => client(cmd).await,
+        Command::Pki(cmd) => pki_cmd::run(cmd).await,
         Command::Config(ConfigCommand::Check { file }) => {
             let cfg = castellan_server::config::Config::from_file(&file)?;
-            println!("{}: ok (store: {}, issuer: {})", file.display(), redact_url(&cfg.store_url()), cfg.issuer());
+            println!(
+                "{}: ok (store: {}, issuer: {})",
+                file.display(),
+                redact_url(&cfg.store_url()),
+                cfg.issuer()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -166,15 +182,38 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
     let key_type: Option<KeyType> = args.key_type.as_deref().map(str::parse).transpose()?;
     let store = common::open_store(&cfg).await?;
     let master = common::load_master_key(&cfg, true)?;
-    let outcome = service::initialize(&store, &master, now(), &InitOptions { alg, key_type }).await?;
+    let opts = InitOptions {
+        alg,
+        key_type,
+        root_key_offline: args.root_key_out.is_some(),
+    };
+    let outcome = service::initialize(&store, &master, now(), &opts).await?;
     match outcome.admin {
         None => {
-            println!("already initialized: the store at {} has its key ring; nothing changed", redact_url(&cfg.store_url()));
+            println!(
+                "already initialized: the store at {} has its key ring; nothing changed",
+                redact_url(&cfg.store_url())
+            );
         }
         Some(cred) => {
-            let path = args.admin_credential_out.unwrap_or_else(|| cfg.data_dir.join("admin-credential.json"));
+            let path = args
+                .admin_credential_out
+                .unwrap_or_else(|| cfg.data_dir.join("admin-credential.json"));
             common::write_credential(&path, &cred, &cfg.issuer())?;
-            println!("initialized {} ({} key ring)", redact_url(&cfg.store_url()), alg);
+            println!(
+                "initialized {} ({} key ring, root and intermediate CA)",
+                redact_url(&cfg.store_url()),
+                alg
+            );
+            if let (Some(dir), Some(root_key)) = (&args.root_key_out, &outcome.root_key_pem) {
+                let key_path = dir.join("root-key.pem");
+                castellan_server::files::write_atomic(&key_path, root_key.as_bytes(), 0o600, None)
+                    .with_context(|| format!("writing {}", key_path.display()))?;
+                println!(
+                    "root CA key written to {} (mode 0600) and not stored: keep it offline",
+                    key_path.display()
+                );
+            }
             println!("admin credential written to {} (mode 0600)", path.display());
         }
     }
@@ -183,20 +222,33 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
 
 async fn client(cmd: ClientCommand) -> Result<ExitCode> {
     match cmd {
-        ClientCommand::Create { name, scopes, audience, token_ttl, json, target } => {
+        ClientCommand::Create {
+            name,
+            scopes,
+            audience,
+            token_ttl,
+            json,
+            target,
+        } => {
             let token_ttl_secs = token_ttl
                 .as_deref()
                 .map(|t| castellan_server::config::parse_duration(t).map(|d| d.as_secs() as i64))
                 .transpose()
                 .map_err(anyhow::Error::msg)
                 .context("--token-ttl")?;
-            let req = NewClient { name, scopes, audience, token_ttl_secs };
+            let req = NewClient {
+                name,
+                scopes,
+                audience,
+                token_ttl_secs,
+            };
             let created = if let Some(remote) = target.remote.client().await? {
                 remote.create_client(&req).await?
             } else {
                 let cfg = target.store.config()?;
                 let store = common::open_store(&cfg).await?;
-                service::create_client(&store, req, cfg.tokens.max_ttl.as_secs() as i64, now()).await?
+                service::create_client(&store, req, cfg.tokens.max_ttl.as_secs() as i64, now())
+                    .await?
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&created)?);
@@ -215,12 +267,25 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
                 service::list_clients(&common::open_store(&cfg).await?).await?
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"clients": clients}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"clients": clients}))?
+                );
             } else {
                 println!("{:<28} {:<24} {:<8} SCOPES", "CLIENT_ID", "NAME", "TTL");
                 for c in clients {
-                    let ttl = if c.token_ttl_secs > 0 { format!("{}s", c.token_ttl_secs) } else { "default".into() };
-                    println!("{:<28} {:<24} {:<8} {}", c.client_id, c.name, ttl, c.scopes.join(" "));
+                    let ttl = if c.token_ttl_secs > 0 {
+                        format!("{}s", c.token_ttl_secs)
+                    } else {
+                        "default".into()
+                    };
+                    println!(
+                        "{:<28} {:<24} {:<8} {}",
+                        c.client_id,
+                        c.name,
+                        ttl,
+                        c.scopes.join(" ")
+                    );
                 }
             }
         }

@@ -32,25 +32,39 @@ pub struct Remote {
 impl RemoteArgs {
     /// `None` when no --server was given (act on the store).
     pub async fn client(&self) -> Result<Option<Remote>> {
-        let Some(base) = self.server.as_deref().map(|s| s.trim_end_matches('/').to_owned()) else {
+        let Some(base) = self
+            .server
+            .as_deref()
+            .map(|s| s.trim_end_matches('/').to_owned())
+        else {
             return Ok(None);
         };
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
         let token = match (&self.token, &self.credential) {
             (Some(t), _) => t.clone(),
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                let cred: CredentialFile = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let cred: CredentialFile = serde_json::from_str(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?;
                 fetch_token(&http, &base, &cred).await?
             }
-            (None, None) => bail!("--server needs --token (or CASTELLAN_TOKEN) or --credential FILE"),
+            (None, None) => {
+                bail!("--server needs --token (or CASTELLAN_TOKEN) or --credential FILE")
+            }
         };
         Ok(Some(Remote { http, base, token }))
     }
 }
 
 /// Gets an access token with the client_credentials grant.
-pub async fn fetch_token(http: &reqwest::Client, base: &str, cred: &CredentialFile) -> Result<String> {
+pub async fn fetch_token(
+    http: &reqwest::Client,
+    base: &str,
+    cred: &CredentialFile,
+) -> Result<String> {
     let resp = http
         .post(format!("{base}/oauth2/token"))
         .basic_auth(&cred.client_id, Some(&cred.client_secret))
@@ -61,29 +75,62 @@ pub async fn fetch_token(http: &reqwest::Client, base: &str, cred: &CredentialFi
     let status = resp.status();
     let body: serde_json::Value = resp.json().await.context("reading the token response")?;
     if !status.is_success() {
-        bail!("the server refused the credential: {} {}", body["error"], body["error_description"]);
+        bail!(
+            "the server refused the credential: {} {}",
+            body["error"],
+            body["error_description"]
+        );
     }
-    body["access_token"].as_str().map(str::to_owned).context("no access_token in the response")
+    body["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no access_token in the response")
 }
 
 impl Remote {
     async fn call(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let resp = req.bearer_auth(&self.token).send().await.with_context(|| format!("connecting to {}", self.base))?;
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("connecting to {}", self.base))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status();
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let code = body["error"]["code"].as_str().unwrap_or("error");
         let msg = body["error"]["message"].as_str().unwrap_or("no details");
-        bail!("the server answered {status}: {msg}")
+        bail!("the server answered {status} ({code}): {msg}")
+    }
+
+    /// POSTs JSON to `path` and decodes the answer.
+    pub async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T> {
+        Ok(self
+            .call(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await?
+            .json()
+            .await?)
+    }
+
+    /// GETs `path` and decodes the answer.
+    pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        Ok(self
+            .call(self.http.get(format!("{}{path}", self.base)))
+            .await?
+            .json()
+            .await?)
     }
 
     pub async fn create_client(&self, req: &NewClient) -> Result<CreatedClient> {
         let body = serde_json::json!({
             "name": req.name, "scopes": req.scopes, "audience": req.audience, "token_ttl_secs": req.token_ttl_secs,
         });
-        let resp = self.call(self.http.post(format!("{}/v1/clients", self.base)).json(&body)).await?;
-        Ok(resp.json().await?)
+        self.post("/v1/clients", &body).await
     }
 
     pub async fn list_clients(&self) -> Result<Vec<ClientInfo>> {
@@ -91,12 +138,12 @@ impl Remote {
         struct List {
             clients: Vec<ClientInfo>,
         }
-        let resp = self.call(self.http.get(format!("{}/v1/clients", self.base))).await?;
-        Ok(resp.json::<List>().await?.clients)
+        Ok(self.get::<List>("/v1/clients").await?.clients)
     }
 
     pub async fn delete_client(&self, id: &str) -> Result<()> {
-        self.call(self.http.delete(format!("{}/v1/clients/{id}", self.base))).await?;
+        self.call(self.http.delete(format!("{}/v1/clients/{id}", self.base)))
+            .await?;
         Ok(())
     }
 }

@@ -46,7 +46,11 @@ fn config(args: &ServeArgs) -> Result<Config> {
         cfg.public_url = Some(u.clone());
     }
     if let Some(f) = &args.log_format {
-        cfg.log_format = if f == "json" { LogFormat::Json } else { LogFormat::Text };
+        cfg.log_format = if f == "json" {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        };
     }
     if let Some(l) = &args.log_level {
         cfg.log_level = l.clone();
@@ -62,7 +66,10 @@ fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     let _ = match cfg.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -78,7 +85,17 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     }
     let master = common::load_master_key(&cfg, args.dev)?;
     if args.dev {
-        let outcome = service::initialize(&store, &master, now(), &InitOptions { alg: Alg::RS256, key_type: None }).await;
+        let outcome = service::initialize(
+            &store,
+            &master,
+            now(),
+            &InitOptions {
+                alg: Alg::RS256,
+                key_type: None,
+                root_key_offline: false,
+            },
+        )
+        .await;
         match outcome {
             Ok(o) => {
                 if let Some(cred) = o.admin {
@@ -86,7 +103,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
                     common::write_credential(&path, &cred, &cfg.issuer())?;
                     tracing::info!(path = %path.display(), "dev mode: initialized the store; admin credential written (mode 0600)");
                 } else {
-                    tracing::info!("dev mode: the store is initialized already; reusing its key ring");
+                    tracing::info!(
+                        "dev mode: the store is initialized already; reusing its key ring"
+                    );
                 }
             }
             Err(e) => return fail(e),
@@ -100,12 +119,18 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         max_ttl_secs: cfg.tokens.max_ttl.as_secs() as i64,
         replica_id: replica_id.clone(),
         refresh_interval: cfg.store.refresh_interval,
+        profiles: Arc::new(cfg.profiles()?),
+        crl_validity_secs: cfg.pki.crl_validity.as_secs(),
+        crl_url: cfg.crl_url(),
     };
-    let state = match AppState::load(store, Arc::new(master), Arc::new(SystemClock), settings).await {
+    let state = match AppState::load(store, Arc::new(master), Arc::new(SystemClock), settings).await
+    {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(
         %addr,
@@ -116,8 +141,12 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         "castellan is serving"
     );
     let refresher = state.spawn_refresh();
-    axum::serve(listener, app::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    let jobs = state.spawn_jobs();
+    axum::serve(listener, app::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     refresher.abort();
+    jobs.abort();
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -134,7 +163,9 @@ fn fail(e: ServiceError) -> Result<ExitCode> {
 }
 
 fn default_replica_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
     format!("{host}-{}", std::process::id())
 }
 

@@ -9,7 +9,10 @@ use std::process::Command;
 use support::*;
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn pg(test: &str) -> Option<String> {
@@ -17,26 +20,42 @@ fn pg(test: &str) -> Option<String> {
 }
 
 fn jwks(url: &str) -> Vec<u8> {
-    let r = reqwest::blocking_client().get(format!("{url}/.well-known/jwks.json")).send().expect("jwks");
+    let r = reqwest::blocking_client()
+        .get(format!("{url}/.well-known/jwks.json"))
+        .send()
+        .expect("jwks");
     assert_eq!(r.status, 200);
     r.body
 }
 
-fn verify_with_jsonwebtoken(token: &str, jwks_bytes: &[u8], aud: &str, iss: &str) -> serde_json::Value {
+fn verify_with_jsonwebtoken(
+    token: &str,
+    jwks_bytes: &[u8],
+    aud: &str,
+    iss: &str,
+) -> serde_json::Value {
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(jwks_bytes).expect("jwks");
     let header = jsonwebtoken::decode_header(token).expect("header");
-    let jwk = set.find(header.kid.as_deref().expect("kid")).unwrap_or_else(|| panic!("kid {:?} not in JWKS", header.kid));
+    let jwk = set
+        .find(header.kid.as_deref().expect("kid"))
+        .unwrap_or_else(|| panic!("kid {:?} not in JWKS", header.kid));
     let mut v = jsonwebtoken::Validation::new(header.alg);
     v.set_audience(&[aud]);
     v.set_issuer(&[iss]);
-    jsonwebtoken::decode::<serde_json::Value>(token, &jsonwebtoken::DecodingKey::from_jwk(jwk).expect("key"), &v)
-        .expect("token verifies")
-        .claims
+    jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).expect("key"),
+        &v,
+    )
+    .expect("token verifies")
+    .claims
 }
 
 #[test]
 fn three_replicas_on_one_postgres_share_one_key_ring() {
-    let Some(db) = pg("three_replicas") else { return };
+    let Some(db) = pg("three_replicas") else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let mk = master_key_file(dir.path(), "master.key");
     let mk = mk.to_str().expect("path");
@@ -47,14 +66,18 @@ fn three_replicas_on_one_postgres_share_one_key_ring() {
     let mut create = vec!["client", "create", "svc", "--scope", "read", "--json"];
     create.extend(common);
     let (id, secret) = credential(&ok(&create, dir.path()));
-    let (admin_id, admin_secret) = credential(&std::fs::read_to_string(dir.path().join("admin.json")).expect("admin"));
+    let (admin_id, admin_secret) =
+        credential(&std::fs::read_to_string(dir.path().join("admin.json")).expect("admin"));
 
     let iss = "http://castellan.test";
     let mut args = vec!["--public-url", iss];
     args.extend(common);
     let servers: Vec<Server> = (0..3).map(|_| Server::start(&args, dir.path())).collect();
     let bodies: Vec<Vec<u8>> = servers.iter().map(|s| jwks(&s.url)).collect();
-    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "JWKS bodies differ between replicas");
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "JWKS bodies differ between replicas"
+    );
     for s in &servers {
         let token = token(&s.url, &id, &secret);
         for other in &servers {
@@ -66,20 +89,32 @@ fn three_replicas_on_one_postgres_share_one_key_ring() {
         .iter()
         .map(|s| {
             let admin = token(&s.url, &admin_id, &admin_secret);
-            let r = reqwest::blocking_client().get(format!("{}/v1/sys/status", s.url)).bearer(&admin).send().expect("status");
+            let r = reqwest::blocking_client()
+                .get(format!("{}/v1/sys/status", s.url))
+                .bearer(&admin)
+                .send()
+                .expect("status");
             assert_eq!(r.status, 200);
             let v = r.json();
             assert_eq!(v["store"], "postgres");
             v["keyring_fingerprint"].as_str().expect("fp").to_owned()
         })
         .collect();
-    assert!(fingerprints.windows(2).all(|w| w[0] == w[1]), "{fingerprints:?}");
+    assert!(
+        fingerprints.windows(2).all(|w| w[0] == w[1]),
+        "{fingerprints:?}"
+    );
     // The fingerprint is the SHA-256 of the JWKS bytes.
-    let sha = Command::new("sha256sum").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().and_then(|mut c| {
-        use std::io::Write;
-        c.stdin.take().expect("stdin").write_all(&bodies[0])?;
-        c.wait_with_output()
-    }).expect("sha256sum");
+    let sha = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(&bodies[0])?;
+            c.wait_with_output()
+        })
+        .expect("sha256sum");
     assert!(String::from_utf8_lossy(&sha.stdout).starts_with(&fingerprints[0]));
 }
 
@@ -87,16 +122,39 @@ fn three_replicas_on_one_postgres_share_one_key_ring() {
 fn serve_without_a_key_ring_exits_2_and_names_init() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Embedded store.
-    let out = run(&["serve", "--data-dir", "data", "--listen", "127.0.0.1:0"], dir.path());
+    let out = run(
+        &["serve", "--data-dir", "data", "--listen", "127.0.0.1:0"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("castellan init"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("castellan init"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // PostgreSQL, initialized nowhere.
-    let Some(db) = pg("serve_uninitialized") else { return };
+    let Some(db) = pg("serve_uninitialized") else {
+        return;
+    };
     let mk = master_key_file(dir.path(), "mk");
-    let out = run(&["serve", "--database-url", &db, "--master-key-file", mk.to_str().expect("p"), "--listen", "127.0.0.1:0"], dir.path());
+    let out = run(
+        &[
+            "serve",
+            "--database-url",
+            &db,
+            "--master-key-file",
+            mk.to_str().expect("p"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no key ring") && err.contains("castellan init"), "{err}");
+    assert!(
+        err.contains("no key ring") && err.contains("castellan init"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -107,7 +165,13 @@ fn five_concurrent_inits_on_postgres_leave_one_key_ring() {
     let procs: Vec<_> = (0..5)
         .map(|i| {
             Command::new(bin())
-                .args(["init", "--database-url", &db, "--master-key-file", mk.to_str().expect("p")])
+                .args([
+                    "init",
+                    "--database-url",
+                    &db,
+                    "--master-key-file",
+                    mk.to_str().expect("p"),
+                ])
                 .args(["--admin-credential-out", &format!("par-admin-{i}.json")])
                 .current_dir(dir.path())
                 .stdout(std::process::Stdio::piped())
@@ -116,18 +180,36 @@ fn five_concurrent_inits_on_postgres_leave_one_key_ring() {
                 .expect("spawn init")
         })
         .collect();
-    let outputs: Vec<_> = procs.into_iter().map(|p| p.wait_with_output().expect("wait")).collect();
+    let outputs: Vec<_> = procs
+        .into_iter()
+        .map(|p| p.wait_with_output().expect("wait"))
+        .collect();
     for o in &outputs {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let created = outputs.iter().filter(|o| String::from_utf8_lossy(&o.stdout).starts_with("initialized")).count();
-    let skipped = outputs.iter().filter(|o| String::from_utf8_lossy(&o.stdout).starts_with("already initialized")).count();
+    let created = outputs
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stdout).starts_with("initialized"))
+        .count();
+    let skipped = outputs
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stdout).starts_with("already initialized"))
+        .count();
     assert_eq!((created, skipped), (1, 4));
-    let written = (0..5).filter(|i| dir.path().join(format!("par-admin-{i}.json")).exists()).count();
+    let written = (0..5)
+        .filter(|i| dir.path().join(format!("par-admin-{i}.json")).exists())
+        .count();
     assert_eq!(written, 1, "exactly one admin credential is written");
     let keys = rt().block_on(async {
         let store = castellan_store::Store::connect(&db).await.expect("store");
-        (store.published_signing_keys(i64::MAX / 2).await.expect("keys").len(), store.clients().await.expect("clients").len())
+        (
+            store
+                .published_signing_keys(i64::MAX / 2)
+                .await
+                .expect("keys")
+                .len(),
+            store.clients().await.expect("clients").len(),
+        )
     });
     assert_eq!(keys, (1, 1), "one signing key, one admin client");
 }
@@ -138,13 +220,27 @@ fn dev_server_keeps_its_kid_across_restarts_and_stops_on_sigterm() {
     let s = Server::start(&["--dev", "--data-dir", "data"], dir.path());
     let first = jwks(&s.url);
     let cred = dir.path().join("data/admin-credential.json");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&cred).expect("credential written").permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&cred)
+            .expect("credential written")
+            .permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
-    let mk_mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("data/master.key")).expect("mk").permissions());
+    let mk_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("data/master.key"))
+            .expect("mk")
+            .permissions(),
+    );
     assert_eq!(mk_mode & 0o777, 0o600);
     let (id, secret) = credential(&std::fs::read_to_string(&cred).expect("read"));
-    assert!(!s.log_text().contains(&secret), "the admin secret must not be logged");
-    assert!(s.log_text().contains("admin-credential.json"), "the log says where the credential is");
+    assert!(
+        !s.log_text().contains(&secret),
+        "the admin secret must not be logged"
+    );
+    assert!(
+        s.log_text().contains("admin-credential.json"),
+        "the log says where the credential is"
+    );
     let status = s.terminate();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 
@@ -159,26 +255,72 @@ fn a_different_master_key_refuses_to_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let a = master_key_file(dir.path(), "a.key");
     let b = master_key_file(dir.path(), "b.key");
-    ok(&["init", "--data-dir", "data", "--master-key-file", a.to_str().expect("p")], dir.path());
-    let out = run(&["serve", "--data-dir", "data", "--master-key-file", b.to_str().expect("p"), "--listen", "127.0.0.1:0"], dir.path());
+    ok(
+        &[
+            "init",
+            "--data-dir",
+            "data",
+            "--master-key-file",
+            a.to_str().expect("p"),
+        ],
+        dir.path(),
+    );
+    let out = run(
+        &[
+            "serve",
+            "--data-dir",
+            "data",
+            "--master-key-file",
+            b.to_str().expect("p"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("master key does not match"), "{err}");
     // And init with the other key does not silently "succeed".
-    let out = run(&["init", "--data-dir", "data", "--master-key-file", b.to_str().expect("p")], dir.path());
+    let out = run(
+        &[
+            "init",
+            "--data-dir",
+            "data",
+            "--master-key-file",
+            b.to_str().expect("p"),
+        ],
+        dir.path(),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("master key does not match"));
     // A malformed key file is named.
     std::fs::write(dir.path().join("bad.key"), "not a key").expect("write");
-    let out = run(&["serve", "--data-dir", "data", "--master-key-file", "bad.key", "--listen", "127.0.0.1:0"], dir.path());
+    let out = run(
+        &[
+            "serve",
+            "--data-dir",
+            "data",
+            "--master-key-file",
+            "bad.key",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.key"));
 }
 
 fn python_has_pyjwt() -> bool {
-    let ok = Command::new("python3").args(["-c", "import jwt, cryptography"]).status().is_ok_and(|s| s.success());
+    let ok = Command::new("python3")
+        .args(["-c", "import jwt, cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
-        assert!(std::env::var_os("CI").is_none(), "PyJWT must be installed under CI (.ci/run installs it)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PyJWT must be installed under CI (.ci/run installs it)"
+        );
         eprintln!("skipping PyJWT checks: `pip install 'pyjwt[crypto]'` to run them");
     }
     ok
@@ -187,10 +329,40 @@ fn python_has_pyjwt() -> bool {
 #[test]
 fn tokens_verify_with_independent_implementations_for_every_alg() {
     let have_py = python_has_pyjwt();
-    for (alg, key_type) in [("RS256", "rsa-2048"), ("RS256", "rsa-3072"), ("ES256", "p-256"), ("EdDSA", "ed25519")] {
+    for (alg, key_type) in [
+        ("RS256", "rsa-2048"),
+        ("RS256", "rsa-3072"),
+        ("ES256", "p-256"),
+        ("EdDSA", "ed25519"),
+    ] {
         let dir = tempfile::tempdir().expect("tempdir");
-        ok(&["init", "--data-dir", "d", "--alg", alg, "--key-type", key_type], dir.path());
-        let (id, secret) = credential(&ok(&["client", "create", "svc", "--scope", "s", "--audience", "api", "--json", "--data-dir", "d"], dir.path()));
+        ok(
+            &[
+                "init",
+                "--data-dir",
+                "d",
+                "--alg",
+                alg,
+                "--key-type",
+                key_type,
+            ],
+            dir.path(),
+        );
+        let (id, secret) = credential(&ok(
+            &[
+                "client",
+                "create",
+                "svc",
+                "--scope",
+                "s",
+                "--audience",
+                "api",
+                "--json",
+                "--data-dir",
+                "d",
+            ],
+            dir.path(),
+        ));
         let s = Server::start(&["--data-dir", "d"], dir.path());
         let t = token(&s.url, &id, &secret);
         let keys = jwks(&s.url);
@@ -206,7 +378,11 @@ fn tokens_verify_with_independent_implementations_for_every_alg() {
                 .args([jwks_path.to_str().expect("p"), &t, "api", &s.url])
                 .output()
                 .expect("python");
-            assert!(out.status.success(), "PyJWT rejected the {alg} token: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "PyJWT rejected the {alg} token: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let claims: serde_json::Value = serde_json::from_slice(&out.stdout).expect("claims");
             assert_eq!(claims["client_id"], id.as_str());
             // And PyJWT rejects the token once its signature is damaged.
@@ -219,12 +395,26 @@ fn tokens_verify_with_independent_implementations_for_every_alg() {
                 .args([jwks_path.to_str().expect("p"), &bad, "api", &s.url])
                 .output()
                 .expect("python");
-            assert!(!out.status.success(), "a damaged {alg} signature must not verify");
+            assert!(
+                !out.status.success(),
+                "a damaged {alg} signature must not verify"
+            );
         }
     }
     // A key type that does not fit the algorithm is a clear error.
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = run(&["init", "--data-dir", "d", "--alg", "ES256", "--key-type", "rsa-2048"], dir.path());
+    let out = run(
+        &[
+            "init",
+            "--data-dir",
+            "d",
+            "--alg",
+            "ES256",
+            "--key-type",
+            "rsa-2048",
+        ],
+        dir.path(),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot sign ES256"));
 }
@@ -233,12 +423,29 @@ fn tokens_verify_with_independent_implementations_for_every_alg() {
 fn private_keys(url: &str, master_key: &Path) -> Vec<Vec<u8>> {
     rt().block_on(async {
         let store = castellan_store::Store::connect(url).await.expect("store");
-        let mk = castellan_core::envelope::MasterKey::from_base64(&std::fs::read_to_string(master_key).expect("mk")).expect("mk");
+        let mk = castellan_core::envelope::MasterKey::from_base64(
+            &std::fs::read_to_string(master_key).expect("mk"),
+        )
+        .expect("mk");
         let mut out = Vec::new();
-        for row in store.published_signing_keys(i64::MAX / 2).await.expect("keys") {
-            let dk = store.data_keys().await.expect("dks").into_iter().find(|d| d.id == row.dek_id).expect("dek");
+        for row in store
+            .published_signing_keys(i64::MAX / 2)
+            .await
+            .expect("keys")
+        {
+            let dk = store
+                .data_keys()
+                .await
+                .expect("dks")
+                .into_iter()
+                .find(|d| d.id == row.dek_id)
+                .expect("dek");
             let dek = mk.unwrap(&dk.id, &dk.wrapped).expect("unwrap");
-            out.push(dek.open(&format!("signing-key:{}", row.kid), &row.sealed_key).expect("open").to_vec());
+            out.push(
+                dek.open(&format!("signing-key:{}", row.kid), &row.sealed_key)
+                    .expect("open")
+                    .to_vec(),
+            );
         }
         out
     })
@@ -250,10 +457,21 @@ fn assert_absent(haystack: &[u8], ders: &[Vec<u8>], what: &str) {
         let b64 = base64::engine::general_purpose::STANDARD.encode(der);
         let hexed: String = der.iter().map(|b| format!("{b:02x}")).collect();
         // Any 32-byte window of the key is enough to call it leaked.
-        assert!(!haystack.windows(32).any(|w| w == &der[der.len() / 2..der.len() / 2 + 32]), "raw DER found in {what}");
+        assert!(
+            !haystack
+                .windows(32)
+                .any(|w| w == &der[der.len() / 2..der.len() / 2 + 32]),
+            "raw DER found in {what}"
+        );
         let text = String::from_utf8_lossy(haystack);
-        assert!(!text.contains(&b64[b64.len() / 2..b64.len() / 2 + 40]), "PEM/base64 key found in {what}");
-        assert!(!text.contains(&hexed[hexed.len() / 2..hexed.len() / 2 + 64]), "hex key found in {what}");
+        assert!(
+            !text.contains(&b64[b64.len() / 2..b64.len() / 2 + 40]),
+            "PEM/base64 key found in {what}"
+        );
+        assert!(
+            !text.contains(&hexed[hexed.len() / 2..hexed.len() / 2 + 64]),
+            "hex key found in {what}"
+        );
     }
 }
 
@@ -261,7 +479,10 @@ fn assert_absent(haystack: &[u8], ders: &[Vec<u8>], what: &str) {
 fn private_keys_are_never_plaintext_at_rest() {
     let dir = tempfile::tempdir().expect("tempdir");
     ok(&["init", "--data-dir", "d", "--alg", "ES256"], dir.path());
-    let ders = private_keys(&format!("sqlite://{}/d/castellan.db", dir.path().display()), &dir.path().join("d/master.key"));
+    let ders = private_keys(
+        &format!("sqlite://{}/d/castellan.db", dir.path().display()),
+        &dir.path().join("d/master.key"),
+    );
     assert_eq!(ders.len(), 1);
     let mut bytes = Vec::new();
     for f in ["castellan.db", "castellan.db-wal"] {
@@ -272,9 +493,20 @@ fn private_keys_are_never_plaintext_at_rest() {
     assert!(bytes.len() > 4096, "read the database files");
     assert_absent(&bytes, &ders, "the SQLite files");
 
-    let Some(db) = pg("plaintext_at_rest") else { return };
+    let Some(db) = pg("plaintext_at_rest") else {
+        return;
+    };
     let mk = master_key_file(dir.path(), "pg.key");
-    ok(&["init", "--database-url", &db, "--master-key-file", mk.to_str().expect("p")], dir.path());
+    ok(
+        &[
+            "init",
+            "--database-url",
+            &db,
+            "--master-key-file",
+            mk.to_str().expect("p"),
+        ],
+        dir.path(),
+    );
     let ders = private_keys(&db, &mk);
     let dump = rt().block_on(async {
         use sqlx_free::dump_tables;
@@ -290,7 +522,12 @@ mod sqlx_free {
         let mut out = String::new();
         for table in ["meta", "data_keys", "signing_keys", "clients"] {
             let o = std::process::Command::new("psql")
-                .args([url, "-At", "-c", &format!("SELECT '{table}', row_to_json(t)::text FROM {table} t")])
+                .args([
+                    url,
+                    "-At",
+                    "-c",
+                    &format!("SELECT '{table}', row_to_json(t)::text FROM {table} t"),
+                ])
                 .output()
                 .expect("psql");
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -304,25 +541,87 @@ mod sqlx_free {
 fn secrets_never_reach_the_logs_and_remote_client_management_works() {
     let dir = tempfile::tempdir().expect("tempdir");
     ok(&["init", "--data-dir", "d"], dir.path());
-    let s = Server::start(&["--data-dir", "d", "--log-level", "debug", "--log-format", "json"], dir.path());
+    let s = Server::start(
+        &[
+            "--data-dir",
+            "d",
+            "--log-level",
+            "debug",
+            "--log-format",
+            "json",
+        ],
+        dir.path(),
+    );
     let cred = dir.path().join("d/admin-credential.json");
     let (admin_id, admin_secret) = credential(&std::fs::read_to_string(&cred).expect("cred"));
     let created = ok(
-        &["client", "create", "remote-svc", "--scope", "a", "--scope", "b", "--token-ttl", "5m", "--json", "--server", &s.url, "--credential", cred.to_str().expect("p")],
+        &[
+            "client",
+            "create",
+            "remote-svc",
+            "--scope",
+            "a",
+            "--scope",
+            "b",
+            "--token-ttl",
+            "5m",
+            "--json",
+            "--server",
+            &s.url,
+            "--credential",
+            cred.to_str().expect("p"),
+        ],
         dir.path(),
     );
     let (id, secret) = credential(&created);
     token(&s.url, &id, &secret);
     let c = reqwest::blocking_client();
-    let r = c.post(format!("{}/oauth2/token", s.url)).basic(&id, "wrong-secret-value").form(&[("grant_type", "client_credentials")]).send().expect("req");
+    let r = c
+        .post(format!("{}/oauth2/token", s.url))
+        .basic(&id, "wrong-secret-value")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .expect("req");
     assert_eq!(r.status, 401);
-    let listed = ok(&["client", "list", "--json", "--server", &s.url, "--credential", cred.to_str().expect("p")], dir.path());
+    let listed = ok(
+        &[
+            "client",
+            "list",
+            "--json",
+            "--server",
+            &s.url,
+            "--credential",
+            cred.to_str().expect("p"),
+        ],
+        dir.path(),
+    );
     let v: serde_json::Value = serde_json::from_str(&listed).expect("json");
-    let names: Vec<&str> = v["clients"].as_array().expect("arr").iter().map(|c| c["name"].as_str().expect("name")).collect();
+    let names: Vec<&str> = v["clients"]
+        .as_array()
+        .expect("arr")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
     assert_eq!(names, vec!["admin", "remote-svc"]);
     assert!(!listed.contains(&secret));
-    ok(&["client", "delete", "remote-svc", "--server", &s.url, "--credential", cred.to_str().expect("p")], dir.path());
-    let r = c.post(format!("{}/oauth2/token", s.url)).basic(&id, &secret).form(&[("grant_type", "client_credentials")]).send().expect("req");
+    ok(
+        &[
+            "client",
+            "delete",
+            "remote-svc",
+            "--server",
+            &s.url,
+            "--credential",
+            cred.to_str().expect("p"),
+        ],
+        dir.path(),
+    );
+    let r = c
+        .post(format!("{}/oauth2/token", s.url))
+        .basic(&id, &secret)
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .expect("req");
     assert_eq!(r.status, 401, "a deleted client gets no token");
     let log = s.log_text();
     assert!(log.lines().all(|l| l.starts_with('{')), "JSON logs: {log}");
@@ -339,10 +638,20 @@ fn secrets_never_reach_the_logs_and_remote_client_management_works() {
 fn config_check_names_the_bad_field_and_its_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../castellan.example.toml");
-    ok(&["config", "check", example.to_str().expect("p")], dir.path());
-    std::fs::write(dir.path().join("bad.toml"), "listen = \"127.0.0.1:1\"\n[tokens]\njwks_max_age = 300\n").expect("write");
+    ok(
+        &["config", "check", example.to_str().expect("p")],
+        dir.path(),
+    );
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "listen = \"127.0.0.1:1\"\n[tokens]\njwks_max_age = 300\n",
+    )
+    .expect("write");
     let out = run(&["config", "check", "bad.toml"], dir.path());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("jwks_max_age") && err.contains("line 3"), "{err}");
+    assert!(
+        err.contains("jwks_max_age") && err.contains("line 3"),
+        "{err}"
+    );
 }

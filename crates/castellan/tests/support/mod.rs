@@ -33,7 +33,11 @@ pub fn ok(args: &[&str], cwd: &Path) -> String {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// A `castellan serve` process, killed on drop. Its stderr goes to a log file.
@@ -60,7 +64,11 @@ impl Server {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn serve");
-        let mut server = Server { child, url: format!("http://{listen}"), log };
+        let mut server = Server {
+            child,
+            url: format!("http://{listen}"),
+            log,
+        };
         server.wait_ready();
         server
     }
@@ -72,7 +80,11 @@ impl Server {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("server exited early with {status}: {}", self.log_text());
             }
-            if client.get(format!("{}/readyz", self.url)).send().is_ok_and(|r| r.status().is_success()) {
+            if client
+                .get(format!("{}/readyz", self.url))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -86,7 +98,9 @@ impl Server {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(s)) = self.child.try_wait() {
@@ -114,8 +128,14 @@ pub mod reqwest {
     }
     pub fn blocking_client() -> Blocking {
         Blocking {
-            rt: tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt"),
-            client: ::reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().expect("client"),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt"),
+            client: ::reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .expect("client"),
         }
     }
     pub struct Resp {
@@ -128,7 +148,9 @@ pub mod reqwest {
             ::reqwest::StatusCode::from_u16(self.status).expect("status")
         }
         pub fn json(&self) -> serde_json::Value {
-            serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+            serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+                panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+            })
         }
     }
     pub struct Req<'a> {
@@ -137,13 +159,22 @@ pub mod reqwest {
     }
     impl<'a> Req<'a> {
         pub fn bearer(self, t: &str) -> Self {
-            Req { b: self.b, req: self.req.bearer_auth(t) }
+            Req {
+                b: self.b,
+                req: self.req.bearer_auth(t),
+            }
         }
         pub fn basic(self, id: &str, secret: &str) -> Self {
-            Req { b: self.b, req: self.req.basic_auth(id, Some(secret)) }
+            Req {
+                b: self.b,
+                req: self.req.basic_auth(id, Some(secret)),
+            }
         }
         pub fn form(self, f: &[(&str, &str)]) -> Self {
-            Req { b: self.b, req: self.req.form(f) }
+            Req {
+                b: self.b,
+                req: self.req.form(f),
+            }
         }
         pub fn send(self) -> Result<Resp, ::reqwest::Error> {
             self.b.rt.block_on(async {
@@ -151,16 +182,26 @@ pub mod reqwest {
                 let status = r.status().as_u16();
                 let headers = r.headers().clone();
                 let body = r.bytes().await?.to_vec();
-                Ok(Resp { status, headers, body })
+                Ok(Resp {
+                    status,
+                    headers,
+                    body,
+                })
             })
         }
     }
     impl Blocking {
         pub fn get(&self, url: String) -> Req<'_> {
-            Req { b: self, req: self.client.get(url) }
+            Req {
+                b: self,
+                req: self.client.get(url),
+            }
         }
         pub fn post(&self, url: String) -> Req<'_> {
-            Req { b: self, req: self.client.post(url) }
+            Req {
+                b: self,
+                req: self.client.post(url),
+            }
         }
     }
 }
@@ -168,21 +209,35 @@ pub mod reqwest {
 /// `{client_id, client_secret}` from `client create --json` or a credential file.
 pub fn credential(json_text: &str) -> (String, String) {
     let v: serde_json::Value = serde_json::from_str(json_text).expect("credential JSON");
-    (v["client_id"].as_str().expect("id").to_owned(), v["client_secret"].as_str().expect("secret").to_owned())
+    (
+        v["client_id"].as_str().expect("id").to_owned(),
+        v["client_secret"].as_str().expect("secret").to_owned(),
+    )
 }
 
 /// Gets an access token from `url`.
 pub fn token(url: &str, id: &str, secret: &str) -> String {
     let c = reqwest::blocking_client();
-    let r = c.post(format!("{url}/oauth2/token")).basic(id, secret).form(&[("grant_type", "client_credentials")]).send().expect("token request");
+    let r = c
+        .post(format!("{url}/oauth2/token"))
+        .basic(id, secret)
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .expect("token request");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    r.json()["access_token"].as_str().expect("access_token").to_owned()
+    r.json()["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
 }
 
 /// Writes a fresh master key file (what `openssl rand -base64 32` prints) and returns its path.
 pub fn master_key_file(dir: &Path, name: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let out = Command::new("openssl").args(["rand", "-base64", "32"]).output().expect("openssl rand");
+    let out = Command::new("openssl")
+        .args(["rand", "-base64", "32"])
+        .output()
+        .expect("openssl rand");
     assert!(out.status.success());
     let path = dir.join(name);
     std::fs::write(&path, &out.stdout).expect("write key");

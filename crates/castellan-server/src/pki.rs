@@ -1,0 +1,414 @@
+//! PKI use cases: the CA created at init, issuance (server-generated key or CSR), revocation, CRLs and
+//! CA import. Every issued set is verified by the core before it leaves this module.
+
+use std::collections::HashMap;
+
+use castellan_core::envelope::{DataKey, MasterKey};
+use castellan_core::pki::{
+    self, CaOptions, IssueRequest, IssuedSet, Issuer, Profiles, RevocationReason, RevokedCert,
+    create_ca,
+};
+use castellan_core::secret;
+use castellan_store::{CaRow, CertRow, CrlRow, DataKeyRow, Revocation, Store};
+use zeroize::Zeroizing;
+
+use crate::service::{self, ServiceError};
+
+fn ca_key_context(id: &str) -> String {
+    format!("ca-key:{id}")
+}
+
+fn root_key_context(id: &str) -> String {
+    format!("ca-root-key:{id}")
+}
+
+/// A new root (10 years) and intermediate (5 years, pathLen 0), both keys sealed under `dek`.
+/// With `root_offline`, the root key is not sealed into the row but returned as PKCS#8 PEM, once.
+pub fn new_ca_row(
+    dek: &DataKey,
+    root_offline: bool,
+    now: i64,
+) -> Result<(CaRow, Option<Zeroizing<String>>), ServiceError> {
+    let ca = create_ca(&CaOptions::root(), &CaOptions::intermediate(), now)?;
+    let id = secret::random_id("ca-", 8)?;
+    let sealed_key = dek.seal(&ca_key_context(&id), &ca.intermediate.key_pkcs8_der)?;
+    let (root_sealed_key, root_key_pem) = if root_offline {
+        let pem = pem::encode_config(
+            &pem::Pem::new("PRIVATE KEY", ca.root.key_pkcs8_der.to_vec()),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        );
+        (None, Some(Zeroizing::new(pem)))
+    } else {
+        (
+            Some(dek.seal(&root_key_context(&id), &ca.root.key_pkcs8_der)?),
+            None,
+        )
+    };
+    let row = CaRow {
+        id,
+        ca_cert_pem: ca.intermediate.cert_pem.clone(),
+        intermediates_pem: String::new(),
+        root_pem: ca.root.cert_pem.clone(),
+        dek_id: dek.id().to_owned(),
+        sealed_key,
+        root_sealed_key,
+        created_at: now,
+    };
+    Ok((row, root_key_pem))
+}
+
+/// The issuing CA, loaded: its key parsed once.
+#[derive(Debug)]
+pub struct LoadedCa {
+    /// The store id of the CA row.
+    pub id: String,
+    /// The issuer.
+    pub issuer: Issuer,
+}
+
+/// Loads the issuing CA. `crl_url` (public_url + `/v1/pki/crl`) goes into every leaf when given.
+pub async fn load_ca(
+    store: &Store,
+    master: &MasterKey,
+    crl_url: Option<&str>,
+) -> Result<LoadedCa, ServiceError> {
+    let row = store
+        .active_ca()
+        .await?
+        .ok_or(ServiceError::NotInitialized)?;
+    let dek = service::data_key(store, master, &row.dek_id).await?;
+    let der = dek.open(&ca_key_context(&row.id), &row.sealed_key)?;
+    let mut issuer = Issuer::new(
+        &row.ca_cert_pem,
+        &der,
+        &row.root_pem,
+        &row.intermediates_pem,
+    )?;
+    if let Some(url) = crl_url {
+        issuer = issuer.with_crl_url(url)?;
+    }
+    Ok(LoadedCa { id: row.id, issuer })
+}
+
+/// The id of the CA that issues now (cheap; lets replicas notice an imported CA).
+pub async fn active_ca_id(store: &Store) -> Result<Option<String>, ServiceError> {
+    Ok(store.active_ca().await?.map(|r| r.id))
+}
+
+fn record(set: &IssuedSet, ca: &LoadedCa, now: i64) -> CertRow {
+    let mut sans: Vec<String> = set.dns_names.iter().map(|d| format!("dns:{d}")).collect();
+    sans.extend(set.ip_addresses.iter().map(|i| format!("ip:{i}")));
+    sans.extend(set.uris.iter().map(|u| format!("uri:{u}")));
+    CertRow {
+        serial: set.serial_hex.clone(),
+        ca_id: ca.id.clone(),
+        profile: set.profile.clone(),
+        common_name: set.common_name.clone(),
+        sans: sans.join(" "),
+        not_before: set.not_before,
+        not_after: set.not_after,
+        cert_pem: set.cert_pem.clone(),
+        revoked_at: None,
+        revocation_reason: None,
+        created_at: now,
+    }
+}
+
+/// Issues a certificate with a key generated here; the set is verified and recorded.
+pub async fn issue(
+    store: &Store,
+    ca: &LoadedCa,
+    profiles: &Profiles,
+    profile: &str,
+    req: &IssueRequest,
+    now: i64,
+) -> Result<IssuedSet, ServiceError> {
+    let set = ca.issuer.issue(profiles.get(profile)?, req, now)?;
+    store.add_certificate(&record(&set, ca, now)).await?;
+    Ok(set)
+}
+
+/// Signs a CSR (its own signature is checked; the key never leaves its owner); verified and recorded.
+pub async fn sign_csr(
+    store: &Store,
+    ca: &LoadedCa,
+    profiles: &Profiles,
+    profile: &str,
+    csr_pem: &str,
+    req: &IssueRequest,
+    now: i64,
+) -> Result<IssuedSet, ServiceError> {
+    let set = ca
+        .issuer
+        .sign_csr(profiles.get(profile)?, csr_pem, req, now)?;
+    store.add_certificate(&record(&set, ca, now)).await?;
+    Ok(set)
+}
+
+/// Normalizes a serial as people paste it (`0A:1B…`, `0x0a1b…`, upper case) to lowercase hex.
+pub fn normalize_serial(serial: &str) -> Result<String, ServiceError> {
+    let s: String = serial
+        .trim()
+        .trim_start_matches("0x")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if s.is_empty() || s.len() > 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ServiceError::Invalid(format!(
+            "`{serial}` is not a certificate serial (hex)"
+        )));
+    }
+    Ok(s)
+}
+
+/// Revokes a certificate and rebuilds the CRL at once.
+pub async fn revoke(
+    store: &Store,
+    ca: &LoadedCa,
+    serial: &str,
+    reason: Option<RevocationReason>,
+    now: i64,
+    crl_validity_secs: u64,
+) -> Result<(Revocation, CrlRow), ServiceError> {
+    let serial = normalize_serial(serial)?;
+    let outcome = store
+        .revoke_certificate(&serial, now, reason.map(|r| r.as_str()))
+        .await?;
+    if outcome == Revocation::NotFound {
+        return Err(ServiceError::NotFound(format!("certificate {serial}")));
+    }
+    let crl = rebuild_crl(store, ca, now, crl_validity_secs).await?;
+    Ok((outcome, crl))
+}
+
+/// Builds and stores a new CRL for the issuing CA. Racing builders each claim a distinct CRL number.
+pub async fn rebuild_crl(
+    store: &Store,
+    ca: &LoadedCa,
+    now: i64,
+    validity_secs: u64,
+) -> Result<CrlRow, ServiceError> {
+    let revoked: Vec<RevokedCert> = store
+        .revoked_certificates(&ca.id, now)
+        .await?
+        .into_iter()
+        .map(|c| RevokedCert {
+            serial_hex: c.serial,
+            revoked_at: c.revoked_at.unwrap_or(now),
+            reason: c.revocation_reason.and_then(|r| r.parse().ok()),
+        })
+        .collect();
+    for _ in 0..8 {
+        let number = store
+            .latest_crl(&ca.id)
+            .await?
+            .map_or(1, |c| c.crl_number + 1);
+        let crl = ca.issuer.build_crl(
+            &revoked,
+            u64::try_from(number).unwrap_or(1),
+            validity_secs,
+            now,
+        )?;
+        let row = CrlRow {
+            ca_id: ca.id.clone(),
+            crl_number: number,
+            der: crl.der,
+            pem: crl.pem,
+            this_update: crl.this_update,
+            next_update: crl.next_update,
+        };
+        if store.add_crl(&row).await? {
+            return Ok(row);
+        }
+    }
+    Err(ServiceError::Conflict(
+        "CRL number (too many concurrent CRL builds)".into(),
+    ))
+}
+
+/// The CRL to serve: the newest, rebuilt first when there is none or it passed half its validity.
+pub async fn current_crl(
+    store: &Store,
+    ca: &LoadedCa,
+    now: i64,
+    validity_secs: u64,
+) -> Result<CrlRow, ServiceError> {
+    match store.latest_crl(&ca.id).await? {
+        Some(c) if c.next_update - now > i64::try_from(validity_secs / 2).unwrap_or(i64::MAX) => {
+            Ok(c)
+        }
+        _ => rebuild_crl(store, ca, now, validity_secs).await,
+    }
+}
+
+/// An issued certificate as listed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CertSummary {
+    /// Serial, hex.
+    pub serial: String,
+    /// Profile.
+    pub profile: String,
+    /// Subject CN.
+    pub common_name: Option<String>,
+    /// SANs (`dns:`, `ip:`, `uri:` prefixed).
+    pub sans: Vec<String>,
+    /// notBefore.
+    pub not_before: i64,
+    /// notAfter.
+    pub not_after: i64,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<i64>,
+    /// Revocation reason, if given.
+    pub revocation_reason: Option<String>,
+}
+
+/// Lists issued certificates, soonest expiry first; with `within_secs`, only those expiring by then.
+pub async fn list(
+    store: &Store,
+    within_secs: Option<i64>,
+    now: i64,
+) -> Result<Vec<CertSummary>, ServiceError> {
+    Ok(store
+        .certificates(within_secs.map(|w| now + w))
+        .await?
+        .into_iter()
+        .map(|c| CertSummary {
+            serial: c.serial,
+            profile: c.profile,
+            common_name: c.common_name,
+            sans: c.sans.split_whitespace().map(str::to_owned).collect(),
+            not_before: c.not_before,
+            not_after: c.not_after,
+            revoked_at: c.revoked_at,
+            revocation_reason: c.revocation_reason,
+        })
+        .collect())
+}
+
+/// Imports an operator's intermediate CA (checked by the core: a CA, key matches, chain verifies); it
+/// becomes the issuing CA. Returns the new CA id.
+pub async fn import_ca(
+    store: &Store,
+    master: &MasterKey,
+    cert_pem: &str,
+    key_pem: &str,
+    chain_pem: Option<&str>,
+    now: i64,
+) -> Result<String, ServiceError> {
+    let imported = pki::import_ca(cert_pem, key_pem, chain_pem, now)?;
+    let dek = DataKey::generate()?;
+    store
+        .add_data_key(&DataKeyRow {
+            id: dek.id().to_owned(),
+            wrapped: master.wrap(&dek)?,
+            created_at: now,
+        })
+        .await?;
+    let id = secret::random_id("ca-", 8)?;
+    let row = CaRow {
+        id: id.clone(),
+        ca_cert_pem: imported.ca_cert_pem.clone(),
+        intermediates_pem: imported.intermediates_pem.clone(),
+        root_pem: imported.root_pem.clone(),
+        dek_id: dek.id().to_owned(),
+        sealed_key: dek.seal(&ca_key_context(&id), &imported.key_pkcs8_der)?,
+        root_sealed_key: None,
+        created_at: now.max(latest_created(store).await? + 1),
+    };
+    store.add_ca(&row).await?;
+    Ok(id)
+}
+
+async fn latest_created(store: &Store) -> Result<i64, ServiceError> {
+    Ok(store.active_ca().await?.map_or(0, |r| r.created_at))
+}
+
+/// The JSON form of an issued set (API responses and what `--out` writes).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SetJson {
+    /// Serial, hex.
+    pub serial: String,
+    /// Profile.
+    pub profile: String,
+    /// `server`, `client` or `peer`.
+    pub purpose: pki::Purpose,
+    /// notBefore.
+    pub not_before: i64,
+    /// notAfter.
+    pub not_after: i64,
+    /// `cert.pem`.
+    pub cert_pem: String,
+    /// `chain.pem`.
+    pub chain_pem: String,
+    /// `ca-bundle.pem`.
+    pub ca_bundle_pem: String,
+    /// `root.pem`.
+    pub root_pem: String,
+    /// `key.pem` (absent for a signed CSR).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub key_pem: Option<String>,
+}
+
+impl From<&IssuedSet> for SetJson {
+    fn from(s: &IssuedSet) -> Self {
+        Self {
+            serial: s.serial_hex.clone(),
+            profile: s.profile.clone(),
+            purpose: s.purpose,
+            not_before: s.not_before,
+            not_after: s.not_after,
+            cert_pem: s.cert_pem.clone(),
+            chain_pem: s.chain_pem.clone(),
+            ca_bundle_pem: s.ca_bundle_pem.clone(),
+            root_pem: s.root_pem.clone(),
+            key_pem: s.key_pem.as_ref().map(|k| k.to_string()),
+        }
+    }
+}
+
+impl SetJson {
+    /// The PEMs for verification.
+    pub fn pems(&self) -> pki::SetPems<'_> {
+        pki::SetPems {
+            cert_pem: &self.cert_pem,
+            chain_pem: &self.chain_pem,
+            ca_bundle_pem: &self.ca_bundle_pem,
+            root_pem: &self.root_pem,
+            key_pem: self.key_pem.as_deref(),
+        }
+    }
+
+    /// Verifies the set (chain, purpose, key match) and writes it into `dir`: `cert.pem`, `chain.pem`,
+    /// `ca-bundle.pem`, `root.pem` (0644) and `key.pem` (0600) when present. Nothing is written unless
+    /// the whole set verifies. File names can be overridden through `names`.
+    pub fn verify_and_write(
+        &self,
+        dir: &std::path::Path,
+        now: i64,
+        names: &HashMap<&str, String>,
+    ) -> Result<(), ServiceError> {
+        pki::verify_set(&self.pems(), self.purpose, now)?;
+        let name = |k: &str| names.get(k).cloned().unwrap_or_else(|| k.to_owned());
+        let mut files: Vec<(String, &[u8], u32)> = vec![
+            (name("cert.pem"), self.cert_pem.as_bytes(), 0o644),
+            (name("chain.pem"), self.chain_pem.as_bytes(), 0o644),
+            (name("ca-bundle.pem"), self.ca_bundle_pem.as_bytes(), 0o644),
+            (name("root.pem"), self.root_pem.as_bytes(), 0o644),
+        ];
+        if let Some(k) = &self.key_pem {
+            files.push((name("key.pem"), k.as_bytes(), 0o600));
+        }
+        let files: Vec<crate::files::OutFile<'_>> = files
+            .iter()
+            .map(|(n, b, m)| crate::files::OutFile {
+                path: dir.join(n),
+                bytes: b,
+                mode: *m,
+                owner: None,
+            })
+            .collect();
+        crate::files::write_all_atomic(&files)
+            .map_err(|e| ServiceError::Invalid(format!("writing into {}: {e}", dir.display())))
+    }
+}
