@@ -16,6 +16,7 @@ pub mod jwt;
 pub mod keyring;
 pub mod keys;
 pub mod pki;
+pub mod rotation;
 pub mod secret;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -57,6 +57,8 @@ pub struct Settings {
     pub crl_validity_secs: u64,
     /// CRL distribution point for issued certificates.
     pub crl_url: Option<String>,
+    /// Key rotation policy (validated).
+    pub rotation: castellan_core::rotation::Policy,
 }
 
 struct LoadedRing {
@@ -195,7 +197,9 @@ impl AppState {
     pub fn spawn_jobs(&self) -> tokio::task::JoinHandle<()> {
         let state = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            // Often enough that a due rotation is never late by more than a quarter of prepublish.
+            let every = (state.0.settings.rotation.prepublish / 4).clamp(1, 30);
+            let mut tick = tokio::time::interval(Duration::from_secs(every.unsigned_abs()));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
@@ -305,6 +309,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sys/status", get(status))
         .route("/v1/clients", get(clients_list).post(clients_create))
         .route("/v1/clients/{id}", delete(clients_delete))
+        .route("/v1/keys", get(keys_list))
+        .route("/v1/keys/plan", get(keys_plan))
+        .route("/v1/keys/rotate", post(keys_rotate))
+        .route("/v1/keys/import", post(keys_import))
+        .route("/v1/keys/{kid}/revoke", post(keys_revoke))
         .route("/v1/pki/issue/{profile}", post(pki_issue))
         .route("/v1/pki/sign/{profile}", post(pki_sign))
         .route("/v1/pki/ca", get(pki_ca))
@@ -1069,4 +1078,110 @@ async fn pki_crl_der(State(state): State<AppState>) -> Result<Response, ApiError
 async fn pki_crl_pem(State(state): State<AppState>) -> Result<Response, ApiError> {
     let c = crl(&state).await?;
     Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], c.pem).into_response())
+}
+
+// ---- /v1/keys -----------------------------------------------------------------------------------
+
+async fn keys_list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("keys:admin"))?;
+    Ok(
+        Json(json!({"keys": crate::keys::list(&state.0.store, state.0.clock.now()).await?}))
+            .into_response(),
+    )
+}
+
+async fn keys_plan(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("keys:admin"))?;
+    let events = crate::keys::plan(
+        &state.0.store,
+        &state.0.settings.rotation,
+        state.0.clock.now(),
+    )
+    .await?;
+    Ok(Json(json!({"events": events})).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    #[serde(default)]
+    now: bool,
+}
+
+async fn keys_rotate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<RotateBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("keys:admin"))?;
+    let Json(b) = body.map_err(json_rejection)?;
+    let (store, master, policy, now) = (
+        &state.0.store,
+        &state.0.master,
+        &state.0.settings.rotation,
+        state.0.clock.now(),
+    );
+    let key = if b.now {
+        crate::keys::rotate_now(store, master, policy, now).await?
+    } else {
+        crate::keys::schedule_rotation(store, master, policy, now).await?
+    };
+    let _ = state.refresh().await;
+    Ok(Json(key).into_response())
+}
+
+async fn keys_revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(kid): Path<String>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("keys:admin"))?;
+    crate::keys::revoke(&state.0.store, &kid, state.0.clock.now()).await?;
+    let _ = state.refresh().await;
+    Ok(Json(json!({"kid": kid, "status": "revoked"})).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportBody {
+    pem: String,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+async fn keys_import(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<ImportBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("keys:admin"))?;
+    let Json(b) = body.map_err(json_rejection)?;
+    let as_current = match b.state.as_deref() {
+        None | Some("retired") => false,
+        Some("current") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("state `{other}`: expected current or retired"),
+            ));
+        }
+    };
+    let key = crate::keys::import(
+        &state.0.store,
+        &state.0.master,
+        &b.pem,
+        as_current,
+        &state.0.settings.rotation,
+        state.0.clock.now(),
+    )
+    .await?;
+    let _ = state.refresh().await;
+    Ok(Json(key).into_response())
 }

@@ -84,7 +84,38 @@ pub struct Config {
     pub store: StoreConfig,
     /// PKI settings.
     pub pki: PkiConfig,
+    /// Key rotation settings.
+    pub keys: KeysConfig,
 }
+
+/// `[keys]`: scheduled rotation of the token signing keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Time between two key activations.
+    #[serde(deserialize_with = "duration")]
+    pub rotation_period: Duration,
+    /// How long a next key is in the JWKS before it signs (at least twice `tokens.jwks_max_age`).
+    #[serde(deserialize_with = "duration")]
+    pub prepublish: Duration,
+    /// How long a key stays in the JWKS after it stops signing (at least `tokens.max_ttl` + 60 s leeway +
+    /// `tokens.jwks_max_age`).
+    #[serde(deserialize_with = "duration")]
+    pub retire_after: Duration,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            rotation_period: Duration::from_secs(30 * 86_400),
+            prepublish: Duration::from_secs(86_400),
+            retire_after: Duration::from_secs(2 * 86_400),
+        }
+    }
+}
+
+/// Leeway verifiers are assumed to allow on `exp` and `nbf`.
+pub const VERIFIER_LEEWAY_SECS: i64 = 60;
 
 /// `[pki]`
 #[derive(Debug, Clone, Deserialize)]
@@ -144,6 +175,7 @@ impl Default for Config {
             tokens: TokenConfig::default(),
             store: StoreConfig::default(),
             pki: PkiConfig::default(),
+            keys: KeysConfig::default(),
         }
     }
 }
@@ -192,6 +224,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("CASTELLAN_TOKENS_JWKS_MAX_AGE", "tokens.jwks_max_age"),
     ("CASTELLAN_STORE_REFRESH_INTERVAL", "store.refresh_interval"),
     ("CASTELLAN_PKI_CRL_VALIDITY", "pki.crl_validity"),
+    ("CASTELLAN_KEYS_ROTATION_PERIOD", "keys.rotation_period"),
+    ("CASTELLAN_KEYS_PREPUBLISH", "keys.prepublish"),
+    ("CASTELLAN_KEYS_RETIRE_AFTER", "keys.retire_after"),
 ];
 
 impl Config {
@@ -251,6 +286,15 @@ impl Config {
                 "CASTELLAN_TOKENS_JWKS_MAX_AGE" => {
                     self.tokens.jwks_max_age = parse_duration(value).map_err(bad)?
                 }
+                "CASTELLAN_KEYS_ROTATION_PERIOD" => {
+                    self.keys.rotation_period = parse_duration(value).map_err(bad)?
+                }
+                "CASTELLAN_KEYS_PREPUBLISH" => {
+                    self.keys.prepublish = parse_duration(value).map_err(bad)?
+                }
+                "CASTELLAN_KEYS_RETIRE_AFTER" => {
+                    self.keys.retire_after = parse_duration(value).map_err(bad)?
+                }
                 "CASTELLAN_PKI_CRL_VALIDITY" => {
                     self.pki.crl_validity = parse_duration(value).map_err(bad)?
                 }
@@ -297,6 +341,7 @@ impl Config {
             });
         }
         self.profiles()?;
+        self.rotation_policy()?;
         if self.store.refresh_interval < Duration::from_millis(100) {
             return Err(ConfigError::Invalid {
                 field: "store.refresh_interval",
@@ -304,6 +349,28 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The rotation policy, checked against the token lifetimes and the JWKS max-age: a configuration
+    /// whose windows cannot work is refused with the reason.
+    pub fn rotation_policy(&self) -> Result<castellan_core::rotation::Policy, ConfigError> {
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
+        let policy = castellan_core::rotation::Policy {
+            rotation_period: secs(self.keys.rotation_period),
+            prepublish: secs(self.keys.prepublish),
+            retire_after: secs(self.keys.retire_after),
+        };
+        policy
+            .validate(
+                secs(self.tokens.jwks_max_age),
+                secs(self.tokens.max_ttl),
+                VERIFIER_LEEWAY_SECS,
+            )
+            .map_err(|e| ConfigError::Invalid {
+                field: "keys",
+                message: e.to_string(),
+            })?;
+        Ok(policy)
     }
 
     /// The certificate profiles: built-ins plus configured ones (validated).
@@ -389,6 +456,26 @@ mod tests {
         );
         let err = Config::from_toml("c.toml", "public_url = \"ftp://x\"\n").expect_err("bad url");
         assert!(err.to_string().contains("public_url"));
+    }
+
+    #[test]
+    fn rotation_windows_that_cannot_work_are_refused_with_the_reason() {
+        let err = Config::from_toml(
+            "c.toml",
+            "[tokens]\njwks_max_age = \"1h\"\n[keys]\nprepublish = \"90m\"\n",
+        )
+        .expect_err("prepublish < 2 x max-age");
+        assert!(
+            err.to_string().contains("twice tokens.jwks_max_age"),
+            "{err}"
+        );
+        let err = Config::from_toml(
+            "c.toml",
+            "[tokens]\nmax_ttl = \"48h\"\ndefault_ttl = \"1h\"\n[keys]\nretire_after = \"24h\"\n",
+        )
+        .expect_err("retire_after too short");
+        assert!(err.to_string().contains("retire_after"), "{err}");
+        assert!(Config::default().rotation_policy().is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod app;
 pub mod config;
 pub mod files;
+pub mod keys;
 pub mod metrics;
 pub mod pki;
 pub mod service;

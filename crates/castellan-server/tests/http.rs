@@ -69,6 +69,9 @@ async fn fixture() -> Fixture {
         profiles: Arc::new(castellan_core::pki::Profiles::new(Vec::new()).expect("profiles")),
         crl_validity_secs: 86400,
         crl_url: None,
+        rotation: castellan_server::config::Config::default()
+            .rotation_policy()
+            .expect("policy"),
     };
     let state = AppState::load(store, Arc::new(master), clock, settings)
         .await

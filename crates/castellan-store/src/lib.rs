@@ -437,6 +437,56 @@ impl Store {
         Ok(())
     }
 
+    /// Inserts a key guarded by a one-time `marker` (for example `rotation:<current kid>`), and
+    /// schedules the removal of the keys it supersedes, in one transaction. Returns `false` (and changes
+    /// nothing) when the marker exists: another replica, or an earlier run killed after committing,
+    /// did it already. This is what makes "exactly one next key" hold under races.
+    pub async fn insert_key_once(
+        &self,
+        marker: &str,
+        row: &SigningKeyRow,
+        removals: &[(String, i64)],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let won =
+            sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(marker)
+                .bind(&row.kid)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+        if !won {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_signing_key(&mut tx, row).await?;
+        for (kid, remove_at) in removals {
+            sqlx::query(
+                "UPDATE signing_keys SET remove_at = $2 WHERE kid = $1 AND remove_at IS NULL",
+            )
+            .bind(kid)
+            .bind(*remove_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Revokes a signing key: it leaves the JWKS at once. Returns whether a published key was revoked.
+    pub async fn revoke_signing_key(&self, kid: &str, now: i64) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE signing_keys SET revoked_at = $2 WHERE kid = $1 AND revoked_at IS NULL",
+        )
+        .bind(kid)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
     /// Adds a client; a taken name or id is a [`StoreError::Conflict`].
     pub async fn add_client(&self, row: &ClientRow) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod common;
+mod keys_cmd;
 mod pki_cmd;
 mod remote;
 mod serve;
@@ -40,6 +41,9 @@ enum Command {
     /// Create, list and delete OAuth clients (directly on the store, or through --server).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// The token key ring: list, plan, rotate (scheduled or --now), revoke, import.
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCommand),
     /// Certificates for mTLS: issue, sign CSRs, CA, revoke, list, import a CA.
     #[command(subcommand)]
     Pki(pki_cmd::PkiCommand),
@@ -149,6 +153,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init(args) => init(args).await,
         Command::Client(cmd) => client(cmd).await,
         Command::Pki(cmd) => pki_cmd::run(cmd).await,
+        Command::Keys(cmd) => keys_cmd::run(cmd).await,
         Command::Config(ConfigCommand::Check { file }) => {
             let cfg = castellan_server::config::Config::from_file(&file)?;
             println!(

@@ -122,6 +122,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         profiles: Arc::new(cfg.profiles()?),
         crl_validity_secs: cfg.pki.crl_validity.as_secs(),
         crl_url: cfg.crl_url(),
+        rotation: cfg.rotation_policy()?,
     };
     let state = match AppState::load(store, Arc::new(master), Arc::new(SystemClock), settings).await
     {

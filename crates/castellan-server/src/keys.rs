@@ -1,0 +1,311 @@
+//! Key ring management: scheduled rotation (run by the one replica holding the jobs lease), manual
+//! and emergency rotation, revocation, import, listing and the plan ahead.
+
+use castellan_core::envelope::{DataKey, MasterKey};
+use castellan_core::keys::{Alg, SigningKey};
+use castellan_core::rotation::{self, Policy, Scheduled, Step};
+use castellan_store::{SigningKeyRow, Store};
+
+use crate::service::{self, ServiceError};
+
+/// A key as listed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct KeyInfo {
+    /// Key id (RFC 7638 thumbprint).
+    pub kid: String,
+    /// Algorithm.
+    pub alg: String,
+    /// `next`, `current` or `retired`.
+    pub state: String,
+    /// When it signs from.
+    pub activate_at: i64,
+    /// When it leaves the JWKS, if scheduled.
+    pub retire_at: Option<i64>,
+}
+
+fn scheduled(rows: &[SigningKeyRow]) -> Vec<Scheduled> {
+    rows.iter()
+        .map(|r| Scheduled {
+            kid: r.kid.clone(),
+            activate_at: r.activate_at,
+            remove_at: r.remove_at,
+        })
+        .collect()
+}
+
+/// The published keys with their states at `now`.
+pub async fn list(store: &Store, now: i64) -> Result<Vec<KeyInfo>, ServiceError> {
+    let rows = store.published_signing_keys(now).await?;
+    let sched = scheduled(&rows);
+    let current = rotation::current(&sched, now).map(|k| k.kid.clone());
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let state = if r.activate_at > now {
+                "next"
+            } else if Some(&r.kid) == current.as_ref() {
+                "current"
+            } else {
+                "retired"
+            };
+            KeyInfo {
+                kid: r.kid,
+                alg: r.alg,
+                state: state.into(),
+                activate_at: r.activate_at,
+                retire_at: r.remove_at,
+            }
+        })
+        .collect())
+}
+
+/// The timeline ahead.
+pub async fn plan(
+    store: &Store,
+    policy: &Policy,
+    now: i64,
+) -> Result<Vec<(i64, String)>, ServiceError> {
+    let rows = store.published_signing_keys(now).await?;
+    Ok(rotation::plan(&scheduled(&rows), policy, now))
+}
+
+async fn newest_data_key(store: &Store, master: &MasterKey) -> Result<DataKey, ServiceError> {
+    let newest = store
+        .data_keys()
+        .await?
+        .into_iter()
+        .max_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        })
+        .ok_or(ServiceError::NotInitialized)?;
+    service::data_key(store, master, &newest.id).await
+}
+
+async fn current_row(
+    store: &Store,
+    now: i64,
+) -> Result<(Vec<SigningKeyRow>, SigningKeyRow), ServiceError> {
+    let rows = store.published_signing_keys(now).await?;
+    let sched = scheduled(&rows);
+    let kid = rotation::current(&sched, now)
+        .map(|k| k.kid.clone())
+        .ok_or(ServiceError::NotInitialized)?;
+    let cur = rows
+        .iter()
+        .find(|r| r.kid == kid)
+        .cloned()
+        .ok_or(ServiceError::NotInitialized)?;
+    Ok((rows, cur))
+}
+
+/// One run of scheduled rotation: inserts the next key when it is due. Idempotent and safe to race:
+/// the insert is guarded by a marker per current key, so exactly one next key is ever created for it.
+/// Returns the new kid when this call inserted one.
+pub async fn rotation_job(
+    store: &Store,
+    master: &MasterKey,
+    policy: &Policy,
+    now: i64,
+) -> Result<Option<String>, ServiceError> {
+    let (rows, cur) = current_row(store, now).await?;
+    let Step::InsertNext {
+        activate_at,
+        removals,
+    } = rotation::step(&scheduled(&rows), policy, now)
+    else {
+        return Ok(None);
+    };
+    insert_next(
+        store,
+        master,
+        &cur,
+        activate_at,
+        removals,
+        &format!("rotation:{}", cur.kid),
+        now,
+    )
+    .await
+}
+
+async fn insert_next(
+    store: &Store,
+    master: &MasterKey,
+    cur: &SigningKeyRow,
+    activate_at: i64,
+    removals: Vec<(String, i64)>,
+    marker: &str,
+    now: i64,
+) -> Result<Option<String>, ServiceError> {
+    let alg: Alg = cur.alg.parse()?;
+    let dek = newest_data_key(store, master).await?;
+    // Keep the current key's size for RSA (the key type is implied by the modulus).
+    let key_type = match alg {
+        Alg::RS256 => {
+            let der = service::data_key(store, master, &cur.dek_id)
+                .await?
+                .open(&format!("signing-key:{}", cur.kid), &cur.sealed_key)?;
+            let bits = SigningKey::from_pkcs8(alg, &der)?
+                .jwk()
+                .n
+                .as_ref()
+                .map_or(2048, |n| n.len() * 6);
+            Some(if bits > 3500 {
+                castellan_core::keys::KeyType::Rsa4096
+            } else if bits > 2500 {
+                castellan_core::keys::KeyType::Rsa3072
+            } else {
+                castellan_core::keys::KeyType::Rsa2048
+            })
+        }
+        _ => None,
+    };
+    let row = service::new_signing_key_row(&dek, alg, key_type, activate_at, now)?;
+    let kid = row.kid.clone();
+    if store.insert_key_once(marker, &row, &removals).await? {
+        tracing::info!(kid = %kid, activate_at, "published a next signing key");
+        Ok(Some(kid))
+    } else {
+        Ok(None)
+    }
+}
+
+/// `keys rotate`: schedules a next key `prepublish` from now, unless one is already waiting.
+pub async fn schedule_rotation(
+    store: &Store,
+    master: &MasterKey,
+    policy: &Policy,
+    now: i64,
+) -> Result<KeyInfo, ServiceError> {
+    let (rows, cur) = current_row(store, now).await?;
+    if let Some(next) = rows.iter().find(|r| r.activate_at > now) {
+        return Err(ServiceError::Conflict(format!(
+            "a next key ({}, signing from {})",
+            next.kid, next.activate_at
+        )));
+    }
+    let activate_at = now + policy.prepublish;
+    let removals = rotation::removals_for(&scheduled(&rows), activate_at, policy);
+    let kid = insert_next(
+        store,
+        master,
+        &cur,
+        activate_at,
+        removals,
+        &format!("rotation:{}", cur.kid),
+        now,
+    )
+    .await?
+    .ok_or_else(|| ServiceError::Conflict("a next key for the current key".into()))?;
+    info(store, &kid, now).await
+}
+
+/// `keys rotate --now`: the emergency path. A new key signs at once; verifiers that have not fetched
+/// the JWKS since will fail until they refresh.
+pub async fn rotate_now(
+    store: &Store,
+    master: &MasterKey,
+    policy: &Policy,
+    now: i64,
+) -> Result<KeyInfo, ServiceError> {
+    let (rows, cur) = current_row(store, now).await?;
+    let removals = rotation::removals_for(&scheduled(&rows), now, policy);
+    let kid = insert_next(
+        store,
+        master,
+        &cur,
+        now,
+        removals,
+        &format!("emergency:{}", cur.kid),
+        now,
+    )
+    .await?
+    .ok_or_else(|| ServiceError::Conflict("an emergency rotation of the current key".into()))?;
+    info(store, &kid, now).await
+}
+
+async fn info(store: &Store, kid: &str, now: i64) -> Result<KeyInfo, ServiceError> {
+    list(store, now)
+        .await?
+        .into_iter()
+        .find(|k| k.kid == kid)
+        .ok_or_else(|| ServiceError::NotFound(format!("key {kid}")))
+}
+
+/// `keys revoke KID`: the key leaves the JWKS at once. Refused when it would leave nothing to sign with.
+pub async fn revoke(store: &Store, kid: &str, now: i64) -> Result<(), ServiceError> {
+    let rows = store.published_signing_keys(now).await?;
+    if !rows.iter().any(|r| r.kid == kid) {
+        return Err(ServiceError::NotFound(format!("published key {kid}")));
+    }
+    let others: Vec<Scheduled> = scheduled(&rows)
+        .into_iter()
+        .filter(|k| k.kid != kid)
+        .collect();
+    if rotation::current(&others, now).is_none() {
+        return Err(ServiceError::Invalid(format!(
+            "{kid} is the only key that can sign now; run `castellan keys rotate --now` first, then revoke it"
+        )));
+    }
+    store.revoke_signing_key(kid, now).await?;
+    tracing::warn!(kid, "revoked a signing key");
+    Ok(())
+}
+
+/// `keys import --pem FILE`: an RSA key from an older setup (PKCS#8 or PKCS#1 PEM). As `current` it
+/// signs from now; as `retired` it is only published (until `retire_after` from now), so the tokens it
+/// already signed keep verifying during a migration.
+pub async fn import(
+    store: &Store,
+    master: &MasterKey,
+    pem_text: &str,
+    as_current: bool,
+    policy: &Policy,
+    now: i64,
+) -> Result<KeyInfo, ServiceError> {
+    let block = pem::parse(pem_text.trim())
+        .map_err(|e| ServiceError::Invalid(format!("not a PEM key: {e}")))?;
+    let kp = match block.tag() {
+        "PRIVATE KEY" => aws_lc_rs::rsa::KeyPair::from_pkcs8(block.contents()),
+        "RSA PRIVATE KEY" => aws_lc_rs::rsa::KeyPair::from_der(block.contents()),
+        other => {
+            return Err(ServiceError::Invalid(format!(
+                "expected an RSA private key PEM, found `{other}`"
+            )));
+        }
+    }
+    .map_err(|e| ServiceError::Invalid(format!("not a usable RSA private key: {e}")))?;
+    let pkcs8 = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&kp)
+        .map_err(|_| ServiceError::Invalid("the RSA key cannot be re-encoded".into()))?;
+    let key = SigningKey::from_pkcs8(Alg::RS256, pkcs8.as_ref())?;
+    let dek = newest_data_key(store, master).await?;
+    let sealed_key = dek.seal(&format!("signing-key:{}", key.kid()), pkcs8.as_ref())?;
+    let (rows, _) = current_row(store, now).await?;
+    let (activate_at, remove_at, removals) = if as_current {
+        (
+            now,
+            None,
+            rotation::removals_for(&scheduled(&rows), now, policy),
+        )
+    } else {
+        (0, Some(now + policy.retire_after), Vec::new())
+    };
+    let row = SigningKeyRow {
+        kid: key.kid().to_owned(),
+        alg: "RS256".into(),
+        dek_id: dek.id().to_owned(),
+        sealed_key,
+        activate_at,
+        remove_at,
+        revoked_at: None,
+        created_at: now,
+    };
+    if !store
+        .insert_key_once(&format!("import:{}", key.kid()), &row, &removals)
+        .await?
+    {
+        return Err(ServiceError::Conflict(format!("key {}", key.kid())));
+    }
+    info(store, key.kid(), now).await
+}

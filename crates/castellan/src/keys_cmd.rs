@@ -1,0 +1,196 @@
+//! `castellan keys …`: the token key ring — list, plan, rotate, revoke, import — on the store directly
+//! or through --server. Running replicas see a change within their refresh interval (2 s by default).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use castellan_server::keys::{self, KeyInfo};
+use clap::Subcommand;
+
+use crate::Target;
+use crate::common::{self, now};
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the published keys: kid, alg, state (next, current, retired), activate_at, retire_at.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show the timeline ahead: when the next key is published, starts signing, and old keys leave.
+    Plan {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Schedule a next key that starts signing `keys.prepublish` from now.
+    ///
+    /// With --now (the emergency path, e.g. after a key leak) the new key signs at once: verifiers that
+    /// cached the JWKS before it was published reject its tokens until they refetch (most refetch on an
+    /// unknown kid; a mesh refreshing on a timer fails for up to its refresh interval).
+    Rotate {
+        /// Sign with the new key at once.
+        #[arg(long)]
+        now: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a key from the JWKS at once (tokens it signed stop verifying).
+    Revoke {
+        /// The kid.
+        kid: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Import an RSA private key (PKCS#8 or PKCS#1 PEM) from an older setup.
+    ///
+    /// `--state retired` (default) publishes it so tokens it already signed keep verifying during the
+    /// migration; `--state current` also signs with it from now.
+    Import {
+        /// The key, PEM.
+        #[arg(long)]
+        pem: PathBuf,
+        /// current or retired.
+        #[arg(long, default_value = "retired", value_parser = ["current", "retired"])]
+        state: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn when(t: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
+    )
+    .to_string()
+}
+
+fn print_keys(keys: &[KeyInfo]) {
+    println!(
+        "{:<44} {:<6} {:<8} {:<21} RETIRE_AT",
+        "KID", "ALG", "STATE", "ACTIVATE_AT"
+    );
+    for k in keys {
+        println!(
+            "{:<44} {:<6} {:<8} {:<21} {}",
+            k.kid,
+            k.alg,
+            k.state,
+            when(k.activate_at),
+            k.retire_at.map(when).unwrap_or_else(|| "-".into())
+        );
+    }
+}
+
+pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
+    match cmd {
+        KeysCommand::List { json, target } => {
+            let keys: Vec<KeyInfo> = if let Some(remote) = target.remote.client().await? {
+                serde_json::from_value(
+                    remote.get::<serde_json::Value>("/v1/keys").await?["keys"].clone(),
+                )?
+            } else {
+                let cfg = target.store.config()?;
+                keys::list(&common::open_store(&cfg).await?, now()).await?
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"keys": keys}))?
+                );
+            } else {
+                print_keys(&keys);
+            }
+        }
+        KeysCommand::Plan { target } => {
+            let events: Vec<(i64, String)> = if let Some(remote) = target.remote.client().await? {
+                serde_json::from_value(
+                    remote.get::<serde_json::Value>("/v1/keys/plan").await?["events"].clone(),
+                )?
+            } else {
+                let cfg = target.store.config()?;
+                keys::plan(
+                    &common::open_store(&cfg).await?,
+                    &cfg.rotation_policy()?,
+                    now(),
+                )
+                .await?
+            };
+            for (t, what) in events {
+                println!("{}  {what}", when(t));
+            }
+        }
+        KeysCommand::Rotate {
+            now: at_once,
+            target,
+        } => {
+            let key: KeyInfo = if let Some(remote) = target.remote.client().await? {
+                remote
+                    .post("/v1/keys/rotate", &serde_json::json!({"now": at_once}))
+                    .await?
+            } else {
+                let cfg = target.store.config()?;
+                let store = common::open_store(&cfg).await?;
+                let master = common::load_master_key(&cfg, false)?;
+                castellan_server::service::check_master_key(&store, &master).await?;
+                let policy = cfg.rotation_policy()?;
+                if at_once {
+                    keys::rotate_now(&store, &master, &policy, now()).await?
+                } else {
+                    keys::schedule_rotation(&store, &master, &policy, now()).await?
+                }
+            };
+            println!(
+                "{} ({}) signs from {}",
+                key.kid,
+                key.alg,
+                when(key.activate_at)
+            );
+        }
+        KeysCommand::Revoke { kid, target } => {
+            if let Some(remote) = target.remote.client().await? {
+                remote
+                    .post::<serde_json::Value>(
+                        &format!("/v1/keys/{kid}/revoke"),
+                        &serde_json::json!({}),
+                    )
+                    .await?;
+            } else {
+                let cfg = target.store.config()?;
+                keys::revoke(&common::open_store(&cfg).await?, &kid, now()).await?;
+            }
+            println!("revoked {kid}: it leaves the JWKS within the servers' refresh interval");
+        }
+        KeysCommand::Import { pem, state, target } => {
+            let text = std::fs::read_to_string(&pem)
+                .with_context(|| format!("reading {}", pem.display()))?;
+            let key: KeyInfo = if let Some(remote) = target.remote.client().await? {
+                remote
+                    .post(
+                        "/v1/keys/import",
+                        &serde_json::json!({"pem": text, "state": state}),
+                    )
+                    .await?
+            } else {
+                let cfg = target.store.config()?;
+                let store = common::open_store(&cfg).await?;
+                let master = common::load_master_key(&cfg, false)?;
+                castellan_server::service::check_master_key(&store, &master).await?;
+                keys::import(
+                    &store,
+                    &master,
+                    &text,
+                    state == "current",
+                    &cfg.rotation_policy()?,
+                    now(),
+                )
+                .await?
+            };
+            println!("imported {} as {}", key.kid, key.state);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
