@@ -192,7 +192,7 @@ impl AppState {
         }
     }
 
-    /// Runs the background jobs (CRL rebuild before its nextUpdate) on the one replica holding the
+    /// Runs the background jobs (key rotation, CRL rebuild before its nextUpdate) on the one replica holding the
     /// `jobs` lease in the store; every job is idempotent, so a replica killed mid-job loses nothing.
     pub fn spawn_jobs(&self) -> tokio::task::JoinHandle<()> {
         let state = self.clone();
@@ -220,6 +220,17 @@ impl AppState {
             .await?
         {
             return Ok(false);
+        }
+        if crate::keys::rotation_job(
+            &self.0.store,
+            &self.0.master,
+            &self.0.settings.rotation,
+            now,
+        )
+        .await?
+        .is_some()
+        {
+            self.refresh().await?;
         }
         pki::current_crl(
             &self.0.store,
