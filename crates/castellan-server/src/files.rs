@@ -6,15 +6,21 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// Creates `dir` (and missing parents) with mode 0755, leaving existing directories exactly as they are.
+/// Creates `dir` (and missing parents) with mode 0755 whatever the umask, leaving directories that
+/// already exist exactly as they are.
 pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(dir)
+    if let Some(parent) = dir.parent() {
+        ensure_dir(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o755).create(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)),
+        // Created by someone else in the meantime: theirs to keep as it is.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// One file of a set to write.

@@ -187,6 +187,16 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
     let key_type: Option<KeyType> = args.key_type.as_deref().map(str::parse).transpose()?;
     let store = common::open_store(&cfg).await?;
     let master = common::load_master_key(&cfg, true)?;
+    if let Some(dir) = &args.root_key_out {
+        // Check the offline destination before the store is touched: once init commits, the root key
+        // exists only in memory until it is written.
+        castellan_server::files::ensure_dir(dir)
+            .with_context(|| format!("--root-key-out {}", dir.display()))?;
+        let probe = dir.join(".castellan-write-probe");
+        castellan_server::files::write_atomic(&probe, b"", 0o600, None)
+            .with_context(|| format!("--root-key-out {} is not writable", dir.display()))?;
+        let _ = std::fs::remove_file(&probe);
+    }
     let opts = InitOptions {
         alg,
         key_type,

@@ -14,7 +14,7 @@ pub struct RemoteArgs {
     /// Act through a running server instead of the store, e.g. http://127.0.0.1:8270.
     #[arg(long, env = "CASTELLAN_SERVER")]
     pub server: Option<String>,
-    /// Access token for --server [env: CASTELLAN_TOKEN].
+    /// Access token for --server.
     #[arg(long, env = "CASTELLAN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Credential file (client_id, client_secret) to get a token from --server.

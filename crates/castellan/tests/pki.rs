@@ -297,7 +297,6 @@ fn issued_leaves_verify_with_openssl_only_through_the_intermediate() {
 /// Mosquitto/EMQX/nginx built on it) and pyca/cryptography 48 refuse it; RSA, P-256 and P-384 keys are
 /// PKCS#8 v1 and load fine. Ignored until the product writes PKCS#8 v1 for Ed25519.
 #[test]
-#[ignore = "product bug: Ed25519 key.pem is PKCS#8 v2, which OpenSSL 3.0 cannot read"]
 fn ed25519_key_pem_is_readable_by_openssl() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();

@@ -333,7 +333,10 @@ impl Issuer {
 
     /// notBefore and notAfter of a leaf living `ttl` seconds from `now`, inside the CA's validity.
     fn validity(&self, ttl: u64, now: i64) -> Result<(i64, i64), PkiError> {
-        let not_before = (now - BACKDATE_SECS).max(self.ca_not_before);
+        // Backdate to absorb clock skew, but never by more than a tenth of the lifetime, so short-lived
+        // certificates keep their renewal point (two thirds of the lifetime) in the future.
+        let backdate = BACKDATE_SECS.min(i64::try_from(ttl / 10).unwrap_or(BACKDATE_SECS));
+        let not_before = (now - backdate).max(self.ca_not_before);
         let not_after = super::add_secs(now, ttl)?;
         if not_after > self.ca_not_after {
             return Err(PkiError::TtlBeyondCa {

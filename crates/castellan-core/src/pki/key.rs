@@ -68,7 +68,17 @@ impl KeyType {
         match self {
             KeyType::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
             KeyType::P384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
-            KeyType::Ed25519 => KeyPair::generate_for(&rcgen::PKCS_ED25519),
+            // rcgen writes Ed25519 keys as PKCS#8 v2 (RFC 5958, with the public key), which OpenSSL 3.0
+            // and pyca/cryptography refuse; generate with aws-lc-rs and keep the v1 encoding instead.
+            KeyType::Ed25519 => {
+                let der = aws_lc_rs::signature::Ed25519KeyPair::generate()
+                    .and_then(|k| k.to_pkcs8v1())
+                    .map_err(|_| PkiError::KeyGeneration)?;
+                KeyPair::from_pkcs8_der_and_sign_algo(
+                    &PrivatePkcs8KeyDer::from(der.as_ref().to_vec()),
+                    &rcgen::PKCS_ED25519,
+                )
+            }
             KeyType::Rsa2048 => rsa(RsaKeySize::_2048),
             KeyType::Rsa3072 => rsa(RsaKeySize::_3072),
             KeyType::Rsa4096 => rsa(RsaKeySize::_4096),

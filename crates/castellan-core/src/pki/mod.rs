@@ -20,6 +20,7 @@
 //! a TLS peer would verify it ([`verify_set`] runs the same checks on files read back from disk).
 
 mod ca;
+mod csr;
 mod crl;
 mod error;
 mod issuer;
@@ -32,6 +33,7 @@ mod verify;
 mod tests;
 
 pub use ca::{CaCert, CaOptions, NewCa, create_ca, create_intermediate_ca, create_root_ca};
+pub use csr::new_key_and_csr;
 pub use crl::{Crl, RevocationReason, RevokedCert};
 pub use error::PkiError;
 pub use issuer::{ImportedCa, IssueRequest, IssuedSet, Issuer, import_ca};
@@ -44,7 +46,8 @@ use pem::{EncodeConfig, LineEnding, Pem};
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
-/// How far in the past every certificate's notBefore is put, to absorb clock skew between machines.
+/// How far in the past a certificate's notBefore is put, to absorb clock skew between machines (for a
+/// leaf, at most a tenth of its lifetime).
 pub const BACKDATE_SECS: i64 = 60;
 
 /// Seconds in a day.
