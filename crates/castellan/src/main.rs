@@ -1,6 +1,7 @@
 //! The `castellan` binary: parse the command line, call the service layer, render the result.
 #![forbid(unsafe_code)]
 
+mod agent_cmd;
 mod common;
 mod keys_cmd;
 mod pki_cmd;
@@ -47,6 +48,11 @@ enum Command {
     /// Certificates for mTLS: issue, sign CSRs, CA, revoke, list, import a CA.
     #[command(subcommand)]
     Pki(pki_cmd::PkiCommand),
+    /// Deliver certificates to files and keep them fresh (atomic writes, exact modes, reload).
+    Agent(agent_cmd::AgentArgs),
+    /// A one-command local environment: store, certificates for a broker and an app, and the server.
+    #[command(subcommand)]
+    Dev(agent_cmd::DevCommand),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -153,6 +159,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init(args) => init(args).await,
         Command::Client(cmd) => client(cmd).await,
         Command::Pki(cmd) => pki_cmd::run(cmd).await,
+        Command::Agent(args) => agent_cmd::agent(args).await,
+        Command::Dev(cmd) => agent_cmd::dev(cmd).await,
         Command::Keys(cmd) => keys_cmd::run(cmd).await,
         Command::Config(ConfigCommand::Check { file }) => {
             let cfg = castellan_server::config::Config::from_file(&file)?;

@@ -1,0 +1,299 @@
+//! `agent.toml`: what to deliver where. Unknown fields are errors that name the field and its line.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use castellan_core::pki::KeyType;
+use serde::{Deserialize, Deserializer};
+
+use crate::AgentError;
+
+/// The agent's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Castellan's URL, e.g. `http://castellan:8270`.
+    pub server: String,
+    /// JSON file with `client_id` and `client_secret` of a client with scope `pki:issue`.
+    pub credential_file: PathBuf,
+    /// Where to write the status (JSON): per certificate expiry, last success, last error.
+    #[serde(default)]
+    pub status_file: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (`/metrics`).
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// How often the CA bundle is checked for a change (default 5m).
+    #[serde(default = "default_ca_check", deserialize_with = "duration")]
+    pub ca_check_interval: Duration,
+    /// The certificates to deliver.
+    #[serde(default, rename = "certificate")]
+    pub certificates: Vec<CertSpec>,
+}
+
+fn default_ca_check() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// One certificate to keep delivered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertSpec {
+    /// A name for logs, status and metrics.
+    pub name: String,
+    /// The profile to ask for (`server`, `client`, `peer` or a configured one).
+    pub profile: String,
+    /// Subject common name.
+    #[serde(default)]
+    pub common_name: Option<String>,
+    /// DNS SANs.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// IP SANs.
+    #[serde(default)]
+    pub ip: Vec<IpAddr>,
+    /// URI SANs.
+    #[serde(default)]
+    pub uri: Vec<String>,
+    /// Lifetime to ask for (default: the profile's).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub ttl: Option<Duration>,
+    /// Key type (default P-256).
+    #[serde(default)]
+    pub key_type: Option<KeyType>,
+    /// Let the server generate the key (it then travels over the connection); default: the key is
+    /// generated here and only a CSR is sent.
+    #[serde(default)]
+    pub server_generated_key: bool,
+    /// Output directory (created 0755 if missing; an existing one is never changed).
+    #[serde(default)]
+    pub dir: PathBuf,
+    /// Command run (with `sh -c`) after the files changed, e.g. `kill -HUP $(cat /run/mosquitto.pid)`.
+    #[serde(default)]
+    pub reload: Option<String>,
+    /// Owner for every file of the set (per-file settings override).
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// Group for every file of the set (per-file settings override).
+    #[serde(default)]
+    pub gid: Option<u32>,
+    /// Per-file names, modes and owners.
+    #[serde(default)]
+    pub files: FilesSpec,
+}
+
+/// Per-file settings of a set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesSpec {
+    /// The leaf (`cert.pem`, 0644).
+    #[serde(default)]
+    pub cert: FileSpec,
+    /// Leaf + intermediates (`chain.pem`, 0644).
+    #[serde(default)]
+    pub chain: FileSpec,
+    /// Root + intermediates (`ca-bundle.pem`, 0644).
+    #[serde(default)]
+    pub ca_bundle: FileSpec,
+    /// The root (`root.pem`, 0644).
+    #[serde(default)]
+    pub root: FileSpec,
+    /// The private key (`key.pem`, 0600).
+    #[serde(default)]
+    pub key: FileSpec,
+}
+
+/// One file's name, mode and owner.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// File name inside `dir`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Octal mode, e.g. `"0640"`.
+    #[serde(default, deserialize_with = "opt_mode")]
+    pub mode: Option<u32>,
+    /// Owner uid.
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// Group gid.
+    #[serde(default)]
+    pub gid: Option<u32>,
+}
+
+/// The files of a set, resolved: role, path, mode, owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedFile {
+    /// `cert`, `chain`, `ca_bundle`, `root` or `key`.
+    pub role: &'static str,
+    /// Where it goes.
+    pub path: PathBuf,
+    /// Its mode.
+    pub mode: u32,
+    /// Its owner, if set.
+    pub uid: Option<u32>,
+    /// Its group, if set.
+    pub gid: Option<u32>,
+}
+
+impl CertSpec {
+    /// The five files with their names, modes and owners.
+    pub fn resolved_files(&self) -> Vec<ResolvedFile> {
+        let f = &self.files;
+        [
+            ("cert", &f.cert, "cert.pem", 0o644),
+            ("chain", &f.chain, "chain.pem", 0o644),
+            ("ca_bundle", &f.ca_bundle, "ca-bundle.pem", 0o644),
+            ("root", &f.root, "root.pem", 0o644),
+            ("key", &f.key, "key.pem", 0o600),
+        ]
+        .into_iter()
+        .map(|(role, spec, name, mode)| ResolvedFile {
+            role,
+            path: self
+                .dir
+                .join(spec.name.clone().unwrap_or_else(|| name.to_owned())),
+            mode: spec.mode.unwrap_or(mode),
+            uid: spec.uid.or(self.uid),
+            gid: spec.gid.or(self.gid),
+        })
+        .collect()
+    }
+}
+
+impl AgentConfig {
+    /// Parses and checks a TOML document (`path` names it in errors).
+    pub fn from_toml(path: &str, text: &str) -> Result<Self, AgentError> {
+        let cfg: AgentConfig =
+            toml::from_str(text).map_err(|e| AgentError::Config(format!("{path}: {e}")))?;
+        cfg.validate()
+            .map_err(|m| AgentError::Config(format!("{path}: {m}")))?;
+        Ok(cfg)
+    }
+
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, AgentError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| AgentError::Config(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&path.display().to_string(), &text)
+    }
+
+    /// Checks the configuration (also after defaults were filled in by a caller).
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.server.starts_with("http://") || self.server.starts_with("https://")) {
+            return Err(format!("server: `{}` must be an http(s) URL", self.server));
+        }
+        if self.certificates.is_empty() {
+            return Err("no [[certificate]] to deliver".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut paths = std::collections::HashSet::new();
+        for c in &self.certificates {
+            if !names.insert(c.name.as_str()) {
+                return Err(format!("certificate `{}` is declared twice", c.name));
+            }
+            if c.dir.as_os_str().is_empty() {
+                return Err(format!("certificate `{}`: dir is missing", c.name));
+            }
+            if c.dns.is_empty() && c.ip.is_empty() && c.uri.is_empty() && c.common_name.is_none() {
+                return Err(format!(
+                    "certificate `{}`: give common_name or at least one of dns, ip, uri",
+                    c.name
+                ));
+            }
+            for f in c.resolved_files() {
+                if !paths.insert(f.path.clone()) {
+                    return Err(format!(
+                        "certificate `{}`: {} is written twice",
+                        c.name,
+                        f.path.display()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{s}` is not a duration like 90s, 15m or 24h ({e})"
+        ))
+    })
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+fn opt_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let s = String::deserialize(d)?;
+    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| {
+        serde::de::Error::custom(format!("`{s}` is not an octal file mode like \"0640\""))
+    })?;
+    if m > 0o7777 {
+        return Err(serde::de::Error::custom(format!(
+            "`{s}` is not a file mode"
+        )));
+    }
+    Ok(Some(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+server = "http://127.0.0.1:8270"
+credential_file = "agent.json"
+
+[[certificate]]
+name = "broker"
+profile = "server"
+dns = ["localhost"]
+ip = ["127.0.0.1"]
+ttl = "24h"
+dir = "certs/broker"
+reload = "true"
+gid = 1883
+[certificate.files.key]
+name = "server.key"
+mode = "0640"
+"#;
+
+    #[test]
+    fn parses_and_resolves_file_settings() {
+        let cfg = AgentConfig::from_toml("agent.toml", GOOD).expect("parse");
+        let c = &cfg.certificates[0];
+        assert_eq!(c.ttl, Some(Duration::from_secs(86_400)));
+        let files = c.resolved_files();
+        let key = files.iter().find(|f| f.role == "key").expect("key");
+        assert_eq!(
+            (key.path.clone(), key.mode, key.gid),
+            (PathBuf::from("certs/broker/server.key"), 0o640, Some(1883))
+        );
+        let cert = files.iter().find(|f| f.role == "cert").expect("cert");
+        assert_eq!((cert.mode, cert.uid), (0o644, None));
+    }
+
+    #[test]
+    fn a_bad_field_is_named_with_its_line() {
+        let bad = GOOD.replace("reload = \"true\"", "relaod = \"true\"");
+        let err = AgentConfig::from_toml("agent.toml", &bad)
+            .expect_err("unknown field")
+            .to_string();
+        assert!(err.contains("relaod") && err.contains("line 13"), "{err}");
+        let bad = GOOD.replace("mode = \"0640\"", "mode = \"0980\"");
+        let err = AgentConfig::from_toml("agent.toml", &bad)
+            .expect_err("bad mode")
+            .to_string();
+        assert!(err.contains("mode") && err.contains("line 18"), "{err}");
+        let bad = GOOD.replace("ttl = \"24h\"", "ttl = \"soon\"");
+        let err = AgentConfig::from_toml("agent.toml", &bad)
+            .expect_err("bad ttl")
+            .to_string();
+        assert!(err.contains("ttl") && err.contains("line 9"), "{err}");
+    }
+}

@@ -1,0 +1,195 @@
+//! The agent's HTTP backend: client credentials → access token (cached) → the /v1/pki API.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use castellan_core::pki::IssueRequest;
+use castellan_server::pki::SetJson;
+use tokio::sync::Mutex;
+use zeroize::Zeroizing;
+
+use crate::{AgentError, Backend};
+
+/// Talks to a Castellan server.
+pub struct HttpBackend {
+    http: reqwest::Client,
+    base: String,
+    client_id: String,
+    client_secret: Zeroizing<String>,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+impl std::fmt::Debug for HttpBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpBackend")
+            .field("base", &self.base)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Cred {
+    client_id: String,
+    client_secret: String,
+}
+
+impl HttpBackend {
+    /// A backend for `server`, authenticating with the credential file.
+    pub fn new(server: &str, credential_file: &Path) -> Result<Self, AgentError> {
+        let text = std::fs::read_to_string(credential_file).map_err(|e| {
+            AgentError::Config(format!(
+                "credential_file {}: {e}",
+                credential_file.display()
+            ))
+        })?;
+        let cred: Cred = serde_json::from_str(&text).map_err(|e| {
+            AgentError::Config(format!(
+                "credential_file {}: expected {{\"client_id\", \"client_secret\"}}: {e}",
+                credential_file.display()
+            ))
+        })?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| AgentError::Server(e.to_string()))?;
+        Ok(Self {
+            http,
+            base: server.trim_end_matches('/').to_owned(),
+            client_id: cred.client_id,
+            client_secret: Zeroizing::new(cred.client_secret),
+            token: Mutex::new(None),
+        })
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> AgentError {
+        AgentError::Server(format!(
+            "cannot reach the Castellan server at {}: {}",
+            self.base,
+            root_cause(e)
+        ))
+    }
+
+    async fn token(&self, renew: bool) -> Result<String, AgentError> {
+        let mut slot = self.token.lock().await;
+        if let (false, Some((t, until))) = (renew, slot.as_ref()) {
+            if Instant::now() < *until {
+                return Ok(t.clone());
+            }
+        }
+        let resp = self
+            .http
+            .post(format!("{}/oauth2/token", self.base))
+            .basic_auth(&self.client_id, Some(self.client_secret.as_str()))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(AgentError::Server(format!(
+                "the server refused the agent's credential ({status}: {})",
+                body["error_description"].as_str().unwrap_or("no details")
+            )));
+        }
+        let token = body["access_token"]
+            .as_str()
+            .ok_or_else(|| AgentError::Server("no access_token in the answer".into()))?
+            .to_owned();
+        let ttl = body["expires_in"].as_u64().unwrap_or(60);
+        *slot = Some((
+            token.clone(),
+            Instant::now() + Duration::from_secs(ttl.saturating_sub(30).max(1)),
+        ));
+        Ok(token)
+    }
+
+    async fn post(&self, path: &str, body: &serde_json::Value) -> Result<SetJson, AgentError> {
+        for attempt in 0..2 {
+            let token = self.token(attempt > 0).await?;
+            let resp = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(token)
+                .json(body)
+                .send()
+                .await
+                .map_err(|e| self.unreachable(&e))?;
+            let status = resp.status();
+            if status == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
+                continue;
+            }
+            if !status.is_success() {
+                let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                return Err(AgentError::Server(format!(
+                    "the server refused {path} ({status}, {}): {}",
+                    v["error"]["code"].as_str().unwrap_or("error"),
+                    v["error"]["message"].as_str().unwrap_or("no details")
+                )));
+            }
+            return resp
+                .json()
+                .await
+                .map_err(|e| AgentError::Server(format!("unreadable answer from {path}: {e}")));
+        }
+        Err(AgentError::Server(
+            "the server keeps refusing the agent's token".into(),
+        ))
+    }
+}
+
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = s.to_string();
+        src = s.source();
+    }
+    msg
+}
+
+impl Backend for HttpBackend {
+    async fn ca_bundle(&self) -> Result<String, AgentError> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/pki/ca", self.base))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        if !resp.status().is_success() {
+            return Err(AgentError::Server(format!(
+                "GET /v1/pki/ca answered {}",
+                resp.status()
+            )));
+        }
+        let v: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| AgentError::Server(e.to_string()))?;
+        v["ca_bundle_pem"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| AgentError::Server("no ca_bundle_pem in /v1/pki/ca".into()))
+    }
+
+    async fn sign(
+        &self,
+        profile: &str,
+        csr_pem: &str,
+        req: &IssueRequest,
+    ) -> Result<SetJson, AgentError> {
+        let mut body = serde_json::to_value(req).map_err(|e| AgentError::Server(e.to_string()))?;
+        if let Some(o) = body.as_object_mut() {
+            o.retain(|_, v| !v.is_null());
+            o.insert("csr".into(), serde_json::Value::String(csr_pem.to_owned()));
+        }
+        self.post(&format!("/v1/pki/sign/{profile}"), &body).await
+    }
+
+    async fn issue(&self, profile: &str, req: &IssueRequest) -> Result<SetJson, AgentError> {
+        let body = serde_json::to_value(req).map_err(|e| AgentError::Server(e.to_string()))?;
+        self.post(&format!("/v1/pki/issue/{profile}"), &body).await
+    }
+}

@@ -1,0 +1,88 @@
+//! The agent's status: per certificate expiry, last success and last error — as a JSON file and as
+//! Prometheus metrics.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// One certificate's status.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CertStatus {
+    /// Serial of the delivered certificate.
+    pub serial: Option<String>,
+    /// Its notAfter.
+    pub not_after: Option<i64>,
+    /// When it will be renewed.
+    pub renew_at: Option<i64>,
+    /// Last successful pass.
+    pub last_success: Option<i64>,
+    /// Last error, if the last pass failed.
+    pub last_error: Option<String>,
+    /// When it failed.
+    pub last_error_at: Option<i64>,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// Certificates issued by this process.
+    pub issued: u64,
+}
+
+/// Every certificate's status.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Status {
+    /// By certificate name.
+    pub certificates: BTreeMap<String, CertStatus>,
+}
+
+impl Status {
+    /// Writes the status file atomically (0644).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let mut json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        json.push(b'\n');
+        castellan_server::files::write_atomic(path, &json, 0o644, None)
+    }
+
+    /// The Prometheus exposition text.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, help: &str, value: &dyn Fn(&CertStatus) -> Option<f64>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (cert, s) in &self.certificates {
+                if let Some(v) = value(s) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{certificate=\"{}\"}} {v}",
+                        cert.replace(['"', '\\', '\n'], "_")
+                    );
+                }
+            }
+        };
+        metric(
+            "castellan_agent_certificate_expiry_timestamp_seconds",
+            "notAfter of the delivered certificate.",
+            &|s| s.not_after.map(|v| v as f64),
+        );
+        metric(
+            "castellan_agent_renewal_timestamp_seconds",
+            "When the certificate will be renewed.",
+            &|s| s.renew_at.map(|v| v as f64),
+        );
+        metric(
+            "castellan_agent_last_success_timestamp_seconds",
+            "Last successful delivery pass.",
+            &|s| s.last_success.map(|v| v as f64),
+        );
+        metric(
+            "castellan_agent_last_pass_failed",
+            "1 when the last pass for the certificate failed.",
+            &|s| Some(if s.last_error.is_some() { 1.0 } else { 0.0 }),
+        );
+        metric(
+            "castellan_agent_issued",
+            "Certificates issued by this agent process.",
+            &|s| Some(s.issued as f64),
+        );
+        out
+    }
+}

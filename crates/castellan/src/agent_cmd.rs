@@ -1,0 +1,388 @@
+//! `castellan agent` and `castellan dev up|down`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use castellan_agent::{Agent, AgentConfig, AgentError, Backend, Delivery, HttpBackend, unix_now};
+use castellan_core::envelope::MasterKey;
+use castellan_core::keys::Alg;
+use castellan_core::pki::{IssueRequest, Profiles};
+use castellan_server::config::Config;
+use castellan_server::pki::{self as svc, LoadedCa, SetJson};
+use castellan_server::service::{self, InitOptions};
+use castellan_store::Store;
+use clap::{Args, Subcommand};
+
+use crate::common;
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The agent configuration (TOML): server, credential_file and [[certificate]] entries.
+    #[arg(long)]
+    config: PathBuf,
+    /// One pass, then exit: status 0 when every certificate is delivered, 1 otherwise.
+    #[arg(long)]
+    once: bool,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CASTELLAN_LOG_LEVEL")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        b.json().flatten_event(true).try_init()
+    } else {
+        b.try_init()
+    };
+}
+
+fn report(results: &[(String, Result<Delivery, AgentError>)]) -> bool {
+    let mut ok = true;
+    for (name, r) in results {
+        match r {
+            Ok(Delivery::Reused { serial }) => {
+                println!("{name}: valid files reused (serial {serial})")
+            }
+            Ok(Delivery::Issued { serial }) => {
+                println!("{name}: issued and written (serial {serial})")
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("error: {name}: {e}");
+            }
+        }
+    }
+    ok
+}
+
+pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
+    let cfg = AgentConfig::from_file(&args.config)?;
+    init_logging(args.log_format == "json");
+    let backend = HttpBackend::new(&cfg.server, &cfg.credential_file)?;
+    let listen = cfg.listen;
+    let agent = Agent::new(cfg, backend);
+    if args.once {
+        let ok = report(&agent.pass(unix_now()).await);
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    if let Some(addr) = listen {
+        let status = agent.status();
+        tokio::spawn(async move {
+            if let Err(e) = castellan_agent::serve_metrics(addr, status).await {
+                tracing::error!(%addr, error = %e, "cannot serve metrics");
+            }
+        });
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        for (name, r) in agent.pass(unix_now()).await {
+            if let Err(e) = r {
+                tracing::warn!(certificate = %name, error = %e, "delivery failed");
+            }
+        }
+        let wake = agent.next_wake(unix_now());
+        tracing::info!(next_pass_in = %humantime::format_duration(Duration::from_secs(wake.as_secs())), "waiting");
+        tokio::select! {
+            _ = tokio::time::sleep(wake) => {}
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!("agent stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- dev ----------------------------------------------------------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Initialize the embedded store if needed, issue the certificates listed in castellan-dev.toml
+    /// into ./certs/<name>/ (valid ones are reused), and start the server in the background.
+    Up {
+        /// The dev configuration; created with a broker and an app certificate when missing.
+        #[arg(long, default_value = "castellan-dev.toml")]
+        config: PathBuf,
+    },
+    /// Stop the server `dev up` started. The store and certificates stay for the next `dev up`.
+    Down {
+        /// The dev configuration.
+        #[arg(long, default_value = "castellan-dev.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevConfig {
+    #[serde(default = "default_data_dir")]
+    data_dir: PathBuf,
+    #[serde(default = "default_listen")]
+    listen: std::net::SocketAddr,
+    #[serde(default = "default_certs_dir")]
+    certs_dir: PathBuf,
+    #[serde(default, rename = "certificate")]
+    certificates: Vec<castellan_agent::CertSpec>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("castellan-data")
+}
+fn default_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 8270))
+}
+fn default_certs_dir() -> PathBuf {
+    PathBuf::from("certs")
+}
+
+const STARTER: &str = r#"# castellan dev up: a local Castellan with the certificates a broker and an app need.
+# data_dir = "castellan-data"      # the embedded store, master key and admin credential
+# listen = "127.0.0.1:8270"
+# certs_dir = "certs"              # each certificate goes to certs/<name>/
+
+[[certificate]]
+name = "broker"                    # e.g. Mosquitto: certfile chain.pem, keyfile key.pem, cafile ca-bundle.pem
+profile = "server"
+common_name = "localhost"
+dns = ["localhost"]
+ip = ["127.0.0.1"]
+ttl = "720h"
+
+[[certificate]]
+name = "app"                       # the client: certfile chain.pem, keyfile key.pem, cafile root.pem
+profile = "client"
+common_name = "app"
+ttl = "720h"
+"#;
+
+fn load_dev_config(path: &Path) -> Result<DevConfig> {
+    if !path.exists() {
+        std::fs::write(path, STARTER).with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "wrote a starter {} (a broker and an app certificate)",
+            path.display()
+        );
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut cfg: DevConfig =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    for c in &mut cfg.certificates {
+        if c.dir.as_os_str().is_empty() {
+            c.dir = cfg.certs_dir.join(&c.name);
+        }
+    }
+    Ok(cfg)
+}
+
+/// Issues straight from the store (no server needed): what `dev up` uses.
+struct LocalBackend {
+    store: Store,
+    ca: LoadedCa,
+    profiles: Profiles,
+}
+
+impl Backend for LocalBackend {
+    async fn ca_bundle(&self) -> Result<String, AgentError> {
+        Ok(self.ca.issuer.ca_bundle_pem().to_owned())
+    }
+    async fn sign(
+        &self,
+        profile: &str,
+        csr_pem: &str,
+        req: &IssueRequest,
+    ) -> Result<SetJson, AgentError> {
+        svc::sign_csr(
+            &self.store,
+            &self.ca,
+            &self.profiles,
+            profile,
+            csr_pem,
+            req,
+            unix_now(),
+        )
+        .await
+        .map(|s| SetJson::from(&s))
+        .map_err(|e| AgentError::Server(e.to_string()))
+    }
+    async fn issue(&self, profile: &str, req: &IssueRequest) -> Result<SetJson, AgentError> {
+        svc::issue(
+            &self.store,
+            &self.ca,
+            &self.profiles,
+            profile,
+            req,
+            unix_now(),
+        )
+        .await
+        .map(|s| SetJson::from(&s))
+        .map_err(|e| AgentError::Server(e.to_string()))
+    }
+}
+
+fn pid_file(cfg: &DevConfig) -> PathBuf {
+    cfg.data_dir.join("castellan.pid")
+}
+
+fn running_pid(cfg: &DevConfig) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file(cfg))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmdline)
+        .contains("serve")
+        .then_some(pid)
+}
+
+async fn wait_ready(url: &str) -> bool {
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if http
+            .get(format!("{url}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+pub async fn dev(cmd: DevCommand) -> Result<ExitCode> {
+    match cmd {
+        DevCommand::Up { config } => dev_up(&config).await,
+        DevCommand::Down { config } => {
+            let cfg = load_dev_config(&config)?;
+            let Some(pid) = running_pid(&cfg) else {
+                println!("no castellan server from `dev up` is running");
+                let _ = std::fs::remove_file(pid_file(&cfg));
+                return Ok(ExitCode::SUCCESS);
+            };
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            for _ in 0..100 {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = std::fs::remove_file(pid_file(&cfg));
+            println!(
+                "stopped the castellan server (pid {pid}); the store and certificates are kept"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn dev_up(config: &Path) -> Result<ExitCode> {
+    let dev = load_dev_config(config)?;
+    let mut cfg = Config::default();
+    cfg.data_dir = dev.data_dir.clone();
+    cfg.listen = dev.listen;
+    let store = common::open_store(&cfg).await?;
+    let master: MasterKey = common::load_master_key(&cfg, true)?;
+    let init = service::initialize(
+        &store,
+        &master,
+        unix_now(),
+        &InitOptions {
+            alg: Alg::RS256,
+            key_type: None,
+            root_key_offline: false,
+        },
+    )
+    .await?;
+    let cred_path = cfg.data_dir.join("admin-credential.json");
+    match init.admin {
+        Some(cred) => {
+            common::write_credential(&cred_path, &cred, &cfg.issuer())?;
+            println!(
+                "initialized the store in {} (admin credential: {}, mode 0600)",
+                cfg.data_dir.display(),
+                cred_path.display()
+            );
+        }
+        None => println!("reusing the store in {}", cfg.data_dir.display()),
+    }
+    if !dev.certificates.is_empty() {
+        let agent_cfg = AgentConfig {
+            server: cfg.issuer(),
+            credential_file: cred_path.clone(),
+            status_file: None,
+            listen: None,
+            ca_check_interval: Duration::from_secs(300),
+            certificates: dev.certificates.clone(),
+        };
+        agent_cfg
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+        let backend = LocalBackend {
+            ca: svc::load_ca(&store, &master, None).await?,
+            profiles: cfg.profiles()?,
+            store: store.clone(),
+        };
+        let agent = Agent::new(agent_cfg, backend);
+        if !report(&agent.pass(unix_now()).await) {
+            bail!("some certificates could not be delivered");
+        }
+    }
+    store.close().await;
+
+    let url = cfg.issuer();
+    if let Some(pid) = running_pid(&dev) {
+        println!("the server is already running (pid {pid}) at {url}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let log_path = dev.data_dir.join("castellan.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let exe = std::env::current_exe()?;
+    use std::os::unix::process::CommandExt;
+    let child = std::process::Command::new(exe)
+        .args(["serve", "--data-dir"])
+        .arg(&dev.data_dir)
+        .args(["--listen", &dev.listen.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("starting the server")?;
+    std::fs::write(pid_file(&dev), child.id().to_string())?;
+    if !wait_ready(&url).await {
+        bail!(
+            "the server did not become ready; see {}",
+            log_path.display()
+        );
+    }
+    println!(
+        "castellan is running at {url} (pid {}, log {})",
+        child.id(),
+        log_path.display()
+    );
+    println!(
+        "certificates are in {}/<name>/; stop with `castellan dev down`",
+        dev.certs_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
