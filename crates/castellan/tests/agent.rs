@@ -1,0 +1,404 @@
+//! Issue 5: `castellan agent` end to end against a running server, a real Mosquitto broker on the files
+//! it writes, failure behaviour, and `castellan dev up` twice on one directory.
+
+mod pki_support;
+mod support;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use pki_support::mqtt::{self, Broker, Listener};
+use support::*;
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// An initialized store, a client with scope pki:issue in `agent.json`, and a running server.
+fn setup(dir: &Path) -> Server {
+    ok(&["init", "--data-dir", "d"], dir);
+    let cred = ok(
+        &[
+            "client",
+            "create",
+            "agent",
+            "--scope",
+            "pki:issue",
+            "--json",
+            "--data-dir",
+            "d",
+        ],
+        dir,
+    );
+    std::fs::write(dir.join("agent.json"), cred).expect("credential");
+    Server::start(&["--data-dir", "d"], dir)
+}
+
+fn agent_toml(server: &str, extra: &str) -> String {
+    format!(
+        r#"server = "{server}"
+credential_file = "agent.json"
+status_file = "status.json"
+
+[[certificate]]
+name = "broker"
+profile = "server"
+common_name = "localhost"
+dns = ["localhost"]
+ip = ["127.0.0.1"]
+ttl = "24h"
+dir = "certs/broker"
+uid = 456
+[certificate.files.key]
+mode = "0640"
+gid = 123
+{extra}
+[[certificate]]
+name = "app"
+profile = "client"
+common_name = "app"
+ttl = "24h"
+dir = "certs/app"
+server_generated_key = true
+"#
+    )
+}
+
+fn status(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("status.json")).expect("status file"))
+        .expect("status json")
+}
+
+#[test]
+fn agent_writes_exact_modes_leaves_existing_dirs_alone_and_reuses_valid_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let s = setup(d);
+    std::fs::create_dir_all(d.join("certs/broker")).expect("mkdir");
+    std::fs::set_permissions(
+        d.join("certs/broker"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .expect("chmod");
+    std::fs::write(d.join("agent.toml"), agent_toml(&s.url, "")).expect("config");
+
+    let out = ok(&["agent", "--config", "agent.toml", "--once"], d);
+    assert!(
+        out.contains("broker: issued") && out.contains("app: issued"),
+        "{out}"
+    );
+    let b = d.join("certs/broker");
+    assert_eq!(mode(&b), 0o750, "an existing directory keeps its mode");
+    assert_eq!(
+        mode(&d.join("certs/app")),
+        0o755,
+        "a missing directory is created 0755"
+    );
+    for f in ["cert.pem", "chain.pem", "ca-bundle.pem", "root.pem"] {
+        assert_eq!(mode(&b.join(f)), 0o644, "{f}");
+        assert_eq!(
+            std::fs::metadata(b.join(f)).expect("meta").uid(),
+            456,
+            "{f} owner"
+        );
+    }
+    assert_eq!(mode(&b.join("key.pem")), 0o640);
+    let key_meta = std::fs::metadata(b.join("key.pem")).expect("meta");
+    assert_eq!((key_meta.uid(), key_meta.gid()), (456, 123));
+    assert_eq!(mode(&d.join("certs/app/key.pem")), 0o600);
+    // OpenSSL agrees the set is sound, for the profile's purpose.
+    let v = Command::new("openssl")
+        .args([
+            "verify",
+            "-CAfile",
+            "certs/broker/ca-bundle.pem",
+            "-purpose",
+            "sslserver",
+            "certs/broker/cert.pem",
+        ])
+        .current_dir(d)
+        .output()
+        .expect("openssl");
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    let st = status(d);
+    assert!(st["certificates"]["broker"]["last_error"].is_null());
+    assert!(
+        st["certificates"]["broker"]["not_after"]
+            .as_i64()
+            .expect("not_after")
+            > 0
+    );
+
+    // A second run (a restart) issues nothing: same serial, same bytes.
+    let before = std::fs::read(b.join("cert.pem")).expect("read");
+    let out = ok(&["agent", "--config", "agent.toml", "--once"], d);
+    assert!(
+        out.contains("broker: valid files reused") && out.contains("app: valid files reused"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(b.join("cert.pem")).expect("read"), before);
+    // A wrong mode on disk is put right without re-issuing.
+    std::fs::set_permissions(b.join("key.pem"), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let out = ok(&["agent", "--config", "agent.toml", "--once"], d);
+    assert!(out.contains("broker: valid files reused"), "{out}");
+    assert_eq!(mode(&b.join("key.pem")), 0o640);
+    assert_eq!(mode(&b), 0o750);
+
+    // A real broker on the agent's files accepts a client whose files the agent also wrote.
+    let Some(exe) = mqtt::mosquitto("agent_written_files_work_with_mosquitto") else {
+        return;
+    };
+    let broker = Broker::start(
+        &exe,
+        d,
+        "agent-broker",
+        &[Listener {
+            certfile: b.join("chain.pem"),
+            keyfile: b.join("key.pem"),
+            cafile: b.join("root.pem"),
+            crlfile: None,
+        }],
+    );
+    let app = d.join("certs/app");
+    let p = mqtt::mosquitto_pub(
+        broker.port(),
+        &app.join("root.pem"),
+        &app.join("chain.pem"),
+        &app.join("key.pem"),
+        "agent/t",
+        "hi",
+    );
+    assert!(
+        p.status.success(),
+        "mosquitto_pub: {}{}\n{}",
+        String::from_utf8_lossy(&p.stdout),
+        String::from_utf8_lossy(&p.stderr),
+        broker.log_text()
+    );
+}
+
+#[test]
+fn a_short_ttl_renews_and_reloads_exactly_once_per_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let s = setup(d);
+    let config = format!(
+        r#"server = "{}"
+credential_file = "agent.json"
+status_file = "status.json"
+[[certificate]]
+name = "short"
+profile = "server"
+dns = ["localhost"]
+ttl = "8s"
+dir = "certs/short"
+reload = "openssl x509 -in certs/short/cert.pem -noout -serial >> reloads.log"
+"#,
+        s.url
+    );
+    std::fs::write(d.join("agent.toml"), config).expect("config");
+    let mut child = Command::new(bin())
+        .args(["agent", "--config", "agent.toml"])
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(d.join("agent.log")).expect("log"))
+        .spawn()
+        .expect("agent");
+    std::thread::sleep(Duration::from_secs(14));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let exit = child.wait().expect("wait");
+    assert!(exit.success(), "the daemon stops cleanly on SIGTERM");
+    let reloads = std::fs::read_to_string(d.join("reloads.log")).unwrap_or_default();
+    let lines: Vec<&str> = reloads.lines().collect();
+    let issued = status(d)["certificates"]["short"]["issued"]
+        .as_u64()
+        .expect("issued");
+    assert!(
+        issued >= 2,
+        "renewed at least once in 14 s with an 8 s lifetime (issued {issued})"
+    );
+    assert_eq!(
+        lines.len() as u64,
+        issued,
+        "one reload per change: {lines:?}"
+    );
+    let unique: std::collections::HashSet<&&str> = lines.iter().collect();
+    assert_eq!(
+        unique.len(),
+        lines.len(),
+        "each reload saw a new certificate: {lines:?}"
+    );
+}
+
+#[test]
+fn an_unreachable_server_fails_once_clearly_and_backs_off_as_a_daemon() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("agent.json"),
+        r#"{"client_id":"x","client_secret":"y"}"#,
+    )
+    .expect("cred");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    std::fs::write(d.join("agent.toml"), agent_toml(&dead, "")).expect("config");
+    let out = run(&["agent", "--config", "agent.toml", "--once"], d);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broker") && err.contains("cannot reach the Castellan server at"),
+        "{err}"
+    );
+    assert!(!d.join("certs/broker").exists(), "nothing written");
+
+    let mut child = Command::new(bin())
+        .args(["agent", "--config", "agent.toml"])
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(d.join("agent.log")).expect("log"))
+        .spawn()
+        .expect("agent");
+    std::thread::sleep(Duration::from_secs(5));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait().expect("wait");
+    let st = status(d);
+    let failures = st["certificates"]["broker"]["consecutive_failures"]
+        .as_u64()
+        .expect("failures");
+    // Back-off: 0.5–1 s, 1–2 s, 2–4 s … so 5 s hold a handful of attempts, not hundreds.
+    assert!(
+        (2..=6).contains(&failures),
+        "backed off between retries ({failures} attempts in 5 s)"
+    );
+    assert!(
+        st["certificates"]["broker"]["last_error"]
+            .as_str()
+            .expect("error")
+            .contains("cannot reach")
+    );
+}
+
+#[test]
+fn a_bad_config_field_is_named_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("agent.toml"),
+        agent_toml("http://127.0.0.1:1", "").replace(
+            "ttl = \"24h\"\ndir = \"certs/broker\"",
+            "tll = \"24h\"\ndir = \"certs/broker\"",
+        ),
+    )
+    .expect("config");
+    let out = run(&["agent", "--config", "agent.toml", "--once"], d);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tll") && err.contains("line 11"), "{err}");
+}
+
+#[test]
+fn a_write_that_fails_half_way_leaves_the_old_files_intact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let s = setup(d);
+    std::fs::write(d.join("agent.toml"), agent_toml(&s.url, "")).expect("config");
+    ok(&["agent", "--config", "agent.toml", "--once"], d);
+    let b = d.join("certs/broker");
+    let before: Vec<Vec<u8>> = ["cert.pem", "chain.pem", "key.pem"]
+        .iter()
+        .map(|f| std::fs::read(b.join(f)).expect("read"))
+        .collect();
+    // New names force a new certificate; the key now goes where no file can be created (under a
+    // regular file), so the set is staged half way and then fails.
+    std::fs::write(b.join("blocked"), "a file, not a directory").expect("blocker");
+    let cfg = agent_toml(&s.url, "name = \"blocked/key.pem\"").replace(
+        "dns = [\"localhost\"]",
+        "dns = [\"localhost\", \"broker.local\"]",
+    );
+    std::fs::write(d.join("agent.toml"), cfg).expect("config");
+    let out = run(&["agent", "--config", "agent.toml", "--once"], d);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the old files are intact"), "{err}");
+    let after: Vec<Vec<u8>> = ["cert.pem", "chain.pem", "key.pem"]
+        .iter()
+        .map(|f| std::fs::read(b.join(f)).expect("read"))
+        .collect();
+    assert_eq!(before, after, "old files untouched");
+    let leftovers: Vec<String> = std::fs::read_dir(&b)
+        .expect("ls")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files removed: {leftovers:?}");
+}
+
+#[test]
+fn dev_up_twice_reuses_the_store_and_certificates_and_dev_down_stops_the_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let port = free_port();
+    let cfg = format!(
+        "listen = \"127.0.0.1:{port}\"\n[[certificate]]\nname = \"broker\"\nprofile = \"server\"\ndns = [\"localhost\"]\nip = [\"127.0.0.1\"]\n\n[[certificate]]\nname = \"app\"\nprofile = \"client\"\ncommon_name = \"app\"\n"
+    );
+    std::fs::write(d.join("castellan-dev.toml"), cfg).expect("config");
+    let first = ok(&["dev", "up"], d);
+    assert!(
+        first.contains("initialized the store") && first.contains("broker: issued"),
+        "{first}"
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let c = reqwest::blocking_client();
+    let jwks1 = c
+        .get(format!("{url}/.well-known/jwks.json"))
+        .send()
+        .expect("server up")
+        .body;
+    let cert1 = std::fs::read(d.join("certs/broker/cert.pem")).expect("cert");
+    let second = ok(&["dev", "up"], d);
+    assert!(
+        second.contains("reusing the store")
+            && second.contains("broker: valid files reused")
+            && second.contains("already running"),
+        "{second}"
+    );
+    assert_eq!(
+        std::fs::read(d.join("certs/broker/cert.pem")).expect("cert"),
+        cert1
+    );
+    assert_eq!(
+        c.get(format!("{url}/.well-known/jwks.json"))
+            .send()
+            .expect("server up")
+            .body,
+        jwks1
+    );
+    let down = ok(&["dev", "down"], d);
+    assert!(down.contains("stopped"), "{down}");
+    assert!(
+        c.get(format!("{url}/healthz")).send().is_err(),
+        "the server is stopped"
+    );
+    // And up again after down: same store, same key ring, certificates reused.
+    let third = ok(&["dev", "up"], d);
+    assert!(third.contains("valid files reused"), "{third}");
+    assert_eq!(
+        c.get(format!("{url}/.well-known/jwks.json"))
+            .send()
+            .expect("server up")
+            .body,
+        jwks1
+    );
+    ok(&["dev", "down"], d);
+}
