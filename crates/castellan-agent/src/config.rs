@@ -279,6 +279,14 @@ mode = "0640"
     }
 
     #[test]
+    fn the_compose_agent_config_is_valid() {
+        let text = include_str!("../../../deploy/compose/agent.toml");
+        let cfg = AgentConfig::from_toml("deploy/compose/agent.toml", text).expect("valid");
+        assert_eq!(cfg.certificates.len(), 2);
+        assert!(cfg.certificates.iter().all(|c| c.uid == Some(1883)));
+    }
+
+    #[test]
     fn a_bad_field_is_named_with_its_line() {
         let bad = GOOD.replace("reload = \"true\"", "relaod = \"true\"");
         let err = AgentConfig::from_toml("agent.toml", &bad)
