@@ -292,16 +292,16 @@ mode = "0640"
         let err = AgentConfig::from_toml("agent.toml", &bad)
             .expect_err("unknown field")
             .to_string();
-        assert!(err.contains("relaod") && err.contains("line 13"), "{err}");
+        assert!(err.contains("relaod") && err.contains("line 12"), "{err}");
         let bad = GOOD.replace("mode = \"0640\"", "mode = \"0980\"");
         let err = AgentConfig::from_toml("agent.toml", &bad)
             .expect_err("bad mode")
             .to_string();
-        assert!(err.contains("mode") && err.contains("line 18"), "{err}");
+        assert!(err.contains("mode") && err.contains("line 16"), "{err}");
         let bad = GOOD.replace("ttl = \"24h\"", "ttl = \"soon\"");
         let err = AgentConfig::from_toml("agent.toml", &bad)
             .expect_err("bad ttl")
             .to_string();
-        assert!(err.contains("ttl") && err.contains("line 9"), "{err}");
+        assert!(err.contains("ttl") && err.contains("line 10"), "{err}");
     }
 }
