@@ -580,3 +580,77 @@ async fn a_client_created_elsewhere_is_found_without_waiting_for_refresh() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(json(&b)["expires_in"], 60);
 }
+
+#[tokio::test]
+async fn the_crl_is_rebuilt_before_next_update_by_the_lease_holder_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_sqlite(&dir.path().join("t.db"))
+        .await
+        .expect("store");
+    let (master, _) = MasterKey::generate().expect("mk");
+    let master = Arc::new(master);
+    let clock = Arc::new(ManualClock::new(1_800_000_000));
+    service::initialize(
+        &store,
+        &master,
+        clock.now(),
+        &InitOptions {
+            alg: Alg::ES256,
+            key_type: None,
+            root_key_offline: false,
+        },
+    )
+    .await
+    .expect("init");
+    let settings = |replica: &str| Settings {
+        issuer: ISS.into(),
+        jwks_max_age_secs: 300,
+        default_ttl_secs: 900,
+        max_ttl_secs: 86400,
+        replica_id: replica.into(),
+        refresh_interval: Duration::from_secs(60),
+        profiles: Arc::new(castellan_core::pki::Profiles::new(Vec::new()).expect("profiles")),
+        crl_validity_secs: 3600,
+        crl_url: None,
+        rotation: castellan_server::config::Config::default()
+            .rotation_policy()
+            .expect("policy"),
+    };
+    let a = AppState::load(store.clone(), master.clone(), clock.clone(), settings("a"))
+        .await
+        .expect("a");
+    let b = AppState::load(store.clone(), master.clone(), clock.clone(), settings("b"))
+        .await
+        .expect("b");
+    let ca_id = store.active_ca().await.expect("ca").expect("present").id;
+    assert!(a.run_jobs().await.expect("jobs"), "a takes the lease");
+    assert!(
+        !b.run_jobs().await.expect("jobs"),
+        "b does not run jobs while a holds the lease"
+    );
+    let first = store.latest_crl(&ca_id).await.expect("crl").expect("built");
+    assert_eq!(first.next_update - first.this_update, 3600);
+    // Before half the validity: kept. After: rebuilt with the next number.
+    clock.advance(1700);
+    a.run_jobs().await.expect("jobs");
+    assert_eq!(
+        store
+            .latest_crl(&ca_id)
+            .await
+            .expect("crl")
+            .expect("crl")
+            .crl_number,
+        first.crl_number
+    );
+    clock.advance(200);
+    a.run_jobs().await.expect("jobs");
+    let second = store.latest_crl(&ca_id).await.expect("crl").expect("crl");
+    assert_eq!(second.crl_number, first.crl_number + 1);
+    assert!(second.next_update > first.next_update);
+    // a stops (its lease lapses): b takes over.
+    clock.advance(91);
+    assert!(
+        b.run_jobs().await.expect("jobs"),
+        "b takes over an expired lease"
+    );
+}
