@@ -189,10 +189,12 @@ fn a_short_ttl_renews_and_reloads_exactly_once_per_change() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let s = setup(d);
+    let metrics_port = free_port();
     let config = format!(
         r#"server = "{}"
 credential_file = "agent.json"
 status_file = "status.json"
+listen = "127.0.0.1:{}"
 [[certificate]]
 name = "short"
 profile = "server"
@@ -201,7 +203,7 @@ ttl = "8s"
 dir = "certs/short"
 reload = "openssl x509 -in certs/short/cert.pem -noout -serial >> reloads.log"
 "#,
-        s.url
+        s.url, metrics_port
     );
     std::fs::write(d.join("agent.toml"), config).expect("config");
     let mut child = Command::new(bin())
@@ -211,7 +213,23 @@ reload = "openssl x509 -in certs/short/cert.pem -noout -serial >> reloads.log"
         .stderr(std::fs::File::create(d.join("agent.log")).expect("log"))
         .spawn()
         .expect("agent");
-    std::thread::sleep(Duration::from_secs(14));
+    std::thread::sleep(Duration::from_secs(3));
+    let m = reqwest::blocking_client()
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .expect("metrics");
+    let text = String::from_utf8_lossy(&m.body).into_owned();
+    assert!(
+        text.contains(
+            "castellan_agent_certificate_expiry_timestamp_seconds{certificate=\"short\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("castellan_agent_last_pass_failed{certificate=\"short\"} 0"),
+        "{text}"
+    );
+    std::thread::sleep(Duration::from_secs(11));
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
