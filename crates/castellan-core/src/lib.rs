@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod doctor;
 pub mod envelope;
 pub mod error;
 pub mod jwt;

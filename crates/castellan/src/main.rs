@@ -3,6 +3,7 @@
 
 mod agent_cmd;
 mod common;
+mod doctor_cmd;
 mod keys_cmd;
 mod pki_cmd;
 mod remote;
@@ -56,6 +57,8 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Name the root cause of broken chains, TLS endpoints, file layouts, JWKS and tokens.
+    Doctor(doctor_cmd::DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +165,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Agent(args) => agent_cmd::agent(args).await,
         Command::Dev(cmd) => agent_cmd::dev(cmd).await,
         Command::Keys(cmd) => keys_cmd::run(cmd).await,
+        Command::Doctor(args) => Ok(doctor_cmd::run(args).await),
         Command::Config(ConfigCommand::Check { file }) => {
             let cfg = castellan_server::config::Config::from_file(&file)?;
             println!(
