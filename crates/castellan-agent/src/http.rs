@@ -73,10 +73,10 @@ impl HttpBackend {
 
     async fn token(&self, renew: bool) -> Result<String, AgentError> {
         let mut slot = self.token.lock().await;
-        if let (false, Some((t, until))) = (renew, slot.as_ref()) {
-            if Instant::now() < *until {
-                return Ok(t.clone());
-            }
+        if let (false, Some((t, until))) = (renew, slot.as_ref())
+            && Instant::now() < *until
+        {
+            return Ok(t.clone());
         }
         let resp = self
             .http

@@ -152,12 +152,11 @@ impl<B: Backend> Agent<B> {
         for cmd in reloads {
             run_reload(&cmd).await;
         }
-        if let Some(path) = &self.cfg.status_file {
-            if let Ok(s) = self.status.lock() {
-                if let Err(e) = s.write(path) {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot write the status file");
-                }
-            }
+        if let Some(path) = &self.cfg.status_file
+            && let Ok(s) = self.status.lock()
+            && let Err(e) = s.write(path)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the status file");
         }
         results
     }

@@ -309,24 +309,23 @@ impl Config {
 
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(url) = &self.public_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/') {
-                return Err(ConfigError::Invalid {
-                    field: "public_url",
-                    message: format!("`{url}` must be an http(s) URL without a trailing slash"),
-                });
-            }
+        if let Some(url) = &self.public_url
+            && (!(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/'))
+        {
+            return Err(ConfigError::Invalid {
+                field: "public_url",
+                message: format!("`{url}` must be an http(s) URL without a trailing slash"),
+            });
         }
-        if let Some(url) = &self.database_url {
-            if !(url.starts_with("postgres://")
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://")
                 || url.starts_with("postgresql://")
                 || url.starts_with("sqlite:"))
-            {
-                return Err(ConfigError::Invalid {
-                    field: "database_url",
-                    message: "expected postgres://… (or sqlite:…)".into(),
-                });
-            }
+        {
+            return Err(ConfigError::Invalid {
+                field: "database_url",
+                message: "expected postgres://… (or sqlite:…)".into(),
+            });
         }
         if self.tokens.default_ttl.is_zero() || self.tokens.default_ttl > self.tokens.max_ttl {
             return Err(ConfigError::Invalid {

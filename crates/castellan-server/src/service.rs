@@ -366,12 +366,12 @@ fn new_client_row(
             "`{bad}` is not a valid scope (no spaces, quotes or backslashes)"
         )));
     }
-    if let Some(aud) = &req.audience {
-        if aud.is_empty() || aud.len() > 512 || aud.chars().any(char::is_whitespace) {
-            return Err(ServiceError::Invalid(
-                "audience must be 1-512 characters without spaces".into(),
-            ));
-        }
+    if let Some(aud) = &req.audience
+        && (aud.is_empty() || aud.len() > 512 || aud.chars().any(char::is_whitespace))
+    {
+        return Err(ServiceError::Invalid(
+            "audience must be 1-512 characters without spaces".into(),
+        ));
     }
     let ttl = req.token_ttl_secs.unwrap_or(0);
     if ttl < 0 {
@@ -397,12 +397,12 @@ pub async fn create_client(
     max_ttl_secs: i64,
     now: i64,
 ) -> Result<CreatedClient, ServiceError> {
-    if let Some(ttl) = req.token_ttl_secs {
-        if ttl > max_ttl_secs {
-            return Err(ServiceError::Invalid(format!(
-                "token TTL {ttl}s is above the maximum of {max_ttl_secs}s (tokens.max_ttl)"
-            )));
-        }
+    if let Some(ttl) = req.token_ttl_secs
+        && ttl > max_ttl_secs
+    {
+        return Err(ServiceError::Invalid(format!(
+            "token TTL {ttl}s is above the maximum of {max_ttl_secs}s (tokens.max_ttl)"
+        )));
     }
     let (row, secret) = new_client_row(req, now)?;
     store.add_client(&row).await?;

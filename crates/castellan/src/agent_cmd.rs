@@ -294,9 +294,11 @@ pub async fn dev(cmd: DevCommand) -> Result<ExitCode> {
 
 async fn dev_up(config: &Path) -> Result<ExitCode> {
     let dev = load_dev_config(config)?;
-    let mut cfg = Config::default();
-    cfg.data_dir = dev.data_dir.clone();
-    cfg.listen = dev.listen;
+    let cfg = Config {
+        data_dir: dev.data_dir.clone(),
+        listen: dev.listen,
+        ..Config::default()
+    };
     let store = common::open_store(&cfg).await?;
     let master: MasterKey = common::load_master_key(&cfg, true)?;
     let init = service::initialize(

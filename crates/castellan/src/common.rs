@@ -81,10 +81,10 @@ pub fn load_master_key(cfg: &Config, create: bool) -> Result<MasterKey> {
     let path = cfg.master_key_path();
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            if let Ok(meta) = std::fs::metadata(&path) {
-                if meta.permissions().mode() & 0o077 != 0 {
-                    tracing::warn!(path = %path.display(), "the master key file is readable by group or others; chmod 600 it");
-                }
+            if let Ok(meta) = std::fs::metadata(&path)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                tracing::warn!(path = %path.display(), "the master key file is readable by group or others; chmod 600 it");
             }
             MasterKey::from_base64(&text)
                 .with_context(|| format!("master key file {}", path.display()))
