@@ -1,0 +1,826 @@
+//! The [`Verifier`]: header checks, the key cache, signature and claim checks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Header, Validation};
+use tokio::sync::watch;
+
+use crate::claims::{Claims, RawClaims};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, shorten};
+use crate::fetch::{Fetched, JwksFetcher};
+use crate::jwks::{self, CachedKey, KeySet};
+
+/// Default leeway for `exp` and `nbf`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// Default lower bound of the key cache time (a smaller `max-age` is raised to it).
+pub const DEFAULT_MIN_CACHE: Duration = Duration::from_secs(60);
+/// Default upper bound of the key cache time (a larger `max-age` is lowered to it).
+pub const DEFAULT_MAX_CACHE: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default cache time when the JWKS response has no `Cache-Control: max-age`.
+pub const DEFAULT_CACHE: Duration = Duration::from_secs(5 * 60);
+/// Default cool-down between a fetch and a refetch caused by an unknown `kid`.
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
+/// Default maximum token size in bytes.
+pub const DEFAULT_MAX_TOKEN_SIZE: usize = 8 * 1024;
+/// Default timeout of one JWKS fetch.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Verifies Castellan access tokens against a JWKS it fetches and caches.
+///
+/// Cheap to clone (one `Arc`); every clone shares the key cache. The background refresh task stops
+/// when the last clone is dropped, or at [`stop_background_refresh`](Verifier::stop_background_refresh).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), castellan_verify::Error> {
+/// use castellan_verify::Verifier;
+///
+/// let verifier = Verifier::builder(
+///     "https://auth.internal",
+///     "billing-api",
+///     "https://auth.internal/.well-known/jwks.json",
+/// )
+/// .build()?;
+/// # let token = "";
+/// let claims = verifier.verify(token).await?;
+/// if !claims.has_scope("invoices:read") { /* 403 */ }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.inner.cfg.issuer)
+            .field("audiences", &self.inner.cfg.audiences)
+            .field("jwks_url", &self.inner.cfg.jwks_url)
+            .field("cached_kids", &self.cached_kids().len())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Config {
+    issuer: String,
+    audiences: Vec<String>,
+    jwks_url: String,
+    leeway: i64,
+    min_cache: i64,
+    max_cache: i64,
+    default_cache: i64,
+    cooldown: i64,
+    max_token_size: usize,
+    fetch_timeout: Duration,
+    accepted_types: Vec<String>,
+    allow_missing_typ: bool,
+}
+
+struct Inner {
+    cfg: Config,
+    fetcher: Arc<dyn JwksFetcher>,
+    clock: Arc<dyn Clock>,
+    /// The jsonwebtoken checks shared by every key: issuer, audiences, required claims; its own
+    /// `exp`/`nbf` checks are off (they use the system clock; ours use the injected one).
+    template: Validation,
+    keys: RwLock<Option<Arc<KeySet>>>,
+    /// Completed fetch attempts (good or bad). A caller that saw `n` and finds `n + 1` knows a fetch
+    /// finished in between and looks again instead of fetching.
+    attempts: AtomicU64,
+    gate: Mutex<Gate>,
+    handle: tokio::runtime::Handle,
+    refresher: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+#[derive(Default)]
+struct Gate {
+    /// When the last fetch started (clock seconds).
+    last_attempt: Option<i64>,
+    /// The fetch under way, if any: its sender is dropped when it ends.
+    inflight: Option<watch::Receiver<()>>,
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// The cache time ran out (background task, or a verification that used a stale key).
+    Scheduled,
+    /// A verification needs a key the cache lacks (unknown kid, or no keys yet).
+    Needed,
+    /// [`Verifier::refresh`].
+    Forced,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .refresher
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Verifier {
+    /// Starts a builder for tokens from `issuer` (compared exactly with `iss`) meant for `audience`
+    /// (one of the token's `aud` values must equal it), with keys from `jwks_url`.
+    pub fn builder(
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+        jwks_url: impl Into<String>,
+    ) -> VerifierBuilder {
+        VerifierBuilder {
+            issuer: issuer.into(),
+            audiences: vec![audience.into()],
+            jwks_url: jwks_url.into(),
+            leeway: DEFAULT_LEEWAY,
+            min_cache: DEFAULT_MIN_CACHE,
+            max_cache: DEFAULT_MAX_CACHE,
+            default_cache: DEFAULT_CACHE,
+            cooldown: DEFAULT_COOLDOWN,
+            max_token_size: DEFAULT_MAX_TOKEN_SIZE,
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+            accepted_types: vec!["at+jwt".to_owned(), "JWT".to_owned()],
+            allow_missing_typ: false,
+            clock: None,
+            fetcher: None,
+            background_refresh: true,
+            allow_http: false,
+        }
+    }
+
+    /// Verifies a compact JWS access token and returns its claims.
+    ///
+    /// Waits for a JWKS fetch only when the token's `kid` is not cached (and a fetch is allowed: no
+    /// keys yet, the cache is stale, or the last fetch is older than the cool-down); concurrent callers
+    /// share that one fetch. A stale cache that knows the `kid` answers at once and refreshes in the
+    /// background.
+    pub async fn verify(&self, token: &str) -> Result<Claims, Error> {
+        let inner = &self.inner;
+        let max = inner.cfg.max_token_size;
+        if token.len() > max {
+            return Err(Error::TokenTooLarge {
+                len: token.len(),
+                max,
+            });
+        }
+        let header = read_header(token)?;
+        let (alg, kid) = inner.check_header(&header)?;
+        let key = inner.key_for(kid).await?;
+        if key.alg != alg {
+            return Err(Error::AlgNotAllowed {
+                alg: format!("{alg:?}"),
+            });
+        }
+        let data = jsonwebtoken::decode::<RawClaims>(token, &key.decoding, &key.validation)
+            .map_err(from_jwt_error)?;
+        let claims = data.claims.into_claims().map_err(Error::MissingClaim)?;
+        let now = inner.clock.now();
+        let leeway = inner.cfg.leeway;
+        if now.saturating_sub(leeway) >= claims.exp {
+            return Err(Error::Expired {
+                exp: claims.exp,
+                now,
+            });
+        }
+        if let Some(nbf) = claims.nbf
+            && nbf > now.saturating_add(leeway)
+        {
+            return Err(Error::NotYetValid { nbf, now });
+        }
+        Ok(claims)
+    }
+
+    /// Fetches the JWKS now (or joins the fetch under way), whatever the cache time and cool-down say.
+    /// On failure the cached keys stay, and the error says why the fetch failed.
+    pub async fn refresh(&self) -> Result<(), Error> {
+        let seen = self.inner.attempts.load(Ordering::Acquire);
+        self.inner.refresh(Reason::Forced, seen).await;
+        let gate = self
+            .inner
+            .gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &gate.last_error {
+            None => Ok(()),
+            Some(e) => Err(Error::JwksUnavailable(e.clone())),
+        }
+    }
+
+    /// The kids of the cached keys, sorted.
+    pub fn cached_kids(&self) -> Vec<String> {
+        let mut kids: Vec<String> = self
+            .inner
+            .snapshot()
+            .map(|s| s.keys.keys().cloned().collect())
+            .unwrap_or_default();
+        kids.sort();
+        kids
+    }
+
+    /// The configured issuer.
+    pub fn issuer(&self) -> &str {
+        &self.inner.cfg.issuer
+    }
+
+    /// Stops the background refresh task (dropping the last clone of the verifier does the same).
+    /// Verification keeps working; keys are then fetched only when a token needs one.
+    pub fn stop_background_refresh(&self) {
+        if let Some(task) = self
+            .inner
+            .refresher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// The typed header, from jsonwebtoken. When it fails to parse, a second look at the raw JSON tells
+/// `alg: "none"` (or another algorithm jsonwebtoken does not know) and a malformed `crit` apart from
+/// plain garbage.
+fn read_header(token: &str) -> Result<Header, Error> {
+    jsonwebtoken::decode_header(token).map_err(|_| classify_bad_header(token))
+}
+
+fn classify_bad_header(token: &str) -> Error {
+    if token.split('.').count() != 3 {
+        return Error::Malformed("not three dot-separated segments");
+    }
+    let first = token.split('.').next().unwrap_or_default();
+    let Ok(bytes) = B64.decode(first) else {
+        return Error::Malformed("header is not base64url");
+    };
+    let Ok(serde_json::Value::Object(header)) = serde_json::from_slice(&bytes) else {
+        return Error::Malformed("header is not a JSON object");
+    };
+    if header.contains_key("crit") {
+        return Error::CritUnsupported;
+    }
+    match header.get("alg") {
+        Some(serde_json::Value::String(alg)) if alg.parse::<Algorithm>().is_err() => {
+            Error::AlgNotAllowed { alg: shorten(alg) }
+        }
+        Some(serde_json::Value::String(_)) => {
+            Error::Malformed("header has a member of the wrong type")
+        }
+        _ => Error::Malformed("header has no alg string"),
+    }
+}
+
+fn from_jwt_error(e: jsonwebtoken::errors::Error) -> Error {
+    match e.kind() {
+        ErrorKind::InvalidSignature => Error::BadSignature,
+        ErrorKind::InvalidIssuer => Error::WrongIssuer,
+        ErrorKind::InvalidAudience => Error::WrongAudience,
+        ErrorKind::MissingRequiredClaim(claim) => Error::MissingClaim(match claim.as_str() {
+            "iss" => "iss",
+            "sub" => "sub",
+            "aud" => "aud",
+            _ => "exp",
+        }),
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::UnsupportedAlgorithm => Error::AlgNotAllowed {
+            alg: "(refused by jsonwebtoken)".to_owned(),
+        },
+        // A key from the JWKS that the crypto library refuses cannot verify anything.
+        ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidEddsaKey
+        | ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidKeyFormat => Error::BadSignature,
+        ErrorKind::Base64(_) => Error::Malformed("a segment is not base64url"),
+        ErrorKind::Json(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidClaimFormat(_) => {
+            Error::Malformed("claims are not the expected JSON")
+        }
+        _ => Error::Malformed("token"),
+    }
+}
+
+/// `typ` is a media type: compared case-insensitively, with an optional `application/` prefix
+/// (RFC 7515 §4.1.9).
+fn typ_matches(accepted: &str, typ: &str) -> bool {
+    let short = match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ,
+    };
+    short.eq_ignore_ascii_case(accepted)
+}
+
+impl Inner {
+    fn check_header<'h>(&self, header: &'h Header) -> Result<(Algorithm, &'h str), Error> {
+        if header.crit.is_some() {
+            return Err(Error::CritUnsupported);
+        }
+        if !jwks::supported(header.alg) {
+            return Err(Error::AlgNotAllowed {
+                alg: format!("{:?}", header.alg),
+            });
+        }
+        // jku, x5u, jwk and x5c are deliberately never read: keys come from the configured JWKS only.
+        match header.typ.as_deref() {
+            None if self.cfg.allow_missing_typ => {}
+            Some(typ) if self.cfg.accepted_types.iter().any(|a| typ_matches(a, typ)) => {}
+            other => {
+                return Err(Error::WrongType {
+                    typ: other.map(shorten),
+                });
+            }
+        }
+        let kid = header.kid.as_deref().ok_or(Error::MissingKid)?;
+        Ok((header.alg, kid))
+    }
+
+    fn snapshot(&self) -> Option<Arc<KeySet>> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The key for `kid`: from the cache, or after the one fetch a missing kid may cause.
+    async fn key_for(self: &Arc<Self>, kid: &str) -> Result<Arc<CachedKey>, Error> {
+        let seen = self.attempts.load(Ordering::Acquire);
+        let now = self.clock.now();
+        let (found, stale) = {
+            let guard = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            match guard.as_ref() {
+                Some(set) => (set.keys.get(kid).cloned(), now >= set.expires_at),
+                None => (None, false),
+            }
+        };
+        if let Some(key) = found {
+            if stale {
+                // Serve from the stale cache and refresh behind it; the fetch is not awaited.
+                drop(self.start_refresh(Reason::Scheduled, seen));
+            }
+            return Ok(key);
+        }
+        self.refresh(Reason::Needed, seen).await;
+        match self.snapshot() {
+            Some(set) => set
+                .keys
+                .get(kid)
+                .cloned()
+                .ok_or_else(|| Error::UnknownKid { kid: shorten(kid) }),
+            None => {
+                let gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+                Err(Error::JwksUnavailable(
+                    gate.last_error
+                        .clone()
+                        .unwrap_or_else(|| "no keys fetched yet".to_owned()),
+                ))
+            }
+        }
+    }
+
+    async fn refresh(self: &Arc<Self>, reason: Reason, seen: u64) {
+        if let Some(mut done) = self.start_refresh(reason, seen) {
+            // The sender is dropped when the fetch ends; nothing is ever sent.
+            let _ = done.changed().await;
+        }
+    }
+
+    /// Starts a fetch if `reason` allows one, or joins the one under way. Single flight: the gate
+    /// lock makes the decision and the record of the fetch one step. The fetch runs in its own task,
+    /// so a caller that gives up (a dropped request) does not cancel it for the others.
+    fn start_refresh(self: &Arc<Self>, reason: Reason, seen: u64) -> Option<watch::Receiver<()>> {
+        let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.attempts.load(Ordering::Acquire) != seen {
+            return None; // a fetch ended since the caller looked: look again instead
+        }
+        if let Some(rx) = &gate.inflight
+            && rx.has_changed().is_ok()
+        {
+            return Some(rx.clone());
+        }
+        let now = self.clock.now();
+        if !self.fetch_due(reason, &gate, now) {
+            return None;
+        }
+        gate.last_attempt = Some(now);
+        let (tx, rx) = watch::channel(());
+        gate.inflight = Some(rx.clone());
+        drop(gate);
+        let inner = Arc::clone(self);
+        let handle = tokio::runtime::Handle::try_current().unwrap_or_else(|_| self.handle.clone());
+        handle.spawn(async move {
+            inner.fetch_and_store().await;
+            drop(tx);
+        });
+        Some(rx)
+    }
+
+    /// The rate limit. A stale cache may refetch once per expiry; a missing kid at most once per
+    /// cool-down; a forced refresh always.
+    fn fetch_due(&self, reason: Reason, gate: &Gate, now: i64) -> bool {
+        let cooled = gate
+            .last_attempt
+            .is_none_or(|t| now >= t.saturating_add(self.cfg.cooldown));
+        let stale_due = match self.snapshot() {
+            None => cooled,
+            Some(set) => {
+                now >= set.expires_at
+                    && (gate.last_attempt.is_none_or(|t| t < set.expires_at) || cooled)
+            }
+        };
+        match reason {
+            Reason::Forced => true,
+            Reason::Scheduled => stale_due,
+            Reason::Needed => cooled || stale_due,
+        }
+    }
+
+    fn cache_secs(&self, max_age: Option<Duration>) -> i64 {
+        let secs = max_age.map_or(self.cfg.default_cache, |d| {
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+        });
+        secs.clamp(self.cfg.min_cache, self.cfg.max_cache)
+    }
+
+    async fn fetch_and_store(&self) {
+        let current = self.snapshot();
+        let etag = current.as_ref().and_then(|s| s.etag.clone());
+        let fetched =
+            tokio::time::timeout(self.cfg.fetch_timeout, self.fetcher.fetch(etag.as_deref())).await;
+        let now = self.clock.now();
+        let result: Result<KeySet, String> = match fetched {
+            Err(_) => Err(format!(
+                "fetch timed out after {:?}",
+                self.cfg.fetch_timeout
+            )),
+            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Ok(Fetched::NotModified { max_age })) => match &current {
+                Some(set) => Ok(KeySet {
+                    keys: set.keys.clone(),
+                    expires_at: now.saturating_add(self.cache_secs(max_age)),
+                    etag: set.etag.clone(),
+                }),
+                None => Err("304 Not Modified, but no keys are cached".to_owned()),
+            },
+            Ok(Ok(Fetched::Keys {
+                body,
+                max_age,
+                etag,
+            })) => jwks::parse(&body, &self.template).map(|keys| KeySet {
+                keys,
+                expires_at: now.saturating_add(self.cache_secs(max_age)),
+                etag,
+            }),
+        };
+        let error = match result {
+            Ok(set) => {
+                tracing::debug!(
+                    url = %self.cfg.jwks_url,
+                    keys = set.keys.len(),
+                    "JWKS fetched"
+                );
+                *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(set));
+                None
+            }
+            Err(e) => {
+                tracing::warn!(
+                    url = %self.cfg.jwks_url,
+                    "JWKS fetch failed, keeping the cached keys: {e}"
+                );
+                Some(e)
+            }
+        };
+        let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        gate.last_error = error;
+        gate.inflight = None;
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How long the background task sleeps: until the cache goes stale, or until the cool-down after
+    /// a failed fetch has passed; at least a second.
+    fn next_delay(&self) -> Duration {
+        let now = self.clock.now();
+        let gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        let retry_at = gate
+            .last_attempt
+            .map_or(now, |t| t.saturating_add(self.cfg.cooldown));
+        drop(gate);
+        let at = match self.snapshot() {
+            Some(set) if now < set.expires_at => set.expires_at,
+            _ => retry_at,
+        };
+        let secs = at.saturating_sub(now).clamp(1, self.cfg.max_cache.max(1));
+        Duration::from_secs(u64::try_from(secs).unwrap_or(1))
+    }
+}
+
+async fn background_refresh(weak: Weak<Inner>) {
+    loop {
+        let delay = {
+            let Some(inner) = weak.upgrade() else { return };
+            let seen = inner.attempts.load(Ordering::Acquire);
+            inner.refresh(Reason::Scheduled, seen).await;
+            inner.next_delay()
+        };
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Configures a [`Verifier`]. Every setting has a safe default; see the setters.
+#[must_use]
+pub struct VerifierBuilder {
+    issuer: String,
+    audiences: Vec<String>,
+    jwks_url: String,
+    leeway: Duration,
+    min_cache: Duration,
+    max_cache: Duration,
+    default_cache: Duration,
+    cooldown: Duration,
+    max_token_size: usize,
+    fetch_timeout: Duration,
+    accepted_types: Vec<String>,
+    allow_missing_typ: bool,
+    clock: Option<Arc<dyn Clock>>,
+    fetcher: Option<Arc<dyn JwksFetcher>>,
+    background_refresh: bool,
+    allow_http: bool,
+}
+
+impl std::fmt::Debug for VerifierBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifierBuilder")
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("jwks_url", &self.jwks_url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    // Whole seconds, rounded up: a configured 500 ms cool-down must not become no cool-down.
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    i64::try_from(s).unwrap_or(i64::MAX)
+}
+
+impl VerifierBuilder {
+    /// Accepts one more audience (a token passes when any of its `aud` values is accepted).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Clock skew allowed on `exp` and `nbf`. Default 60 s.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Bounds for the key cache time taken from the JWKS response's `Cache-Control: max-age`.
+    /// Default 60 s to 24 h.
+    pub fn cache_time_bounds(mut self, min: Duration, max: Duration) -> Self {
+        self.min_cache = min;
+        self.max_cache = max;
+        self
+    }
+
+    /// Cache time when the response has no `max-age` (then clamped to the bounds). Default 5 min.
+    pub fn default_cache_time(mut self, time: Duration) -> Self {
+        self.default_cache = time;
+        self
+    }
+
+    /// After any fetch, an unknown `kid` causes no new fetch until this has passed, so tokens with
+    /// made-up kids cannot make the verifier hammer the JWKS endpoint. Default 30 s (whole seconds,
+    /// rounded up).
+    pub fn unknown_kid_cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// Tokens longer than this many bytes are refused before any parsing. Default 8 KiB.
+    pub fn max_token_size(mut self, bytes: usize) -> Self {
+        self.max_token_size = bytes;
+        self
+    }
+
+    /// Time limit of one JWKS fetch (connect, headers and body). Default 10 s.
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout;
+        self
+    }
+
+    /// The accepted header `typ` values (case-insensitive; `application/` prefix optional). Default
+    /// `at+jwt` (what Castellan issues, RFC 9068) and `JWT`.
+    pub fn accepted_types<I, S>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.accepted_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Accept tokens without a `typ` header. Default `false`: Castellan always sets `typ: at+jwt`.
+    pub fn allow_missing_typ(mut self, allow: bool) -> Self {
+        self.allow_missing_typ = allow;
+        self
+    }
+
+    /// The clock for `exp`, `nbf`, cache times and the cool-down. Default: the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Fetch the JWKS with this instead of HTTP (the JWKS URL is then only used in logs).
+    pub fn fetcher(mut self, fetcher: Arc<dyn JwksFetcher>) -> Self {
+        self.fetcher = Some(fetcher);
+        self
+    }
+
+    /// Keep a background task that fetches the JWKS at once and again whenever the cache time runs
+    /// out. Default `true`. Without it keys are fetched when a token needs them.
+    pub fn background_refresh(mut self, on: bool) -> Self {
+        self.background_refresh = on;
+        self
+    }
+
+    /// Allow a plain `http://` JWKS URL to a host that is not loopback. Default `false`: anyone on the
+    /// path could then hand this verifier their own keys.
+    pub fn insecure_allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
+        self
+    }
+
+    /// Checks the settings and starts the verifier (and its background task). Must be called inside
+    /// a Tokio runtime. Does not wait for the first fetch: see [`Verifier::refresh`] for that.
+    pub fn build(self) -> Result<Verifier, Error> {
+        let bad = |m: &str| Err(Error::Config(m.to_owned()));
+        if self.issuer.is_empty() {
+            return bad("the issuer is empty");
+        }
+        if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
+            return bad("an audience is empty");
+        }
+        if self.min_cache > self.max_cache {
+            return bad("the minimum cache time is above the maximum");
+        }
+        if self.accepted_types.is_empty() && !self.allow_missing_typ {
+            return bad("no token type is accepted");
+        }
+        if self.max_token_size == 0 {
+            return bad("the maximum token size is 0");
+        }
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::Config("build() must be called inside a Tokio runtime".into()))?;
+        let fetcher = match self.fetcher {
+            Some(fetcher) => fetcher,
+            None => default_fetcher(&self.jwks_url, self.allow_http, self.fetch_timeout)?,
+        };
+        let mut template = Validation::new(Algorithm::RS256);
+        template.leeway = 0;
+        template.validate_exp = false;
+        template.validate_nbf = false;
+        template.validate_aud = true;
+        template.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        template.set_issuer(&[&self.issuer]);
+        template.set_audience(&self.audiences);
+        let cfg = Config {
+            issuer: self.issuer,
+            audiences: self.audiences,
+            jwks_url: self.jwks_url,
+            leeway: secs(self.leeway),
+            min_cache: secs(self.min_cache),
+            max_cache: secs(self.max_cache),
+            default_cache: secs(self.default_cache),
+            cooldown: secs(self.cooldown),
+            max_token_size: self.max_token_size,
+            fetch_timeout: self.fetch_timeout,
+            accepted_types: self.accepted_types,
+            allow_missing_typ: self.allow_missing_typ,
+        };
+        let inner = Arc::new(Inner {
+            cfg,
+            fetcher,
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            template,
+            keys: RwLock::new(None),
+            attempts: AtomicU64::new(0),
+            gate: Mutex::new(Gate::default()),
+            handle: handle.clone(),
+            refresher: Mutex::new(None),
+        });
+        if self.background_refresh {
+            let task = handle.spawn(background_refresh(Arc::downgrade(&inner)));
+            *inner
+                .refresher
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
+        }
+        Ok(Verifier { inner })
+    }
+}
+
+#[cfg(feature = "http")]
+fn default_fetcher(
+    url: &str,
+    allow_http: bool,
+    timeout: Duration,
+) -> Result<Arc<dyn JwksFetcher>, Error> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| Error::Config(format!("JWKS URL {url:?}: {e}")))?;
+    let host = parsed.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback || allow_http => {}
+        "http" => {
+            return Err(Error::Config(format!(
+                "JWKS URL {url:?} is plain HTTP to a host that is not loopback \
+                 (use https, or insecure_allow_http(true) if the network is trusted)"
+            )));
+        }
+        other => {
+            return Err(Error::Config(format!(
+                "JWKS URL scheme {other:?} is not HTTP(S)"
+            )));
+        }
+    }
+    Ok(Arc::new(crate::fetch::HttpFetcher::new(url, timeout)?))
+}
+
+#[cfg(not(feature = "http"))]
+fn default_fetcher(
+    _url: &str,
+    _allow_http: bool,
+    _timeout: Duration,
+) -> Result<Arc<dyn JwksFetcher>, Error> {
+    Err(Error::Config(
+        "built without the `http` feature: pass a fetcher with VerifierBuilder::fetcher".into(),
+    ))
+}
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Verifier>();
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_comparison() {
+        assert!(typ_matches("at+jwt", "at+jwt"));
+        assert!(typ_matches("at+jwt", "AT+JWT"));
+        assert!(typ_matches("at+jwt", "application/at+jwt"));
+        assert!(typ_matches("JWT", "jwt"));
+        assert!(!typ_matches("at+jwt", "jwt"));
+        assert!(!typ_matches("at+jwt", "application/"));
+        // A multi-byte character at the prefix boundary must not panic.
+        assert!(!typ_matches("at+jwt", "applicationé+jwt"));
+    }
+
+    #[test]
+    fn durations_round_up_to_seconds() {
+        assert_eq!(secs(Duration::from_millis(500)), 1);
+        assert_eq!(secs(Duration::from_secs(30)), 30);
+        assert_eq!(secs(Duration::ZERO), 0);
+    }
+
+    #[test]
+    fn bad_headers_are_classified() {
+        let enc = |s: &str| B64.encode(s);
+        let tok = |h: &str| format!("{}.e30.c2ln", enc(h));
+        assert_eq!(
+            classify_bad_header(&tok(r#"{"alg":"none"}"#)),
+            Error::AlgNotAllowed { alg: "none".into() }
+        );
+        assert_eq!(
+            classify_bad_header(&tok(r#"{"alg":"RS256","crit":"b64"}"#)),
+            Error::CritUnsupported
+        );
+        assert!(matches!(classify_bad_header("a.b"), Error::Malformed(_)));
+        assert!(matches!(
+            classify_bad_header(&tok("[1]")),
+            Error::Malformed(_)
+        ));
+        assert!(matches!(
+            classify_bad_header("!!!.e30.c2ln"),
+            Error::Malformed(_)
+        ));
+    }
+}
