@@ -8,7 +8,7 @@
 //! | alg   | raw verify      | jsonwebtoken::decode alone | Verifier, warm cache | Verifier / raw |
 //! |-------|-----------------|----------------------------|----------------------|----------------|
 //! | RS256 | 16.7 µs (59.9k/s) | 19.0 µs                  | 19.4 µs (51.6k/s)    | 86 % (82 % in another run) |
-//! | ES256 | 40.3 µs (24.8k/s) | 42.3 µs                  | 42.5 µs (23.5k/s)    | 95 %           |
+//! | ES256 | 39.6 µs (25.3k/s) | 41.5 µs                  | 42.7 µs (23.4k/s)    | 93 %           |
 //! | EdDSA | 29.4 µs (34.0k/s) | 30.7 µs                  | 31.0 µs (32.2k/s)    | 95 %           |
 //!
 //! RS256 misses 90 % because of a fixed ≈ 2.3 µs of non-crypto work inside `jsonwebtoken::decode`
