@@ -1,6 +1,6 @@
 //! Issue 6: three replicas on one PostgreSQL database rotate their key twice under continuous token
-//! traffic; every token verifies with a verifier that behaves like a service mesh (refreshes the JWKS
-//! on a timer only, never on an unknown kid).
+//! traffic; every token verifies with castellan-verify and with a verifier that behaves like a service
+//! mesh (refreshes the JWKS on a timer only, never on an unknown kid).
 
 mod support;
 
@@ -108,6 +108,26 @@ fn three_replicas_rotate_twice_under_traffic_without_a_failed_verification() {
     let (id, secret) = credential(&ok(&create, dir.path()));
     let servers: Vec<Server> = (0..3).map(|_| Server::start(&common, dir.path())).collect();
 
+    // castellan-verify on replica 1's JWKS, honouring its 1 s max-age (bounds lowered for this
+    // accelerated timeline: rotation every 6 s instead of 30 days).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let verifier = rt
+        .block_on(async {
+            castellan_verify::Verifier::builder(
+                "http://castellan.rotation.test",
+                "http://castellan.rotation.test",
+                format!("{}/.well-known/jwks.json", servers[1].url),
+            )
+            .cache_time_bounds(Duration::from_secs(1), Duration::from_secs(60))
+            .unknown_kid_cooldown(Duration::from_secs(2))
+            .build()
+        })
+        .expect("verifier");
+    let mut verify_failures = Vec::new();
     // The mesh refreshes every prepublish / 2 from replica 0 and never on an unknown kid.
     let mut mesh = MeshVerifier::new(&servers[0].url, Duration::from_millis(1500));
     let mut kids_seen = HashSet::new();
@@ -117,6 +137,9 @@ fn three_replicas_rotate_twice_under_traffic_without_a_failed_verification() {
     while start.elapsed() < Duration::from_secs(16) {
         let s = &servers[n % 3];
         let token = token(&s.url, &id, &secret);
+        if let Err(e) = rt.block_on(verifier.verify(&token)) {
+            verify_failures.push(e.to_string());
+        }
         match mesh.verify(&token) {
             Ok(kid) => {
                 kids_seen.insert(kid);
