@@ -420,3 +420,57 @@ fn dev_up_twice_reuses_the_store_and_certificates_and_dev_down_stops_the_server(
     );
     ok(&["dev", "down"], d);
 }
+
+#[test]
+fn a_ca_change_reaches_the_consumers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let s = setup(d);
+    std::fs::write(d.join("agent.toml"), agent_toml(&s.url, "")).expect("config");
+    ok(&["agent", "--config", "agent.toml", "--once"], d);
+    let bundle_before =
+        std::fs::read_to_string(d.join("certs/broker/ca-bundle.pem")).expect("bundle");
+    // The operator migrates to another intermediate CA; the running server picks it up on refresh.
+    pki_support::openssl_pki(d);
+    ok(
+        &[
+            "pki",
+            "import-ca",
+            "--cert",
+            "openssl-intermediate.pem",
+            "--key",
+            "int.key",
+            "--chain",
+            "openssl-root.pem",
+            "--data-dir",
+            "d",
+        ],
+        d,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let out = ok(&["agent", "--config", "agent.toml", "--once"], d);
+    assert!(
+        out.contains("broker: issued") && out.contains("app: issued"),
+        "a CA change re-issues: {out}"
+    );
+    let bundle_after =
+        std::fs::read_to_string(d.join("certs/broker/ca-bundle.pem")).expect("bundle");
+    assert_ne!(bundle_before, bundle_after);
+    let v = Command::new("openssl")
+        .args([
+            "verify",
+            "-CAfile",
+            "openssl-root.pem",
+            "-untrusted",
+            "certs/broker/chain.pem",
+            "certs/broker/cert.pem",
+        ])
+        .current_dir(d)
+        .output()
+        .expect("openssl");
+    assert!(
+        v.status.success(),
+        "the new leaf chains to the imported CA's root: {}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+}

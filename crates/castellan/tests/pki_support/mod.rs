@@ -320,3 +320,95 @@ pub fn now() -> i64 {
         .expect("clock")
         .as_secs() as i64
 }
+
+const CA_EXT: &str = "[v3_int]\nbasicConstraints = critical, CA:TRUE, pathlen:0\n\
+keyUsage = critical, keyCertSign, cRLSign\nsubjectKeyIdentifier = hash\n\
+authorityKeyIdentifier = keyid:always\n\n[v3_leaf]\nbasicConstraints = critical, CA:FALSE\n\
+keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n\
+subjectAltName = DNS:leaf.legacy\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n";
+
+/// A legacy PKI made with openssl: a self-signed root, an intermediate (CA, pathlen 0) and a leaf, all
+/// P-256 with PKCS#8 keys.
+pub fn openssl_pki(d: &Path) {
+    std::fs::write(d.join("ext.cnf"), CA_EXT).expect("ext");
+    for k in ["root", "int", "leaf"] {
+        openssl_ok(
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                &format!("{k}.key"),
+            ],
+            d,
+        );
+    }
+    openssl_ok(
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "root.key",
+            "-subj",
+            "/O=Legacy/CN=Legacy Root CA",
+            "-days",
+            "3650",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-out",
+            "openssl-root.pem",
+        ],
+        d,
+    );
+    for (k, subj, ext, out) in [
+        (
+            "int",
+            "/O=Legacy/CN=Legacy Issuing CA",
+            "v3_int",
+            "openssl-intermediate.pem",
+        ),
+        ("leaf", "/CN=leaf.legacy", "v3_leaf", "openssl-leaf.pem"),
+    ] {
+        let csr = format!("{k}.csr");
+        openssl_ok(
+            &[
+                "req",
+                "-new",
+                "-key",
+                &format!("{k}.key"),
+                "-subj",
+                subj,
+                "-out",
+                &csr,
+            ],
+            d,
+        );
+        openssl_ok(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "openssl-root.pem",
+                "-CAkey",
+                "root.key",
+                "-CAcreateserial",
+                "-days",
+                "1825",
+                "-extfile",
+                "ext.cnf",
+                "-extensions",
+                ext,
+                "-out",
+                out,
+            ],
+            d,
+        );
+    }
+}
