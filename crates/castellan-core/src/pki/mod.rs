@@ -20,8 +20,8 @@
 //! a TLS peer would verify it ([`verify_set`] runs the same checks on files read back from disk).
 
 mod ca;
-mod csr;
 mod crl;
+mod csr;
 mod error;
 mod issuer;
 mod key;
@@ -33,8 +33,8 @@ mod verify;
 mod tests;
 
 pub use ca::{CaCert, CaOptions, NewCa, create_ca, create_intermediate_ca, create_root_ca};
-pub use csr::new_key_and_csr;
 pub use crl::{Crl, RevocationReason, RevokedCert};
+pub use csr::new_key_and_csr;
 pub use error::PkiError;
 pub use issuer::{ImportedCa, IssueRequest, IssuedSet, Issuer, import_ca};
 pub use key::KeyType;
