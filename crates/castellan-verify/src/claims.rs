@@ -58,17 +58,32 @@ impl Claims {
     }
 }
 
+/// A string or an array of strings, read straight from the JSON (an untagged enum would buffer it).
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
+    struct OneOrMany;
+    impl<'de> serde::de::Visitor<'de> for OneOrMany {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or an array of strings")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![v.to_owned()])
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(vec![v])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+            while let Some(s) = seq.next_element::<String>()? {
+                all.push(s);
+            }
+            Ok(all)
+        }
     }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    })
+    d.deserialize_any(OneOrMany)
 }
 
 fn string_if_one<S: Serializer>(aud: &[String], s: S) -> Result<S::Ok, S::Error> {
@@ -79,7 +94,7 @@ fn string_if_one<S: Serializer>(aud: &[String], s: S) -> Result<S::Ok, S::Error>
 }
 
 /// What the signed payload is read into: every registered claim optional, so that a missing one is
-/// reported by name (by jsonwebtoken's required-claims check) rather than as a JSON error.
+/// reported by name (by [`RawClaims::into_claims`]) rather than as a JSON error.
 #[derive(Deserialize)]
 pub(crate) struct RawClaims {
     iss: Option<String>,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
 use crate::error::shorten;
@@ -16,12 +16,11 @@ pub(crate) fn supported(alg: Algorithm) -> bool {
     matches!(alg, Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA)
 }
 
-/// One key ready to verify: the algorithm its JWK declares, the parsed `DecodingKey`, and the
-/// jsonwebtoken `Validation` that allows that algorithm only.
+/// One key ready to verify: the algorithm its JWK declares (the only one a token may use with it)
+/// and the parsed `DecodingKey`.
 pub(crate) struct CachedKey {
     pub(crate) alg: Algorithm,
     pub(crate) decoding: DecodingKey,
-    pub(crate) validation: Validation,
 }
 
 /// The keys of one JWKS document, by kid.
@@ -58,10 +57,7 @@ struct RawJwk {
 /// `use` other than `sig`, `key_ops` without `verify`, no `alg` or an unsupported one, an `alg` that
 /// does not fit the `kty`/`crv`, wrong key sizes, private key material, a repeated kid. An error if
 /// no usable key remains (the caller then keeps the keys it had).
-pub(crate) fn parse(
-    body: &[u8],
-    template: &Validation,
-) -> Result<HashMap<String, Arc<CachedKey>>, String> {
+pub(crate) fn parse(body: &[u8]) -> Result<HashMap<String, Arc<CachedKey>>, String> {
     let raw: RawJwks =
         serde_json::from_slice(body).map_err(|e| format!("not a JWKS document: {e}"))?;
     let mut keys = HashMap::with_capacity(raw.keys.len());
@@ -80,16 +76,7 @@ pub(crate) fn parse(
                     tracing::warn!(kid = %shorten(&kid), "JWKS: repeated kid, keeping the first");
                     continue;
                 }
-                let mut validation = template.clone();
-                validation.algorithms = vec![alg];
-                keys.insert(
-                    kid,
-                    Arc::new(CachedKey {
-                        alg,
-                        decoding,
-                        validation,
-                    }),
-                );
+                keys.insert(kid, Arc::new(CachedKey { alg, decoding }));
             }
             Err(why) => tracing::debug!(kid = %shorten(&kid), "JWKS: skipping key: {why}"),
         }
@@ -168,11 +155,7 @@ mod tests {
     const X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
 
     fn parse_one(jwk: serde_json::Value) -> Result<usize, String> {
-        parse(
-            serde_json::json!({ "keys": [jwk] }).to_string().as_bytes(),
-            &Validation::new(Algorithm::RS256),
-        )
-        .map(|k| k.len())
+        parse(serde_json::json!({ "keys": [jwk] }).to_string().as_bytes()).map(|k| k.len())
     }
 
     #[test]
@@ -207,9 +190,9 @@ mod tests {
     fn repeated_kid_keeps_one_and_junk_entries_are_skipped() {
         let ok = serde_json::json!({"kty":"OKP","crv":"Ed25519","x":X,"kid":"a","alg":"EdDSA"});
         let body = serde_json::json!({"keys": [ok, ok, 42, {"kty": 1}]}).to_string();
-        let keys = parse(body.as_bytes(), &Validation::new(Algorithm::RS256)).expect("parse");
+        let keys = parse(body.as_bytes()).expect("parse");
         assert_eq!(keys.len(), 1);
-        assert!(parse(b"{}", &Validation::new(Algorithm::RS256)).is_err());
-        assert!(parse(b"not json", &Validation::new(Algorithm::RS256)).is_err());
+        assert!(parse(b"{}").is_err());
+        assert!(parse(b"not json").is_err());
     }
 }

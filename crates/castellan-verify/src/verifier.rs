@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Algorithm, Header};
 use tokio::sync::watch;
 
 use crate::claims::{Claims, RawClaims};
@@ -86,9 +86,6 @@ struct Inner {
     cfg: Config,
     fetcher: Arc<dyn JwksFetcher>,
     clock: Arc<dyn Clock>,
-    /// The jsonwebtoken checks shared by every key: issuer, audiences, required claims; its own
-    /// `exp`/`nbf` checks are off (they use the system clock; ours use the injected one).
-    template: Validation,
     keys: RwLock<Option<Arc<KeySet>>>,
     /// Completed fetch attempts (good or bad). A caller that saw `n` and finds `n + 1` knows a fetch
     /// finished in between and looks again instead of fetching.
@@ -181,9 +178,20 @@ impl Verifier {
                 alg: format!("{alg:?}"),
             });
         }
-        let data = jsonwebtoken::decode::<RawClaims>(token, &key.decoding, &key.validation)
-            .map_err(from_jwt_error)?;
-        let claims = data.claims.into_claims().map_err(Error::MissingClaim)?;
+        // The header was read once above; the signature is checked over the signing input (the
+        // compact serialization up to its last '.', RFC 7515 §7.1) before any claim is looked at.
+        let (message, signature) = token
+            .rsplit_once('.')
+            .ok_or(Error::Malformed("not three dot-separated segments"))?;
+        if !jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.decoding, alg)
+            .map_err(from_jwt_error)?
+        {
+            return Err(Error::BadSignature);
+        }
+        let raw: RawClaims =
+            jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(from_jwt_error)?;
+        let claims = raw.into_claims().map_err(Error::MissingClaim)?;
+        inner.check_claims(&claims)?;
         let now = inner.clock.now();
         let leeway = inner.cfg.leeway;
         if now.saturating_sub(leeway) >= claims.exp {
@@ -343,6 +351,25 @@ impl Inner {
         Ok((header.alg, kid))
     }
 
+    /// What jsonwebtoken's `validate` checked before: `exp` a non-negative NumericDate, `iss` equal
+    /// to the configured issuer, one of the `aud` values one of the configured audiences.
+    fn check_claims(&self, claims: &Claims) -> Result<(), Error> {
+        if claims.exp < 0 {
+            return Err(Error::MissingClaim("exp"));
+        }
+        if claims.iss != self.cfg.issuer {
+            return Err(Error::WrongIssuer);
+        }
+        if !claims
+            .aud
+            .iter()
+            .any(|a| self.cfg.audiences.iter().any(|c| c == a))
+        {
+            return Err(Error::WrongAudience);
+        }
+        Ok(())
+    }
+
     fn snapshot(&self) -> Option<Arc<KeySet>> {
         self.keys
             .read()
@@ -474,7 +501,7 @@ impl Inner {
                 body,
                 max_age,
                 etag,
-            })) => jwks::parse(&body, &self.template).map(|keys| KeySet {
+            })) => jwks::parse(&body).map(|keys| KeySet {
                 keys,
                 expires_at: now.saturating_add(self.cache_secs(max_age)),
                 etag,
@@ -686,14 +713,6 @@ impl VerifierBuilder {
             Some(fetcher) => fetcher,
             None => default_fetcher(&self.jwks_url, self.allow_http, self.fetch_timeout)?,
         };
-        let mut template = Validation::new(Algorithm::RS256);
-        template.leeway = 0;
-        template.validate_exp = false;
-        template.validate_nbf = false;
-        template.validate_aud = true;
-        template.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        template.set_issuer(&[&self.issuer]);
-        template.set_audience(&self.audiences);
         let cfg = Config {
             issuer: self.issuer,
             audiences: self.audiences,
@@ -712,7 +731,6 @@ impl VerifierBuilder {
             cfg,
             fetcher,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-            template,
             keys: RwLock::new(None),
             attempts: AtomicU64::new(0),
             gate: Mutex::new(Gate::default()),
