@@ -4,26 +4,22 @@
 //! `cargo bench -p castellan-verify --bench verify -- --warm-up-time 1 --measurement-time 3`
 //!
 //! Measured on the 2-core build machine (Rust 1.95, aws-lc-rs 1.19, jsonwebtoken 11.1), mean per call,
-//! load average below 0.8 at the start of each run:
+//! load average below 1 at the start of each run:
 //!
-//! | alg   | raw verify        | jsonwebtoken::decode alone | Verifier, warm cache | Verifier / raw |
-//! |-------|-------------------|----------------------------|----------------------|----------------|
-//! | RS256 | 16.4 µs (60.9k/s) | 18.5 µs                    | 17.7 µs (56.6k/s)    | 93 % (86–91 % in six paired runs) |
-//! | ES256 | 39.2 µs (25.5k/s) | 43.1 µs                    | 42.2 µs (23.7k/s)    | 93 % (96 % in another run) |
-//! | EdDSA | 27.4 µs (36.6k/s) | 29.3 µs                    | 28.6 µs (35.0k/s)    | 96 % (98 % in another run) |
+//! | alg   | raw verify | jsonwebtoken::decode alone | Verifier, warm cache | Verifier / raw |
+//! |-------|------------|----------------------------|----------------------|----------------|
+//! | RS256 | 15.6 µs    | 18.6 µs                    | 15.8 µs              | 99 % (100 % in a second run: 15.51 / 15.49 µs) |
+//! | ES256 | 40.6 µs    | 41.5 µs                    | 40.7 µs              | 100 % |
+//! | EdDSA | 28.1 µs    | 31.2 µs                    | 29.5 µs              | 95 % |
 //!
-//! Before this version (the verifier called `jsonwebtoken::decode`), the same paired runs gave
-//! RS256 81–83 %: `decode` parses the header twice more after the verifier's own `decode_header`
-//! and deserializes the claims twice (once more for its `validate`). Now the header is decoded once,
-//! the signature is checked with `jsonwebtoken::crypto::verify` over the signing input (the token up
-//! to its last '.'), and the claims are deserialized once, only after the signature verified
-//! (`jsonwebtoken::dangerous::insecure_decode_claims`), with `iss`/`aud`/`exp`/`nbf` checked by the
-//! verifier. What remains, ≈ 1.7–2 µs per RS256 token, is jsonwebtoken's: base64 of the three
-//! segments, the typed `Header`, the owned `Claims`, and a `DecodingKey` clone plus a boxed verifier
-//! inside `crypto::verify`. Building the RSA key from `n`/`e` per call costs no more than parsing DER
-//! (`raw_rsa_components_verify`), so the `DecodingKey` cached per kid is all there is to gain on the
-//! key side. Run-to-run noise on this machine is about ±3 %, so RS256 sits at the 90 % target rather
-//! than clearly above it.
+//! History: calling `jsonwebtoken::decode` gave RS256 81–83 % (the header and the claims are decoded
+//! several times, and the key is rebuilt per call); decoding the header once, checking the signature
+//! with `jsonwebtoken::crypto::verify` and decoding the claims once after it gave 86–93 %. Now the
+//! public key is parsed once per kid by aws-lc-rs (`ParsedPublicKey`, built when the JWKS is fetched)
+//! and the signature over the signing input (the token up to its last '.') is checked with it; the
+//! raw baseline parses the key on every call, which is why the verifier can match it. The claims are
+//! still deserialized once, after the signature verified, by jsonwebtoken
+//! (`dangerous::insecure_decode_claims`), with `iss`/`aud`/`exp`/`nbf` checked by the verifier.
 
 use std::future::Future;
 use std::hint::black_box;

@@ -3,9 +3,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ED25519, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 use crate::error::shorten;
@@ -17,10 +21,10 @@ pub(crate) fn supported(alg: Algorithm) -> bool {
 }
 
 /// One key ready to verify: the algorithm its JWK declares (the only one a token may use with it)
-/// and the parsed `DecodingKey`.
+/// and the public key parsed once by aws-lc-rs for that algorithm (never again per token).
 pub(crate) struct CachedKey {
     pub(crate) alg: Algorithm,
-    pub(crate) decoding: DecodingKey,
+    pub(crate) key: ParsedPublicKey,
 }
 
 /// The keys of one JWKS document, by kid.
@@ -71,12 +75,12 @@ pub(crate) fn parse(body: &[u8]) -> Result<HashMap<String, Arc<CachedKey>>, Stri
         };
         let kid = jwk.kid.clone().unwrap_or_default();
         match usable(&jwk) {
-            Ok((alg, decoding)) => {
+            Ok((alg, key)) => {
                 if keys.contains_key(&kid) {
                     tracing::warn!(kid = %shorten(&kid), "JWKS: repeated kid, keeping the first");
                     continue;
                 }
-                keys.insert(kid, Arc::new(CachedKey { alg, decoding }));
+                keys.insert(kid, Arc::new(CachedKey { alg, key }));
             }
             Err(why) => tracing::debug!(kid = %shorten(&kid), "JWKS: skipping key: {why}"),
         }
@@ -87,7 +91,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<HashMap<String, Arc<CachedKey>>, Stri
     Ok(keys)
 }
 
-fn usable(jwk: &RawJwk) -> Result<(Algorithm, DecodingKey), &'static str> {
+fn usable(jwk: &RawJwk) -> Result<(Algorithm, ParsedPublicKey), &'static str> {
     if jwk.kid.as_deref().is_none_or(str::is_empty) {
         return Err("no kid");
     }
@@ -109,43 +113,50 @@ fn usable(jwk: &RawJwk) -> Result<(Algorithm, DecodingKey), &'static str> {
         .ok_or("no alg")?
         .parse()
         .map_err(|_| "unknown alg")?;
-    let len = |v: &Option<String>| -> Result<usize, &'static str> {
+    let bytes = |v: &Option<String>| -> Result<Vec<u8>, &'static str> {
         B64.decode(v.as_deref().ok_or("missing key parameter")?)
-            .map(|b| b.len())
             .map_err(|_| "key parameter is not base64url")
     };
-    let decoding = match (alg, jwk.kty.as_str(), jwk.crv.as_deref()) {
+    let key = match (alg, jwk.kty.as_str(), jwk.crv.as_deref()) {
         (Algorithm::RS256, "RSA", _) => {
             // aws-lc verifies RSA from 2048 to 8192 bits; refuse other sizes up front.
-            let n = len(&jwk.n)?;
-            if !(256..=1024).contains(&n) || len(&jwk.e)? == 0 {
+            let (n, e) = (bytes(&jwk.n)?, bytes(&jwk.e)?);
+            if !(256..=1024).contains(&n.len()) || e.is_empty() {
                 return Err("RSA modulus outside 2048..8192 bits");
             }
-            DecodingKey::from_rsa_components(
-                jwk.n.as_deref().unwrap_or_default(),
-                jwk.e.as_deref().unwrap_or_default(),
-            )
+            // aws-lc-rs encodes the SubjectPublicKeyInfo from the components.
+            let spki = aws_lc_rs::rsa::PublicKeyComponents {
+                n: n.as_slice(),
+                e: e.as_slice(),
+            }
+            .as_der()
+            .map_err(|_| "RSA key parameters do not form a key")?;
+            ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, spki.as_ref())
         }
         (Algorithm::ES256, "EC", Some("P-256")) => {
-            if len(&jwk.x)? != 32 || len(&jwk.y)? != 32 {
+            let (x, y) = (bytes(&jwk.x)?, bytes(&jwk.y)?);
+            if x.len() != 32 || y.len() != 32 {
                 return Err("P-256 coordinates are not 32 bytes");
             }
-            DecodingKey::from_ec_components(
-                jwk.x.as_deref().unwrap_or_default(),
-                jwk.y.as_deref().unwrap_or_default(),
-            )
+            // SEC 1 uncompressed point; JWS ES256 signatures are the fixed r || s form.
+            let mut point = Vec::with_capacity(65);
+            point.push(4);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
         }
         (Algorithm::EdDSA, "OKP", Some("Ed25519")) => {
-            if len(&jwk.x)? != 32 {
+            let x = bytes(&jwk.x)?;
+            if x.len() != 32 {
                 return Err("Ed25519 key is not 32 bytes");
             }
-            DecodingKey::from_ed_components(jwk.x.as_deref().unwrap_or_default())
+            ParsedPublicKey::new(&ED25519, x)
         }
         (alg, _, _) if !supported(alg) => return Err("unsupported alg"),
         _ => return Err("alg does not fit kty/crv"),
     }
     .map_err(|_| "key parameters do not parse")?;
-    Ok((alg, decoding))
+    Ok((alg, key))
 }
 
 #[cfg(test)]
