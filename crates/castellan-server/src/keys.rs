@@ -178,27 +178,22 @@ pub async fn schedule_rotation(
     policy: &Policy,
     now: i64,
 ) -> Result<KeyInfo, ServiceError> {
-    let (rows, cur) = current_row(store, now).await?;
+    let rows = store.published_signing_keys(now).await?;
     if let Some(next) = rows.iter().find(|r| r.activate_at > now) {
         return Err(ServiceError::Conflict(format!(
             "a next key ({}, signing from {})",
             next.kid, next.activate_at
         )));
     }
-    let activate_at = now + policy.prepublish;
-    let removals = rotation::removals_for(&scheduled(&rows), activate_at, policy);
-    let kid = insert_next(
+    manual_rotation(
         store,
         master,
-        &cur,
-        activate_at,
-        removals,
-        &format!("rotation:{}", cur.kid),
+        policy,
         now,
+        now + policy.prepublish,
+        "rotation",
     )
-    .await?
-    .ok_or_else(|| ServiceError::Conflict("a next key for the current key".into()))?;
-    info(store, &kid, now).await
+    .await
 }
 
 /// `keys rotate --now`: the emergency path. A new key signs at once; verifiers that have not fetched
@@ -209,19 +204,26 @@ pub async fn rotate_now(
     policy: &Policy,
     now: i64,
 ) -> Result<KeyInfo, ServiceError> {
+    manual_rotation(store, master, policy, now, now, "emergency").await
+}
+
+/// Inserts a key activating at `activate_at` for the current key, guarded by `<marker>:<current kid>`.
+async fn manual_rotation(
+    store: &Store,
+    master: &MasterKey,
+    policy: &Policy,
+    now: i64,
+    activate_at: i64,
+    marker: &str,
+) -> Result<KeyInfo, ServiceError> {
     let (rows, cur) = current_row(store, now).await?;
-    let removals = rotation::removals_for(&scheduled(&rows), now, policy);
-    let kid = insert_next(
-        store,
-        master,
-        &cur,
-        now,
-        removals,
-        &format!("emergency:{}", cur.kid),
-        now,
-    )
-    .await?
-    .ok_or_else(|| ServiceError::Conflict("an emergency rotation of the current key".into()))?;
+    let removals = rotation::removals_for(&scheduled(&rows), activate_at, policy);
+    let guard = format!("{marker}:{}", cur.kid);
+    let kid = insert_next(store, master, &cur, activate_at, removals, &guard, now)
+        .await?
+        .ok_or_else(|| {
+            ServiceError::Conflict(format!("a {marker} of the current key ({})", cur.kid))
+        })?;
     info(store, &kid, now).await
 }
 
