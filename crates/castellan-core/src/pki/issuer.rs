@@ -1,13 +1,14 @@
 //! The issuing CA: leaves with a generated key or from a CSR, and importing an operator's CA.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rcgen::string::Ia5String;
 use rcgen::{
     CertificateParams, CrlDistributionPoint, DistinguishedName, DnType, IsCa, KeyPair,
     KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
 };
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, TrustAnchor};
 use serde::{Deserialize, Serialize};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::certification_request::X509CertificationRequest;
@@ -20,7 +21,7 @@ use zeroize::Zeroizing;
 use super::key::{key_matches_spki, load_pkcs8, load_pkcs8_pem};
 use super::parse::{self, display_subject, ip_from_bytes};
 use super::profile::Names;
-use super::verify::{check_leaf, check_names};
+use super::verify::{check_leaf, check_names, trust_anchor};
 use super::{
     BACKDATE_SECS, KeyType, PkiError, Profile, Purpose, build_err, certs_from_pem, certs_to_pem,
     datetime, one_cert_from_pem, pem_encode,
@@ -133,10 +134,82 @@ pub struct Issuer {
     /// The issuing CA first, then up to (not including) the root; empty when the root issues.
     intermediates: Vec<CertificateDer<'static>>,
     root: CertificateDer<'static>,
+    /// The root as webpki's trust anchor.
+    root_anchor: TrustAnchor<'static>,
+    upper: UpperPath,
     chain_tail_pem: String,
     ca_bundle_pem: String,
     root_pem: String,
     crl_url: Option<String>,
+}
+
+/// The part of every leaf's path that is the same for all of them: the issuing CA up to the root.
+///
+/// webpki's verification of `leaf → issuing CA → … → root` is the leaf's own step (its signature by the
+/// issuing CA, its validity, usage and names, the issuing CA's name constraints) plus the steps above
+/// it, which depend only on those fixed CA certificates, the usage and the time. So the first leaf of
+/// each usage is verified along the whole path; once that passed, later leaves of that usage are verified
+/// by webpki against the issuing CA as the trust anchor, and the one part of the upper steps that can
+/// change — the time — is checked against the CA certificates' validity (outside it, the whole path is
+/// verified again and webpki reports why). Not used when a certificate above the issuing CA has name
+/// constraints, because those apply to each leaf's names.
+struct UpperPath {
+    /// The issuing CA as a trust anchor; `None` when the root issues (there is no upper part).
+    issuing_anchor: Option<TrustAnchor<'static>>,
+    /// The latest notBefore and earliest notAfter of the CA certificates below the root.
+    not_before: i64,
+    not_after: i64,
+    /// Whether the whole path verified for server (client) authentication with this issuer.
+    server_auth: AtomicBool,
+    client_auth: AtomicBool,
+}
+
+impl UpperPath {
+    fn new(
+        intermediates: &[CertificateDer<'static>],
+        root: &X509Certificate<'_>,
+    ) -> Result<Self, PkiError> {
+        let mut not_before = i64::MIN;
+        let mut not_after = i64::MAX;
+        let mut constrained = root.name_constraints().ok().flatten().is_some();
+        for (i, der) in intermediates.iter().enumerate() {
+            let x = parse::x509(der, "chain")?;
+            not_before = not_before.max(x.validity().not_before.timestamp());
+            not_after = not_after.min(x.validity().not_after.timestamp());
+            // The issuing CA's own constraints travel with it as the anchor.
+            if i > 0 && !matches!(x.name_constraints(), Ok(None)) {
+                constrained = true;
+            }
+        }
+        let issuing_anchor = match intermediates.first() {
+            Some(ca) if !constrained => Some(trust_anchor(ca, "the issuing CA")?),
+            _ => None,
+        };
+        Ok(Self {
+            issuing_anchor,
+            not_before,
+            not_after,
+            server_auth: AtomicBool::new(false),
+            client_auth: AtomicBool::new(false),
+        })
+    }
+
+    /// The issuing CA as the anchor for a leaf of `purpose` at `now`, when the upper path is known good.
+    fn anchor(&self, purpose: Purpose, now: i64) -> Option<&TrustAnchor<'static>> {
+        let done = (!purpose.server_auth() || self.server_auth.load(Ordering::Acquire))
+            && (!purpose.client_auth() || self.client_auth.load(Ordering::Acquire));
+        let in_time = self.not_before <= now && now <= self.not_after;
+        self.issuing_anchor.as_ref().filter(|_| done && in_time)
+    }
+
+    fn verified(&self, purpose: Purpose) {
+        if purpose.server_auth() {
+            self.server_auth.store(true, Ordering::Release);
+        }
+        if purpose.client_auth() {
+            self.client_auth.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl std::fmt::Debug for Issuer {
@@ -257,13 +330,18 @@ impl Issuer {
         let (not_before, not_after) = self.validity(ttl, now)?;
         let key = key_type.generate()?;
         let key_pem = Zeroizing::new(pem_encode("PRIVATE KEY", key.serialized_der()));
-        let mut set = self.sign(profile, &names, &key, key_type, not_before, not_after, now)?;
-        let leaf = parse::x509(&set.cert_der, "issued certificate")?;
-        if !key_matches_spki(&key, leaf.public_key().raw) {
-            return Err(PkiError::KeyMismatch {
-                subject: display_subject(&leaf),
-            });
-        }
+        let check_key = |leaf: &X509Certificate<'_>| {
+            if key_matches_spki(&key, leaf.public_key().raw) {
+                Ok(())
+            } else {
+                Err(PkiError::KeyMismatch {
+                    subject: display_subject(leaf),
+                })
+            }
+        };
+        let mut set = self.sign(
+            profile, &names, &key, check_key, key_type, not_before, not_after, now,
+        )?;
         set.key_pem = Some(key_pem);
         Ok(set)
     }
@@ -313,22 +391,25 @@ impl Issuer {
                 reason: e.to_string(),
             }
         })?;
-        let set = self.sign(
+        let check_key = |leaf: &X509Certificate<'_>| {
+            if spki_equal(&csr.spki_der, leaf.public_key().raw) {
+                Ok(())
+            } else {
+                Err(PkiError::KeyMismatch {
+                    subject: display_subject(leaf),
+                })
+            }
+        };
+        self.sign(
             profile,
             &names,
             &public_key,
+            check_key,
             key_type,
             not_before,
             not_after,
             now,
-        )?;
-        let leaf = parse::x509(&set.cert_der, "issued certificate")?;
-        if !spki_equal(&csr.spki_der, leaf.public_key().raw) {
-            return Err(PkiError::KeyMismatch {
-                subject: display_subject(&leaf),
-            });
-        }
-        Ok(set)
+        )
     }
 
     /// notBefore and notAfter of a leaf living `ttl` seconds from `now`, inside the CA's validity.
@@ -348,13 +429,47 @@ impl Issuer {
         Ok((not_before, not_after))
     }
 
-    /// Builds, signs and verifies a leaf for `public_key`.
+    /// webpki's verification of a new leaf up to the root (see [`UpperPath`] for when the issuing CA is
+    /// the anchor).
+    fn verify_leaf(
+        &self,
+        leaf: &X509Certificate<'_>,
+        der: &CertificateDer<'_>,
+        purpose: Purpose,
+        now: i64,
+    ) -> Result<(), PkiError> {
+        if let Some(anchor) = self.upper.anchor(purpose, now) {
+            return check_leaf(
+                leaf,
+                der,
+                &[],
+                anchor,
+                purpose,
+                now,
+                "the issuing CA (its path to the root verified with this issuer's first leaf)",
+            );
+        }
+        check_leaf(
+            leaf,
+            der,
+            &self.intermediates,
+            &self.root_anchor,
+            purpose,
+            now,
+            "the CA's own root and chain",
+        )?;
+        self.upper.verified(purpose);
+        Ok(())
+    }
+
+    /// Builds, signs and verifies a leaf for `public_key`; `check_key` checks the certificate's key.
     #[allow(clippy::too_many_arguments)]
     fn sign(
         &self,
         profile: &Profile,
         names: &Names,
         public_key: &impl PublicKeyData,
+        check_key: impl FnOnce(&X509Certificate<'_>) -> Result<(), PkiError>,
         key_type: KeyType,
         not_before: i64,
         not_after: i64,
@@ -411,15 +526,8 @@ impl Issuer {
 
         // Mandatory: verify as a TLS peer would, before anything leaves this function.
         let leaf = parse::x509(der, "issued certificate")?;
-        check_leaf(
-            &leaf,
-            der,
-            &self.intermediates,
-            &self.root,
-            profile.purpose,
-            now,
-            "the CA's own root and chain",
-        )?;
+        check_key(&leaf)?;
+        self.verify_leaf(&leaf, der, profile.purpose, now)?;
         check_names(der, &names.dns, &names.ips)?;
 
         let cert_pem = pem_encode("CERTIFICATE", der);
@@ -459,6 +567,8 @@ impl Issuer {
             });
         }
         let (intermediates, root) = build_path(&ca, pool, root.as_ref())?;
+        let root_anchor = trust_anchor(&root, "the root")?;
+        let upper = UpperPath::new(&intermediates, &parse::x509(&root, "root certificate")?)?;
         let ca_subject = display_subject(&ca_x);
         let ca_key_id = parse::subject_key_id(&ca_x);
         let ca_not_before = ca_x.validity().not_before.timestamp();
@@ -478,6 +588,8 @@ impl Issuer {
             ca_pem: pem_encode("CERTIFICATE", &ca),
             intermediates,
             root,
+            root_anchor,
+            upper,
             chain_tail_pem,
             ca_bundle_pem,
             root_pem,

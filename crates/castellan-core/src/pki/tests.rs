@@ -1274,6 +1274,144 @@ fn serials_are_unique() {
     }
 }
 
+/// A CA certificate made with rcgen directly (the tests need hierarchies `create_ca` does not make).
+struct TestCa {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+fn test_ca(
+    cn: &str,
+    not_before: i64,
+    not_after: i64,
+    constraints: Option<rcgen::NameConstraints>,
+    parent: Option<&TestCa>,
+) -> TestCa {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    params.not_before = datetime(not_before).expect("time");
+    params.not_after = datetime(not_after).expect("time");
+    params.name_constraints = constraints;
+    let cert = match parent {
+        None => params.self_signed(&key),
+        Some(p) => {
+            let issuer = rcgen::Issuer::from_ca_cert_der(p.cert.der(), &p.key).expect("issuer");
+            params.signed_by(&key, &issuer)
+        }
+    }
+    .expect("sign");
+    TestCa { cert, key }
+}
+
+/// Leaves after the first are verified against the issuing CA (its path to the root verified once):
+/// that shortcut must still refuse a leaf when a CA above the issuing one has expired.
+#[test]
+fn a_ca_above_the_issuing_one_is_checked_for_every_leaf() {
+    let now = now();
+    let root = test_ca("Upper Root", now - DAY, now + 3650 * DAY, None, None);
+    let short = test_ca(
+        "Short-lived Intermediate",
+        now - DAY,
+        now + 30 * DAY,
+        None,
+        Some(&root),
+    );
+    let issuing = test_ca("Issuing CA", now - DAY, now + 365 * DAY, None, Some(&short));
+    let is = Issuer::new(
+        &issuing.cert.pem(),
+        &issuing.key.serialize_der(),
+        &root.cert.pem(),
+        &short.cert.pem(),
+    )
+    .expect("issuer");
+    let p = builtin("server");
+    let req = IssueRequest {
+        ttl_secs: Some(DAY as u64),
+        ..request(&["a.svc.local"], &[])
+    };
+    for _ in 0..3 {
+        let set = is
+            .issue(&p, &req, now)
+            .expect("issue while every CA is valid");
+        verify_set(&set.pems(), Purpose::Server, now).expect("the set verifies");
+    }
+    // 40 days on: the issuing CA is valid, the one above it is not.
+    let later = now + 40 * DAY;
+    let err = is.issue(&p, &req, later).expect_err("expired intermediate");
+    assert!(
+        matches!(&err, PkiError::VerificationFailed { error, .. } if error.contains("Expired")),
+        "{err:?}"
+    );
+    // The same answer as an issuer that never took the shortcut.
+    let fresh = Issuer::new(
+        &issuing.cert.pem(),
+        &issuing.key.serialize_der(),
+        &root.cert.pem(),
+        &short.cert.pem(),
+    )
+    .expect("issuer");
+    let err2 = fresh
+        .issue(&p, &req, later)
+        .expect_err("expired intermediate");
+    assert_eq!(err.to_string(), err2.to_string());
+    // Back in time, the shortcut is used again and the leaf verifies.
+    let set = is.issue(&p, &req, now).expect("issue");
+    verify_set(&set.pems(), Purpose::Server, now).expect("the set verifies");
+}
+
+/// Name constraints on a CA above the issuing one apply to each leaf's names, so every leaf is
+/// verified along the whole path.
+#[test]
+fn name_constraints_above_the_issuing_ca_apply_to_every_leaf() {
+    let now = now();
+    let constraints = rcgen::NameConstraints {
+        permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName("svc.local".into())],
+        excluded_subtrees: vec![],
+    };
+    let root = test_ca(
+        "Constrained Root",
+        now - DAY,
+        now + 3650 * DAY,
+        Some(constraints),
+        None,
+    );
+    let issuing = test_ca("Issuing CA", now - DAY, now + 365 * DAY, None, Some(&root));
+    let is = Issuer::new(
+        &issuing.cert.pem(),
+        &issuing.key.serialize_der(),
+        &root.cert.pem(),
+        "",
+    )
+    .expect("issuer");
+    let p = Profile {
+        allowed_dns: vec!["*.svc.local".into(), "*.other.test".into()],
+        allowed_ips: vec![],
+        allowed_uris: vec![],
+        ..mqtt_profile()
+    };
+    for round in 0..3 {
+        let set = is
+            .issue(&p, &request(&["a.svc.local"], &[]), now)
+            .unwrap_or_else(|e| panic!("round {round}: inside the constraints: {e}"));
+        verify_set(&set.pems(), Purpose::Server, now).expect("the set verifies");
+        let err = is
+            .issue(&p, &request(&["b.other.test"], &[]), now)
+            .expect_err("outside the root's name constraints");
+        assert!(
+            matches!(err, PkiError::VerificationFailed { .. }),
+            "round {round}: {err:?}"
+        );
+    }
+}
+
 /// Issuance rate, leaf verification included: `cargo test -p castellan-core --release throughput -- --ignored
 /// --nocapture`.
 #[test]

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::{CertificateDer, ServerName, TrustAnchor};
 use webpki::{EndEntityCert, KeyUsage};
 use x509_parser::certificate::X509Certificate;
 
@@ -79,11 +79,12 @@ pub fn verify_set(set: &SetPems<'_>, purpose: Purpose, now: i64) -> Result<CertI
     let from_bundle: Vec<CertificateDer<'static>> =
         bundle.iter().filter(|c| **c != root).cloned().collect();
 
+    let anchor = trust_anchor(&root, "root.pem")?;
     check_leaf(
         &leaf_x,
         &leaf,
         &from_chain,
-        &root,
+        &anchor,
         purpose,
         now,
         "root.pem with the intermediates of chain.pem",
@@ -92,7 +93,7 @@ pub fn verify_set(set: &SetPems<'_>, purpose: Purpose, now: i64) -> Result<CertI
         &leaf_x,
         &leaf,
         &from_bundle,
-        &root,
+        &anchor,
         purpose,
         now,
         "root.pem with the intermediates of ca-bundle.pem",
@@ -110,12 +111,27 @@ pub fn verify_set(set: &SetPems<'_>, purpose: Purpose, now: i64) -> Result<CertI
     Ok(info)
 }
 
-/// The purpose's EKUs are present, and webpki verifies the path for each of them.
+/// `cert` as a webpki trust anchor (its subject, key and any name constraints).
+pub(crate) fn trust_anchor(
+    cert: &CertificateDer<'_>,
+    what: &str,
+) -> Result<TrustAnchor<'static>, PkiError> {
+    webpki::anchor_from_trusted_cert(cert)
+        .map(|a| a.to_owned())
+        .map_err(|e| PkiError::VerificationFailed {
+            against: what.to_owned(),
+            usage: "a trust anchor",
+            error: e.to_string(),
+        })
+}
+
+/// The purpose's EKUs are present, and webpki verifies the path from `leaf` through `intermediates` to
+/// `anchor` for each of them.
 pub(crate) fn check_leaf(
     leaf_x: &X509Certificate<'_>,
     leaf: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
-    root: &CertificateDer<'_>,
+    anchor: &TrustAnchor<'_>,
     purpose: Purpose,
     now: i64,
     against: &str,
@@ -141,8 +157,7 @@ pub(crate) fn check_leaf(
         usage,
         error: e.to_string(),
     };
-    let anchor = webpki::anchor_from_trusted_cert(root).map_err(|e| fail("a trust anchor", e))?;
-    let anchors = [anchor];
+    let anchors = std::slice::from_ref(anchor);
     let ee = EndEntityCert::try_from(leaf).map_err(|e| fail("parsing", e))?;
     let mut usages: Vec<(&'static str, KeyUsage)> = Vec::with_capacity(2);
     if purpose.server_auth() {
@@ -154,7 +169,7 @@ pub(crate) fn check_leaf(
     for (name, usage) in usages {
         ee.verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
-            &anchors,
+            anchors,
             intermediates,
             time,
             usage,
