@@ -20,7 +20,7 @@ use castellan_core::jwt::{AccessClaims, sign_access_token};
 use castellan_core::keyring::KeyRing;
 use castellan_core::keys::Alg;
 use castellan_core::secret;
-use castellan_store::{ClientRow, Store};
+use castellan_store::{CertBatcher, ClientRow, Store};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::json;
 
@@ -69,6 +69,8 @@ struct LoadedRing {
 
 struct Inner {
     store: Store,
+    /// Records issued certificates in batches (group commit).
+    certs: CertBatcher,
     master: Arc<MasterKey>,
     clock: Arc<dyn Clock>,
     settings: Settings,
@@ -134,6 +136,7 @@ impl AppState {
         let clients = load_clients(&store).await?;
         let ca = pki::load_ca(&store, &master, settings.crl_url.as_deref()).await?;
         Ok(Self(Arc::new(Inner {
+            certs: CertBatcher::spawn(store.clone()),
             store,
             master,
             clock,
@@ -938,7 +941,7 @@ async fn pki_issue(
     authorize(&state, &headers, Some("pki:issue"))?;
     let Json(req) = body.map_err(json_rejection)?;
     let set = pki::issue(
-        &state.0.store,
+        &state.0.certs,
         &state.ca(),
         &state.0.settings.profiles,
         &profile,
@@ -986,7 +989,7 @@ async fn pki_sign(
         key_type: b.key_type,
     };
     let set = pki::sign_csr(
-        &state.0.store,
+        &state.0.certs,
         &state.ca(),
         &state.0.settings.profiles,
         &profile,

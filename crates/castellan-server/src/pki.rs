@@ -9,7 +9,9 @@ use castellan_core::pki::{
     create_ca,
 };
 use castellan_core::secret;
-use castellan_store::{CaRow, CertRow, CrlRow, DataKeyRow, Revocation, Store};
+use castellan_store::{
+    CaRow, CertBatcher, CertRow, CrlRow, DataKeyRow, Revocation, Store, StoreError,
+};
 use zeroize::Zeroizing;
 
 use crate::service::{self, ServiceError};
@@ -114,9 +116,28 @@ fn record(set: &IssuedSet, ca: &LoadedCa, now: i64) -> CertRow {
     }
 }
 
+/// Where issued certificates are recorded: the store itself (one statement each, for the CLI) or the
+/// server's group-commit writer. Either way the row is committed before the set is returned.
+pub trait CertLog: Sync {
+    /// Records `row`.
+    fn record(&self, row: CertRow) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl CertLog for Store {
+    async fn record(&self, row: CertRow) -> Result<(), StoreError> {
+        self.add_certificate(&row).await
+    }
+}
+
+impl CertLog for CertBatcher {
+    fn record(&self, row: CertRow) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.add(row)
+    }
+}
+
 /// Issues a certificate with a key generated here; the set is verified and recorded.
 pub async fn issue(
-    store: &Store,
+    log: &impl CertLog,
     ca: &LoadedCa,
     profiles: &Profiles,
     profile: &str,
@@ -124,13 +145,13 @@ pub async fn issue(
     now: i64,
 ) -> Result<IssuedSet, ServiceError> {
     let set = ca.issuer.issue(profiles.get(profile)?, req, now)?;
-    store.add_certificate(&record(&set, ca, now)).await?;
+    log.record(record(&set, ca, now)).await?;
     Ok(set)
 }
 
 /// Signs a CSR (its own signature is checked; the key never leaves its owner); verified and recorded.
 pub async fn sign_csr(
-    store: &Store,
+    log: &impl CertLog,
     ca: &LoadedCa,
     profiles: &Profiles,
     profile: &str,
@@ -141,7 +162,7 @@ pub async fn sign_csr(
     let set = ca
         .issuer
         .sign_csr(profiles.get(profile)?, csr_pem, req, now)?;
-    store.add_certificate(&record(&set, ca, now)).await?;
+    log.record(record(&set, ca, now)).await?;
     Ok(set)
 }
 

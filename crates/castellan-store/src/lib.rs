@@ -34,8 +34,11 @@ macro_rules! cert_select {
     };
 }
 
+mod batch;
 #[doc(hidden)]
 pub mod testing;
+
+pub use batch::CertBatcher;
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,9 @@ pub enum StoreError {
     /// A file system path could not be used for the SQLite database.
     #[error("cannot use the data directory: {0}")]
     Path(String),
+    /// The background writer stopped (the process is shutting down).
+    #[error("the certificate writer has stopped")]
+    WriterStopped,
 }
 
 /// Which database backs the store.
@@ -548,24 +554,56 @@ impl Store {
 
     /// Records an issued certificate.
     pub async fn add_certificate(&self, row: &CertRow) -> Result<(), StoreError> {
-        sqlx::query(
+        self.add_certificates(std::slice::from_ref(row)).await
+    }
+
+    /// Records several issued certificates in one statement: all of them or, on any error, none.
+    pub async fn add_certificates(
+        &self,
+        rows: &[impl std::borrow::Borrow<CertRow>],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut sql = String::from(
             "INSERT INTO certificates (serial, ca_id, profile, common_name, sans, not_before, not_after, cert_pem, \
-             revoked_at, revocation_reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&row.serial)
-        .bind(&row.ca_id)
-        .bind(&row.profile)
-        .bind(&row.common_name)
-        .bind(&row.sans)
-        .bind(row.not_before)
-        .bind(row.not_after)
-        .bind(&row.cert_pem)
-        .bind(row.revoked_at)
-        .bind(&row.revocation_reason)
-        .bind(row.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(conflict("a certificate with this serial"))?;
+             revoked_at, revocation_reason, created_at) VALUES ",
+        );
+        for i in 0..rows.len() {
+            let b = i * 11;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for c in 1..=11 {
+                if c > 1 {
+                    sql.push_str(", ");
+                }
+                sql.push('$');
+                sql.push_str(&(b + c).to_string());
+            }
+            sql.push(')');
+        }
+        // Only `$n` placeholders are added to the fixed text: no value is ever part of the SQL.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in rows {
+            let row = row.borrow();
+            q = q
+                .bind(&row.serial)
+                .bind(&row.ca_id)
+                .bind(&row.profile)
+                .bind(&row.common_name)
+                .bind(&row.sans)
+                .bind(row.not_before)
+                .bind(row.not_after)
+                .bind(&row.cert_pem)
+                .bind(row.revoked_at)
+                .bind(&row.revocation_reason)
+                .bind(row.created_at);
+        }
+        q.execute(&self.pool)
+            .await
+            .map_err(conflict("a certificate with this serial"))?;
         Ok(())
     }
 

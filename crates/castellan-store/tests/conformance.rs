@@ -1,8 +1,8 @@
 //! One conformance suite, run against SQLite and PostgreSQL.
 
 use castellan_store::{
-    CaRow, CertRow, ClientRow, CrlRow, DataKeyRow, InitBundle, MasterKeyCheck, Revocation,
-    SigningKeyRow, Store, StoreError, StoreKind,
+    CaRow, CertBatcher, CertRow, ClientRow, CrlRow, DataKeyRow, InitBundle, MasterKeyCheck,
+    Revocation, SigningKeyRow, Store, StoreError, StoreKind,
 };
 
 fn bundle(tag: &str) -> InitBundle {
@@ -240,6 +240,65 @@ async fn conformance(store: Store) {
         .map(|c| c.serial)
         .collect();
     assert_eq!(revoked, vec!["aa"], "expired certificates leave the CRL");
+
+    // Several certificates in one statement: all or none.
+    let many: Vec<CertRow> = (0..70)
+        .map(|i| cert(&format!("m{i:03}"), 5000 + i))
+        .collect();
+    store.add_certificates(&many).await.expect("add many");
+    for row in [&many[0], &many[35], &many[69]] {
+        assert_eq!(
+            store.certificate(&row.serial).await.expect("get").as_ref(),
+            Some(row),
+            "every column of every row is stored"
+        );
+    }
+    let clash = vec![cert("n1", 9000), cert("m010", 9000), cert("n2", 9000)];
+    assert!(matches!(
+        store.add_certificates(&clash).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        store.certificate("n1").await.expect("get").is_none(),
+        "none of a failed batch"
+    );
+    assert!(store.add_certificates(&Vec::<CertRow>::new()).await.is_ok());
+
+    // Group commit: concurrent adds are all committed; a repeated serial fails alone.
+    let batcher = CertBatcher::spawn(store.clone());
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let b = batcher.clone();
+        let serial = if i == 100 {
+            "m001".to_owned()
+        } else {
+            format!("g{i:03}")
+        };
+        tasks.push(tokio::spawn(async move {
+            (i, b.add(cert(&serial, 7000)).await)
+        }));
+    }
+    for t in tasks {
+        let (i, result) = t.await.expect("task");
+        if i == 100 {
+            assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+        } else {
+            result.unwrap_or_else(|e| panic!("row {i}: {e}"));
+            assert!(
+                store
+                    .certificate(&format!("g{i:03}"))
+                    .await
+                    .expect("get")
+                    .is_some()
+            );
+        }
+    }
+    let listed = store.certificates(None).await.expect("list");
+    assert_eq!(
+        listed.len(),
+        2 + 70 + 199,
+        "aa, bb, m000..m069, 199 of g000..g199"
+    );
 
     // CRLs: numbers are claimed once; the newest is served.
     let crl = |n: i64| CrlRow {
