@@ -2,7 +2,7 @@
 //! error; the token path reads only memory (the key ring and clients are cached and refreshed).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -65,10 +65,22 @@ struct LoadedRing {
     ring: KeyRing,
     verifiers: HashMap<String, (DecodingKey, Algorithm)>,
     etag: HeaderValue,
+    /// The JWKS document, shared by every response (no copy per request).
+    jwks: Bytes,
+    /// Access tokens whose signature and claims verified with this ring, by the SHA-256 of the token
+    /// (see [`authorize`]). Dropped with the ring when its keys change (a revoked key takes its
+    /// tokens with it); bounded by [`VERIFIED_TOKENS`].
+    verified: Mutex<HashMap<[u8; 32], Arc<AccessClaims>>>,
 }
+
+/// The most verified access tokens remembered per key ring (about 1 KiB each); when full, the memory
+/// is cleared and refilled.
+const VERIFIED_TOKENS: usize = 4096;
 
 struct Inner {
     store: Store,
+    /// `Cache-Control` of the JWKS, from the configured max-age.
+    jwks_cache_control: HeaderValue,
     /// Records issued certificates in batches (group commit).
     certs: CertBatcher,
     master: Arc<MasterKey>,
@@ -117,9 +129,11 @@ fn loaded(ring: KeyRing) -> Result<LoadedRing, ServiceError> {
     let etag = HeaderValue::from_str(&format!("\"{}\"", &ring.fingerprint()[..32]))
         .map_err(|e| ServiceError::Invalid(e.to_string()))?;
     Ok(LoadedRing {
+        jwks: Bytes::copy_from_slice(ring.jwks()),
         ring,
         verifiers,
         etag,
+        verified: Mutex::new(HashMap::new()),
     })
 }
 
@@ -135,7 +149,11 @@ impl AppState {
         ring.signing_key(clock.now())?;
         let clients = load_clients(&store).await?;
         let ca = pki::load_ca(&store, &master, settings.crl_url.as_deref()).await?;
+        let jwks_cache_control =
+            HeaderValue::from_str(&format!("public, max-age={}", settings.jwks_max_age_secs))
+                .map_err(|e| ServiceError::Invalid(e.to_string()))?;
         Ok(Self(Arc::new(Inner {
+            jwks_cache_control,
             certs: CertBatcher::spawn(store.clone()),
             store,
             master,
@@ -459,11 +477,6 @@ fn json_rejection(r: JsonRejection) -> ApiError {
 
 async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let ring = state.ring();
-    let cache = HeaderValue::from_str(&format!(
-        "public, max-age={}",
-        state.0.settings.jwks_max_age_secs
-    ))
-    .unwrap_or(HeaderValue::from_static("public, max-age=300"));
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -476,11 +489,12 @@ async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
     } else {
         (
             [(header::CONTENT_TYPE, "application/json")],
-            Bytes::copy_from_slice(ring.ring.jwks()),
+            ring.jwks.clone(),
         )
             .into_response()
     };
-    resp.headers_mut().insert(header::CACHE_CONTROL, cache);
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, state.0.jwks_cache_control.clone());
     resp.headers_mut().insert(header::ETAG, ring.etag.clone());
     resp
 }
@@ -805,7 +819,7 @@ pub fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     scope: Option<&str>,
-) -> Result<AccessClaims, ApiError> {
+) -> Result<Arc<AccessClaims>, ApiError> {
     let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
     let token = headers
         .get(header::AUTHORIZATION)
@@ -818,36 +832,37 @@ pub fn authorize(
     if token.len() > 8192 {
         return Err(unauthorized("the token is too large"));
     }
-    let header =
-        jsonwebtoken::decode_header(token).map_err(|_| unauthorized("the token is malformed"))?;
-    if header.typ.as_deref() != Some("at+jwt") {
-        return Err(unauthorized("not an access token"));
-    }
     let ring = state.ring();
-    let (dk, alg) = header
-        .kid
-        .as_deref()
-        .and_then(|kid| ring.verifiers.get(kid))
-        .ok_or_else(|| unauthorized("the token was signed by an unknown key"))?;
-    let mut v = Validation::new(*alg);
-    v.set_issuer(&[&state.0.settings.issuer]);
-    v.set_audience(&[&state.0.settings.issuer]);
-    v.set_required_spec_claims(&["exp", "iss", "aud", "nbf"]);
-    // Expiry is judged against the state's clock (a parameter), below.
-    v.validate_exp = false;
-    v.validate_nbf = false;
-    let data = jsonwebtoken::decode::<AccessClaims>(token, dk, &v)
-        .map_err(|_| unauthorized("the token is not valid"))?;
+    // A client sends the same token until it expires: its signature and claims are checked once per
+    // key ring, and its SHA-256 remembered (compared as a digest, so lookups say nothing about other
+    // tokens). Time and scope are checked on every request.
+    let digest: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .try_into()
+        .map_err(|_| unauthorized("the token is malformed"))?;
+    let remembered = ring
+        .verified
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&digest).cloned());
+    let claims = match remembered {
+        Some(claims) => claims,
+        None => Arc::new(verify_access_token(state, &ring, token).map_err(unauthorized)?),
+    };
     let now = state.0.clock.now();
-    if data.claims.exp + LEEWAY_SECS <= now || data.claims.nbf - LEEWAY_SECS > now {
+    if claims.exp + LEEWAY_SECS <= now || claims.nbf - LEEWAY_SECS > now {
         return Err(unauthorized("the token is expired or not yet valid"));
     }
+    if let Ok(mut m) = ring.verified.lock()
+        && !m.contains_key(&digest)
+    {
+        if m.len() >= VERIFIED_TOKENS {
+            m.clear();
+        }
+        m.insert(digest, claims.clone());
+    }
     if let Some(need) = scope {
-        let has = data
-            .claims
-            .scope
-            .split(' ')
-            .any(|s| s == need || s == "admin");
+        let has = claims.scope.split(' ').any(|s| s == need || s == "admin");
         if !has {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -856,7 +871,34 @@ pub fn authorize(
             ));
         }
     }
-    Ok(data.claims)
+    Ok(claims)
+}
+
+/// The signature, type, issuer and audience of an access token (not its times: see [`authorize`]).
+fn verify_access_token(
+    state: &AppState,
+    ring: &LoadedRing,
+    token: &str,
+) -> Result<AccessClaims, &'static str> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| "the token is malformed")?;
+    if header.typ.as_deref() != Some("at+jwt") {
+        return Err("not an access token");
+    }
+    let (dk, alg) = header
+        .kid
+        .as_deref()
+        .and_then(|kid| ring.verifiers.get(kid))
+        .ok_or("the token was signed by an unknown key")?;
+    let mut v = Validation::new(*alg);
+    v.set_issuer(&[&state.0.settings.issuer]);
+    v.set_audience(&[&state.0.settings.issuer]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "nbf"]);
+    // Expiry is judged against the state's clock (a parameter), by the caller.
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    jsonwebtoken::decode::<AccessClaims>(token, dk, &v)
+        .map(|data| data.claims)
+        .map_err(|_| "the token is not valid")
 }
 
 async fn status(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {

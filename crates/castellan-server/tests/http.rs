@@ -19,6 +19,7 @@ const ISS: &str = "http://castellan.test";
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
     state: AppState,
     client_id: String,
     secret: String,
@@ -73,11 +74,12 @@ async fn fixture() -> Fixture {
             .rotation_policy()
             .expect("policy"),
     };
-    let state = AppState::load(store, Arc::new(master), clock, settings)
+    let state = AppState::load(store, Arc::new(master), clock.clone(), settings)
         .await
         .expect("state");
     Fixture {
         _dir: dir,
+        clock,
         state,
         client_id: created.client.client_id,
         secret: created.client_secret,
@@ -550,6 +552,88 @@ async fn v1_requires_a_castellan_token_with_the_right_scope() {
     )
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+/// The server remembers a verified access token (by its digest) until it expires or its key ring
+/// changes; each request still checks the time and the scope, and a revoked key ends its tokens.
+#[tokio::test]
+async fn a_remembered_token_still_expires_and_dies_with_its_key() {
+    let f = fixture().await;
+    let get = |token: &str| {
+        Request::get("/v1/sys/status")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("req")
+    };
+    let admin = admin_token(&f).await;
+    for _ in 0..3 {
+        assert_eq!(send(&f.state, get(&admin)).await.0, StatusCode::OK);
+    }
+    // A forged signature is not taken for the remembered token.
+    let mut forged = admin.clone();
+    let last = forged.pop().expect("char");
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    assert_eq!(
+        send(&f.state, get(&forged)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // The scope is checked on every request, remembered or not.
+    let (_, _, b) = send(
+        &f.state,
+        token_req(
+            Some(&basic(&f.client_id, &f.secret)),
+            "grant_type=client_credentials&scope=read",
+        ),
+    )
+    .await;
+    let svc = json(&b)["access_token"].as_str().expect("token").to_owned();
+    // (That token is for another audience: refused before it could be remembered, every time.)
+    for _ in 0..2 {
+        assert_eq!(send(&f.state, get(&svc)).await.0, StatusCode::UNAUTHORIZED);
+    }
+
+    // Past its expiry (900 s, plus the 60 s leeway), the remembered token is refused.
+    f.clock.advance(901 + 60);
+    let (s, _, b) = send(&f.state, get(&admin)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(
+        json(&b)["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("expired")),
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+
+    // A fresh token, remembered; then its key is replaced and revoked: the token stops working.
+    let before = admin_token(&f).await;
+    assert_eq!(send(&f.state, get(&before)).await.0, StatusCode::OK);
+    let old_kid = jsonwebtoken::decode_header(&before)
+        .expect("header")
+        .kid
+        .expect("kid");
+    let req = Request::post("/v1/keys/rotate")
+        .header(header::AUTHORIZATION, format!("Bearer {before}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"now": true}"#))
+        .expect("req");
+    let (s, _, b) = send(&f.state, req).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let after = admin_token(&f).await;
+    assert_ne!(
+        jsonwebtoken::decode_header(&after).expect("header").kid,
+        Some(old_kid.clone())
+    );
+    let req = Request::post(format!("/v1/keys/{old_kid}/revoke"))
+        .header(header::AUTHORIZATION, format!("Bearer {after}"))
+        .body(Body::empty())
+        .expect("req");
+    let (s, _, b) = send(&f.state, req).await;
+    assert!(s.is_success(), "{s}: {}", String::from_utf8_lossy(&b));
+    assert_eq!(
+        send(&f.state, get(&before)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(send(&f.state, get(&after)).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
