@@ -11,7 +11,8 @@ use castellan_core::keys::Alg;
 /// The counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// By route, then status (looked up by `&str`: no allocation per request once a route is seen).
+    requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
     tokens: [AtomicU64; 3],
     token_errors: AtomicU64,
 }
@@ -28,11 +29,11 @@ impl Metrics {
     /// Counts a request.
     pub fn request(&self, route: &str, status: u16) {
         if let Ok(mut m) = self.requests.lock() {
-            if let Some(n) = m.get_mut(&(route.to_owned(), status)) {
-                *n += 1;
-            } else {
-                m.insert((route.to_owned(), status), 1);
-            }
+            let by_status = match m.get_mut(route) {
+                Some(s) => s,
+                None => m.entry(route.to_owned()).or_default(),
+            };
+            *by_status.entry(status).or_insert(0) += 1;
         }
     }
 
@@ -52,12 +53,14 @@ impl Metrics {
         out.push_str("# HELP castellan_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE castellan_http_requests_total counter\n");
         if let Ok(m) = self.requests.lock() {
-            for ((route, status), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "castellan_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                    escape(route)
-                );
+            for (route, by_status) in m.iter() {
+                for (status, n) in by_status {
+                    let _ = writeln!(
+                        out,
+                        "castellan_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                        escape(route)
+                    );
+                }
             }
         }
         out.push_str(

@@ -143,6 +143,12 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     );
     let refresher = state.spawn_refresh();
     let jobs = state.spawn_jobs();
+    // Answers are small and written whole: send them at once rather than wait for Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(listener, app::router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
