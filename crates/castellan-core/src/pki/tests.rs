@@ -1325,13 +1325,16 @@ fn a_ca_above_the_issuing_one_is_checked_for_every_leaf() {
         Some(&root),
     );
     let issuing = test_ca("Issuing CA", now - DAY, now + 365 * DAY, None, Some(&short));
-    let is = Issuer::new(
-        &issuing.cert.pem(),
-        &issuing.key.serialize_der(),
-        &root.cert.pem(),
-        &short.cert.pem(),
-    )
-    .expect("issuer");
+    let new_issuer = || {
+        Issuer::new(
+            &issuing.cert.pem(),
+            &issuing.key.serialize_der(),
+            &root.cert.pem(),
+            &short.cert.pem(),
+        )
+        .expect("issuer")
+    };
+    let is = new_issuer();
     let p = builtin("server");
     let req = IssueRequest {
         ttl_secs: Some(DAY as u64),
@@ -1351,14 +1354,7 @@ fn a_ca_above_the_issuing_one_is_checked_for_every_leaf() {
         "{err:?}"
     );
     // The same answer as an issuer that never took the shortcut.
-    let fresh = Issuer::new(
-        &issuing.cert.pem(),
-        &issuing.key.serialize_der(),
-        &root.cert.pem(),
-        &short.cert.pem(),
-    )
-    .expect("issuer");
-    let err2 = fresh
+    let err2 = new_issuer()
         .issue(&p, &req, later)
         .expect_err("expired intermediate");
     assert_eq!(err.to_string(), err2.to_string());
