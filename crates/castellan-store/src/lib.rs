@@ -260,6 +260,12 @@ impl Store {
 
     /// Connects to `sqlite://…` or `postgres://…` and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_timeout(url, Duration::from_secs(10)).await
+    }
+
+    /// [`Store::connect`], giving up on an unreachable database after `timeout` (for tools that
+    /// should answer quickly, like the doctor).
+    pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let kind = if url.starts_with("sqlite:") {
             StoreKind::Sqlite
@@ -268,7 +274,7 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        let opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let opts = AnyPoolOptions::new().acquire_timeout(timeout);
         let pool = match kind {
             StoreKind::Sqlite => {
                 opts.max_connections(4)

@@ -1035,7 +1035,12 @@ async fn check_store(args: &StoreArgs) -> Result<Vec<Finding>> {
         ));
         return Ok(out);
     }
-    let store = match castellan_store::Store::connect(&cfg.store_url()).await {
+    let store = match castellan_store::Store::connect_with_timeout(
+        &cfg.store_url(),
+        std::time::Duration::from_secs(3),
+    )
+    .await
+    {
         Ok(s) => s,
         Err(e) => {
             out.push(Finding::error(

@@ -11,6 +11,7 @@ mod files;
 mod fixtures;
 mod jwks;
 mod mosquitto;
+mod store;
 mod tls;
 mod token;
 
