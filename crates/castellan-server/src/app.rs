@@ -73,8 +73,8 @@ struct LoadedRing {
     verified: Mutex<HashMap<[u8; 32], Arc<AccessClaims>>>,
 }
 
-/// The most verified access tokens remembered per key ring (about 1 KiB each); when full, the memory
-/// is cleared and refilled.
+/// The most verified access tokens remembered per key ring (a digest and a few hundred bytes of claims
+/// each); when full, the memory is cleared and refilled.
 const VERIFIED_TOKENS: usize = 4096;
 
 struct Inner {
