@@ -154,7 +154,8 @@ pub struct Issuer {
 /// verified again and webpki reports why). Not used when a certificate above the issuing CA has name
 /// constraints, because those apply to each leaf's names.
 struct UpperPath {
-    /// The issuing CA as a trust anchor; `None` when the root issues (there is no upper part).
+    /// The issuing CA as a trust anchor; `None` when the root issues (there is no upper part) or a CA
+    /// above the issuing one has name constraints (every leaf then gets the whole path).
     issuing_anchor: Option<TrustAnchor<'static>>,
     /// The latest notBefore and earliest notAfter of the CA certificates below the root.
     not_before: i64,
