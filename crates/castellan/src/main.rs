@@ -8,6 +8,7 @@ mod keys_cmd;
 mod pki_cmd;
 mod remote;
 mod serve;
+mod token_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,11 @@ enum Command {
     Config(ConfigCommand),
     /// Name the root cause of broken chains, TLS endpoints, file layouts, JWKS and tokens.
     Doctor(doctor_cmd::DoctorArgs),
+    /// Print an access token for a credential file (client_credentials grant).
+    ///
+    /// For curl and scripts: `curl -H "Authorization: Bearer $(castellan token --credential
+    /// castellan-data/admin-credential.json)" http://127.0.0.1:8270/v1/sys/status`.
+    Token(token_cmd::TokenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +172,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Dev(cmd) => agent_cmd::dev(cmd).await,
         Command::Keys(cmd) => keys_cmd::run(cmd).await,
         Command::Doctor(args) => Ok(doctor_cmd::run(args).await),
+        Command::Token(args) => token_cmd::run(args).await,
         Command::Config(ConfigCommand::Check { file }) => {
             let cfg = castellan_server::config::Config::from_file(&file)?;
             println!(

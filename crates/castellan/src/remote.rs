@@ -65,26 +65,49 @@ pub async fn fetch_token(
     base: &str,
     cred: &CredentialFile,
 ) -> Result<String> {
-    let resp = http
-        .post(format!("{base}/oauth2/token"))
-        .basic_auth(&cred.client_id, Some(&cred.client_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .with_context(|| format!("connecting to {base}"))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.context("reading the token response")?;
-    if !status.is_success() {
-        bail!(
-            "the server refused the credential: {} {}",
-            body["error"],
-            body["error_description"]
-        );
-    }
+    let body = request_token(http, &format!("{base}/oauth2/token"), cred, None).await?;
     body["access_token"]
         .as_str()
         .map(str::to_owned)
         .context("no access_token in the response")
+}
+
+/// The token endpoint's whole answer for `cred` (client_secret_basic), optionally asking for `scope`.
+pub async fn request_token(
+    http: &reqwest::Client,
+    endpoint: &str,
+    cred: &CredentialFile,
+    scope: Option<&str>,
+) -> Result<serde_json::Value> {
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    let resp = http
+        .post(endpoint)
+        .basic_auth(&cred.client_id, Some(&cred.client_secret))
+        .form(&form)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the token endpoint {endpoint}"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp
+        .json()
+        .await
+        .with_context(|| format!("{endpoint} did not answer with JSON ({status})"))?;
+    if !status.is_success() {
+        bail!(
+            "the server refused the request: {} ({})",
+            body["error"].as_str().unwrap_or("no error code"),
+            body["error_description"]
+                .as_str()
+                .unwrap_or("no description")
+        );
+    }
+    if body["access_token"].as_str().is_none() {
+        bail!("no access_token in the answer of {endpoint}");
+    }
+    Ok(body)
 }
 
 impl Remote {

@@ -655,3 +655,117 @@ fn config_check_names_the_bad_field_and_its_line() {
         "{err}"
     );
 }
+
+#[test]
+fn token_command_prints_a_token_for_a_credential_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    ok(&["init", "--data-dir", "d"], dir);
+    let created = ok(
+        &[
+            "client",
+            "create",
+            "svc",
+            "--scope",
+            "read",
+            "--scope",
+            "write",
+            "--audience",
+            "api",
+            "--json",
+            "--data-dir",
+            "d",
+        ],
+        dir,
+    );
+    std::fs::write(dir.join("svc.json"), &created).expect("write");
+    let s = Server::start(&["--data-dir", "d"], dir);
+
+    // `client create --json` names no token endpoint: --server is needed, and the error says so.
+    let out = run(&["token", "--credential", "svc.json"], dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--server"));
+
+    // The token printed verifies against the server's JWKS (jsonwebtoken) with every scope.
+    let printed = ok(
+        &["token", "--credential", "svc.json", "--server", &s.url],
+        dir,
+    );
+    let token = printed.trim();
+    assert_eq!(printed, format!("{token}\n"), "only the token on stdout");
+    let claims = verify_with_jsonwebtoken(token, &jwks(&s.url), "api", &s.url);
+    assert_eq!(claims["scope"], "read write");
+
+    // --scope narrows it; --json gives the whole answer.
+    let answer: serde_json::Value = serde_json::from_str(&ok(
+        &[
+            "token",
+            "--credential",
+            "svc.json",
+            "--server",
+            &s.url,
+            "--scope",
+            "read",
+            "--json",
+        ],
+        dir,
+    ))
+    .expect("json");
+    assert_eq!(answer["scope"], "read");
+    assert_eq!(answer["token_type"], "Bearer");
+    assert!(answer["expires_in"].as_i64().is_some_and(|n| n > 0));
+
+    // The admin credential written by init names its token endpoint; pointed at this server, the
+    // token opens /v1.
+    let admin_path = dir.join("d/admin-credential.json");
+    let mut admin: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&admin_path).expect("read")).expect("json");
+    assert!(admin["token_endpoint"].is_string());
+    admin["token_endpoint"] = format!("{}/oauth2/token", s.url).into();
+    std::fs::write(dir.join("admin.json"), admin.to_string()).expect("write");
+    let admin_token = ok(&["token", "--credential", "admin.json"], dir);
+    let r = reqwest::blocking_client()
+        .get(format!("{}/v1/sys/status", s.url))
+        .bearer(admin_token.trim())
+        .send()
+        .expect("status");
+    assert_eq!(r.status, 200);
+
+    // Refusals are errors that say why: a scope the client lacks, a wrong secret, a missing file, a
+    // file that is not a credential.
+    let fail = |args: &[&str], needle: &str| {
+        let out = run(args, dir);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: `{needle}` not in: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} printed something");
+    };
+    fail(
+        &[
+            "token",
+            "--credential",
+            "svc.json",
+            "--server",
+            &s.url,
+            "--scope",
+            "admin",
+        ],
+        "invalid_scope",
+    );
+    let mut wrong: serde_json::Value = serde_json::from_str(&created).expect("json");
+    wrong["client_secret"] = "not-the-secret".into();
+    std::fs::write(dir.join("wrong.json"), wrong.to_string()).expect("write");
+    fail(
+        &["token", "--credential", "wrong.json", "--server", &s.url],
+        "invalid_client",
+    );
+    fail(
+        &["token", "--credential", "nope.json", "--server", &s.url],
+        "nope.json",
+    );
+    std::fs::write(dir.join("garbage.json"), "{\"hello\": 1}").expect("write");
+    fail(
+        &["token", "--credential", "garbage.json", "--server", &s.url],
+        "not a credential file",
+    );
+}
