@@ -70,7 +70,7 @@ struct LoadedRing {
     /// Access tokens whose signature and claims verified with this ring, by the SHA-256 of the token
     /// (see [`authorize`]). Dropped with the ring when its keys change (a revoked key takes its
     /// tokens with it); bounded by [`VERIFIED_TOKENS`].
-    verified: Mutex<HashMap<[u8; 32], Arc<AccessClaims>>>,
+    verified: Mutex<HashMap<Vec<u8>, Arc<AccessClaims>>>,
 }
 
 /// The most verified access tokens remembered per key ring (a digest and a few hundred bytes of claims
@@ -836,15 +836,13 @@ pub fn authorize(
     // A client sends the same token until it expires: its signature and claims are checked once per
     // key ring, and its SHA-256 remembered (compared as a digest, so lookups say nothing about other
     // tokens). Time and scope are checked on every request.
-    let digest: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
-        .as_ref()
-        .try_into()
-        .map_err(|_| unauthorized("the token is malformed"))?;
+    let digest = secret::hash_secret(token);
     let remembered = ring
         .verified
         .lock()
         .ok()
         .and_then(|m| m.get(&digest).cloned());
+    let fresh = remembered.is_none();
     let claims = match remembered {
         Some(claims) => claims,
         None => Arc::new(verify_access_token(state, &ring, token).map_err(unauthorized)?),
@@ -853,9 +851,7 @@ pub fn authorize(
     if claims.exp + LEEWAY_SECS <= now || claims.nbf - LEEWAY_SECS > now {
         return Err(unauthorized("the token is expired or not yet valid"));
     }
-    if let Ok(mut m) = ring.verified.lock()
-        && !m.contains_key(&digest)
-    {
+    if fresh && let Ok(mut m) = ring.verified.lock() {
         if m.len() >= VERIFIED_TOKENS {
             m.clear();
         }

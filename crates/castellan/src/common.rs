@@ -135,6 +135,20 @@ pub struct CredentialFile {
     pub token_endpoint: Option<String>,
 }
 
+impl CredentialFile {
+    /// Reads a credential file, naming the file in every error.
+    pub fn read(path: &std::path::Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a credential file (JSON with client_id and client_secret)",
+                path.display()
+            )
+        })
+    }
+}
+
 /// Writes a credential file atomically with mode 0600.
 pub fn write_credential(path: &std::path::Path, cred: &Credential, issuer: &str) -> Result<()> {
     let file = CredentialFile {

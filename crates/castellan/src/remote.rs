@@ -39,24 +39,23 @@ impl RemoteArgs {
         else {
             return Ok(None);
         };
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()?;
+        let http = http_client()?;
         let token = match (&self.token, &self.credential) {
             (Some(t), _) => t.clone(),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                let cred: CredentialFile = serde_json::from_str(&text)
-                    .with_context(|| format!("parsing {}", path.display()))?;
-                fetch_token(&http, &base, &cred).await?
-            }
+            (None, Some(path)) => fetch_token(&http, &base, &CredentialFile::read(path)?).await?,
             (None, None) => {
                 bail!("--server needs --token (or CASTELLAN_TOKEN) or --credential FILE")
             }
         };
         Ok(Some(Remote { http, base, token }))
     }
+}
+
+/// The HTTP client of the CLI's calls to a server.
+pub fn http_client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?)
 }
 
 /// Gets an access token with the client_credentials grant.

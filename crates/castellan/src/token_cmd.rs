@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 
 use crate::common::CredentialFile;
-use crate::remote::request_token;
+use crate::remote::{http_client, request_token};
 
 /// Arguments of `castellan token`.
 #[derive(Debug, Args)]
@@ -28,14 +28,7 @@ pub struct TokenArgs {
 
 /// Prints the token (or the response) on stdout.
 pub async fn run(args: TokenArgs) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.credential)
-        .with_context(|| format!("reading {}", args.credential.display()))?;
-    let cred: CredentialFile = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not a credential file (JSON with client_id and client_secret)",
-            args.credential.display()
-        )
-    })?;
+    let cred = CredentialFile::read(&args.credential)?;
     let endpoint = match (&args.server, &cred.token_endpoint) {
         (Some(server), _) => format!("{}/oauth2/token", server.trim_end_matches('/')),
         (None, Some(endpoint)) => endpoint.clone(),
@@ -44,9 +37,7 @@ pub async fn run(args: TokenArgs) -> Result<ExitCode> {
             args.credential.display()
         ),
     };
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()?;
+    let http = http_client()?;
     let scope = (!args.scopes.is_empty()).then(|| args.scopes.join(" "));
     let body = request_token(&http, &endpoint, &cred, scope.as_deref()).await?;
     if args.json {

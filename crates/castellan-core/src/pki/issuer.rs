@@ -331,17 +331,16 @@ impl Issuer {
         let (not_before, not_after) = self.validity(ttl, now)?;
         let key = key_type.generate()?;
         let key_pem = Zeroizing::new(pem_encode("PRIVATE KEY", key.serialized_der()));
-        let check_key = |leaf: &X509Certificate<'_>| {
-            if key_matches_spki(&key, leaf.public_key().raw) {
-                Ok(())
-            } else {
-                Err(PkiError::KeyMismatch {
-                    subject: display_subject(leaf),
-                })
-            }
-        };
+        let key_matches = |spki: &[u8]| key_matches_spki(&key, spki);
         let mut set = self.sign(
-            profile, &names, &key, check_key, key_type, not_before, not_after, now,
+            profile,
+            &names,
+            &key,
+            key_matches,
+            key_type,
+            not_before,
+            not_after,
+            now,
         )?;
         set.key_pem = Some(key_pem);
         Ok(set)
@@ -392,20 +391,11 @@ impl Issuer {
                 reason: e.to_string(),
             }
         })?;
-        let check_key = |leaf: &X509Certificate<'_>| {
-            if spki_equal(&csr.spki_der, leaf.public_key().raw) {
-                Ok(())
-            } else {
-                Err(PkiError::KeyMismatch {
-                    subject: display_subject(leaf),
-                })
-            }
-        };
         self.sign(
             profile,
             &names,
             &public_key,
-            check_key,
+            |spki: &[u8]| spki_equal(&csr.spki_der, spki),
             key_type,
             not_before,
             not_after,
@@ -463,14 +453,15 @@ impl Issuer {
         Ok(())
     }
 
-    /// Builds, signs and verifies a leaf for `public_key`; `check_key` checks the certificate's key.
+    /// Builds, signs and verifies a leaf for `public_key`; `key_matches` judges the certificate's key
+    /// (its SubjectPublicKeyInfo, DER).
     #[allow(clippy::too_many_arguments)]
     fn sign(
         &self,
         profile: &Profile,
         names: &Names,
         public_key: &impl PublicKeyData,
-        check_key: impl FnOnce(&X509Certificate<'_>) -> Result<(), PkiError>,
+        key_matches: impl FnOnce(&[u8]) -> bool,
         key_type: KeyType,
         not_before: i64,
         not_after: i64,
@@ -527,7 +518,11 @@ impl Issuer {
 
         // Mandatory: verify as a TLS peer would, before anything leaves this function.
         let leaf = parse::x509(der, "issued certificate")?;
-        check_key(&leaf)?;
+        if !key_matches(leaf.public_key().raw) {
+            return Err(PkiError::KeyMismatch {
+                subject: display_subject(&leaf),
+            });
+        }
         self.verify_leaf(&leaf, der, profile.purpose, now)?;
         check_names(der, &names.dns, &names.ips)?;
 
