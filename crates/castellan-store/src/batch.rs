@@ -8,7 +8,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{CertRow, Store, StoreError};
+use crate::{CertRow, Store, StoreError, StoreKind, insert_certificates, wal_checkpoint};
 
 /// The most rows written in one statement (11 parameters each, far below SQLite's and PostgreSQL's
 /// limits).
@@ -45,6 +45,11 @@ impl CertBatcher {
 
 async fn write_batches(store: Store, mut rx: mpsc::Receiver<Pending>) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    // The writer keeps one connection: its prepared statements and SQLite's page cache of the
+    // certificate table and indexes stay valid between batches (a pooled connection that another one
+    // wrote behind finds its cache stale and reads the pages again). After an error it takes a new one.
+    let mut conn: Option<sqlx::AnyConnection> = None;
+    let mut checkpoints = Checkpoints::default();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // Let the requests being served right now reach the queue first: under load they share the
         // commit; when idle, this returns at once.
@@ -55,26 +60,85 @@ async fn write_batches(store: Store, mut rx: mpsc::Receiver<Pending>) {
             batch.push(p);
         }
         let rows: Vec<&CertRow> = batch.iter().map(|(row, _)| row).collect();
-        let result = store.add_certificates(&rows).await;
+        let result = match conn.as_mut() {
+            Some(c) => insert_certificates(c, &rows).await,
+            None => match store.dedicated().await {
+                Ok(c) => insert_certificates(conn.insert(c), &rows).await,
+                Err(e) => Err(e),
+            },
+        };
         drop(rows);
         match result {
             Ok(()) => {
+                let n = batch.len();
                 for (_, done) in batch.drain(..) {
                     let _ = done.send(Ok(()));
                 }
-            }
-            Err(e) if batch.len() == 1 => {
-                if let Some((_, done)) = batch.pop() {
-                    let _ = done.send(Err(e));
+                if let Some(c) = conn.as_mut() {
+                    checkpoints.after_commit(&store, c, n).await;
                 }
             }
-            // One bad row (a repeated serial) fails the whole statement: write them one by one so
-            // each request gets its own answer.
-            Err(_) => {
-                for (row, done) in batch.drain(..) {
-                    let _ = done.send(store.add_certificate(&row).await);
+            Err(e) => {
+                conn = None;
+                if batch.len() == 1 {
+                    if let Some((_, done)) = batch.pop() {
+                        let _ = done.send(Err(e));
+                    }
+                } else {
+                    // One bad row (a repeated serial) fails the whole statement: write them one by
+                    // one so each request gets its own answer.
+                    for (row, done) in batch.drain(..) {
+                        let _ = done.send(store.add_certificate(&row).await);
+                    }
                 }
             }
+        }
+    }
+}
+
+/// Rows committed between checkpoints: about what SQLite's default threshold (1,000 pages of log)
+/// holds of certificate rows, each of which dirties a page of the serial index and a kilobyte of table.
+const CHECKPOINT_ROWS: usize = 512;
+
+/// Checkpoints of the write-ahead log, kept out of the writer's commits.
+///
+/// SQLite's own checkpoint runs inside the commit that crosses its threshold: that commit, and every
+/// request waiting for the next one, waits for the copy into the database file and its fsync. Here
+/// the bulk of the copy runs on another connection while the writer goes on committing; then the
+/// writer copies the few pages committed meanwhile itself, so the checkpoint completes and the next
+/// commit starts the log from its beginning again (without that last step the log would only grow).
+#[derive(Default)]
+struct Checkpoints {
+    rows: usize,
+    copying: Option<oneshot::Receiver<()>>,
+}
+
+impl Checkpoints {
+    /// Called by the writer after it committed (and answered) `rows` rows on `conn`.
+    async fn after_commit(&mut self, store: &Store, conn: &mut sqlx::AnyConnection, rows: usize) {
+        if store.kind() != StoreKind::Sqlite {
+            return;
+        }
+        self.rows += rows;
+        if let Some(copying) = &mut self.copying {
+            if let Err(oneshot::error::TryRecvError::Empty) = copying.try_recv() {
+                return;
+            }
+            self.copying = None;
+            self.rows = 0;
+            if let Err(e) = wal_checkpoint(conn).await {
+                tracing::warn!(error = %e, "checkpoint of the certificate store failed; retrying later");
+            }
+        } else if self.rows >= CHECKPOINT_ROWS {
+            let (done, copying) = oneshot::channel();
+            let store = store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = wal_checkpoint(&store.pool).await {
+                    tracing::warn!(error = %e, "checkpoint of the certificate store failed; retrying later");
+                }
+                let _ = done.send(());
+            });
+            self.copying = Some(copying);
         }
     }
 }
