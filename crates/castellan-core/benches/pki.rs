@@ -1,6 +1,12 @@
-//! Criterion: P-256 leaves per second in-process, with the mandatory webpki verification included.
+//! Criterion: P-256 leaves per second in-process, with the mandatory webpki verification included,
+//! and the floor under it: the three P-256 operations any issuer that generates the key and checks
+//! what it signed must do (generate a key, sign, verify), with nothing else around them.
 //! `cargo bench -p castellan-core --bench pki`
 
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair,
+    UnparsedPublicKey,
+};
 use castellan_core::pki::{CaOptions, IssueRequest, Issuer, KeyType, Profile, create_ca};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -22,6 +28,22 @@ fn bench(c: &mut Criterion) {
             issuer
                 .issue(&profile, std::hint::black_box(&req), now)
                 .expect("issue")
+        })
+    });
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let ca_key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("ca key");
+    let ca_public = UnparsedPublicKey::new(
+        &ECDSA_P256_SHA256_ASN1,
+        ca_key.public_key().as_ref().to_vec(),
+    );
+    g.bench_function("p256_floor_keygen_sign_verify", |b| {
+        b.iter(|| {
+            let leaf = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("key");
+            // A to-be-signed certificate is ≈ 400 bytes and holds the new public key.
+            let mut tbs = [0u8; 400];
+            tbs[..65].copy_from_slice(leaf.public_key().as_ref());
+            let sig = ca_key.sign(&rng, &tbs).expect("sign");
+            ca_public.verify(&tbs, sig.as_ref()).expect("verify");
         })
     });
     g.finish();
