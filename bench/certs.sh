@@ -15,7 +15,7 @@ CONNS=${CONNS:-16}
 cargo build --release -q -p castellan
 BIN=$PWD/target/release/castellan
 mkdir -p bench/results
-OUT=bench/results/certs-$(date -u +%Y-%m-%d).json
+OUT=bench/results/certs-$(date -u +%Y-%m-%dT%H%M).json  # one file per run: runs of a day do not overwrite each other
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

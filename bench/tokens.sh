@@ -17,7 +17,7 @@ cargo build --release -q -p castellan-core --example raw_sign
 BIN=target/release/castellan
 RAW=target/release/examples/raw_sign
 mkdir -p bench/results
-OUT=bench/results/tokens-$(date -u +%Y-%m-%d).json
+OUT=bench/results/tokens-$(date -u +%Y-%m-%dT%H%M).json  # one file per run
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
