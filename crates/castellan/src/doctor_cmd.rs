@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use castellan_core::doctor::files::{FileFacts, Found, Identity, Stat};
+use castellan_core::doctor::files::{Acl, FileFacts, Found, Identity, Stat};
 use castellan_core::doctor::tls::{AfterHandshake, Outcome, TlsObservation};
 use castellan_core::doctor::token::{JwksDoc, TokenExpectations};
 use castellan_core::doctor::{self, ChainRequest, Finding, Input, Severity, codes};
@@ -56,7 +56,7 @@ enum DoctorCommand {
     /// it accepts that client certificate.
     Tls(TlsArgs),
     /// Files a service must read: existence, readability by a user, searchable parent directories,
-    /// key modes, owners.
+    /// key modes, owners; POSIX ACLs where a path has one (SELinux and AppArmor are not judged).
     Files(FilesArgs),
     /// The JWKS several replicas publish: the same keys everywhere? With --token, which of them can
     /// verify it.
@@ -637,12 +637,30 @@ fn rustls_error_text(e: &std::io::Error) -> String {
 // ---------------------------------------------------------------------------------------------
 // files
 
-fn stat_of(m: &std::fs::Metadata) -> Stat {
-    Stat {
+/// `stat` of `path` and its POSIX access ACL, or why the ACL cannot be read (then nothing can be
+/// judged: the mode bits alone might be wrong).
+fn stat_of(path: &Path, m: &std::fs::Metadata) -> Result<Stat, String> {
+    Ok(Stat {
         mode: m.mode() & 0o7777,
         uid: m.uid(),
         gid: m.gid(),
         is_dir: m.is_dir(),
+        acl: access_acl(path)?,
+    })
+}
+
+/// The access ACL of `path` (following symlinks, like `stat`), `None` where there is none or the
+/// filesystem has no ACLs.
+fn access_acl(path: &Path) -> Result<Option<Acl>, String> {
+    use rustix::io::Errno;
+    // 4 + 8 bytes per entry: room for 511 entries, far beyond what setfacl users write.
+    let mut buf = vec![0u8; 4096];
+    match rustix::fs::getxattr(path, Acl::XATTR, &mut buf[..]) {
+        Ok(n) => Acl::from_xattr(&buf[..n])
+            .map(Some)
+            .map_err(|e| format!("its ACL cannot be read ({e})")),
+        Err(Errno::NODATA | Errno::NOTSUP) => Ok(None),
+        Err(e) => Err(format!("its ACL cannot be read ({e})")),
     }
 }
 
@@ -737,7 +755,13 @@ fn file_facts(path: &Path) -> Result<FileFacts> {
     let mut found = None;
     for dir in ancestors {
         match std::fs::metadata(dir) {
-            Ok(m) if m.is_dir() => parents.push((dir.display().to_string(), stat_of(&m))),
+            Ok(m) if m.is_dir() => match stat_of(dir, &m) {
+                Ok(st) => parents.push((dir.display().to_string(), st)),
+                Err(why) => {
+                    found = Some(Found::Unknown(format!("{}: {why}", dir.display())));
+                    break;
+                }
+            },
             Ok(_) => {
                 found = Some(Found::Missing(format!(
                     "{} (a file, not a directory)",
@@ -759,7 +783,10 @@ fn file_facts(path: &Path) -> Result<FileFacts> {
     let found = match found {
         Some(f) => f,
         None => match std::fs::metadata(&abs) {
-            Ok(m) => Found::Exists(stat_of(&m)),
+            Ok(m) => match stat_of(&abs, &m) {
+                Ok(st) => Found::Exists(st),
+                Err(why) => Found::Unknown(why),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Found::Missing(shown.clone()),
             Err(e) => Found::Unknown(e.to_string()),
         },

@@ -1,8 +1,9 @@
 //! Whether a user can reach and read a file, judged from the modes and owners the caller collected
 //! (`stat` of the file and of every directory above it), as the kernel would: owner bits for the owner,
-//! group bits for a member of the group, other bits for everyone else; root reads everything.
+//! group bits for a member of the group, other bits for everyone else; root reads everything. Where a
+//! path carries a POSIX access ACL, the ACL decides instead, by the algorithm of acl(5).
 //!
-//! ACLs, SELinux and AppArmor are not considered.
+//! SELinux and AppArmor are not considered.
 
 use super::{Finding, codes};
 
@@ -18,9 +19,9 @@ pub struct Identity {
 }
 
 /// What `stat` says about one path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stat {
-    /// Permission bits (`0o7777` part of `st_mode`).
+    /// Permission bits (`0o7777` part of `st_mode`). With an ACL, the group bits are its mask.
     pub mode: u32,
     /// Owner.
     pub uid: u32,
@@ -28,6 +29,174 @@ pub struct Stat {
     pub gid: u32,
     /// A directory.
     pub is_dir: bool,
+    /// Its POSIX access ACL, when it has one beyond the mode bits.
+    pub acl: Option<Acl>,
+}
+
+/// Whose permissions one ACL entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclTag {
+    /// The file's owner (the owner bits).
+    UserObj,
+    /// A named user.
+    User(u32),
+    /// The file's group (without the mask).
+    GroupObj,
+    /// A named group.
+    Group(u32),
+    /// The most any entry but the owner's and other's grants (the group bits).
+    Mask,
+    /// Everyone else (the other bits).
+    Other,
+}
+
+/// One ACL entry: a tag and its `rwx` bits (0..=7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AclEntry {
+    /// Whose.
+    pub tag: AclTag,
+    /// `rwx` as 4, 2, 1.
+    pub perm: u32,
+}
+
+/// A POSIX access ACL, as Linux stores it in the `system.posix_acl_access` extended attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acl {
+    entries: Vec<AclEntry>,
+}
+
+impl Acl {
+    /// The attribute's name.
+    pub const XATTR: &'static str = "system.posix_acl_access";
+
+    /// Parses the attribute: a little-endian version (2), then 8-byte entries (tag, permissions, id).
+    /// Anything else — another version, a torn entry, an unknown tag, bits beyond `rwx`, a required
+    /// entry missing or repeated, a named user or group twice — is refused.
+    pub fn from_xattr(bytes: &[u8]) -> Result<Self, String> {
+        const UNDEFINED_ID: u32 = u32::MAX;
+        let (version, body) = bytes
+            .split_first_chunk::<4>()
+            .ok_or("shorter than its 4-byte header")?;
+        if u32::from_le_bytes(*version) != 2 {
+            return Err(format!(
+                "version {} (only 2 is known)",
+                u32::from_le_bytes(*version)
+            ));
+        }
+        if body.is_empty() || body.len() % 8 != 0 {
+            return Err(format!(
+                "{} bytes of entries, not a whole number of 8-byte entries",
+                body.len()
+            ));
+        }
+        let mut entries = Vec::with_capacity(body.len() / 8);
+        for e in body.chunks_exact(8) {
+            let tag = u16::from_le_bytes([e[0], e[1]]);
+            let perm = u32::from(u16::from_le_bytes([e[2], e[3]]));
+            let id = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+            if perm > 7 {
+                return Err(format!("permission bits {perm:#o} beyond rwx"));
+            }
+            let tag = match tag {
+                0x01 => AclTag::UserObj,
+                0x02 if id != UNDEFINED_ID => AclTag::User(id),
+                0x04 => AclTag::GroupObj,
+                0x08 if id != UNDEFINED_ID => AclTag::Group(id),
+                0x10 => AclTag::Mask,
+                0x20 => AclTag::Other,
+                t => return Err(format!("unknown entry tag {t:#x} (id {id})")),
+            };
+            if entries.iter().any(|x: &AclEntry| x.tag == tag) {
+                return Err(format!("entry {} repeated", entry_text(tag, 0)));
+            }
+            entries.push(AclEntry { tag, perm });
+        }
+        let has = |t: AclTag| entries.iter().any(|e| e.tag == t);
+        let named = entries
+            .iter()
+            .any(|e| matches!(e.tag, AclTag::User(_) | AclTag::Group(_)));
+        if !has(AclTag::UserObj) || !has(AclTag::GroupObj) || !has(AclTag::Other) {
+            return Err("an owner, group or other entry is missing".to_owned());
+        }
+        if named && !has(AclTag::Mask) {
+            return Err("named entries without a mask entry".to_owned());
+        }
+        Ok(Self { entries })
+    }
+
+    /// The entries, in the attribute's order.
+    pub fn entries(&self) -> &[AclEntry] {
+        &self.entries
+    }
+
+    fn perm(&self, tag: AclTag) -> Option<u32> {
+        self.entries.iter().find(|e| e.tag == tag).map(|e| e.perm)
+    }
+
+    /// Whether `who` (not root) gets all of `want` on a path owned by `st`, by acl(5)'s algorithm:
+    /// the owner entry for the owner; else a named-user entry, masked; else, for a member of the
+    /// owning group or of named groups, granted if one of those entries (masked) holds `want`;
+    /// else the other entry.
+    fn grants(&self, who: &Identity, st: &Stat, want: u32) -> bool {
+        let mask = self.perm(AclTag::Mask).unwrap_or(7);
+        let has = |bits: u32| bits & want == want;
+        if who.uid == st.uid {
+            return self.perm(AclTag::UserObj).is_some_and(has);
+        }
+        if let Some(p) = self.perm(AclTag::User(who.uid)) {
+            return has(p & mask);
+        }
+        let groups: Vec<u32> = self
+            .entries
+            .iter()
+            .filter(|e| match e.tag {
+                AclTag::GroupObj => who.gids.contains(&st.gid),
+                AclTag::Group(g) => who.gids.contains(&g),
+                _ => false,
+            })
+            .map(|e| e.perm & mask)
+            .collect();
+        if !groups.is_empty() {
+            return groups.into_iter().any(has);
+        }
+        self.perm(AclTag::Other).is_some_and(has)
+    }
+
+    /// Entries other than the owner's that let someone read or write: `user:1883:r--` style.
+    fn others_with_access(&self) -> Vec<String> {
+        let mask = self.perm(AclTag::Mask).unwrap_or(7);
+        self.entries
+            .iter()
+            .filter_map(|e| {
+                let effective = match e.tag {
+                    AclTag::UserObj | AclTag::Mask => return None,
+                    AclTag::Other => e.perm,
+                    _ => e.perm & mask,
+                };
+                (effective & 6 != 0).then(|| entry_text(e.tag, effective))
+            })
+            .collect()
+    }
+}
+
+/// `user:1883:r--`, getfacl's short form.
+fn entry_text(tag: AclTag, perm: u32) -> String {
+    let who = match tag {
+        AclTag::UserObj => "user::".to_owned(),
+        AclTag::User(u) => format!("user:{u}:"),
+        AclTag::GroupObj => "group::".to_owned(),
+        AclTag::Group(g) => format!("group:{g}:"),
+        AclTag::Mask => "mask::".to_owned(),
+        AclTag::Other => "other::".to_owned(),
+    };
+    format!("{who}{}", rwx(perm))
+}
+
+fn rwx(bits: u32) -> String {
+    [(4, 'r'), (2, 'w'), (1, 'x')]
+        .iter()
+        .map(|&(b, c)| if bits & b != 0 { c } else { '-' })
+        .collect()
 }
 
 /// What the caller found at the file's path.
@@ -75,6 +244,15 @@ fn class_bits(who: &Identity, st: &Stat) -> Option<u32> {
 }
 
 fn can(who: &Identity, st: &Stat, access: Access) -> bool {
+    let want = match access {
+        Access::Read => 4,
+        Access::Search => 1,
+    };
+    if let Some(acl) = &st.acl
+        && who.uid != 0
+    {
+        return acl.grants(who, st, want);
+    }
     match (class_bits(who, st), access) {
         (None, Access::Read) => true,
         // Root may search any directory, and execute a file with any x bit.
@@ -84,15 +262,15 @@ fn can(who: &Identity, st: &Stat, access: Access) -> bool {
     }
 }
 
-/// `drwxr-x---` style.
+/// `drwxr-x---` style, with `ls`'s `+` when an ACL applies.
 pub fn mode_string(st: &Stat) -> String {
-    let mut s = String::with_capacity(10);
+    let mut s = String::with_capacity(11);
     s.push(if st.is_dir { 'd' } else { '-' });
     for shift in [6u32, 3, 0] {
-        let b = (st.mode >> shift) & 7;
-        s.push(if b & 4 != 0 { 'r' } else { '-' });
-        s.push(if b & 2 != 0 { 'w' } else { '-' });
-        s.push(if b & 1 != 0 { 'x' } else { '-' });
+        s.push_str(&rwx((st.mode >> shift) & 7));
+    }
+    if st.acl.is_some() {
+        s.push('+');
     }
     s
 }
@@ -109,13 +287,33 @@ fn class_letter(who: &Identity, st: &Stat) -> &'static str {
 }
 
 fn describe(st: &Stat) -> String {
+    let acl = match &st.acl {
+        Some(acl) => {
+            let entries: Vec<String> = acl
+                .entries()
+                .iter()
+                .map(|e| entry_text(e.tag, e.perm))
+                .collect();
+            format!(", ACL {}", entries.join(","))
+        }
+        None => String::new(),
+    };
     format!(
-        "mode {} ({:04o}), owner uid {} gid {}",
+        "mode {} ({:04o}), owner uid {} gid {}{acl}",
         mode_string(st),
         st.mode & 0o7777,
         st.uid,
         st.gid
     )
+}
+
+/// The command that grants `who` the bits `perm` (`r`, `x`, `rx`) on `path`: `chmod` of their class,
+/// or, where an ACL decides, an ACL entry of their own (setfacl also widens the mask to match).
+fn grant(who: &Identity, st: &Stat, perm: &str, path: &str) -> String {
+    match &st.acl {
+        Some(_) => format!("setfacl -m u:{}:{perm} {path}", who.uid),
+        None => format!("chmod {}+{perm} {path}", class_letter(who, st)),
+    }
 }
 
 /// Judges one file for `who`; `expected_owner` is the uid the file should belong to (root is always
@@ -129,7 +327,6 @@ pub fn check_file(facts: &FileFacts, who: &Identity, expected_owner: Option<u32>
     for (dir, st) in &facts.parents {
         if !can(who, st, Access::Search) {
             blocked = true;
-            let letter = class_letter(who, st);
             out.push(Finding::error(
                 codes::DIR_NOT_SEARCHABLE,
                 dir,
@@ -141,8 +338,8 @@ pub fn check_file(facts: &FileFacts, who: &Identity, expected_owner: Option<u32>
                     describe(st)
                 ),
                 format!(
-                    "chmod {letter}+x {dir}   (directories need x to be entered; 755 or 750 are \
-                     usual)"
+                    "{}   (directories need x to be entered; 755 or 750 are usual)",
+                    grant(who, st, "x", dir)
                 ),
             ));
         }
@@ -187,19 +384,24 @@ pub fn check_file(facts: &FileFacts, who: &Identity, expected_owner: Option<u32>
                     "{user} cannot list or enter the directory {path} ({}): `permission denied`",
                     describe(st)
                 ),
-                format!("chmod {}+rx {path}", class_letter(who, st)),
+                grant(who, st, "rx", path),
             ));
         }
     } else if !can(who, st, Access::Read) {
-        let letter = class_letter(who, st);
-        let fix = if facts.is_key {
+        let fix = if facts.is_key && st.acl.is_some() {
+            format!(
+                "{} (the ACL already decides who reads it), or chown {} {path}",
+                grant(who, st, "r", path),
+                who.uid
+            )
+        } else if facts.is_key {
             format!(
                 "chown {} {path} (keep mode 0600), or put {user} in the file's group and chmod \
                  0640 {path}",
                 who.uid
             )
         } else {
-            format!("chmod {letter}+r {path}, or chown {} {path}", who.uid)
+            format!("{}, or chown {} {path}", grant(who, st, "r", path), who.uid)
         };
         out.push(Finding::error(
             codes::NOT_READABLE,
@@ -212,7 +414,28 @@ pub fn check_file(facts: &FileFacts, who: &Identity, expected_owner: Option<u32>
         ));
     }
 
-    if facts.is_key && !st.is_dir {
+    if facts.is_key
+        && !st.is_dir
+        && let Some(acl) = &st.acl
+    {
+        let others = acl.others_with_access();
+        if !others.is_empty() {
+            let everyone = acl.perm(AclTag::Other).is_some_and(|p| p & 6 != 0);
+            let message = format!(
+                "{path} holds a private key that its ACL lets others read or write ({}; {})",
+                others.join(", "),
+                describe(st)
+            );
+            let fix = format!(
+                "setfacl -b {path} && chmod 600 {path}, unless those entries exist to share this key"
+            );
+            out.push(if everyone {
+                Finding::error(codes::KEY_TOO_OPEN, path, message, fix)
+            } else {
+                Finding::warning(codes::KEY_TOO_OPEN, path, message, fix)
+            });
+        }
+    } else if facts.is_key && !st.is_dir {
         if st.mode & 0o004 != 0 || st.mode & 0o002 != 0 {
             out.push(Finding::error(
                 codes::KEY_TOO_OPEN,

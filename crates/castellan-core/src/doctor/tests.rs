@@ -6,7 +6,7 @@ use rcgen::{
 };
 
 use super::chain::{ChainRequest, check_chain, check_presented};
-use super::files::{FileFacts, Found, Identity, Stat, check_file};
+use super::files::{Acl, AclTag, FileFacts, Found, Identity, Stat, check_file, mode_string};
 use super::tls::{AfterHandshake, Outcome, TlsObservation, alert_name, check_tls};
 use super::token::{JwksDoc, TokenExpectations, check_jwks, check_token};
 use super::{Finding, Input, Severity, codes, has_errors};
@@ -188,6 +188,29 @@ fn st(mode: u32, uid: u32, gid: u32, is_dir: bool) -> Stat {
         uid,
         gid,
         is_dir,
+        acl: None,
+    }
+}
+
+/// The `system.posix_acl_access` bytes Linux stores for these (tag, rwx, id) entries.
+fn acl_xattr(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for &(tag, perm, id) in entries {
+        v.extend(tag.to_le_bytes());
+        v.extend(perm.to_le_bytes());
+        v.extend(id.to_le_bytes());
+    }
+    v
+}
+
+const NO_ID: u32 = u32::MAX;
+
+/// `stat` of a path with an ACL: the group bits of its mode are the ACL's mask, as Linux reports.
+fn st_acl(mode: u32, uid: u32, gid: u32, is_dir: bool, entries: &[(u16, u16, u32)]) -> Stat {
+    let acl = Acl::from_xattr(&acl_xattr(entries)).expect("valid ACL");
+    Stat {
+        acl: Some(acl),
+        ..st(mode, uid, gid, is_dir)
     }
 }
 
@@ -280,6 +303,241 @@ fn file_permissions_follow_owner_group_other_classes() {
     let f = check_file(&m, &service(), None);
     assert_eq!(codes_of(&f), vec![codes::FILE_MISSING]);
     assert!(f[0].message.contains("/etc/mq does not exist"));
+}
+
+#[test]
+fn acl_attribute_is_parsed_strictly() {
+    let ok = [
+        (0x01, 6, NO_ID),
+        (0x02, 4, 1883),
+        (0x04, 4, NO_ID),
+        (0x10, 4, NO_ID),
+        (0x20, 0, NO_ID),
+    ];
+    let acl = Acl::from_xattr(&acl_xattr(&ok)).expect("parse");
+    assert_eq!(acl.entries().len(), 5);
+    assert_eq!(acl.entries()[1].tag, AclTag::User(1883));
+    assert_eq!(acl.entries()[1].perm, 4);
+    let refused = |bytes: Vec<u8>, why: &str| {
+        let e = Acl::from_xattr(&bytes).expect_err(why);
+        assert!(!e.is_empty(), "{why}");
+    };
+    let mut v3 = acl_xattr(&ok);
+    v3[0] = 3;
+    refused(v3, "version 3");
+    let mut torn = acl_xattr(&ok);
+    torn.pop();
+    refused(torn, "torn entry");
+    refused(acl_xattr(&[]), "no entries");
+    refused(vec![2, 0], "short header");
+    refused(
+        acl_xattr(&[
+            (0x01, 6, NO_ID),
+            (0x40, 4, 1),
+            (0x04, 4, NO_ID),
+            (0x20, 0, NO_ID),
+        ]),
+        "unknown tag",
+    );
+    refused(
+        acl_xattr(&[(0x01, 8, NO_ID), (0x04, 4, NO_ID), (0x20, 0, NO_ID)]),
+        "bits beyond rwx",
+    );
+    refused(
+        acl_xattr(&[(0x01, 6, NO_ID), (0x04, 4, NO_ID)]),
+        "no other entry",
+    );
+    refused(
+        acl_xattr(&[
+            (0x01, 6, NO_ID),
+            (0x02, 4, 7),
+            (0x04, 4, NO_ID),
+            (0x20, 0, NO_ID),
+        ]),
+        "named entry without a mask",
+    );
+    refused(
+        acl_xattr(&[
+            (0x01, 6, NO_ID),
+            (0x02, 4, 7),
+            (0x02, 0, 7),
+            (0x04, 4, NO_ID),
+            (0x10, 4, NO_ID),
+            (0x20, 0, NO_ID),
+        ]),
+        "a named user twice",
+    );
+    refused(
+        acl_xattr(&[
+            (0x01, 6, NO_ID),
+            (0x02, 4, NO_ID),
+            (0x04, 4, NO_ID),
+            (0x10, 4, NO_ID),
+            (0x20, 0, NO_ID),
+        ]),
+        "a named user without an id",
+    );
+}
+
+#[test]
+fn an_acl_decides_over_the_mode_bits() {
+    let dirs = || {
+        vec![
+            ("/".to_owned(), st(0o755, 0, 0, true)),
+            ("/etc".to_owned(), st(0o755, 0, 0, true)),
+        ]
+    };
+    // 0644 says anyone reads; the ACL's entry for uid 1000 says no (other's r does not apply to a
+    // named user).
+    let denied = st_acl(
+        0o644,
+        0,
+        0,
+        false,
+        &[
+            (0x01, 6, NO_ID),
+            (0x02, 0, 1000),
+            (0x04, 4, NO_ID),
+            (0x10, 4, NO_ID),
+            (0x20, 4, NO_ID),
+        ],
+    );
+    assert_eq!(mode_string(&denied), "-rw-r--r--+");
+    let f = check_file(&facts(dirs(), denied, false), &service(), None);
+    assert_eq!(codes_of(&f), vec![codes::NOT_READABLE]);
+    assert!(
+        f[0].message.contains("user:1000:---"),
+        "names the entry: {}",
+        f[0].message
+    );
+    assert!(
+        f[0].fix
+            .contains("setfacl -m u:1000:r /etc/mq/certs/key.pem"),
+        "{}",
+        f[0].fix
+    );
+    // 0600 root's key says no; an ACL entry for uid 1000 lets it read, and is reported as sharing.
+    let shared = st_acl(
+        0o640,
+        0,
+        0,
+        false,
+        &[
+            (0x01, 6, NO_ID),
+            (0x02, 4, 1000),
+            (0x04, 0, NO_ID),
+            (0x10, 4, NO_ID),
+            (0x20, 0, NO_ID),
+        ],
+    );
+    let f = check_file(&facts(dirs(), shared, true), &service(), None);
+    assert_eq!(codes_of(&f), vec![codes::KEY_TOO_OPEN, codes::FILE_OK]);
+    assert_eq!(f[0].severity, Severity::Warning);
+    assert!(f[0].message.contains("user:1000:r--"), "{}", f[0].message);
+    // The mask caps a named entry: rw- under mask --- grants nothing.
+    let masked = st_acl(
+        0o600,
+        0,
+        0,
+        false,
+        &[
+            (0x01, 6, NO_ID),
+            (0x02, 6, 1000),
+            (0x04, 0, NO_ID),
+            (0x10, 0, NO_ID),
+            (0x20, 0, NO_ID),
+        ],
+    );
+    let f = check_file(&facts(dirs(), masked, false), &service(), None);
+    assert_eq!(codes_of(&f), vec![codes::NOT_READABLE]);
+    // A named group the service belongs to (50) grants read; the owning group (0) does not matter.
+    let group = st_acl(
+        0o640,
+        0,
+        0,
+        false,
+        &[
+            (0x01, 6, NO_ID),
+            (0x04, 0, NO_ID),
+            (0x08, 4, 50),
+            (0x10, 4, NO_ID),
+            (0x20, 0, NO_ID),
+        ],
+    );
+    let f = check_file(&facts(dirs(), group, false), &service(), None);
+    assert_eq!(codes_of(&f), vec![codes::FILE_OK]);
+    // A member of a matching group is judged by the groups only: other's r does not rescue it.
+    let group_denied = st_acl(
+        0o604,
+        0,
+        0,
+        false,
+        &[
+            (0x01, 6, NO_ID),
+            (0x04, 0, NO_ID),
+            (0x08, 0, 50),
+            (0x10, 0, NO_ID),
+            (0x20, 4, NO_ID),
+        ],
+    );
+    let f = check_file(&facts(dirs(), group_denied, false), &service(), None);
+    assert_eq!(codes_of(&f), vec![codes::NOT_READABLE]);
+    // The owner gets the owner entry, whatever a named entry for its uid says.
+    let owner = st_acl(
+        0o600,
+        1000,
+        0,
+        false,
+        &[
+            (0x01, 6, NO_ID),
+            (0x02, 0, 1000),
+            (0x04, 0, NO_ID),
+            (0x10, 0, NO_ID),
+            (0x20, 0, NO_ID),
+        ],
+    );
+    let f = check_file(&facts(dirs(), owner, false), &service(), None);
+    assert_eq!(codes_of(&f), vec![codes::FILE_OK]);
+    // A directory whose ACL gives the service r but not x: it cannot be entered.
+    let mut d = dirs();
+    d.push((
+        "/etc/mq/certs".to_owned(),
+        st_acl(
+            0o750,
+            0,
+            0,
+            true,
+            &[
+                (0x01, 7, NO_ID),
+                (0x02, 4, 1000),
+                (0x04, 5, NO_ID),
+                (0x10, 5, NO_ID),
+                (0x20, 0, NO_ID),
+            ],
+        ),
+    ));
+    let f = check_file(&facts(d, st(0o644, 0, 0, false), false), &service(), None);
+    assert_eq!(codes_of(&f), vec![codes::DIR_NOT_SEARCHABLE]);
+    assert!(
+        f[0].fix.contains("setfacl -m u:1000:x /etc/mq/certs"),
+        "{}",
+        f[0].fix
+    );
+    // Root is not bound by ACLs.
+    let root = Identity {
+        uid: 0,
+        gids: vec![0],
+        label: "root".to_owned(),
+    };
+    let none = st_acl(
+        0o000,
+        5,
+        5,
+        false,
+        &[(0x01, 0, NO_ID), (0x04, 0, NO_ID), (0x20, 0, NO_ID)],
+    );
+    let f = check_file(&facts(dirs(), none, false), &root, None);
+    assert_eq!(codes_of(&f), vec![codes::FILE_OK]);
 }
 
 fn obs(outcome: Outcome, sent: bool) -> TlsObservation {

@@ -203,3 +203,134 @@ fn wrong_owner() {
             .contains(&format!("chown {service}"))
     );
 }
+
+/// Runs `setfacl`; `false` when it is not installed (outside CI; `.ci/run` installs it).
+fn setfacl(args: &[&str]) -> bool {
+    match std::process::Command::new("setfacl").args(args).status() {
+        Ok(s) => {
+            assert!(s.success(), "setfacl {args:?} failed");
+            true
+        }
+        Err(_) => {
+            assert!(
+                !crate::under_ci(),
+                "setfacl (Debian package acl) is required under CI"
+            );
+            false
+        }
+    }
+}
+
+/// Whether the kernel lets `uid` (group `uid`, no other groups) read `path`: `setpriv … cat` as that
+/// user. `None` unless the tests run as root.
+fn kernel_reads(path: &str, uid: u32) -> Option<bool> {
+    let id = uid.to_string();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            &id,
+            "--regid",
+            &id,
+            "--clear-groups",
+            "cat",
+            path,
+        ])
+        .output()
+        .ok()?;
+    let denied = String::from_utf8_lossy(&out.stderr).contains("Permission denied");
+    (out.status.success() || denied).then_some(out.status.success())
+}
+
+/// The doctor's verdict on `path` for `uid` must be the kernel's, where the kernel can be asked.
+fn agrees_with_kernel(r: &crate::Report, path: &str, uid: u32) {
+    if let Some(reads) = kernel_reads(path, uid) {
+        let doctor_reads = r.has("file-ok");
+        assert_eq!(
+            doctor_reads,
+            reads,
+            "the kernel {} uid {uid} read {path}; the doctor said:\n{}",
+            if reads { "lets" } else { "does not let" },
+            r.dump()
+        );
+    }
+}
+
+#[test]
+fn an_acl_decides_who_reads() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    chmod(tmp.path(), 0o755);
+    let (me, service) = ids(tmp.path());
+    let pki = Pki::new(&tmp.path().join("tls"));
+    let (tls, chain, key) = (
+        tmp.path().join("tls"),
+        pki.path("chain.pem"),
+        pki.path("key.pem"),
+    );
+    chmod(&tls, 0o755);
+    chmod(Path::new(&chain), 0o644);
+    chmod(Path::new(&key), 0o600);
+    // 0644 says everyone reads the chain; an ACL entry for the service user says no.
+    if !setfacl(&["-m", &format!("u:{service}:---"), &chain]) {
+        eprintln!("an_acl_decides_who_reads: setfacl is not installed; skipped");
+        return;
+    }
+    let r = doctor(&files_args(&[&chain], &as_service(service)), tmp.path());
+    agrees_with_kernel(&r, &chain, service);
+    let f = r.expect("not-readable", 1);
+    let msg = f["message"].as_str().expect("m");
+    assert!(
+        msg.contains(&format!("user:{service}:---")),
+        "names the entry: {msg}"
+    );
+    assert!(
+        f["fix"]
+            .as_str()
+            .expect("f")
+            .contains(&format!("setfacl -m u:{service}:r {chain}")),
+        "{}",
+        r.dump()
+    );
+    // Following the fix makes it readable.
+    setfacl(&["-m", &format!("u:{service}:r"), &chain]);
+    let r = doctor(&files_args(&[&chain], &as_service(service)), tmp.path());
+    agrees_with_kernel(&r, &chain, service);
+    if me == 0 {
+        r.expect_clean("the ACL now grants read");
+    } else {
+        // Files we own are not the service's: only the owner warning may remain.
+        assert!(r.has("file-ok") && r.errors().is_empty(), "{}", r.dump());
+    }
+    // The key is 0600 and not the service's: an ACL entry lets the service read it, and the doctor
+    // says so, as sharing a key (a warning), not as a failure.
+    setfacl(&["-m", &format!("u:{service}:r"), &key]);
+    let r = doctor(&files_args(&[&key], &as_service(service)), tmp.path());
+    agrees_with_kernel(&r, &key, service);
+    assert!(r.has("file-ok"), "{}", r.dump());
+    let w = r.expect("key-too-open", 0);
+    assert_eq!(w["severity"], "warning");
+    assert!(
+        w["message"]
+            .as_str()
+            .expect("m")
+            .contains(&format!("user:{service}:r--")),
+        "{}",
+        r.dump()
+    );
+    // The directory: an ACL entry gives the service r but not x, so it cannot be entered.
+    setfacl(&[
+        "-m",
+        &format!("u:{service}:r"),
+        tls.to_str().expect("utf-8"),
+    ]);
+    let r = doctor(&files_args(&[&chain], &as_service(service)), tmp.path());
+    agrees_with_kernel(&r, &chain, service);
+    let f = r.expect("dir-not-searchable", 1);
+    assert!(
+        f["fix"]
+            .as_str()
+            .expect("f")
+            .contains(&format!("setfacl -m u:{service}:x")),
+        "{}",
+        r.dump()
+    );
+}
