@@ -60,13 +60,17 @@ async fn write_batches(store: Store, mut rx: mpsc::Receiver<Pending>) {
             batch.push(p);
         }
         let rows: Vec<&CertRow> = batch.iter().map(|(row, _)| row).collect();
-        let result = match conn.as_mut() {
-            Some(c) => insert_certificates(c, &rows).await,
-            None => match store.dedicated().await {
-                Ok(c) => insert_certificates(conn.insert(c), &rows).await,
-                Err(e) => Err(e),
-            },
-        };
+        let kept = conn.is_some();
+        let mut result = insert_on(&store, &mut conn, &rows).await;
+        if kept && matches!(result, Err(StoreError::Database(_))) {
+            // The kept connection may be gone (the database restarted, failed over or closed it
+            // while idle): the pool would have noticed on acquire; here the batch tells. Once
+            // more on a new connection. (Had the first attempt committed before the connection
+            // died, the retry meets its own serials and those requests get a conflict error: their
+            // certificates are recorded but not handed out, which is safe.)
+            conn = None;
+            result = insert_on(&store, &mut conn, &rows).await;
+        }
         drop(rows);
         match result {
             Ok(()) => {
@@ -94,6 +98,19 @@ async fn write_batches(store: Store, mut rx: mpsc::Receiver<Pending>) {
             }
         }
     }
+}
+
+/// Inserts `rows` on the kept connection, taking a new one first if there is none.
+async fn insert_on(
+    store: &Store,
+    conn: &mut Option<sqlx::AnyConnection>,
+    rows: &[&CertRow],
+) -> Result<(), StoreError> {
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(store.dedicated().await?),
+    };
+    insert_certificates(c, rows).await
 }
 
 /// Rows committed between checkpoints: about what SQLite's default threshold (1,000 pages of log)

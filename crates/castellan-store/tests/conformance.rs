@@ -446,3 +446,38 @@ async fn sqlite_certificate_writer_keeps_the_log_bounded() {
     );
     store.close().await;
 }
+
+/// The writer keeps one connection; when the database drops it (a restart, a failover, an idle
+/// timeout), the next certificate must still be recorded, not answered with an error.
+#[tokio::test]
+async fn postgres_certificate_writer_survives_its_connection_being_killed() {
+    use sqlx::Connection;
+    let Some(url) = castellan_store::testing::fresh_postgres_database(
+        "postgres_certificate_writer_survives_its_connection_being_killed",
+    )
+    .await
+    else {
+        return;
+    };
+    let store = Store::connect(&url).await.expect("connect");
+    assert!(store.initialize(&bundle("1")).await.expect("init"));
+    let batcher = CertBatcher::spawn(store.clone());
+    batcher.add(cert("k1", 9000)).await.expect("first row");
+    let mut admin = sqlx::postgres::PgConnection::connect(&url)
+        .await
+        .expect("admin connection");
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("terminate the store's sessions");
+    assert!(!killed.is_empty(), "the writer's session was there to kill");
+    batcher
+        .add(cert("k2", 9000))
+        .await
+        .expect("recorded on a new connection");
+    assert!(store.certificate("k2").await.expect("get").is_some());
+    let _ = admin.close().await;
+}
