@@ -203,13 +203,39 @@ fn acl_xattr(entries: &[(u16, u16, u32)]) -> Vec<u8> {
     v
 }
 
-const NO_ID: u32 = u32::MAX;
+/// The same bytes for an ACL written as getfacl prints it: `user::rw-,user:1000:r--,group::r--,…`.
+fn acl_bytes(text: &str) -> Vec<u8> {
+    let entries: Vec<(u16, u16, u32)> = text
+        .split(',')
+        .map(|e| {
+            let [kind, id, perm] = e.split(':').collect::<Vec<_>>()[..] else {
+                panic!("entry {e}")
+            };
+            let named = !id.is_empty();
+            let tag = match (kind, named) {
+                ("user", false) => 0x01,
+                ("user", true) => 0x02,
+                ("group", false) => 0x04,
+                ("group", true) => 0x08,
+                ("mask", false) => 0x10,
+                ("other", false) => 0x20,
+                _ => panic!("entry {e}"),
+            };
+            let bits = perm
+                .chars()
+                .zip([4, 2, 1])
+                .map(|(c, b)| if c == '-' { 0 } else { b })
+                .sum();
+            (tag, bits, id.parse().unwrap_or(u32::MAX))
+        })
+        .collect();
+    acl_xattr(&entries)
+}
 
 /// `stat` of a path with an ACL: the group bits of its mode are the ACL's mask, as Linux reports.
-fn st_acl(mode: u32, uid: u32, gid: u32, is_dir: bool, entries: &[(u16, u16, u32)]) -> Stat {
-    let acl = Acl::from_xattr(&acl_xattr(entries)).expect("valid ACL");
+fn st_acl(mode: u32, uid: u32, gid: u32, is_dir: bool, acl: &str) -> Stat {
     Stat {
-        acl: Some(acl),
+        acl: Some(Acl::from_xattr(&acl_bytes(acl)).expect("valid ACL")),
         ..st(mode, uid, gid, is_dir)
     }
 }
@@ -307,14 +333,10 @@ fn file_permissions_follow_owner_group_other_classes() {
 
 #[test]
 fn acl_attribute_is_parsed_strictly() {
-    let ok = [
-        (0x01, 6, NO_ID),
-        (0x02, 4, 1883),
-        (0x04, 4, NO_ID),
-        (0x10, 4, NO_ID),
-        (0x20, 0, NO_ID),
-    ];
-    let acl = Acl::from_xattr(&acl_xattr(&ok)).expect("parse");
+    let acl = Acl::from_xattr(&acl_bytes(
+        "user::rw-,user:1883:r--,group::r--,mask::r--,other::---",
+    ))
+    .expect("parse");
     assert_eq!(acl.entries().len(), 5);
     assert_eq!(acl.entries()[1].tag, AclTag::User(1883));
     assert_eq!(acl.entries()[1].perm, 4);
@@ -322,60 +344,39 @@ fn acl_attribute_is_parsed_strictly() {
         let e = Acl::from_xattr(&bytes).expect_err(why);
         assert!(!e.is_empty(), "{why}");
     };
-    let mut v3 = acl_xattr(&ok);
+    let ok = acl_bytes("user::rw-,group::r--,other::---");
+    let mut v3 = ok.clone();
     v3[0] = 3;
     refused(v3, "version 3");
-    let mut torn = acl_xattr(&ok);
-    torn.pop();
-    refused(torn, "torn entry");
+    refused(ok[..ok.len() - 1].to_vec(), "torn entry");
     refused(acl_xattr(&[]), "no entries");
     refused(vec![2, 0], "short header");
+    let (no_id, owner, group, other) = (
+        u32::MAX,
+        (0x01, 6, u32::MAX),
+        (0x04, 4, u32::MAX),
+        (0x20, 0, u32::MAX),
+    );
     refused(
-        acl_xattr(&[
-            (0x01, 6, NO_ID),
-            (0x40, 4, 1),
-            (0x04, 4, NO_ID),
-            (0x20, 0, NO_ID),
-        ]),
+        acl_xattr(&[owner, (0x40, 4, 1), group, other]),
         "unknown tag",
     );
     refused(
-        acl_xattr(&[(0x01, 8, NO_ID), (0x04, 4, NO_ID), (0x20, 0, NO_ID)]),
+        acl_xattr(&[(0x01, 8, no_id), group, other]),
         "bits beyond rwx",
     );
     refused(
-        acl_xattr(&[(0x01, 6, NO_ID), (0x04, 4, NO_ID)]),
-        "no other entry",
+        acl_xattr(&[owner, (0x02, 4, no_id), group, (0x10, 4, no_id), other]),
+        "a named user without an id",
     );
+    refused(acl_bytes("user::rw-,group::r--"), "no other entry");
     refused(
-        acl_xattr(&[
-            (0x01, 6, NO_ID),
-            (0x02, 4, 7),
-            (0x04, 4, NO_ID),
-            (0x20, 0, NO_ID),
-        ]),
+        acl_bytes("user::rw-,user:7:r--,group::r--,other::---"),
         "named entry without a mask",
     );
     refused(
-        acl_xattr(&[
-            (0x01, 6, NO_ID),
-            (0x02, 4, 7),
-            (0x02, 0, 7),
-            (0x04, 4, NO_ID),
-            (0x10, 4, NO_ID),
-            (0x20, 0, NO_ID),
-        ]),
+        acl_bytes("user::rw-,user:7:r--,user:7:---,group::r--,mask::r--,other::---"),
         "a named user twice",
-    );
-    refused(
-        acl_xattr(&[
-            (0x01, 6, NO_ID),
-            (0x02, 4, NO_ID),
-            (0x04, 4, NO_ID),
-            (0x10, 4, NO_ID),
-            (0x20, 0, NO_ID),
-        ]),
-        "a named user without an id",
     );
 }
 
@@ -387,23 +388,18 @@ fn an_acl_decides_over_the_mode_bits() {
             ("/etc".to_owned(), st(0o755, 0, 0, true)),
         ]
     };
-    // 0644 says anyone reads; the ACL's entry for uid 1000 says no (other's r does not apply to a
-    // named user).
+    let judge =
+        |file: Stat, is_key: bool| check_file(&facts(dirs(), file, is_key), &service(), None);
+    // 0644 says anyone reads; the entry for uid 1000 says no (other's r does not apply to a named user).
     let denied = st_acl(
         0o644,
         0,
         0,
         false,
-        &[
-            (0x01, 6, NO_ID),
-            (0x02, 0, 1000),
-            (0x04, 4, NO_ID),
-            (0x10, 4, NO_ID),
-            (0x20, 4, NO_ID),
-        ],
+        "user::rw-,user:1000:---,group::r--,mask::r--,other::r--",
     );
     assert_eq!(mode_string(&denied), "-rw-r--r--+");
-    let f = check_file(&facts(dirs(), denied, false), &service(), None);
+    let f = judge(denied, false);
     assert_eq!(codes_of(&f), vec![codes::NOT_READABLE]);
     assert!(
         f[0].message.contains("user:1000:---"),
@@ -416,87 +412,67 @@ fn an_acl_decides_over_the_mode_bits() {
         "{}",
         f[0].fix
     );
-    // 0600 root's key says no; an ACL entry for uid 1000 lets it read, and is reported as sharing.
-    let shared = st_acl(
-        0o640,
-        0,
-        0,
-        false,
-        &[
-            (0x01, 6, NO_ID),
-            (0x02, 4, 1000),
-            (0x04, 0, NO_ID),
-            (0x10, 4, NO_ID),
-            (0x20, 0, NO_ID),
-        ],
+    // Root's key, 0600 by its mode; an entry lets uid 1000 read it, which is reported as sharing.
+    let f = judge(
+        st_acl(
+            0o640,
+            0,
+            0,
+            false,
+            "user::rw-,user:1000:r--,group::---,mask::r--,other::---",
+        ),
+        true,
     );
-    let f = check_file(&facts(dirs(), shared, true), &service(), None);
     assert_eq!(codes_of(&f), vec![codes::KEY_TOO_OPEN, codes::FILE_OK]);
     assert_eq!(f[0].severity, Severity::Warning);
     assert!(f[0].message.contains("user:1000:r--"), "{}", f[0].message);
     // The mask caps a named entry: rw- under mask --- grants nothing.
-    let masked = st_acl(
-        0o600,
-        0,
-        0,
+    let f = judge(
+        st_acl(
+            0o600,
+            0,
+            0,
+            false,
+            "user::rw-,user:1000:rw-,group::---,mask::---,other::---",
+        ),
         false,
-        &[
-            (0x01, 6, NO_ID),
-            (0x02, 6, 1000),
-            (0x04, 0, NO_ID),
-            (0x10, 0, NO_ID),
-            (0x20, 0, NO_ID),
-        ],
     );
-    let f = check_file(&facts(dirs(), masked, false), &service(), None);
     assert_eq!(codes_of(&f), vec![codes::NOT_READABLE]);
-    // A named group the service belongs to (50) grants read; the owning group (0) does not matter.
-    let group = st_acl(
-        0o640,
-        0,
-        0,
+    // A named group of the service's (50) grants read; the owning group (0) is not the service's.
+    let f = judge(
+        st_acl(
+            0o640,
+            0,
+            0,
+            false,
+            "user::rw-,group::---,group:50:r--,mask::r--,other::---",
+        ),
         false,
-        &[
-            (0x01, 6, NO_ID),
-            (0x04, 0, NO_ID),
-            (0x08, 4, 50),
-            (0x10, 4, NO_ID),
-            (0x20, 0, NO_ID),
-        ],
     );
-    let f = check_file(&facts(dirs(), group, false), &service(), None);
     assert_eq!(codes_of(&f), vec![codes::FILE_OK]);
-    // A member of a matching group is judged by the groups only: other's r does not rescue it.
-    let group_denied = st_acl(
-        0o604,
-        0,
-        0,
+    // A member of a matching group is judged by the groups alone: other's r does not rescue it.
+    let f = judge(
+        st_acl(
+            0o604,
+            0,
+            0,
+            false,
+            "user::rw-,group::---,group:50:---,mask::---,other::r--",
+        ),
         false,
-        &[
-            (0x01, 6, NO_ID),
-            (0x04, 0, NO_ID),
-            (0x08, 0, 50),
-            (0x10, 0, NO_ID),
-            (0x20, 4, NO_ID),
-        ],
     );
-    let f = check_file(&facts(dirs(), group_denied, false), &service(), None);
     assert_eq!(codes_of(&f), vec![codes::NOT_READABLE]);
     // The owner gets the owner entry, whatever a named entry for its uid says.
-    let owner = st_acl(
-        0o600,
-        1000,
-        0,
+    let f = judge(
+        st_acl(
+            0o600,
+            1000,
+            0,
+            false,
+            "user::rw-,user:1000:---,group::---,mask::---,other::---",
+        ),
         false,
-        &[
-            (0x01, 6, NO_ID),
-            (0x02, 0, 1000),
-            (0x04, 0, NO_ID),
-            (0x10, 0, NO_ID),
-            (0x20, 0, NO_ID),
-        ],
     );
-    let f = check_file(&facts(dirs(), owner, false), &service(), None);
     assert_eq!(codes_of(&f), vec![codes::FILE_OK]);
     // A directory whose ACL gives the service r but not x: it cannot be entered.
     let mut d = dirs();
@@ -507,13 +483,7 @@ fn an_acl_decides_over_the_mode_bits() {
             0,
             0,
             true,
-            &[
-                (0x01, 7, NO_ID),
-                (0x02, 4, 1000),
-                (0x04, 5, NO_ID),
-                (0x10, 5, NO_ID),
-                (0x20, 0, NO_ID),
-            ],
+            "user::rwx,user:1000:r--,group::r-x,mask::r-x,other::---",
         ),
     ));
     let f = check_file(&facts(d, st(0o644, 0, 0, false), false), &service(), None);
@@ -529,13 +499,7 @@ fn an_acl_decides_over_the_mode_bits() {
         gids: vec![0],
         label: "root".to_owned(),
     };
-    let none = st_acl(
-        0o000,
-        5,
-        5,
-        false,
-        &[(0x01, 0, NO_ID), (0x04, 0, NO_ID), (0x20, 0, NO_ID)],
-    );
+    let none = st_acl(0o000, 5, 5, false, "user::---,group::---,other::---");
     let f = check_file(&facts(dirs(), none, false), &root, None);
     assert_eq!(codes_of(&f), vec![codes::FILE_OK]);
 }
