@@ -426,54 +426,41 @@ fn an_acl_decides_over_the_mode_bits() {
     assert_eq!(codes_of(&f), vec![codes::KEY_TOO_OPEN, codes::FILE_OK]);
     assert_eq!(f[0].severity, Severity::Warning);
     assert!(f[0].message.contains("user:1000:r--"), "{}", f[0].message);
-    // The mask caps a named entry: rw- under mask --- grants nothing.
-    let f = judge(
-        st_acl(
+    // (what, mode, owner uid, ACL, findings) for files the service does not own.
+    let cases: [(&str, u32, u32, &str, &[&str]); 4] = [
+        (
+            "the mask caps a named entry: rw- under mask --- grants nothing",
             0o600,
             0,
-            0,
-            false,
             "user::rw-,user:1000:rw-,group::---,mask::---,other::---",
+            &[codes::NOT_READABLE],
         ),
-        false,
-    );
-    assert_eq!(codes_of(&f), vec![codes::NOT_READABLE]);
-    // A named group of the service's (50) grants read; the owning group (0) is not the service's.
-    let f = judge(
-        st_acl(
+        (
+            "a named group of the service's (50) grants read, not being in the owning group (0)",
             0o640,
             0,
-            0,
-            false,
             "user::rw-,group::---,group:50:r--,mask::r--,other::---",
+            &[codes::FILE_OK],
         ),
-        false,
-    );
-    assert_eq!(codes_of(&f), vec![codes::FILE_OK]);
-    // A member of a matching group is judged by the groups alone: other's r does not rescue it.
-    let f = judge(
-        st_acl(
+        (
+            "a member of a matching group is judged by the groups alone: other's r does not apply",
             0o604,
             0,
-            0,
-            false,
             "user::rw-,group::---,group:50:---,mask::---,other::r--",
+            &[codes::NOT_READABLE],
         ),
-        false,
-    );
-    assert_eq!(codes_of(&f), vec![codes::NOT_READABLE]);
-    // The owner gets the owner entry, whatever a named entry for its uid says.
-    let f = judge(
-        st_acl(
+        (
+            "the owner gets the owner entry, whatever a named entry for its uid says",
             0o600,
             1000,
-            0,
-            false,
             "user::rw-,user:1000:---,group::---,mask::---,other::---",
+            &[codes::FILE_OK],
         ),
-        false,
-    );
-    assert_eq!(codes_of(&f), vec![codes::FILE_OK]);
+    ];
+    for (what, mode, uid, acl, want) in cases {
+        let f = judge(st_acl(mode, uid, 0, false, acl), false);
+        assert_eq!(codes_of(&f), want, "{what}");
+    }
     // A directory whose ACL gives the service r but not x: it cannot be entered.
     let mut d = dirs();
     d.push((
