@@ -436,12 +436,13 @@ async fn sqlite_certificate_writer_keeps_the_log_bounded() {
         }
     }
     assert_eq!(store.certificates(None).await.expect("list").len(), ROWS);
-    // With checkpoints that never complete, the log holds every row: ≈ 75 MiB here; bounded, ≈ 4 MiB.
+    // With checkpoints that never complete, the log holds every row: ≈ 75 MiB here; bounded, ≈ 4 MiB
+    // (the limit leaves room for a slow fsync on a busy machine, during which the writer goes on).
     let wal = std::fs::metadata(dir.path().join("w.db-wal"))
         .expect("the log exists while the store is open")
         .len();
     assert!(
-        wal < 16 << 20,
+        wal < 32 << 20,
         "write-ahead log of {wal} bytes after {ROWS} rows"
     );
     store.close().await;
