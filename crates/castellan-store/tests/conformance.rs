@@ -475,6 +475,20 @@ async fn postgres_certificate_writer_survives_its_connection_being_killed() {
     .await
     .expect("terminate the store's sessions");
     assert!(!killed.is_empty(), "the writer's session was there to kill");
+    // pg_terminate_backend only signals: wait until the sessions are gone.
+    for _ in 0..100 {
+        let (left,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .expect("count sessions");
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     batcher
         .add(cert("k2", 9000))
         .await
