@@ -143,19 +143,22 @@ impl Checkpoints {
             }
             self.copying = None;
             self.rows = 0;
-            if let Err(e) = wal_checkpoint(conn).await {
-                tracing::warn!(error = %e, "checkpoint of the certificate store failed; retrying later");
-            }
+            warn_if_failed(wal_checkpoint(conn).await);
         } else if self.rows >= CHECKPOINT_ROWS {
             let (done, copying) = oneshot::channel();
             let store = store.clone();
             tokio::spawn(async move {
-                if let Err(e) = wal_checkpoint(&store.pool).await {
-                    tracing::warn!(error = %e, "checkpoint of the certificate store failed; retrying later");
-                }
+                warn_if_failed(wal_checkpoint(&store.pool).await);
                 let _ = done.send(());
             });
             self.copying = Some(copying);
         }
+    }
+}
+
+/// A failed checkpoint loses nothing (the pages stay in the log); the next one copies them.
+fn warn_if_failed(result: Result<(), StoreError>) {
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "checkpoint of the certificate store failed; retrying later");
     }
 }

@@ -257,31 +257,33 @@ fn facts(parents: Vec<(String, Stat)>, file: Stat, is_key: bool) -> FileFacts {
     }
 }
 
+/// `/` and `/etc`, both 0755 root: the directories above the files the tests judge.
+fn etc_dirs() -> Vec<(String, Stat)> {
+    vec![
+        ("/".to_owned(), st(0o755, 0, 0, true)),
+        ("/etc".to_owned(), st(0o755, 0, 0, true)),
+    ]
+}
+
 #[test]
 fn file_permissions_follow_owner_group_other_classes() {
-    let dirs = || {
-        vec![
-            ("/".to_owned(), st(0o755, 0, 0, true)),
-            ("/etc".to_owned(), st(0o755, 0, 0, true)),
-        ]
-    };
     // Owner 1000, 0600: readable by it.
     let f = check_file(
-        &facts(dirs(), st(0o600, 1000, 1000, false), true),
+        &facts(etc_dirs(), st(0o600, 1000, 1000, false), true),
         &service(),
         Some(1000),
     );
     assert_eq!(codes_of(&f), vec![codes::FILE_OK]);
     // Root's 0600 key: not readable by the service.
     let f = check_file(
-        &facts(dirs(), st(0o600, 0, 0, false), true),
+        &facts(etc_dirs(), st(0o600, 0, 0, false), true),
         &service(),
         Some(1000),
     );
     assert_eq!(codes_of(&f), vec![codes::NOT_READABLE]);
     // Group 50 with 0640: readable through the group, and group-readable keys are a warning.
     let f = check_file(
-        &facts(dirs(), st(0o640, 0, 50, false), true),
+        &facts(etc_dirs(), st(0o640, 0, 50, false), true),
         &service(),
         None,
     );
@@ -289,7 +291,7 @@ fn file_permissions_follow_owner_group_other_classes() {
     assert_eq!(f[0].severity, Severity::Warning);
     // World-readable key: an error.
     let f = check_file(
-        &facts(dirs(), st(0o644, 1000, 1000, false), true),
+        &facts(etc_dirs(), st(0o644, 1000, 1000, false), true),
         &service(),
         None,
     );
@@ -297,13 +299,13 @@ fn file_permissions_follow_owner_group_other_classes() {
     assert_eq!(f[0].severity, Severity::Error);
     // The owner's bits apply to the owner even when "others" could read (0044).
     let f = check_file(
-        &facts(dirs(), st(0o044, 1000, 7, false), false),
+        &facts(etc_dirs(), st(0o044, 1000, 7, false), false),
         &service(),
         None,
     );
     assert_eq!(codes_of(&f), vec![codes::NOT_READABLE]);
     // A parent without x for the service: chmod 644 dir/*.
-    let mut d = dirs();
+    let mut d = etc_dirs();
     d.push(("/etc/mq/certs".to_owned(), st(0o644, 0, 0, true)));
     let f = check_file(&facts(d, st(0o644, 0, 0, false), false), &service(), None);
     assert_eq!(codes_of(&f), vec![codes::DIR_NOT_SEARCHABLE]);
@@ -314,17 +316,21 @@ fn file_permissions_follow_owner_group_other_classes() {
         gids: vec![0],
         label: "root".to_owned(),
     };
-    let f = check_file(&facts(dirs(), st(0o000, 5, 5, false), false), &root, None);
+    let f = check_file(
+        &facts(etc_dirs(), st(0o000, 5, 5, false), false),
+        &root,
+        None,
+    );
     assert_eq!(codes_of(&f), vec![codes::FILE_OK]);
     // Owned by a third account.
     let f = check_file(
-        &facts(dirs(), st(0o644, 1234, 1234, false), false),
+        &facts(etc_dirs(), st(0o644, 1234, 1234, false), false),
         &service(),
         Some(1000),
     );
     assert_eq!(codes_of(&f), vec![codes::WRONG_OWNER, codes::FILE_OK]);
     // Missing.
-    let mut m = facts(dirs(), st(0, 0, 0, false), false);
+    let mut m = facts(etc_dirs(), st(0, 0, 0, false), false);
     m.found = Found::Missing("/etc/mq".to_owned());
     let f = check_file(&m, &service(), None);
     assert_eq!(codes_of(&f), vec![codes::FILE_MISSING]);
@@ -382,14 +388,8 @@ fn acl_attribute_is_parsed_strictly() {
 
 #[test]
 fn an_acl_decides_over_the_mode_bits() {
-    let dirs = || {
-        vec![
-            ("/".to_owned(), st(0o755, 0, 0, true)),
-            ("/etc".to_owned(), st(0o755, 0, 0, true)),
-        ]
-    };
     let judge =
-        |file: Stat, is_key: bool| check_file(&facts(dirs(), file, is_key), &service(), None);
+        |file: Stat, is_key: bool| check_file(&facts(etc_dirs(), file, is_key), &service(), None);
     // 0644 says anyone reads; the entry for uid 1000 says no (other's r does not apply to a named user).
     let denied = st_acl(
         0o644,
@@ -462,7 +462,7 @@ fn an_acl_decides_over_the_mode_bits() {
         assert_eq!(codes_of(&f), want, "{what}");
     }
     // A directory whose ACL gives the service r but not x: it cannot be entered.
-    let mut d = dirs();
+    let mut d = etc_dirs();
     d.push((
         "/etc/mq/certs".to_owned(),
         st_acl(
@@ -487,7 +487,7 @@ fn an_acl_decides_over_the_mode_bits() {
         label: "root".to_owned(),
     };
     let none = st_acl(0o000, 5, 5, false, "user::---,group::---,other::---");
-    let f = check_file(&facts(dirs(), none, false), &root, None);
+    let f = check_file(&facts(etc_dirs(), none, false), &root, None);
     assert_eq!(codes_of(&f), vec![codes::FILE_OK]);
 }
 
