@@ -1,7 +1,7 @@
 //! Castellan's domain, free of I/O.
 //!
 //! This crate generates and holds signing keys, builds the key ring and its JWKS, signs access tokens,
-//! seals secrets with envelope encryption, makes client secrets, and runs the certificate authority
+//! seals secrets with envelope encryption (and holds the secrets store's rules, [`secret_store`]), makes client secrets, and runs the certificate authority
 //! ([`pki`]). Time comes in through [`Clock`] (or a `now` parameter), randomness through
 //! `aws_lc_rs::rand::SecureRandom`.
 //!
@@ -19,6 +19,7 @@ pub mod keys;
 pub mod pki;
 pub mod rotation;
 pub mod secret;
+pub mod secret_store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;

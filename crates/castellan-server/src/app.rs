@@ -28,6 +28,7 @@ use castellan_core::pki::{IssueRequest, KeyType, Profiles, RevocationReason};
 
 use crate::metrics::Metrics;
 use crate::pki::{self, LoadedCa, SetJson};
+use crate::secrets::{self, SecretJson};
 use crate::service::{self, NewClient, ServiceError};
 
 /// Clock skew allowed when checking `exp` and `nbf` of tokens presented to /v1.
@@ -353,6 +354,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pki/certs", get(pki_list))
         .route("/v1/pki/crl", get(pki_crl_der))
         .route("/v1/pki/crl.pem", get(pki_crl_pem))
+        .route("/v1/secrets", get(secrets_list))
+        .route(
+            "/v1/secrets/{*name}",
+            get(secrets_get).put(secrets_put).delete(secrets_delete),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -430,6 +436,7 @@ impl From<ServiceError> for ApiError {
                 "conflict",
                 format!("{m} already exists"),
             ),
+            ServiceError::Precondition(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             ServiceError::NotInitialized => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not_initialized",
@@ -1109,6 +1116,76 @@ async fn pki_list(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     let certs = pki::list(&state.0.store, q.expiring_within, state.0.clock.now()).await?;
     Ok(Json(json!({"certificates": certs})).into_response())
+}
+
+// ---- /v1/secrets --------------------------------------------------------------------------------
+
+async fn secrets_list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("secrets:read"))?;
+    let list: Vec<_> = secrets::list(&state.0.store)
+        .await?
+        .into_iter()
+        .map(|s| json!({"name": s.name, "version": s.version, "versions": s.versions, "updated_at": s.updated_at}))
+        .collect();
+    Ok(Json(json!({"secrets": list})).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionQuery {
+    version: Option<i64>,
+}
+
+async fn secrets_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    query: Result<axum::extract::Query<VersionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("secrets:read"))?;
+    let q = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    let s = secrets::get(&state.0.store, &state.0.master, &name, q.version).await?;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(SecretJson::from(&s)),
+    )
+        .into_response())
+}
+
+async fn secrets_put(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<Json<secrets::PutSecret>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("secrets:write"))?;
+    let Json(req) = body.map_err(json_rejection)?;
+    let meta = secrets::put(
+        &state.0.store,
+        &state.0.master,
+        &name,
+        &req.bytes()?,
+        req.cas,
+        state.0.clock.now(),
+    )
+    .await?;
+    tracing::info!(secret = %meta.name, version = meta.version, "wrote a secret");
+    Ok(Json(meta).into_response())
+}
+
+async fn secrets_delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("secrets:write"))?;
+    secrets::delete(&state.0.store, &name).await?;
+    tracing::info!(secret = %name, "deleted a secret");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn crl(state: &AppState) -> Result<castellan_store::CrlRow, ApiError> {

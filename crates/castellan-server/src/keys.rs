@@ -1,7 +1,7 @@
 //! Key ring management: scheduled rotation (run by the one replica holding the jobs lease), manual
 //! and emergency rotation, revocation, import, listing and the plan ahead.
 
-use castellan_core::envelope::{DataKey, MasterKey};
+use castellan_core::envelope::MasterKey;
 use castellan_core::keys::{Alg, SigningKey};
 use castellan_core::rotation::{self, Policy, Scheduled, Step};
 use castellan_store::{SigningKeyRow, Store};
@@ -69,20 +69,6 @@ pub async fn plan(
     Ok(rotation::plan(&scheduled(&rows), policy, now))
 }
 
-async fn newest_data_key(store: &Store, master: &MasterKey) -> Result<DataKey, ServiceError> {
-    let newest = store
-        .data_keys()
-        .await?
-        .into_iter()
-        .max_by(|a, b| {
-            a.created_at
-                .cmp(&b.created_at)
-                .then_with(|| a.id.cmp(&b.id))
-        })
-        .ok_or(ServiceError::NotInitialized)?;
-    service::data_key(store, master, &newest.id).await
-}
-
 async fn current_row(
     store: &Store,
     now: i64,
@@ -139,7 +125,7 @@ async fn insert_next(
     now: i64,
 ) -> Result<Option<String>, ServiceError> {
     let alg: Alg = cur.alg.parse()?;
-    let dek = newest_data_key(store, master).await?;
+    let dek = service::newest_data_key(store, master).await?;
     // Keep the current key's size for RSA (the key type is implied by the modulus).
     let key_type = match alg {
         Alg::RS256 => {
@@ -281,7 +267,7 @@ pub async fn import(
     let pkcs8 = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&kp)
         .map_err(|_| ServiceError::Invalid("the RSA key cannot be re-encoded".into()))?;
     let key = SigningKey::from_pkcs8(Alg::RS256, pkcs8.as_ref())?;
-    let dek = newest_data_key(store, master).await?;
+    let dek = service::newest_data_key(store, master).await?;
     let sealed_key = dek.seal(&format!("signing-key:{}", key.kid()), pkcs8.as_ref())?;
     let (rows, _) = current_row(store, now).await?;
     let (activate_at, remove_at, removals) = if as_current {

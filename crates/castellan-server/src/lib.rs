@@ -12,4 +12,5 @@ pub mod files;
 pub mod keys;
 pub mod metrics;
 pub mod pki;
+pub mod secrets;
 pub mod service;

@@ -39,6 +39,9 @@ pub enum ServiceError {
     /// A unique value is taken.
     #[error("{0} already exists")]
     Conflict(String),
+    /// The state changed since the caller read it (a check-and-set failed).
+    #[error("{0}")]
+    Precondition(String),
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -193,6 +196,21 @@ pub fn new_signing_key_row(
 
 fn signing_key_context(kid: &str) -> String {
     format!("signing-key:{kid}")
+}
+
+/// The newest data key, unwrapped: it seals what is written now.
+pub async fn newest_data_key(store: &Store, master: &MasterKey) -> Result<DataKey, ServiceError> {
+    let newest = store
+        .data_keys()
+        .await?
+        .into_iter()
+        .max_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        })
+        .ok_or(ServiceError::NotInitialized)?;
+    data_key(store, master, &newest.id).await
 }
 
 /// Unwraps one data key.

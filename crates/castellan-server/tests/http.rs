@@ -738,3 +738,344 @@ async fn the_crl_is_rebuilt_before_next_update_by_the_lease_holder_only() {
         "b takes over an expired lease"
     );
 }
+
+// ---- /v1/secrets --------------------------------------------------------------------------------
+
+/// A client with `scopes`, and an access token for it.
+async fn token_with_scopes(f: &Fixture, name: &str, scopes: &[&str]) -> String {
+    let created = service::create_client(
+        f.state.store(),
+        NewClient {
+            name: name.into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            audience: None,
+            token_ttl_secs: None,
+        },
+        86400,
+        f.clock.now(),
+    )
+    .await
+    .expect("client");
+    let (s, _, b) = send(
+        &f.state,
+        token_req(
+            Some(&basic(&created.client.client_id, &created.client_secret)),
+            "grant_type=client_credentials",
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    json(&b)["access_token"].as_str().expect("token").to_owned()
+}
+
+async fn secret_call(
+    f: &Fixture,
+    method: &str,
+    uri: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    let req = match body {
+        Some(v) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(v.to_string())),
+        None => b.body(Body::empty()),
+    };
+    send(&f.state, req.expect("request")).await
+}
+
+#[tokio::test]
+async fn secrets_are_versioned_scoped_and_never_stored_in_the_clear() {
+    let f = fixture().await;
+    let reader = token_with_scopes(&f, "reader", &["secrets:read"]).await;
+    let writer = token_with_scopes(&f, "writer", &["secrets:write"]).await;
+    let other = token_with_scopes(&f, "other", &["pki:issue"]).await;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let marker = format!("pw-{}", hex::encode(rand_bytes()));
+    let binary: Vec<u8> = [&[0u8, 0xff, 0xfe][..], marker.as_bytes()].concat();
+
+    // Scopes: write needs secrets:write, read needs secrets:read; neither implies the other.
+    let put = |v: Value| Some(v);
+    let (s, _, _) = secret_call(
+        &f,
+        "PUT",
+        "/v1/secrets/mqtt/pw",
+        &other,
+        put(serde_json::json!({"value": "x"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = secret_call(
+        &f,
+        "PUT",
+        "/v1/secrets/mqtt/pw",
+        &reader,
+        put(serde_json::json!({"value": "x"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    let (s, _, b) = secret_call(
+        &f,
+        "PUT",
+        "/v1/secrets/mqtt/pw",
+        &writer,
+        put(serde_json::json!({"value": marker})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(json(&b)["version"], 1);
+    assert_eq!(json(&b)["name"], "mqtt/pw");
+    assert!(
+        !String::from_utf8_lossy(&b).contains(&marker),
+        "a write does not echo the value"
+    );
+    let (s, _, b) = secret_call(
+        &f,
+        "PUT",
+        "/v1/secrets/mqtt/pw",
+        &writer,
+        put(serde_json::json!({"value_base64": b64.encode(&binary)})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(json(&b)["version"], 2);
+
+    for t in [&writer, &other] {
+        let (s, _, _) = secret_call(&f, "GET", "/v1/secrets/mqtt/pw", t, None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
+    let (s, h, b) = secret_call(&f, "GET", "/v1/secrets/mqtt/pw", &reader, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h[header::CACHE_CONTROL], "no-store");
+    let v = json(&b);
+    assert_eq!(v["version"], 2);
+    assert_eq!(
+        b64.decode(v["value_base64"].as_str().expect("b64"))
+            .expect("decode"),
+        binary
+    );
+    assert!(
+        v.get("value").is_none(),
+        "bytes that are not UTF-8 have no text form: {v}"
+    );
+    let (s, _, b) = secret_call(&f, "GET", "/v1/secrets/mqtt/pw?version=1", &reader, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(json(&b)["value"], marker.as_str());
+    assert_eq!(json(&b)["value_base64"], b64.encode(&marker));
+
+    // Check-and-set: a stale writer is refused and nothing is written; the right version goes through.
+    let (s, _, b) = secret_call(
+        &f,
+        "PUT",
+        "/v1/secrets/mqtt/pw",
+        &writer,
+        put(serde_json::json!({"value": "stale", "cas": 1})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{}", String::from_utf8_lossy(&b));
+    assert!(
+        json(&b)["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("version 2")
+    );
+    let (s, _, b) = secret_call(
+        &f,
+        "PUT",
+        "/v1/secrets/mqtt/pw",
+        &writer,
+        put(serde_json::json!({"value": "fresh", "cas": 2})),
+    )
+    .await;
+    assert_eq!(
+        (s, json(&b)["version"].clone()),
+        (StatusCode::OK, Value::from(3))
+    );
+    let (s, _, _) = secret_call(
+        &f,
+        "PUT",
+        "/v1/secrets/app/new",
+        &writer,
+        put(serde_json::json!({"value": "v", "cas": 0})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = secret_call(
+        &f,
+        "PUT",
+        "/v1/secrets/app/new",
+        &writer,
+        put(serde_json::json!({"value": "v", "cas": 0})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "cas 0 means: must not exist yet");
+
+    // The list names secrets and versions, never a value.
+    let (s, _, b) = secret_call(&f, "GET", "/v1/secrets", &reader, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let list = json(&b);
+    assert_eq!(list["secrets"][0]["name"], "app/new");
+    assert_eq!(list["secrets"][1]["name"], "mqtt/pw");
+    assert_eq!(list["secrets"][1]["version"], 3);
+    assert_eq!(list["secrets"][1]["versions"], 3);
+    assert!(!String::from_utf8_lossy(&b).contains("fresh"));
+
+    // The value is nowhere in the store's files in the clear (database and write-ahead log).
+    for entry in std::fs::read_dir(f._dir.path()).expect("dir") {
+        let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
+        for needle in [marker.as_bytes(), &binary[..]] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "plaintext in the store"
+            );
+        }
+    }
+
+    // Only the newest 10 versions are kept.
+    for i in 0..10 {
+        let (s, _, _) = secret_call(
+            &f,
+            "PUT",
+            "/v1/secrets/mqtt/pw",
+            &writer,
+            put(serde_json::json!({"value": format!("v{i}")})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (s, _, _) = secret_call(&f, "GET", "/v1/secrets/mqtt/pw?version=3", &reader, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "version 3 of 13 was destroyed");
+    let (s, _, b) = secret_call(&f, "GET", "/v1/secrets/mqtt/pw?version=4", &reader, None).await;
+    assert_eq!(
+        (s, json(&b)["value"].clone()),
+        (StatusCode::OK, Value::from("v0"))
+    );
+
+    // Delete destroys every version.
+    let (s, _, _) = secret_call(&f, "DELETE", "/v1/secrets/mqtt/pw", &reader, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = secret_call(&f, "DELETE", "/v1/secrets/mqtt/pw", &writer, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    for uri in ["/v1/secrets/mqtt/pw", "/v1/secrets/mqtt/pw?version=13"] {
+        let (s, _, b) = secret_call(&f, "GET", uri, &reader, None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_eq!(json(&b)["error"]["code"], "not_found");
+    }
+    let (s, _, _) = secret_call(&f, "DELETE", "/v1/secrets/mqtt/pw", &writer, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+fn rand_bytes() -> [u8; 12] {
+    let mut b = [0u8; 12];
+    aws_lc_rs::rand::fill(&mut b).expect("rand");
+    b
+}
+
+#[tokio::test]
+async fn bad_secret_input_is_refused_with_json_and_writes_nothing() {
+    let f = fixture().await;
+    let writer = token_with_scopes(&f, "writer", &["secrets:write", "secrets:read"]).await;
+    let big = "x".repeat(castellan_core::secret_store::MAX_VALUE_BYTES + 1);
+    let cases: Vec<(&str, Value, StatusCode)> = vec![
+        (
+            "/v1/secrets/a/../b",
+            serde_json::json!({"value": "v"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/secrets/a%20b",
+            serde_json::json!({"value": "v"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/secrets/ok",
+            serde_json::json!({"value": "v", "value_base64": "dg=="}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/secrets/ok",
+            serde_json::json!({}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/secrets/ok",
+            serde_json::json!({"value": ""}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/secrets/ok",
+            serde_json::json!({"value": big}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/secrets/ok",
+            serde_json::json!({"value_base64": "not base64!"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/secrets/ok",
+            serde_json::json!({"value": "v", "extra": 1}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/secrets/ok",
+            serde_json::json!({"value": "v", "cas": -1}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (uri, body, want) in cases {
+        let (s, h, b) = secret_call(&f, "PUT", uri, &writer, Some(body.clone())).await;
+        assert_eq!(s, want, "{uri} {body}: {}", String::from_utf8_lossy(&b));
+        assert_eq!(h[header::CONTENT_TYPE], "application/json", "{uri}");
+        assert!(json(&b)["error"]["message"].is_string(), "{uri}");
+    }
+    let (s, _, b) = secret_call(&f, "GET", "/v1/secrets", &writer, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        json(&b)["secrets"],
+        serde_json::json!([]),
+        "nothing was written"
+    );
+    for uri in ["/v1/secrets/ok?version=abc", "/v1/secrets/ok?other=1"] {
+        let (s, _, _) = secret_call(&f, "GET", uri, &writer, None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn a_sealed_value_moved_to_another_name_does_not_open() {
+    let f = fixture().await;
+    let token = token_with_scopes(&f, "rw", &["secrets:read", "secrets:write"]).await;
+    let (s, _, _) = secret_call(
+        &f,
+        "PUT",
+        "/v1/secrets/a",
+        &token,
+        Some(serde_json::json!({"value": "alpha-secret"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    // Someone with write access to the database copies a's ciphertext under the name b.
+    let store = f.state.store();
+    let mut row = store.secret("a", None).await.expect("get").expect("row");
+    row.name = "b".into();
+    store.add_secret_version(&row, 10).await.expect("copy");
+    let (s, _, b) = secret_call(&f, "GET", "/v1/secrets/b", &token, None).await;
+    assert_eq!(
+        s,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    assert!(!String::from_utf8_lossy(&b).contains("alpha"));
+    let (s, _, b) = secret_call(&f, "GET", "/v1/secrets/a", &token, None).await;
+    assert_eq!(
+        (s, json(&b)["value"].clone()),
+        (StatusCode::OK, Value::from("alpha-secret"))
+    );
+}

@@ -213,6 +213,45 @@ pub struct CrlRow {
     pub next_update: i64,
 }
 
+/// One stored version of a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    /// The secret's name.
+    pub name: String,
+    /// Its version, from 1.
+    pub version: i64,
+    /// The data key that sealed the value.
+    pub dek_id: String,
+    /// The value, sealed.
+    pub sealed_value: Vec<u8>,
+    /// When this version was written.
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for SecretRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRow")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("dek_id", &self.dek_id)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A secret as listed: never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSummary {
+    /// The secret's name.
+    pub name: String,
+    /// Its newest version.
+    pub version: i64,
+    /// How many versions are kept.
+    pub versions: i64,
+    /// When the newest version was written.
+    pub updated_at: i64,
+}
+
 /// What a revocation did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revocation {
@@ -238,10 +277,12 @@ pub enum MasterKeyCheck {
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_pki.sql")),
+    (3, include_str!("../migrations/sqlite/0003_secrets.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_pki.sql")),
+    (3, include_str!("../migrations/postgres/0003_secrets.sql")),
 ];
 
 /// The store.
@@ -690,6 +731,100 @@ impl Store {
         .await?
         .rows_affected();
         Ok(n == 1)
+    }
+
+    /// The newest version of a secret, if it exists.
+    pub async fn latest_secret_version(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(version) AS v FROM secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("v")?)
+    }
+
+    /// Adds a version of a secret and destroys the versions older than the newest `keep`, in one
+    /// transaction; a version that exists already is a [`StoreError::Conflict`] (a concurrent writer
+    /// took it).
+    pub async fn add_secret_version(&self, row: &SecretRow, keep: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO secrets (name, version, dek_id, sealed_value, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&row.name)
+        .bind(row.version)
+        .bind(&row.dek_id)
+        .bind(&row.sealed_value)
+        .bind(row.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict(&format!("version {} of secret {}", row.version, row.name)))?;
+        sqlx::query("DELETE FROM secrets WHERE name = $1 AND version <= $2")
+            .bind(&row.name)
+            .bind(row.version - keep.max(1))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One version of a secret, the newest when `version` is `None`.
+    pub async fn secret(
+        &self,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<Option<SecretRow>, StoreError> {
+        let q = match version {
+            Some(v) => sqlx::query(
+                "SELECT name, version, dek_id, sealed_value, created_at FROM secrets WHERE name = $1 AND version = $2",
+            )
+            .bind(name)
+            .bind(v),
+            None => sqlx::query(
+                "SELECT name, version, dek_id, sealed_value, created_at FROM secrets WHERE name = $1 \
+                 ORDER BY version DESC LIMIT 1",
+            )
+            .bind(name),
+        };
+        let Some(r) = q.fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        Ok(Some(SecretRow {
+            name: r.try_get("name")?,
+            version: r.try_get("version")?,
+            dek_id: r.try_get("dek_id")?,
+            sealed_value: r.try_get("sealed_value")?,
+            created_at: r.try_get("created_at")?,
+        }))
+    }
+
+    /// Every secret's name and newest version, by name; no values.
+    pub async fn secrets(&self) -> Result<Vec<SecretSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, MAX(version) AS version, COUNT(*) AS versions, MAX(created_at) AS updated_at \
+             FROM secrets GROUP BY name ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SecretSummary {
+                    name: r.try_get("name")?,
+                    version: r.try_get("version")?,
+                    versions: r.try_get("versions")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Destroys every version of a secret; returns whether there was one.
+    pub async fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query("DELETE FROM secrets WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
     }
 
     /// Takes or renews the lease `name` for `holder` until `now + ttl`; `false` while another holder's

@@ -2,7 +2,7 @@
 
 use castellan_store::{
     CaRow, CertBatcher, CertRow, ClientRow, CrlRow, DataKeyRow, InitBundle, MasterKeyCheck,
-    Revocation, SigningKeyRow, Store, StoreError, StoreKind,
+    Revocation, SecretRow, SecretSummary, SigningKeyRow, Store, StoreError, StoreKind,
 };
 
 fn bundle(tag: &str) -> InitBundle {
@@ -323,6 +323,8 @@ async fn conformance(store: Store) {
         2
     );
 
+    secrets(&store).await;
+
     // Leases: one holder at a time until expiry; the holder renews.
     assert!(store.try_lease("job", "r1", 100, 30).await.expect("lease"));
     assert!(!store.try_lease("job", "r2", 110, 30).await.expect("lease"));
@@ -334,6 +336,122 @@ async fn conformance(store: Store) {
             .await
             .expect("expired lease is taken")
     );
+}
+
+fn secret(name: &str, version: i64, value: &[u8]) -> SecretRow {
+    SecretRow {
+        name: name.into(),
+        version,
+        dek_id: "dk-1".into(),
+        sealed_value: value.to_vec(),
+        created_at: 1000 + version,
+    }
+}
+
+/// Versions, the newest by default, a taken version refused, pruning to `keep`, listing without values,
+/// deletion of every version; a value must belong to an existing data key.
+async fn secrets(store: &Store) {
+    assert_eq!(
+        store.latest_secret_version("app/db").await.expect("latest"),
+        None
+    );
+    assert_eq!(store.secret("app/db", None).await.expect("get"), None);
+    for v in 1..=4 {
+        store
+            .add_secret_version(&secret("app/db", v, &[v as u8; 3]), 3)
+            .await
+            .expect("add");
+    }
+    store
+        .add_secret_version(&secret("mqtt/pw", 1, b"\x00\xffbytes"), 3)
+        .await
+        .expect("add other");
+    assert_eq!(
+        store.latest_secret_version("app/db").await.expect("latest"),
+        Some(4)
+    );
+    let newest = store
+        .secret("app/db", None)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(
+        (newest.version, newest.sealed_value.clone()),
+        (4, vec![4u8; 3])
+    );
+    assert_eq!(newest.created_at, 1004);
+    assert_eq!(
+        store
+            .secret("app/db", Some(2))
+            .await
+            .expect("v2")
+            .expect("kept")
+            .sealed_value,
+        vec![2u8; 3]
+    );
+    // keep = 3: version 1 was destroyed when version 4 was written.
+    assert_eq!(store.secret("app/db", Some(1)).await.expect("v1"), None);
+    assert_eq!(
+        store
+            .secret("mqtt/pw", None)
+            .await
+            .expect("bytes")
+            .expect("present")
+            .sealed_value,
+        b"\x00\xffbytes".to_vec()
+    );
+    // A concurrent writer that took version 4 first: conflict, nothing replaced.
+    let err = store
+        .add_secret_version(&secret("app/db", 4, b"late"), 3)
+        .await
+        .expect_err("taken version");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        store
+            .secret("app/db", Some(4))
+            .await
+            .expect("v4")
+            .expect("kept")
+            .sealed_value,
+        vec![4u8; 3]
+    );
+    // A value sealed by a data key the store does not hold is refused.
+    let mut orphan = secret("x", 1, b"v");
+    orphan.dek_id = "dk-missing".into();
+    assert!(store.add_secret_version(&orphan, 3).await.is_err());
+
+    assert_eq!(
+        store.secrets().await.expect("list"),
+        vec![
+            SecretSummary {
+                name: "app/db".into(),
+                version: 4,
+                versions: 3,
+                updated_at: 1004
+            },
+            SecretSummary {
+                name: "mqtt/pw".into(),
+                version: 1,
+                versions: 1,
+                updated_at: 1001
+            },
+        ]
+    );
+    // Debug never shows the sealed bytes.
+    assert!(!format!("{newest:?}").contains("sealed_value"));
+
+    assert!(store.delete_secret("app/db").await.expect("delete"));
+    assert!(!store.delete_secret("app/db").await.expect("delete again"));
+    assert_eq!(store.secret("app/db", Some(3)).await.expect("gone"), None);
+    assert_eq!(
+        store.latest_secret_version("app/db").await.expect("latest"),
+        None
+    );
+    // A name written again after deletion starts over at version 1.
+    store
+        .add_secret_version(&secret("app/db", 1, b"again"), 3)
+        .await
+        .expect("re-add");
 }
 
 #[tokio::test]
