@@ -7,6 +7,7 @@ mod doctor_cmd;
 mod keys_cmd;
 mod pki_cmd;
 mod remote;
+mod secret_cmd;
 mod serve;
 mod token_cmd;
 
@@ -50,6 +51,9 @@ enum Command {
     /// Certificates for mTLS: issue, sign CSRs, CA, revoke, list, import a CA.
     #[command(subcommand)]
     Pki(pki_cmd::PkiCommand),
+    /// Secrets, sealed at rest: put (from stdin or a file), get, list, delete (on the store or --server).
+    #[command(subcommand)]
+    Secret(secret_cmd::SecretCommand),
     /// Deliver certificates to files and keep them fresh (atomic writes, exact modes, reload).
     Agent(agent_cmd::AgentArgs),
     /// A one-command local environment: store, certificates for a broker and an app, and the server.
@@ -168,6 +172,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init(args) => init(args).await,
         Command::Client(cmd) => client(cmd).await,
         Command::Pki(cmd) => pki_cmd::run(cmd).await,
+        Command::Secret(cmd) => secret_cmd::run(cmd).await,
         Command::Agent(args) => agent_cmd::agent(args).await,
         Command::Dev(cmd) => agent_cmd::dev(cmd).await,
         Command::Keys(cmd) => keys_cmd::run(cmd).await,
@@ -334,4 +339,16 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks over every command (duplicate flags, bad defaults), which it
+    /// otherwise runs only when that command is parsed.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -132,11 +132,32 @@ impl Remote {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<T> {
+        self.send_json(reqwest::Method::POST, path, body).await
+    }
+
+    /// Sends JSON to `path` with `method` and decodes the answer.
+    pub async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T> {
         Ok(self
-            .call(self.http.post(format!("{}{path}", self.base)).json(body))
+            .call(
+                self.http
+                    .request(method, format!("{}{path}", self.base))
+                    .json(body),
+            )
             .await?
             .json()
             .await?)
+    }
+
+    /// DELETEs `path`.
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        self.call(self.http.delete(format!("{}{path}", self.base)))
+            .await?;
+        Ok(())
     }
 
     /// GETs `path` and decodes the answer.
@@ -164,8 +185,6 @@ impl Remote {
     }
 
     pub async fn delete_client(&self, id: &str) -> Result<()> {
-        self.call(self.http.delete(format!("{}/v1/clients/{id}", self.base)))
-            .await?;
-        Ok(())
+        self.delete(&format!("/v1/clients/{id}")).await
     }
 }
