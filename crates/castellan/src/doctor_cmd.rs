@@ -1085,6 +1085,49 @@ async fn check_store(args: &StoreArgs) -> Result<Vec<Finding>> {
     Ok(out)
 }
 
+/// Opens the newest version of every stored secret: one that does not open (altered, or sealed under a
+/// data key this master key cannot unwrap) is named; the values are never shown.
+async fn secret_checks(
+    store: &castellan_store::Store,
+    master: &castellan_core::envelope::MasterKey,
+    subject: &str,
+    out: &mut Vec<Finding>,
+) {
+    use castellan_server::secrets;
+    let list = match secrets::list(store).await {
+        Ok(l) => l,
+        Err(e) => {
+            out.push(Finding::error(
+                codes::STORE_UNREACHABLE,
+                subject,
+                format!("cannot list the secrets: {e}"),
+                "check the database",
+            ));
+            return;
+        }
+    };
+    let mut bad = 0;
+    for s in &list {
+        if let Err(e) = secrets::get(store, master, &s.name, Some(s.version)).await {
+            bad += 1;
+            out.push(Finding::error(
+                codes::SECRET_UNREADABLE,
+                format!("secret {}", s.name),
+                format!("version {} does not open: {e}", s.version),
+                "write it again (castellan secret put) from its source; if many fail, check the master key and the data_keys table",
+            ));
+        }
+    }
+    if bad == 0 && !list.is_empty() {
+        out.push(Finding::info(
+            codes::SECRETS_OK,
+            subject,
+            format!("{} secret(s); the newest version of each opens", list.len()),
+            "nothing to do",
+        ));
+    }
+}
+
 async fn store_checks(
     cfg: &castellan_server::config::Config,
     store: &castellan_store::Store,
@@ -1111,14 +1154,15 @@ async fn store_checks(
         ));
         return Ok(());
     }
-    match common::load_master_key(cfg, false) {
+    let master = common::load_master_key(cfg, false);
+    match &master {
         Err(e) => out.push(Finding::error(
             codes::KEYRING_NOT_LOADED,
             subject,
             format!("the key ring cannot be loaded without the master key: {e:#}"),
             "pass --master-key-file (the file every replica of this store is given)",
         )),
-        Ok(master) => match service::load_key_ring(store, &master, now, None).await {
+        Ok(master) => match service::load_key_ring(store, master, now, None).await {
             Ok(ring) => {
                 let current = ring
                     .signing_key(now)
@@ -1184,6 +1228,9 @@ async fn store_checks(
             format!("cannot read the CA: {e}"),
             "check the database",
         )),
+    }
+    if let Ok(master) = &master {
+        secret_checks(store, master, subject, out).await;
     }
     let soon = now + 14 * 86_400;
     let certs = store.certificates(Some(soon)).await?;

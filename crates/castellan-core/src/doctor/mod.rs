@@ -259,6 +259,10 @@ pub mod codes {
     pub const CA_MISSING: &str = "ca-missing";
     /// An issued certificate expires soon.
     pub const CERTIFICATE_EXPIRING: &str = "certificate-expiring";
+    /// A stored secret's newest version does not open with the master key.
+    pub const SECRET_UNREADABLE: &str = "secret-unreadable";
+    /// Every stored secret's newest version opens (summary).
+    pub const SECRETS_OK: &str = "secrets-ok";
 }
 
 /// Seconds in a day.

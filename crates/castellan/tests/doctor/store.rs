@@ -35,9 +35,42 @@ fn bare_doctor_on_postgres() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    std::fs::write(dir.join("value"), "doctor-sees-no-plaintext").expect("value");
+    support::ok(
+        &[
+            "secret",
+            "put",
+            "app/db",
+            "--file",
+            "value",
+            "--database-url",
+            &url,
+            "--master-key-file",
+            key,
+        ],
+        dir,
+    );
+
     let r = doctor(&["--database-url", &url, "--master-key-file", key], dir);
     r.expect_clean("bare doctor on an initialized PostgreSQL store");
     r.expect("keyring-ok", 0);
+    r.expect("secrets-ok", 0);
+
+    // A sealed value altered in the database (one byte of its ciphertext): named, without its value.
+    let psql = std::process::Command::new("psql")
+        .args([&url, "-qc", "UPDATE secrets SET sealed_value = set_byte(sealed_value, 20, get_byte(sealed_value, 20) # 1)"])
+        .output()
+        .expect("psql");
+    assert!(
+        psql.status.success(),
+        "{}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+    let r = doctor(&["--database-url", &url, "--master-key-file", key], dir);
+    let f = r.expect("secret-unreadable", 1);
+    assert_eq!(f["subject"], "secret app/db", "{}", r.dump());
+    assert!(!r.dump().contains("doctor-sees"), "{}", r.dump());
+    assert!(!r.has("secrets-ok"));
     assert!(
         r.get("keyring-ok")["subject"]
             .as_str()
