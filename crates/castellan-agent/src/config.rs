@@ -1,4 +1,8 @@
 //! `agent.toml`: what to deliver where. Unknown fields are errors that name the field and its line.
+//!
+//! `[[certificate]]` tables name certificate sets (the credential's client needs scope `pki:issue`),
+//! `[[secret]]` tables name secrets from the secrets store, each written to one file (the client needs
+//! scope `secrets:read`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -15,7 +19,8 @@ use crate::AgentError;
 pub struct AgentConfig {
     /// Castellan's URL, e.g. `http://castellan:8270`.
     pub server: String,
-    /// JSON file with `client_id` and `client_secret` of a client with scope `pki:issue`.
+    /// JSON file with `client_id` and `client_secret` of a client with scope `pki:issue` (for
+    /// `[[certificate]]`) and `secrets:read` (for `[[secret]]`).
     pub credential_file: PathBuf,
     /// Where to write the status (JSON): per certificate expiry, last success, last error.
     #[serde(default)]
@@ -26,13 +31,53 @@ pub struct AgentConfig {
     /// How often the CA bundle is checked for a change (default 5m).
     #[serde(default = "default_ca_check", deserialize_with = "duration")]
     pub ca_check_interval: Duration,
+    /// How often the secrets are fetched again to pick up a new version (default 1m).
+    #[serde(default = "default_secret_check", deserialize_with = "duration")]
+    pub secret_check_interval: Duration,
     /// The certificates to deliver.
     #[serde(default, rename = "certificate")]
     pub certificates: Vec<CertSpec>,
+    /// The secrets to deliver.
+    #[serde(default, rename = "secret")]
+    pub secrets: Vec<SecretSpec>,
 }
 
 fn default_ca_check() -> Duration {
     Duration::from_secs(300)
+}
+
+/// The default of `secret_check_interval`: one minute.
+pub fn default_secret_check() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// One secret to keep delivered to one file. The credential's client needs scope `secrets:read`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSpec {
+    /// The secret's name in Castellan, e.g. `mqtt/broker-password`; also its name in the status and
+    /// metrics.
+    #[serde(deserialize_with = "secret_name")]
+    pub name: String,
+    /// The file to write (its directory is created 0755 if missing; an existing one is never changed).
+    pub path: PathBuf,
+    /// The file's mode (default 0600).
+    #[serde(default = "default_secret_mode", deserialize_with = "mode")]
+    pub mode: u32,
+    /// The file's owner.
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// The file's group.
+    #[serde(default)]
+    pub gid: Option<u32>,
+    /// Command run (with `sh -c`) after the file changed; each distinct command of the certificates and
+    /// secrets runs once per pass.
+    #[serde(default)]
+    pub reload: Option<String>,
+}
+
+fn default_secret_mode() -> u32 {
+    0o600
 }
 
 /// One certificate to keep delivered.
@@ -183,11 +228,12 @@ impl AgentConfig {
         if !(self.server.starts_with("http://") || self.server.starts_with("https://")) {
             return Err(format!("server: `{}` must be an http(s) URL", self.server));
         }
-        if self.certificates.is_empty() {
-            return Err("no [[certificate]] to deliver".into());
+        if self.certificates.is_empty() && self.secrets.is_empty() {
+            return Err("no [[certificate]] or [[secret]] to deliver".into());
         }
         let mut names = std::collections::HashSet::new();
-        let mut paths = std::collections::HashSet::new();
+        // Every file written, by its path with `.` components dropped: two entries never share a file.
+        let mut paths = std::collections::HashMap::new();
         for c in &self.certificates {
             if !names.insert(c.name.as_str()) {
                 return Err(format!("certificate `{}` is declared twice", c.name));
@@ -202,17 +248,73 @@ impl AgentConfig {
                 ));
             }
             for f in c.resolved_files() {
-                if !paths.insert(f.path.clone()) {
-                    return Err(format!(
-                        "certificate `{}`: {} is written twice",
-                        c.name,
-                        f.path.display()
-                    ));
+                let me = format!("certificate `{}`", c.name);
+                if let Some(other) = paths.insert(normalized(&f.path), me.clone()) {
+                    return Err(twice(&me, &other, &f.path));
                 }
+            }
+        }
+        let mut secret_names = std::collections::HashSet::new();
+        for s in &self.secrets {
+            castellan_core::secret_store::validate_name(&s.name)
+                .map_err(|e| format!("secret: name: {e}"))?;
+            if !secret_names.insert(s.name.as_str()) {
+                return Err(format!(
+                    "secret `{}` is declared twice (one [[secret]] per secret)",
+                    s.name
+                ));
+            }
+            check_secret_path(&s.path).map_err(|m| format!("secret `{}`: path: {m}", s.name))?;
+            if s.mode > 0o7777 {
+                return Err(format!(
+                    "secret `{}`: mode {:o} is not a file mode",
+                    s.name, s.mode
+                ));
+            }
+            let me = format!("secret `{}`", s.name);
+            if let Some(other) = paths.insert(normalized(&s.path), me.clone()) {
+                return Err(twice(&me, &other, &s.path));
             }
         }
         Ok(())
     }
+}
+
+fn twice(me: &str, other: &str, path: &Path) -> String {
+    if me == other {
+        format!("{me}: {} is written twice", path.display())
+    } else {
+        format!(
+            "{me}: {} is also written by {other}; give each its own file",
+            path.display()
+        )
+    }
+}
+
+/// `path` without `.` components, so `./a/b` and `a/./b` compare equal to `a/b`.
+fn normalized(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}
+
+/// A secret's `path` must name a file: not empty, not ending in `/`, `.` or `..`.
+fn check_secret_path(path: &Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.is_empty() {
+        return Err("is empty; give the file to write".into());
+    }
+    let last = bytes.rsplit(|b| *b == b'/').next().unwrap_or_default();
+    let names_a_file = !matches!(last, b"" | b"." | b"..");
+    if !names_a_file {
+        return Err(format!(
+            "`{}` names a directory; give the file to write, e.g. `{}/password`",
+            path.display(),
+            path.display().to_string().trim_end_matches('/')
+        ));
+    }
+    Ok(())
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -239,6 +341,17 @@ fn opt_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
         )));
     }
     Ok(Some(m))
+}
+
+fn mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    opt_mode(d).map(|m| m.unwrap_or_else(default_secret_mode))
+}
+
+/// A secret's name, checked where it is written so the error points at its line.
+fn secret_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    castellan_core::secret_store::validate_name(&s).map_err(serde::de::Error::custom)?;
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -303,5 +416,160 @@ mode = "0640"
             .expect_err("bad ttl")
             .to_string();
         assert!(err.contains("ttl") && err.contains("line 10"), "{err}");
+    }
+
+    /// GOOD plus one `[[secret]]` table (starting at line 18).
+    fn with_secret(table: &str) -> String {
+        format!("{GOOD}\n[[secret]]\n{table}")
+    }
+
+    const SECRET: &str = r#"name = "mqtt/broker-password"
+path = "/certs/broker/password"
+mode = "0640"
+uid = 1883
+gid = 1884
+reload = "kill -HUP 1"
+"#;
+
+    #[test]
+    fn a_secret_table_parses_with_every_field() {
+        let text = with_secret(SECRET).replace(
+            "credential_file = \"agent.json\"",
+            "credential_file = \"agent.json\"\nsecret_check_interval = \"30s\"",
+        );
+        let cfg = AgentConfig::from_toml("agent.toml", &text).expect("parse");
+        assert_eq!(cfg.secret_check_interval, Duration::from_secs(30));
+        assert_eq!(cfg.secrets.len(), 1);
+        let s = &cfg.secrets[0];
+        assert_eq!(s.name, "mqtt/broker-password");
+        assert_eq!(s.path, PathBuf::from("/certs/broker/password"));
+        assert_eq!((s.mode, s.uid, s.gid), (0o640, Some(1883), Some(1884)));
+        assert_eq!(s.reload.as_deref(), Some("kill -HUP 1"));
+    }
+
+    #[test]
+    fn secret_defaults_are_mode_0600_no_owner_no_reload_and_a_one_minute_check() {
+        let text = "server = \"http://127.0.0.1:8270\"\ncredential_file = \"agent.json\"\n\n[[secret]]\nname = \"db/password\"\npath = \"run/db-password\"\n";
+        let cfg = AgentConfig::from_toml("agent.toml", text).expect("a secret alone is enough");
+        assert!(cfg.certificates.is_empty());
+        assert_eq!(cfg.secret_check_interval, Duration::from_secs(60));
+        assert_eq!(cfg.ca_check_interval, Duration::from_secs(300));
+        let s = &cfg.secrets[0];
+        assert_eq!((s.mode, s.uid, s.gid), (0o600, None, None));
+        assert!(s.reload.is_none());
+        // And the certificate-only configuration has no secrets and the same default.
+        let cfg = AgentConfig::from_toml("agent.toml", GOOD).expect("parse");
+        assert!(cfg.secrets.is_empty());
+        assert_eq!(cfg.secret_check_interval, Duration::from_secs(60));
+        // Nothing at all to deliver is still an error.
+        let err = AgentConfig::from_toml(
+            "agent.toml",
+            "server = \"http://x\"\ncredential_file = \"a.json\"\n",
+        )
+        .expect_err("nothing to deliver")
+        .to_string();
+        assert!(err.contains("[[secret]]"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_secret_field_or_name_or_mode_is_named_with_its_line() {
+        let err = AgentConfig::from_toml(
+            "agent.toml",
+            &with_secret(&SECRET.replace("reload =", "reloda =")),
+        )
+        .expect_err("unknown field")
+        .to_string();
+        assert!(err.contains("reloda") && err.contains("line 24"), "{err}");
+        for bad in ["mqtt//pw", "/mqtt/pw", "mqtt/../pw", "pw with space", ""] {
+            let text = with_secret(&SECRET.replace("mqtt/broker-password", bad));
+            let err = AgentConfig::from_toml("agent.toml", &text)
+                .expect_err("bad name")
+                .to_string();
+            assert!(
+                err.contains("invalid secret name") && err.contains("line 19"),
+                "{bad}: {err}"
+            );
+        }
+        let err = AgentConfig::from_toml(
+            "agent.toml",
+            &with_secret(&SECRET.replace("\"0640\"", "\"rw-r-----\"")),
+        )
+        .expect_err("bad mode")
+        .to_string();
+        assert!(
+            err.contains("octal file mode") && err.contains("line 21"),
+            "{err}"
+        );
+        let err = AgentConfig::from_toml("agent.toml", &with_secret("path = \"/x\"\n"))
+            .expect_err("no name")
+            .to_string();
+        assert!(err.contains("missing field `name`"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_path_must_name_a_file() {
+        for bad in ["", "/certs/broker/", "secrets/", "/", ".", "a/..", "a/."] {
+            let text = with_secret(&SECRET.replace("/certs/broker/password", bad));
+            let err = AgentConfig::from_toml("agent.toml", &text)
+                .expect_err("not a file path")
+                .to_string();
+            assert!(
+                err.contains("secret `mqtt/broker-password`: path"),
+                "{bad:?}: {err}"
+            );
+        }
+        for good in [
+            "password",
+            "./password",
+            "run/secrets/pw",
+            "/run/secrets/.pw",
+        ] {
+            let text = with_secret(&SECRET.replace("/certs/broker/password", good));
+            AgentConfig::from_toml("agent.toml", &text).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+    }
+
+    #[test]
+    fn two_entries_writing_one_file_are_refused() {
+        // A secret onto a certificate's key file (`./` or not).
+        for path in ["certs/broker/server.key", "./certs/broker/server.key"] {
+            let text = with_secret(&SECRET.replace("/certs/broker/password", path));
+            let err = AgentConfig::from_toml("agent.toml", &text)
+                .expect_err("same file")
+                .to_string();
+            assert!(
+                err.contains("secret `mqtt/broker-password`")
+                    && err.contains("also written by certificate `broker`"),
+                "{err}"
+            );
+        }
+        // Two secrets onto one file.
+        let text = format!(
+            "{}\n[[secret]]\nname = \"other\"\npath = \"/certs/broker/password\"\n",
+            with_secret(SECRET)
+        );
+        let err = AgentConfig::from_toml("agent.toml", &text)
+            .expect_err("same file")
+            .to_string();
+        assert!(
+            err.contains("secret `other`")
+                && err.contains("also written by secret `mqtt/broker-password`"),
+            "{err}"
+        );
+        // One secret declared twice.
+        let text = format!(
+            "{}\n[[secret]]\nname = \"mqtt/broker-password\"\npath = \"/elsewhere\"\n",
+            with_secret(SECRET)
+        );
+        let err = AgentConfig::from_toml("agent.toml", &text)
+            .expect_err("declared twice")
+            .to_string();
+        assert!(err.contains("declared twice"), "{err}");
+        // Distinct files are fine.
+        let text = format!(
+            "{}\n[[secret]]\nname = \"other\"\npath = \"/certs/broker/other\"\n",
+            with_secret(SECRET)
+        );
+        AgentConfig::from_toml("agent.toml", &text).expect("distinct files");
     }
 }

@@ -1,14 +1,16 @@
-//! The agent's HTTP backend: client credentials → access token (cached) → the /v1/pki API.
+//! The agent's HTTP backend: client credentials → access token (cached) → the /v1/pki and /v1/secrets
+//! APIs.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use castellan_core::pki::IssueRequest;
 use castellan_server::pki::SetJson;
+use castellan_server::secrets::SecretJson;
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
-use crate::{AgentError, Backend};
+use crate::{AgentError, Backend, FetchedSecret};
 
 /// Talks to a Castellan server.
 pub struct HttpBackend {
@@ -106,38 +108,53 @@ impl HttpBackend {
         Ok(token)
     }
 
-    async fn post(&self, path: &str, body: &serde_json::Value) -> Result<SetJson, AgentError> {
+    /// Sends the request `build` makes with the access token; a 401 renews the token once.
+    async fn authorized(
+        &self,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, AgentError> {
         for attempt in 0..2 {
             let token = self.token(attempt > 0).await?;
-            let resp = self
-                .http
-                .post(format!("{}{path}", self.base))
-                .bearer_auth(token)
-                .json(body)
+            let resp = build(&token)
                 .send()
                 .await
                 .map_err(|e| self.unreachable(&e))?;
-            let status = resp.status();
-            if status == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
+            if resp.status() == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
                 continue;
             }
-            if !status.is_success() {
-                let v: serde_json::Value = resp.json().await.unwrap_or_default();
-                return Err(AgentError::Server(format!(
-                    "the server refused {path} ({status}, {}): {}",
-                    v["error"]["code"].as_str().unwrap_or("error"),
-                    v["error"]["message"].as_str().unwrap_or("no details")
-                )));
-            }
-            return resp
-                .json()
-                .await
-                .map_err(|e| AgentError::Server(format!("unreadable answer from {path}: {e}")));
+            return Ok(resp);
         }
         Err(AgentError::Server(
             "the server keeps refusing the agent's token".into(),
         ))
     }
+
+    async fn post(&self, path: &str, body: &serde_json::Value) -> Result<SetJson, AgentError> {
+        let resp = self
+            .authorized(|token| {
+                self.http
+                    .post(format!("{}{path}", self.base))
+                    .bearer_auth(token)
+                    .json(body)
+            })
+            .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            return Err(refused(path, status, &v));
+        }
+        resp.json()
+            .await
+            .map_err(|e| AgentError::Server(format!("unreadable answer from {path}: {e}")))
+    }
+}
+
+fn refused(what: &str, status: reqwest::StatusCode, v: &serde_json::Value) -> AgentError {
+    AgentError::Server(format!(
+        "the server refused {what} ({status}, {}): {}",
+        v["error"]["code"].as_str().unwrap_or("error"),
+        v["error"]["message"].as_str().unwrap_or("no details")
+    ))
 }
 
 fn root_cause(e: &reqwest::Error) -> String {
@@ -191,5 +208,73 @@ impl Backend for HttpBackend {
     async fn issue(&self, profile: &str, req: &IssueRequest) -> Result<SetJson, AgentError> {
         let body = serde_json::to_value(req).map_err(|e| AgentError::Server(e.to_string()))?;
         self.post(&format!("/v1/pki/issue/{profile}"), &body).await
+    }
+
+    async fn secret(&self, name: &str) -> Result<Option<FetchedSecret>, AgentError> {
+        // Names are checked by the configuration: `/`-separated segments of [A-Za-z0-9._-], nothing
+        // to escape in a URL path.
+        let what = format!("GET /v1/secrets/{name}");
+        let resp = self
+            .authorized(|token| {
+                self.http
+                    .get(format!("{}/v1/secrets/{name}", self.base))
+                    .bearer_auth(token)
+            })
+            .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            return match (status, v["error"]["code"].as_str()) {
+                (reqwest::StatusCode::NOT_FOUND, Some("not_found")) => Ok(None),
+                // Not the API's own answer: a server without the secrets store (or a proxy).
+                (reqwest::StatusCode::NOT_FOUND, _) => Err(AgentError::Server(format!(
+                    "the server at {} has no secrets API ({what} answered {status}); is it an older Castellan?",
+                    self.base
+                ))),
+                (reqwest::StatusCode::FORBIDDEN, _)
+                    if !v["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("secrets:read")) =>
+                {
+                    Err(AgentError::Server(format!(
+                        "{}; the agent's client needs scope secrets:read",
+                        refused(&what, status, &v)
+                    )))
+                }
+                _ => Err(refused(&what, status, &v)),
+            };
+        }
+        let body = zeroize::Zeroizing::new(
+            resp.bytes()
+                .await
+                .map_err(|e| self.unreachable(&e))?
+                .to_vec(),
+        );
+        // Only the error's position is reported: serde's message may quote a piece of the answer.
+        let mut json: SecretJson = serde_json::from_slice(&body).map_err(|e| {
+            AgentError::Server(format!(
+                "unreadable answer from {what} (not the expected JSON, line {} column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let value = json.decode();
+        {
+            use zeroize::Zeroize;
+            json.value_base64.zeroize();
+            json.value.zeroize();
+        }
+        if json.name != name {
+            return Err(AgentError::Server(format!(
+                "{what} answered with another secret (`{}`)",
+                json.name.escape_default()
+            )));
+        }
+        let value =
+            value.map_err(|e| AgentError::Server(format!("unreadable answer from {what}: {e}")))?;
+        Ok(Some(FetchedSecret {
+            version: json.version,
+            value,
+        }))
     }
 }

@@ -1,10 +1,14 @@
-//! `castellan agent`: keeps certificate files delivered and fresh.
+//! `castellan agent`: keeps certificate and secret files delivered and fresh.
 //!
 //! For each declared certificate it generates the key locally and has a CSR signed (or, when asked,
 //! lets the server generate the key), verifies the set (chain to the root, purpose, names, key match),
 //! writes it atomically with exact per-file modes and owners — never touching an existing directory —
 //! and runs the reload command once when the content changed. It renews at two thirds of the lifetime
 //! (±10% jitter), reuses valid files after a restart, and re-issues when the CA bundle changes.
+//!
+//! For each declared secret it fetches the newest version (every `secret_check_interval`), and when the
+//! file does not hold exactly those bytes writes it the same way (atomic, exact mode and owner on the
+//! file only) and runs its reload command. A secret's value never reaches a log, an error or the status.
 //!
 //! It does not run a server, store anything but the files it delivers and its status file, or decide
 //! what a certificate may contain: the profile on the server does.
@@ -23,9 +27,10 @@ use castellan_core::pki::{self, IssueRequest, KeyType, Purpose, SetPems};
 use castellan_server::files::{OutFile, write_all_atomic};
 use castellan_server::pki::SetJson;
 
-pub use config::{AgentConfig, CertSpec};
+pub use castellan_core::secret_store::SecretValue;
+pub use config::{AgentConfig, CertSpec, SecretSpec};
 pub use http::HttpBackend;
-pub use status::{CertStatus, Status};
+pub use status::{CertStatus, SecretStatus, Status};
 
 /// What went wrong, in words that say what failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +51,18 @@ pub enum AgentError {
     /// Key or CSR generation failed.
     #[error("{0}")]
     Pki(#[from] castellan_core::pki::PkiError),
+    /// A `[[secret]]` names a secret the server does not have; its file was left as it is.
+    #[error("secret `{0}` does not exist on the server; its file was left as it is")]
+    MissingSecret(String),
+}
+
+/// A secret as fetched: its version and value (`Debug` hides the value).
+#[derive(Debug, Clone)]
+pub struct FetchedSecret {
+    /// The version.
+    pub version: i64,
+    /// The value.
+    pub value: SecretValue,
 }
 
 /// Where certificates come from: the HTTP API (the agent) or the store directly (`castellan dev up`).
@@ -65,6 +82,12 @@ pub trait Backend: Send + Sync {
         profile: &str,
         req: &IssueRequest,
     ) -> impl Future<Output = Result<SetJson, AgentError>> + Send;
+    /// The newest version of the secret `name`; `None` when the server has no such secret. Needs scope
+    /// `secrets:read`.
+    fn secret(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<FetchedSecret>, AgentError>> + Send;
 }
 
 /// The result of delivering one certificate.
@@ -80,6 +103,38 @@ pub enum Delivery {
         /// Its serial.
         serial: String,
     },
+}
+
+/// The result of delivering one secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretDelivery {
+    /// The file already held exactly this version's bytes; only its mode and owner were checked.
+    Unchanged {
+        /// The version.
+        version: i64,
+    },
+    /// The file was written.
+    Written {
+        /// The version written.
+        version: i64,
+    },
+}
+
+/// What one pass did, per certificate and per secret (in the order of the configuration).
+#[derive(Debug, Default)]
+pub struct PassReport {
+    /// By certificate name.
+    pub certificates: Vec<(String, Result<Delivery, AgentError>)>,
+    /// By secret name.
+    pub secrets: Vec<(String, Result<SecretDelivery, AgentError>)>,
+}
+
+impl PassReport {
+    /// Every certificate and secret was delivered.
+    pub fn all_ok(&self) -> bool {
+        self.certificates.iter().all(|(_, r)| r.is_ok())
+            && self.secrets.iter().all(|(_, r)| r.is_ok())
+    }
 }
 
 /// Seconds since the epoch.
@@ -131,22 +186,33 @@ impl<B: Backend> Agent<B> {
         self.status.clone()
     }
 
-    /// One pass over every certificate: reuse what is valid, issue what is missing or due, write,
-    /// reload once per changed command. Returns each certificate's result.
-    pub async fn pass(&self, now: i64) -> Vec<(String, Result<Delivery, AgentError>)> {
-        let bundle = self.backend.ca_bundle().await;
-        let mut results = Vec::new();
+    /// One pass over every certificate and secret: reuse what is valid, issue what is missing or due,
+    /// fetch every secret and write what changed, reload once per changed command. One entry's failure
+    /// never stops the others. Returns each certificate's and secret's result.
+    pub async fn pass(&self, now: i64) -> PassReport {
+        let mut results = PassReport::default();
         let mut reloads: BTreeSet<String> = BTreeSet::new();
-        for spec in &self.cfg.certificates {
-            let r = match &bundle {
-                Ok(b) => self.deliver(spec, b, now).await,
-                Err(e) => Err(AgentError::Server(e.to_string())),
-            };
-            if let (Ok(Delivery::Issued { .. }), Some(cmd)) = (&r, &spec.reload) {
+        if !self.cfg.certificates.is_empty() {
+            let bundle = self.backend.ca_bundle().await;
+            for spec in &self.cfg.certificates {
+                let r = match &bundle {
+                    Ok(b) => self.deliver(spec, b, now).await,
+                    Err(e) => Err(AgentError::Server(e.to_string())),
+                };
+                if let (Ok(Delivery::Issued { .. }), Some(cmd)) = (&r, &spec.reload) {
+                    reloads.insert(cmd.clone());
+                }
+                self.record(spec, &r, now);
+                results.certificates.push((spec.name.clone(), r));
+            }
+        }
+        for spec in &self.cfg.secrets {
+            let r = self.deliver_secret(spec).await;
+            if let (Ok(SecretDelivery::Written { .. }), Some(cmd)) = (&r, &spec.reload) {
                 reloads.insert(cmd.clone());
             }
-            self.record(spec, &r, now);
-            results.push((spec.name.clone(), r));
+            self.record_secret(spec, &r, now);
+            results.secrets.push((spec.name.clone(), r));
         }
         // Debounced: each distinct reload command runs once per pass, after every file is in place.
         for cmd in reloads {
@@ -190,11 +256,41 @@ impl<B: Backend> Agent<B> {
         }
     }
 
-    /// When the next pass should run: the earliest renewal, the next CA check, or a back-off.
+    fn record_secret(&self, spec: &SecretSpec, r: &Result<SecretDelivery, AgentError>, now: i64) {
+        if let Ok(mut s) = self.status.lock() {
+            let e = s.secrets.entry(spec.name.clone()).or_default();
+            e.path = Some(spec.path.display().to_string());
+            match r {
+                Ok(d) => {
+                    let (SecretDelivery::Unchanged { version }
+                    | SecretDelivery::Written { version }) = d;
+                    e.version = Some(*version);
+                    e.last_success = Some(now);
+                    e.last_error = None;
+                    e.consecutive_failures = 0;
+                    if matches!(d, SecretDelivery::Written { .. }) {
+                        e.written += 1;
+                    }
+                }
+                Err(err) => {
+                    e.last_error = Some(err.to_string());
+                    e.last_error_at = Some(now);
+                    e.consecutive_failures += 1;
+                }
+            }
+        }
+    }
+
+    /// When the next pass should run: the earliest renewal, the next CA check, the next secret check,
+    /// or a back-off.
     pub fn next_wake(&self, now: i64) -> Duration {
-        let ca = self.cfg.ca_check_interval;
-        let Ok(s) = self.status.lock() else { return ca };
-        let mut wake = ca;
+        let mut wake = self.cfg.ca_check_interval;
+        if !self.cfg.secrets.is_empty() {
+            wake = wake.min(self.cfg.secret_check_interval);
+        }
+        let Ok(s) = self.status.lock() else {
+            return wake.max(Duration::from_millis(200));
+        };
         for spec in &self.cfg.certificates {
             let Some(c) = s.certificates.get(&spec.name) else {
                 return Duration::from_secs(1);
@@ -207,7 +303,44 @@ impl<B: Backend> Agent<B> {
                 ));
             }
         }
+        for spec in &self.cfg.secrets {
+            let Some(st) = s.secrets.get(&spec.name) else {
+                return Duration::from_secs(1);
+            };
+            if st.consecutive_failures > 0 {
+                wake = wake.min(backoff(st.consecutive_failures - 1));
+            }
+        }
         wake.max(Duration::from_millis(200))
+    }
+
+    /// Fetches the secret and makes its file hold exactly its bytes, with the configured mode and
+    /// owner. A missing secret or a failed write leaves the file as it was.
+    async fn deliver_secret(&self, spec: &SecretSpec) -> Result<SecretDelivery, AgentError> {
+        let fetched = self
+            .backend
+            .secret(&spec.name)
+            .await?
+            .ok_or_else(|| AgentError::MissingSecret(spec.name.clone()))?;
+        let owner = (spec.uid.is_some() || spec.gid.is_some()).then_some((spec.uid, spec.gid));
+        let bytes = fetched.value.expose();
+        if holds_exactly(&spec.path, bytes) {
+            fix_file(&spec.path, spec.mode, spec.uid, spec.gid);
+            return Ok(SecretDelivery::Unchanged {
+                version: fetched.version,
+            });
+        }
+        write_all_atomic(&[OutFile {
+            path: spec.path.clone(),
+            bytes,
+            mode: spec.mode,
+            owner,
+        }])
+        .map_err(|e| AgentError::Write(format!("{}: {e}", spec.path.display())))?;
+        tracing::info!(secret = %spec.name, version = fetched.version, path = %spec.path.display(), "delivered a new secret version");
+        Ok(SecretDelivery::Written {
+            version: fetched.version,
+        })
     }
 
     async fn deliver(
@@ -346,20 +479,37 @@ fn write_set(spec: &CertSpec, set: &SetJson) -> Result<(), AgentError> {
 
 /// Puts modes and owners right on reused files (files only, never the directory).
 fn fix_modes(spec: &CertSpec) {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     for f in spec.resolved_files() {
-        let Ok(meta) = std::fs::metadata(&f.path) else {
-            continue;
-        };
-        if meta.permissions().mode() & 0o7777 != f.mode {
-            let _ = std::fs::set_permissions(&f.path, std::fs::Permissions::from_mode(f.mode));
-        }
-        let wrong_owner =
-            f.uid.is_some_and(|u| u != meta.uid()) || f.gid.is_some_and(|g| g != meta.gid());
-        if wrong_owner {
-            let _ = std::os::unix::fs::chown(&f.path, f.uid, f.gid);
-        }
+        fix_file(&f.path, f.mode, f.uid, f.gid);
     }
+}
+
+/// Puts one existing file's mode and owner right (the file only, never its directory).
+fn fix_file(path: &std::path::Path, mode: u32, uid: Option<u32>, gid: Option<u32>) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    if meta.permissions().mode() & 0o7777 != mode {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    }
+    let wrong_owner = uid.is_some_and(|u| u != meta.uid()) || gid.is_some_and(|g| g != meta.gid());
+    if wrong_owner {
+        let _ = std::os::unix::fs::chown(path, uid, gid);
+    }
+}
+
+/// `path` is a regular file holding exactly `bytes` (read only when the size matches).
+fn holds_exactly(path: &std::path::Path, bytes: &[u8]) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    if !meta.is_file() || meta.len() != bytes.len() as u64 {
+        return false;
+    }
+    std::fs::read(path)
+        .map(zeroize::Zeroizing::new)
+        .is_ok_and(|on_disk| on_disk.as_slice() == bytes)
 }
 
 async fn run_reload(cmd: &str) {
@@ -389,4 +539,295 @@ pub async fn serve_metrics(
     );
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::Path;
+
+    /// Secrets from a map; no PKI (these tests declare no certificate).
+    #[derive(Default)]
+    struct Fake {
+        secrets: Mutex<HashMap<String, (i64, Vec<u8>)>>,
+        fail: Mutex<Option<String>>,
+    }
+
+    impl Fake {
+        fn put(&self, name: &str, value: &[u8]) {
+            let mut m = self.secrets.lock().expect("lock");
+            let v = m.get(name).map_or(1, |(v, _)| v + 1);
+            m.insert(name.to_owned(), (v, value.to_vec()));
+        }
+    }
+
+    impl Backend for Fake {
+        async fn ca_bundle(&self) -> Result<String, AgentError> {
+            Err(AgentError::Server("no PKI in this test".into()))
+        }
+        async fn sign(&self, _: &str, _: &str, _: &IssueRequest) -> Result<SetJson, AgentError> {
+            Err(AgentError::Server("no PKI in this test".into()))
+        }
+        async fn issue(&self, _: &str, _: &IssueRequest) -> Result<SetJson, AgentError> {
+            Err(AgentError::Server("no PKI in this test".into()))
+        }
+        async fn secret(&self, name: &str) -> Result<Option<FetchedSecret>, AgentError> {
+            if let Some(e) = self.fail.lock().expect("lock").clone() {
+                return Err(AgentError::Server(e));
+            }
+            Ok(self
+                .secrets
+                .lock()
+                .expect("lock")
+                .get(name)
+                .map(|(version, v)| FetchedSecret {
+                    version: *version,
+                    value: SecretValue::new(zeroize::Zeroizing::new(v.clone())),
+                }))
+        }
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).expect("meta").permissions().mode() & 0o7777
+    }
+
+    fn config(d: &Path, secrets: &str) -> AgentConfig {
+        let text = format!(
+            "server = \"http://127.0.0.1:1\"\ncredential_file = \"x.json\"\nstatus_file = \"{}\"\nsecret_check_interval = \"45s\"\n{secrets}",
+            d.join("status.json").display()
+        );
+        AgentConfig::from_toml("agent.toml", &text).expect("config")
+    }
+
+    const VALUE: &[u8] = b"\x00s3cr3t-\xffvalue";
+
+    #[tokio::test]
+    async fn secrets_are_written_exactly_once_per_change_and_reloaded_once_per_command() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let existing = d.join("existing");
+        std::fs::create_dir(&existing).expect("mkdir");
+        std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+        let log = d.join("reloads.log");
+        let reload = format!("echo reload >> {}", log.display());
+        let cfg = config(
+            d,
+            &format!(
+                "[[secret]]\nname = \"a/pw\"\npath = \"{0}/existing/pw\"\nmode = \"0640\"\nreload = \"{reload}\"\n\
+                 [[secret]]\nname = \"b\"\npath = \"{0}/new/dir/b\"\nreload = \"{reload}\"\n",
+                d.display()
+            ),
+        );
+        let fake = Fake::default();
+        fake.put("a/pw", VALUE);
+        fake.put("b", b"bee");
+        let agent = Agent::new(cfg, fake);
+        let reloads = || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+
+        let r = agent.pass(100).await;
+        assert!(
+            r.certificates.is_empty(),
+            "no CA fetch without certificates"
+        );
+        assert_eq!(
+            r.secrets
+                .iter()
+                .map(|(n, r)| (n.as_str(), r.as_ref().ok().cloned()))
+                .collect::<Vec<_>>(),
+            [
+                ("a/pw", Some(SecretDelivery::Written { version: 1 })),
+                ("b", Some(SecretDelivery::Written { version: 1 }))
+            ]
+        );
+        let pw = existing.join("pw");
+        assert_eq!(std::fs::read(&pw).expect("read"), VALUE);
+        assert_eq!(mode(&pw), 0o640);
+        assert_eq!(
+            mode(&existing),
+            0o750,
+            "an existing directory is never changed"
+        );
+        assert_eq!(
+            mode(&d.join("new/dir")),
+            0o755,
+            "a missing one is created 0755"
+        );
+        assert_eq!(mode(&d.join("new/dir/b")), 0o600, "the default mode");
+        assert_eq!(reloads(), 1, "one shared command runs once per pass");
+
+        // Nothing changed: no write (same inode), no reload; a wrong mode is put right.
+        let inode = std::fs::metadata(&pw).expect("meta").ino();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let r = agent.pass(200).await;
+        assert!(
+            r.secrets
+                .iter()
+                .all(|(_, r)| matches!(r, Ok(SecretDelivery::Unchanged { version: 1 }))),
+            "{r:?}"
+        );
+        assert_eq!(std::fs::metadata(&pw).expect("meta").ino(), inode);
+        assert_eq!(mode(&pw), 0o640);
+        assert_eq!(reloads(), 1);
+
+        // A new version of one secret: that file is rewritten and the command runs once more.
+        agent.backend.put("a/pw", b"second");
+        let r = agent.pass(300).await;
+        assert!(matches!(
+            r.secrets[0].1,
+            Ok(SecretDelivery::Written { version: 2 })
+        ));
+        assert!(matches!(
+            r.secrets[1].1,
+            Ok(SecretDelivery::Unchanged { version: 1 })
+        ));
+        assert_eq!(std::fs::read(&pw).expect("read"), b"second");
+        assert_eq!(mode(&pw), 0o640);
+        assert_eq!(reloads(), 2);
+
+        // A file changed on disk behind the agent's back (same size too) is put back.
+        std::fs::write(&pw, b"SECOND").expect("tamper");
+        let r = agent.pass(400).await;
+        assert!(matches!(
+            r.secrets[0].1,
+            Ok(SecretDelivery::Written { version: 2 })
+        ));
+        assert_eq!(std::fs::read(&pw).expect("read"), b"second");
+
+        let st = agent.status();
+        let st = st.lock().expect("lock");
+        let a = &st.secrets["a/pw"];
+        assert_eq!(
+            (a.version, a.last_success, a.written, a.consecutive_failures),
+            (Some(2), Some(400), 3, 0)
+        );
+        assert_eq!(a.path.as_deref(), Some(pw.to_str().expect("utf-8")));
+        assert_eq!(st.secrets["b"].written, 1);
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_failing_secret_leaves_its_file_and_the_others_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let cfg = config(
+            d,
+            &format!(
+                "[[secret]]\nname = \"gone\"\npath = \"{0}/gone\"\nreload = \"touch {0}/reloaded\"\n\
+                 [[secret]]\nname = \"here\"\npath = \"{0}/here\"\n",
+                d.display()
+            ),
+        );
+        std::fs::write(d.join("gone"), b"old contents").expect("old file");
+        std::fs::set_permissions(d.join("gone"), std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        let fake = Fake::default();
+        fake.put("here", VALUE);
+        let agent = Agent::new(cfg, fake);
+        let r = agent.pass(100).await;
+        assert!(!r.all_ok());
+        let err = r.secrets[0].1.as_ref().expect_err("missing").to_string();
+        assert!(
+            err.contains("secret `gone` does not exist on the server"),
+            "{err}"
+        );
+        assert!(matches!(
+            r.secrets[1].1,
+            Ok(SecretDelivery::Written { version: 1 })
+        ));
+        assert_eq!(
+            std::fs::read(d.join("gone")).expect("read"),
+            b"old contents"
+        );
+        assert_eq!(mode(&d.join("gone")), 0o644, "not even its mode is touched");
+        assert!(!d.join("reloaded").exists(), "no reload for a failed entry");
+        assert_eq!(std::fs::read(d.join("here")).expect("read"), VALUE);
+
+        // The status file names the failure; no value appears in it.
+        let text = std::fs::read(d.join("status.json")).expect("status file");
+        let st: serde_json::Value = serde_json::from_slice(&text).expect("json");
+        assert_eq!(st["secrets"]["gone"]["consecutive_failures"], 1);
+        assert!(
+            st["secrets"]["gone"]["last_error"]
+                .as_str()
+                .expect("error")
+                .contains("does not exist")
+        );
+        assert_eq!(st["secrets"]["here"]["version"], 1);
+        assert!(st["secrets"]["here"]["last_error"].is_null());
+        assert!(
+            !text.windows(VALUE.len()).any(|w| w == VALUE)
+                && !String::from_utf8_lossy(&text).contains("s3cr3t"),
+            "no value in the status file"
+        );
+
+        // Failing secrets make the next pass come soon (back-off), then every secret_check_interval.
+        assert!(agent.next_wake(100) <= Duration::from_secs(1));
+        agent.backend.put("gone", b"back");
+        let r = agent.pass(200).await;
+        assert!(r.all_ok(), "{r:?}");
+        assert_eq!(std::fs::read(d.join("gone")).expect("read"), b"back");
+        assert_eq!(mode(&d.join("gone")), 0o600);
+        assert!(d.join("reloaded").exists());
+        assert_eq!(agent.next_wake(200), Duration::from_secs(45));
+
+        // A server error is that entry's error too, and the files stay.
+        *agent.backend.fail.lock().expect("lock") = Some("server down".into());
+        let r = agent.pass(300).await;
+        assert!(r.secrets.iter().all(|(_, r)| r.is_err()));
+        assert_eq!(std::fs::read(d.join("here")).expect("read"), VALUE);
+        let st = agent.status();
+        let st = st.lock().expect("lock");
+        assert_eq!(st.secrets["here"].consecutive_failures, 1);
+        assert_eq!(
+            st.secrets["here"].version,
+            Some(1),
+            "the version the file holds"
+        );
+        assert_eq!(st.secrets["gone"].consecutive_failures, 1);
+    }
+
+    #[test]
+    fn secret_metrics_have_a_secret_label_and_certificate_lines_are_unchanged() {
+        let mut st = Status::default();
+        st.certificates.insert(
+            "broker".into(),
+            CertStatus {
+                not_after: Some(10),
+                ..CertStatus::default()
+            },
+        );
+        let before = st.prometheus();
+        assert!(
+            !before.contains("secret"),
+            "no secret lines without secrets"
+        );
+        st.secrets.insert(
+            "mqtt/pw".into(),
+            SecretStatus {
+                version: Some(3),
+                last_success: Some(50),
+                consecutive_failures: 2,
+                last_error: Some("x".into()),
+                written: 1,
+                ..SecretStatus::default()
+            },
+        );
+        let text = st.prometheus();
+        assert!(text.starts_with(&before), "{text}");
+        for line in [
+            "castellan_agent_secret_version{secret=\"mqtt/pw\"} 3",
+            "castellan_agent_secret_last_success_timestamp_seconds{secret=\"mqtt/pw\"} 50",
+            "castellan_agent_secret_last_pass_failed{secret=\"mqtt/pw\"} 1",
+            "castellan_agent_secret_consecutive_failures{secret=\"mqtt/pw\"} 2",
+            "castellan_agent_secret_written{secret=\"mqtt/pw\"} 1",
+            "# TYPE castellan_agent_secret_version gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
 }

@@ -1,5 +1,6 @@
-//! The agent's status: per certificate expiry, last success and last error — as a JSON file and as
-//! Prometheus metrics.
+//! The agent's status: per certificate expiry, last success and last error, per secret the version
+//! delivered, last success and last error — as a JSON file and as Prometheus metrics. Never a secret's
+//! value: names and versions only.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -28,11 +29,33 @@ pub struct CertStatus {
     pub issued: u64,
 }
 
-/// Every certificate's status.
+/// One secret's status (never its value).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SecretStatus {
+    /// The file it is delivered to.
+    pub path: Option<String>,
+    /// The version the file holds, as of the last successful pass.
+    pub version: Option<i64>,
+    /// Last successful pass.
+    pub last_success: Option<i64>,
+    /// Last error, if the last pass failed.
+    pub last_error: Option<String>,
+    /// When it failed.
+    pub last_error_at: Option<i64>,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// Times this process wrote the file.
+    pub written: u64,
+}
+
+/// Every certificate's and secret's status.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Status {
     /// By certificate name.
     pub certificates: BTreeMap<String, CertStatus>,
+    /// By secret name.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretStatus>,
 }
 
 impl Status {
@@ -82,6 +105,46 @@ impl Status {
             "castellan_agent_issued",
             "Certificates issued by this agent process.",
             &|s| Some(s.issued as f64),
+        );
+        let mut metric = |name: &str, help: &str, value: &dyn Fn(&SecretStatus) -> Option<f64>| {
+            if self.secrets.is_empty() {
+                return;
+            }
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (secret, s) in &self.secrets {
+                if let Some(v) = value(s) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{secret=\"{}\"}} {v}",
+                        secret.replace(['"', '\\', '\n'], "_")
+                    );
+                }
+            }
+        };
+        metric(
+            "castellan_agent_secret_version",
+            "Version of the secret the file holds.",
+            &|s| s.version.map(|v| v as f64),
+        );
+        metric(
+            "castellan_agent_secret_last_success_timestamp_seconds",
+            "Last successful delivery pass for the secret.",
+            &|s| s.last_success.map(|v| v as f64),
+        );
+        metric(
+            "castellan_agent_secret_last_pass_failed",
+            "1 when the last pass for the secret failed.",
+            &|s| Some(if s.last_error.is_some() { 1.0 } else { 0.0 }),
+        );
+        metric(
+            "castellan_agent_secret_consecutive_failures",
+            "Failed passes for the secret since its last success.",
+            &|s| Some(f64::from(s.consecutive_failures)),
+        );
+        metric(
+            "castellan_agent_secret_written",
+            "Times this agent process wrote the secret's file.",
+            &|s| Some(s.written as f64),
         );
         out
     }

@@ -5,13 +5,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use castellan_agent::{Agent, AgentConfig, AgentError, Backend, Delivery, HttpBackend, unix_now};
+use castellan_agent::{
+    Agent, AgentConfig, AgentError, Backend, Delivery, FetchedSecret, HttpBackend, PassReport,
+    SecretDelivery, unix_now,
+};
 use castellan_core::envelope::MasterKey;
 use castellan_core::keys::Alg;
 use castellan_core::pki::{IssueRequest, Profiles};
 use castellan_server::config::Config;
 use castellan_server::pki::{self as svc, LoadedCa, SetJson};
-use castellan_server::service::{self, InitOptions};
+use castellan_server::service::{self, InitOptions, ServiceError};
 use castellan_store::Store;
 use clap::{Args, Subcommand};
 
@@ -19,10 +22,10 @@ use crate::common;
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The agent configuration (TOML): server, credential_file and [[certificate]] entries.
+    /// The agent configuration (TOML): server, credential_file, [[certificate]] and [[secret]] entries.
     #[arg(long)]
     config: PathBuf,
-    /// One pass, then exit: status 0 when every certificate is delivered, 1 otherwise.
+    /// One pass, then exit: status 0 when every certificate and secret is delivered, 1 otherwise.
     #[arg(long)]
     once: bool,
     /// Log format.
@@ -45,9 +48,8 @@ fn init_logging(json: bool) {
     };
 }
 
-fn report(results: &[(String, Result<Delivery, AgentError>)]) -> bool {
-    let mut ok = true;
-    for (name, r) in results {
+fn report(results: &PassReport) -> bool {
+    for (name, r) in &results.certificates {
         match r {
             Ok(Delivery::Reused { serial }) => {
                 println!("{name}: valid files reused (serial {serial})")
@@ -55,13 +57,22 @@ fn report(results: &[(String, Result<Delivery, AgentError>)]) -> bool {
             Ok(Delivery::Issued { serial }) => {
                 println!("{name}: issued and written (serial {serial})")
             }
-            Err(e) => {
-                ok = false;
-                eprintln!("error: {name}: {e}");
-            }
+            Err(e) => eprintln!("error: {name}: {e}"),
         }
     }
-    ok
+    // Names and versions only: a secret's value is never printed.
+    for (name, r) in &results.secrets {
+        match r {
+            Ok(SecretDelivery::Unchanged { version }) => {
+                println!("secret {name}: file up to date (version {version})")
+            }
+            Ok(SecretDelivery::Written { version }) => {
+                println!("secret {name}: written (version {version})")
+            }
+            Err(e) => eprintln!("error: secret {name}: {e}"),
+        }
+    }
+    results.all_ok()
 }
 
 pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
@@ -88,9 +99,15 @@ pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
-        for (name, r) in agent.pass(unix_now()).await {
+        let results = agent.pass(unix_now()).await;
+        for (name, r) in results.certificates {
             if let Err(e) = r {
                 tracing::warn!(certificate = %name, error = %e, "delivery failed");
+            }
+        }
+        for (name, r) in results.secrets {
+            if let Err(e) = r {
+                tracing::warn!(secret = %name, error = %e, "delivery failed");
             }
         }
         let wake = agent.next_wake(unix_now());
@@ -187,9 +204,10 @@ fn load_dev_config(path: &Path) -> Result<DevConfig> {
     Ok(cfg)
 }
 
-/// Issues straight from the store (no server needed): what `dev up` uses.
+/// Issues and reads secrets straight from the store (no server needed): what `dev up` uses.
 struct LocalBackend {
     store: Store,
+    master: MasterKey,
     ca: LoadedCa,
     profiles: Profiles,
 }
@@ -229,6 +247,16 @@ impl Backend for LocalBackend {
         .await
         .map(|s| SetJson::from(&s))
         .map_err(|e| AgentError::Server(e.to_string()))
+    }
+    async fn secret(&self, name: &str) -> Result<Option<FetchedSecret>, AgentError> {
+        match castellan_server::secrets::get(&self.store, &self.master, name, None).await {
+            Ok(s) => Ok(Some(FetchedSecret {
+                version: s.meta.version,
+                value: s.value,
+            })),
+            Err(ServiceError::NotFound(_)) => Ok(None),
+            Err(e) => Err(AgentError::Server(e.to_string())),
+        }
     }
 }
 
@@ -331,7 +359,9 @@ async fn dev_up(config: &Path) -> Result<ExitCode> {
             status_file: None,
             listen: None,
             ca_check_interval: Duration::from_secs(300),
+            secret_check_interval: castellan_agent::config::default_secret_check(),
             certificates: dev.certificates.clone(),
+            secrets: Vec::new(),
         };
         agent_cfg
             .validate()
@@ -340,6 +370,7 @@ async fn dev_up(config: &Path) -> Result<ExitCode> {
             ca: svc::load_ca(&store, &master, None).await?,
             profiles: cfg.profiles()?,
             store: store.clone(),
+            master,
         };
         let agent = Agent::new(agent_cfg, backend);
         if !report(&agent.pass(unix_now()).await) {

@@ -1,5 +1,6 @@
 //! Issue 5: `castellan agent` end to end against a running server, a real Mosquitto broker on the files
-//! it writes, failure behaviour, and `castellan dev up` twice on one directory.
+//! it writes, failure behaviour, and `castellan dev up` twice on one directory; and secrets delivered
+//! to files by the same agent.
 
 mod pki_support;
 mod support;
@@ -22,20 +23,16 @@ fn mode(p: &Path) -> u32 {
 
 /// An initialized store, a client with scope pki:issue in `agent.json`, and a running server.
 fn setup(dir: &Path) -> Server {
+    setup_with_scopes(dir, &["pki:issue"])
+}
+
+/// An initialized store, a client with `scopes` in `agent.json`, and a running server.
+fn setup_with_scopes(dir: &Path, scopes: &[&str]) -> Server {
     ok(&["init", "--data-dir", "d"], dir);
-    let cred = ok(
-        &[
-            "client",
-            "create",
-            "agent",
-            "--scope",
-            "pki:issue",
-            "--json",
-            "--data-dir",
-            "d",
-        ],
-        dir,
-    );
+    let mut args = vec!["client", "create", "agent", "--scope"];
+    args.extend_from_slice(scopes);
+    args.extend_from_slice(&["--json", "--data-dir", "d"]);
+    let cred = ok(&args, dir);
     std::fs::write(dir.join("agent.json"), cred).expect("credential");
     Server::start(&["--data-dir", "d"], dir)
 }
@@ -473,4 +470,251 @@ fn a_ca_change_reaches_the_consumers() {
         "the new leaf chains to the imported CA's root: {}",
         String::from_utf8_lossy(&v.stdout)
     );
+}
+
+// ---- secrets --------------------------------------------------------------------------------------
+
+/// `PUT /v1/secrets/{name}` with `value_base64`, as the admin; returns the version written.
+fn put_secret(url: &str, admin_token: &str, name: &str, value: &[u8]) -> i64 {
+    use base64::Engine;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let body = serde_json::json!({
+        "value_base64": base64::engine::general_purpose::STANDARD.encode(value)
+    });
+    let (status, v) = rt.block_on(async {
+        let r = ::reqwest::Client::new()
+            .put(format!("{url}/v1/secrets/{name}"))
+            .bearer_auth(admin_token)
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT secret");
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.expect("JSON"))
+    });
+    assert_eq!(status, 200, "{v}");
+    v["version"].as_i64().expect("version")
+}
+
+fn inode(p: &Path) -> u64 {
+    std::fs::metadata(p).expect("meta").ino()
+}
+
+fn lines(p: &Path) -> usize {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+#[test]
+fn the_agent_delivers_secrets_exactly_once_per_version_and_never_shows_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let s = setup_with_scopes(d, &["pki:issue", "secrets:read"]);
+    let (admin_id, admin_secret) =
+        credential(&std::fs::read_to_string(d.join("d/admin-credential.json")).expect("admin"));
+    let admin = token(&s.url, &admin_id, &admin_secret);
+    // Binary values (a NUL byte, invalid UTF-8) with a marker to look for in every output.
+    let value = |n: u32| -> Vec<u8> {
+        [
+            &[0x00, 0xff, 0x01][..],
+            format!("agent-secret-marker-{n}-e7c1").as_bytes(),
+        ]
+        .concat()
+    };
+    assert_eq!(
+        put_secret(&s.url, &admin, "mqtt/broker-password", &value(1)),
+        1
+    );
+
+    // The secret goes into a directory that already exists with mode 0750.
+    std::fs::create_dir_all(d.join("certs/broker")).expect("mkdir");
+    std::fs::set_permissions(
+        d.join("certs/broker"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .expect("chmod");
+    let secret_table = r#"
+[[secret]]
+name = "mqtt/broker-password"
+path = "certs/broker/password"
+mode = "0640"
+reload = "echo reloaded >> reloads.log"
+"#;
+    let config = format!("{}{secret_table}", agent_toml(&s.url, ""));
+    std::fs::write(d.join("agent.toml"), &config).expect("config");
+    let mut outputs: Vec<String> = Vec::new();
+    let mut agent_once = |expect_ok: bool| -> (String, String) {
+        let out = run(&["agent", "--config", "agent.toml", "--once"], d);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(if expect_ok { 0 } else { 1 }),
+            "{stdout}\n{stderr}"
+        );
+        outputs.push(stdout.clone());
+        outputs.push(stderr.clone());
+        outputs.push(std::fs::read_to_string(d.join("status.json")).expect("status file"));
+        (stdout, stderr)
+    };
+    let pw = d.join("certs/broker/password");
+    let reloads = d.join("reloads.log");
+
+    let (out, _) = agent_once(true);
+    assert!(
+        out.contains("secret mqtt/broker-password: written (version 1)")
+            && out.contains("broker: issued"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&pw).expect("read"), value(1));
+    assert_eq!(
+        mode(&pw),
+        0o640,
+        "the file's mode is exactly the one asked for"
+    );
+    assert_eq!(
+        mode(&d.join("certs/broker")),
+        0o750,
+        "the directory is untouched"
+    );
+    assert_eq!(lines(&reloads), 1, "the reload command ran once");
+    let st = status(d);
+    assert_eq!(st["secrets"]["mqtt/broker-password"]["version"], 1);
+    assert!(st["secrets"]["mqtt/broker-password"]["last_error"].is_null());
+
+    // Again with no change: the file is not rewritten and nothing is reloaded.
+    let ino = inode(&pw);
+    let (out, _) = agent_once(true);
+    assert!(
+        out.contains("secret mqtt/broker-password: file up to date (version 1)"),
+        "{out}"
+    );
+    assert_eq!(inode(&pw), ino, "not rewritten");
+    assert_eq!(lines(&reloads), 1, "no reload without a change");
+
+    // A new version: new bytes, same mode, one more reload.
+    assert_eq!(
+        put_secret(&s.url, &admin, "mqtt/broker-password", &value(2)),
+        2
+    );
+    let (out, _) = agent_once(true);
+    assert!(
+        out.contains("secret mqtt/broker-password: written (version 2)"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&pw).expect("read"), value(2));
+    assert_eq!(mode(&pw), 0o640);
+    assert_eq!(mode(&d.join("certs/broker")), 0o750);
+    assert_eq!(lines(&reloads), 2);
+
+    // A [[secret]] naming a secret the server does not have: that entry fails (exit 1, like a failed
+    // certificate), its existing file is left as it is, and every other entry is still delivered —
+    // including a new version of the first secret in the same pass.
+    let missing = d.join("certs/app/missing-password");
+    std::fs::create_dir_all(d.join("certs/app")).expect("mkdir");
+    std::fs::write(&missing, b"the old value stays").expect("old file");
+    std::fs::set_permissions(&missing, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let missing_ino = inode(&missing);
+    std::fs::write(
+        d.join("agent.toml"),
+        format!(
+            "{config}\n[[secret]]\nname = \"mqtt/not-there\"\npath = \"certs/app/missing-password\"\nreload = \"echo missing >> missing-reloads.log\"\n"
+        ),
+    )
+    .expect("config");
+    assert_eq!(
+        put_secret(&s.url, &admin, "mqtt/broker-password", &value(3)),
+        3
+    );
+    let (out, err) = agent_once(false);
+    assert!(
+        err.contains("secret mqtt/not-there")
+            && err.contains("secret `mqtt/not-there` does not exist on the server"),
+        "{err}"
+    );
+    assert!(
+        out.contains("secret mqtt/broker-password: written (version 3)")
+            && out.contains("broker: valid files reused")
+            && out.contains("app: valid files reused"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&pw).expect("read"), value(3));
+    assert_eq!(lines(&reloads), 3);
+    assert_eq!(
+        std::fs::read(&missing).expect("read"),
+        b"the old value stays"
+    );
+    assert_eq!(
+        inode(&missing),
+        missing_ino,
+        "the missing secret's file is not replaced"
+    );
+    assert_eq!(mode(&missing), 0o644, "nor its mode changed");
+    assert!(
+        !d.join("missing-reloads.log").exists(),
+        "no reload for a failed entry"
+    );
+    let st = status(d);
+    let gone = &st["secrets"]["mqtt/not-there"];
+    assert!(
+        gone["last_error"]
+            .as_str()
+            .expect("error")
+            .contains("does not exist on the server"),
+        "{gone}"
+    );
+    assert_eq!(gone["consecutive_failures"], 1);
+    assert_eq!(st["secrets"]["mqtt/broker-password"]["version"], 3);
+    assert!(st["certificates"]["broker"]["last_error"].is_null());
+
+    // No value, in any form, in anything the agent printed or wrote besides the secret's file.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for n in 1..=3 {
+        let marker = format!("agent-secret-marker-{n}");
+        let encoded = b64.encode(value(n));
+        for text in &outputs {
+            assert!(
+                !text.contains(&marker) && !text.contains(&encoded),
+                "secret {n} leaked into: {text}"
+            );
+        }
+    }
+    assert_eq!(
+        outputs.len(),
+        12,
+        "four runs, each with stdout, stderr and a status file"
+    );
+}
+
+#[test]
+fn a_client_without_secrets_read_is_told_which_scope_it_needs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let s = setup(d);
+    let config = format!(
+        "{}\n[[secret]]\nname = \"db/password\"\npath = \"run/db-password\"\n",
+        agent_toml(&s.url, "")
+    );
+    std::fs::write(d.join("agent.toml"), config).expect("config");
+    let out = run(&["agent", "--config", "agent.toml", "--once"], d);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("secret db/password") && err.contains("secrets:read"),
+        "{err}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("broker: issued"),
+        "certificates still delivered: {stdout}"
+    );
+    assert!(!d.join("run").exists(), "nothing written for the secret");
 }
