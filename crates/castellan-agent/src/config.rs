@@ -319,11 +319,15 @@ fn check_secret_path(path: &Path) -> Result<(), String> {
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(s.trim()).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "`{s}` is not a duration like 90s, 15m or 24h ({e})"
-        ))
-    })
+    let parsed = castellan_server::config::parse_duration(&s).map_err(serde::de::Error::custom)?;
+    // Lifetimes and intervals count whole seconds: `0s` or `500ms` would be a zero TTL (refused at
+    // issuance) or a busy loop.
+    if parsed.as_secs() == 0 {
+        return Err(serde::de::Error::custom(format!(
+            "`{s}` is shorter than 1s"
+        )));
+    }
+    Ok(parsed)
 }
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -332,15 +336,11 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
 
 fn opt_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     let s = String::deserialize(d)?;
-    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| {
-        serde::de::Error::custom(format!("`{s}` is not an octal file mode like \"0640\""))
-    })?;
-    if m > 0o7777 {
-        return Err(serde::de::Error::custom(format!(
-            "`{s}` is not a file mode"
-        )));
-    }
-    Ok(Some(m))
+    castellan_server::files::parse_mode(&s)
+        .map(Some)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("`{s}` is not an octal file mode like \"0640\""))
+        })
 }
 
 fn mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {

@@ -23,6 +23,16 @@ pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Reads an octal file mode as people write it: `640`, `0640` or `0o640`; digits 0-7 only (no sign,
+/// one prefix at most), at most `0o7777`.
+pub fn parse_mode(s: &str) -> Option<u32> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o7777)
+}
+
 /// One file of a set to write.
 #[derive(Debug)]
 pub struct OutFile<'a> {
@@ -150,5 +160,22 @@ mod tests {
         let fresh = root.path().join("a/b");
         write_atomic(&fresh.join("x"), b"x", 0o644, None).expect("write");
         assert_eq!(mode(&fresh), 0o755);
+    }
+    #[test]
+    fn modes_are_octal_digits_with_one_optional_prefix() {
+        for (s, m) in [
+            ("640", 0o640),
+            ("0640", 0o640),
+            ("0o600", 0o600),
+            ("7777", 0o7777),
+            ("0", 0),
+        ] {
+            assert_eq!(parse_mode(s), Some(m), "{s}");
+        }
+        for s in [
+            "", "0o", "+644", "-644", "0o+644", "0o0o644", "0x644", "648", "17777", " 644", "64 4",
+        ] {
+            assert_eq!(parse_mode(s), None, "{s:?}");
+        }
     }
 }

@@ -101,14 +101,22 @@ pub(crate) struct RawClaims {
     sub: Option<String>,
     #[serde(default, deserialize_with = "opt_one_or_many")]
     aud: Option<Vec<String>>,
+    // A time claim that is present must be a number: `null` is refused, not read as absent.
+    #[serde(default, deserialize_with = "present_i64")]
     exp: Option<i64>,
+    #[serde(default, deserialize_with = "present_i64")]
     iat: Option<i64>,
+    #[serde(default, deserialize_with = "present_i64")]
     nbf: Option<i64>,
     jti: Option<String>,
     client_id: Option<String>,
     scope: Option<String>,
     #[serde(flatten)]
     extra: serde_json::Map<String, serde_json::Value>,
+}
+
+fn present_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    i64::deserialize(d).map(Some)
 }
 
 fn opt_one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {

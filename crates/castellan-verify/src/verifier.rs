@@ -260,7 +260,25 @@ impl Verifier {
 /// `alg: "none"` (or another algorithm jsonwebtoken does not know) and a malformed `crit` apart from
 /// plain garbage.
 fn read_header(token: &str) -> Result<Header, Error> {
-    jsonwebtoken::decode_header(token).map_err(|_| classify_bad_header(token))
+    let header = jsonwebtoken::decode_header(token).map_err(|_| classify_bad_header(token))?;
+    // jsonwebtoken reads `"crit": null` (or a key spelled with escapes) as no `crit`: RFC 7515 §4.1.11
+    // leaves no room for an ignored `crit`, so the raw header decides.
+    if header.crit.is_none() && raw_header_has_crit(token) {
+        return Err(Error::CritUnsupported);
+    }
+    Ok(header)
+}
+
+fn raw_header_has_crit(token: &str) -> bool {
+    let first = token.split('.').next().unwrap_or_default();
+    let Ok(bytes) = B64.decode(first) else {
+        return false;
+    };
+    // Parsed only when it could name `crit` (literally, or through an escape).
+    let could = bytes.windows(4).any(|w| w == b"crit") || bytes.contains(&b'\\');
+    could
+        && serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes)
+            .is_ok_and(|h| h.contains_key("crit"))
 }
 
 fn classify_bad_header(token: &str) -> Error {

@@ -74,8 +74,7 @@ pub enum SecretCommand {
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
-    u32::from_str_radix(s.trim_start_matches("0o"), 8)
-        .ok()
+    castellan_server::files::parse_mode(s)
         .filter(|m| *m <= 0o777)
         .ok_or_else(|| format!("`{s}` is not an octal file mode such as 0600"))
 }

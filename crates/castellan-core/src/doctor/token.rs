@@ -323,8 +323,20 @@ fn verify_with(token: &str, header: &Header, jwk: &Jwk, source: &str, out: &mut 
         return;
     }
     if let Some(key_alg) = jwk.common.key_algorithm {
-        let expected = key_alg.to_string().parse::<Algorithm>().ok();
-        if expected.is_some_and(|a| a != header.alg) {
+        let Ok(expected) = key_alg.to_string().parse::<Algorithm>() else {
+            out.push(Finding::error(
+                codes::ALG_NOT_ALLOWED,
+                &kid,
+                format!(
+                    "key `{kid}` from {source} is published for {key_alg:?}, which is not a \
+                     signature algorithm: verifiers that check a key's alg refuse it \
+                     (castellan-verify: `unknown alg`), others trust the token's own alg"
+                ),
+                "publish the key with the alg it signs with (RS256, ES256, EdDSA) or without alg",
+            ));
+            return;
+        };
+        if expected != header.alg {
             out.push(Finding::error(
                 codes::ALG_NOT_ALLOWED,
                 &kid,
@@ -429,7 +441,7 @@ fn check_claims(token: &str, expect: &TokenExpectations<'_>, now: i64, out: &mut
             format!(
                 "the token expired {} ago (exp {}, leeway {leeway}s): verifiers answer 401 \
                  (PyJWT: `Signature has expired`, jsonwebtoken: `ExpiredSignature`)",
-                span(now - exp),
+                span(now.saturating_sub(exp)),
                 when(exp)
             ),
             "get a new token (clients should renew before exp); if it was just issued, check \
@@ -454,7 +466,7 @@ fn check_claims(token: &str, expect: &TokenExpectations<'_>, now: i64, out: &mut
                      issuer's clock is ahead of this one (PyJWT: `The token is not yet valid \
                      (nbf)`)",
                     when(nbf),
-                    span(nbf - now)
+                    span(nbf.saturating_sub(now))
                 ),
                 "synchronise the clocks (NTP) of issuer and verifiers, or allow a leeway of a \
                  minute",
@@ -469,7 +481,7 @@ fn check_claims(token: &str, expect: &TokenExpectations<'_>, now: i64, out: &mut
             format!(
                 "the token was issued {} in the future ({}; leeway {leeway}s): the \
                  issuer's clock is ahead (PyJWT: `The token is not yet valid (iat)`)",
-                span(iat - now),
+                span(iat.saturating_sub(now)),
                 when(iat)
             ),
             "synchronise the clocks (NTP) of issuer and verifiers",

@@ -349,7 +349,13 @@ impl Profile {
                 self.check_cn_allowed(cn, &out)?;
                 Some(cn.to_owned())
             }
-            None => out.dns.first().cloned(),
+            // The first DNS name that fits a common name (at most 64 characters, X.520's bound); with
+            // none, the subject carries no CN and the SANs name the holder (as RFC 5280 prefers).
+            None => out
+                .dns
+                .iter()
+                .find(|d| d.chars().count() <= MAX_CN_LEN)
+                .cloned(),
         };
         if out.common_name.is_none() && out.is_empty() {
             return Err(PkiError::NoSubjectName);
