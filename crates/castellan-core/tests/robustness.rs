@@ -1650,3 +1650,32 @@ fn finding_a_long_dns_name_becomes_an_overlong_common_name() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Secret names (the secrets store).
+// ---------------------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(cfg(512))]
+
+    /// A name is accepted exactly when it is `/`-separated segments of `[A-Za-z0-9._-]`, none empty,
+    /// `.` or `..`, at most 256 bytes; a refusal never quotes a control character raw.
+    #[test]
+    fn secret_names_follow_the_rule_exactly(
+        name in prop_oneof![any::<String>(), "[a-zA-Z0-9._/-]{0,20}", "[a-z]{1,8}(/[a-z.]{1,8}){0,4}/?", "[a-z]{250,260}"],
+    ) {
+        use castellan_core::secret_store::validate_name;
+        let segment_ok = |s: &str| {
+            !s.is_empty() && s != "." && s != ".."
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        let expected = name.len() <= 256 && name.split('/').all(segment_ok);
+        match validate_name(&name) {
+            Ok(()) => prop_assert!(expected, "accepted {:?}", name),
+            Err(e) => {
+                prop_assert!(!expected, "refused {:?}", name);
+                prop_assert!(!e.to_string().chars().any(char::is_control), "{:?}", e.to_string());
+            }
+        }
+    }
+}
