@@ -155,7 +155,15 @@ pub async fn put(
         return Err(ServiceError::Invalid("`cas` must be 0 or more".into()));
     }
     let dek = service::newest_data_key(store, master).await?;
-    for _ in 0..5 {
+    // Writers in this process take turns (writes are rare, and a version is chosen before its value is
+    // sealed, since the version is part of what seals it); writers in other processes (replicas, the
+    // CLI) are met by retrying on the version they took.
+    static WRITERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = WRITERS.lock().await;
+    for attempt in 0..20u64 {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(attempt * 5)).await;
+        }
         let latest = store.latest_secret_version(name).await?.unwrap_or(0);
         if let Some(expected) = cas
             && expected != latest

@@ -1079,3 +1079,31 @@ async fn a_sealed_value_moved_to_another_name_does_not_open() {
         (StatusCode::OK, Value::from("alpha-secret"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_without_cas_each_get_their_own_version() {
+    let f = Arc::new(fixture().await);
+    let token = Arc::new(token_with_scopes(&f, "rw", &["secrets:read", "secrets:write"]).await);
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (f, token) = (f.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let (s, _, b) = secret_call(
+                &f,
+                "PUT",
+                "/v1/secrets/shared",
+                &token,
+                Some(serde_json::json!({"value": format!("w{i}")})),
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+            json(&b)["version"].as_i64().expect("version")
+        }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        versions.push(t.await.expect("task"));
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=16).collect::<Vec<i64>>());
+}

@@ -334,3 +334,45 @@ fn bad_secret_input_exits_1_and_writes_nothing() {
         "no secrets"
     );
 }
+
+/// Writers in separate processes (CLIs on one store, as replicas would be) never lose a write: each
+/// gets its own version.
+#[test]
+fn concurrent_cli_writers_each_get_their_own_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    ok(&["init", "--data-dir", "d", "--alg", "ES256"], d);
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            std::fs::write(d.join(format!("v{i}")), format!("value-{i}")).expect("file");
+            Command::new(bin())
+                .args([
+                    "secret",
+                    "put",
+                    "shared",
+                    "--file",
+                    &format!("v{i}"),
+                    "--json",
+                    "--data-dir",
+                    "d",
+                ])
+                .current_dir(d)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let mut versions: Vec<i64> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().expect("wait");
+            assert!(out.status.success(), "{}", text(&out));
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")["version"]
+                .as_i64()
+                .expect("version")
+        })
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=8).collect::<Vec<i64>>());
+}
