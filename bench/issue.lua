@@ -1,8 +1,9 @@
 -- wrk script: POST a JSON body to a certificate endpoint. BODY and (optionally) AUTH come from the
 -- environment, so the same script drives Castellan's /v1/pki/issue/server and cfssl's newcert.
-wrk.method = "POST"
+-- METHOD=GET (no BODY) drives a read such as GET /v1/secrets/{name} (bench/secrets.sh).
+wrk.method = os.getenv("METHOD") or "POST"
 wrk.body = os.getenv("BODY")
-wrk.headers["Content-Type"] = "application/json"
+if wrk.body then wrk.headers["Content-Type"] = "application/json" end
 local auth = os.getenv("AUTH")
 if auth and auth ~= "" then wrk.headers["Authorization"] = auth end
 
