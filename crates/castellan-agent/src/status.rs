@@ -70,16 +70,14 @@ impl Status {
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, help: &str, value: &dyn Fn(&CertStatus) -> Option<f64>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            for (cert, s) in &self.certificates {
-                if let Some(v) = value(s) {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{certificate=\"{}\"}} {v}",
-                        cert.replace(['"', '\\', '\n'], "_")
-                    );
-                }
-            }
+            gauge(
+                &mut out,
+                name,
+                help,
+                "certificate",
+                &self.certificates,
+                value,
+            );
         };
         metric(
             "castellan_agent_certificate_expiry_timestamp_seconds",
@@ -107,18 +105,9 @@ impl Status {
             &|s| Some(s.issued as f64),
         );
         let mut metric = |name: &str, help: &str, value: &dyn Fn(&SecretStatus) -> Option<f64>| {
-            if self.secrets.is_empty() {
-                return;
-            }
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            for (secret, s) in &self.secrets {
-                if let Some(v) = value(s) {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{secret=\"{}\"}} {v}",
-                        secret.replace(['"', '\\', '\n'], "_")
-                    );
-                }
+            // Secret metrics only appear once secrets are configured.
+            if !self.secrets.is_empty() {
+                gauge(&mut out, name, help, "secret", &self.secrets, value);
             }
         };
         metric(
@@ -147,5 +136,26 @@ impl Status {
             &|s| Some(s.written as f64),
         );
         out
+    }
+}
+
+/// One gauge: its HELP and TYPE lines, then a sample per entry that has a value, labelled by name.
+fn gauge<S>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    entries: &BTreeMap<String, S>,
+    value: &dyn Fn(&S) -> Option<f64>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (key, s) in entries {
+        if let Some(v) = value(s) {
+            let _ = writeln!(
+                out,
+                "{name}{{{label}=\"{}\"}} {v}",
+                key.replace(['"', '\\', '\n'], "_")
+            );
+        }
     }
 }

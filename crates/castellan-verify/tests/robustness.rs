@@ -29,6 +29,9 @@ use proptest::test_runner::Config as ProptestConfig;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+mod common;
+use common::{sign_parts, sign_raw};
+
 const ISS: &str = "https://castellan.test";
 const AUD: &str = "billing-api";
 const NOW: i64 = 1_800_000_000;
@@ -146,17 +149,6 @@ fn jwks_of(keys: &[Value]) -> Vec<u8> {
 fn verify(token: &str) -> Result<castellan_verify::Claims, Error> {
     let f = fx();
     f.rt.block_on(f.verifier.verify(token))
-}
-
-/// Any header and payload JSON, signed by `key`.
-fn sign_parts(key: &SigningKey, header: &Value, payload: &Value) -> String {
-    let mut token = B64.encode(serde_json::to_vec(header).expect("header"));
-    token.push('.');
-    token.push_str(&B64.encode(serde_json::to_vec(payload).expect("payload")));
-    let signature = key.sign(token.as_bytes()).expect("sign");
-    token.push('.');
-    token.push_str(&B64.encode(signature));
-    token
 }
 
 fn key_index() -> impl Strategy<Value = usize> {
@@ -537,12 +529,7 @@ fn an_escaped_crit_member_is_refused() {
             key.kid()
         );
         let payload = json!({"iss": ISS, "sub": "s", "aud": AUD, "exp": NOW + 300});
-        let mut token = B64.encode(header.as_bytes());
-        token.push('.');
-        token.push_str(&B64.encode(serde_json::to_vec(&payload).expect("payload")));
-        let signature = key.sign(token.as_bytes()).expect("sign");
-        token.push('.');
-        token.push_str(&B64.encode(signature));
+        let token = sign_raw(key, header.as_bytes(), payload.to_string().as_bytes());
         assert!(
             matches!(verify(&token), Err(Error::CritUnsupported)),
             "{header}: {:?}",

@@ -59,9 +59,18 @@ pub fn header_for(key: &SigningKey) -> Value {
 
 /// Any header and payload, signed by `key`: for tokens Castellan would never issue.
 pub fn sign_parts(key: &SigningKey, header: &Value, payload: &Value) -> String {
-    let mut token = B64.encode(serde_json::to_vec(header).expect("header"));
+    sign_raw(
+        key,
+        &serde_json::to_vec(header).expect("header"),
+        &serde_json::to_vec(payload).expect("payload"),
+    )
+}
+
+/// Header and payload bytes exactly as given (for JSON that serde would never write), signed by `key`.
+pub fn sign_raw(key: &SigningKey, header: &[u8], payload: &[u8]) -> String {
+    let mut token = B64.encode(header);
     token.push('.');
-    token.push_str(&B64.encode(serde_json::to_vec(payload).expect("payload")));
+    token.push_str(&B64.encode(payload));
     let signature = key.sign(token.as_bytes()).expect("sign");
     token.push('.');
     token.push_str(&B64.encode(signature));
