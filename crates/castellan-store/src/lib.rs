@@ -21,6 +21,12 @@ macro_rules! client_select {
     };
 }
 
+macro_rules! secret_select {
+    () => {
+        "SELECT name, version, dek_id, sealed_value, created_at FROM secrets WHERE name = $1"
+    };
+}
+
 macro_rules! ca_select {
     () => {
         "SELECT id, ca_cert_pem, intermediates_pem, root_pem, dek_id, sealed_key, root_sealed_key, created_at FROM cas"
@@ -774,16 +780,12 @@ impl Store {
         version: Option<i64>,
     ) -> Result<Option<SecretRow>, StoreError> {
         let q = match version {
-            Some(v) => sqlx::query(
-                "SELECT name, version, dek_id, sealed_value, created_at FROM secrets WHERE name = $1 AND version = $2",
-            )
-            .bind(name)
-            .bind(v),
-            None => sqlx::query(
-                "SELECT name, version, dek_id, sealed_value, created_at FROM secrets WHERE name = $1 \
-                 ORDER BY version DESC LIMIT 1",
-            )
-            .bind(name),
+            Some(v) => sqlx::query(concat!(secret_select!(), " AND version = $2"))
+                .bind(name)
+                .bind(v),
+            None => {
+                sqlx::query(concat!(secret_select!(), " ORDER BY version DESC LIMIT 1")).bind(name)
+            }
         };
         let Some(r) = q.fetch_optional(&self.pool).await? else {
             return Ok(None);
