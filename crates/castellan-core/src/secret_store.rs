@@ -63,6 +63,56 @@ pub fn seal_context(name: &str, version: i64) -> String {
     format!("secret:{name}:{version}")
 }
 
+/// What a caller wants to do with a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read a value, or see a name in a list.
+    Read,
+    /// Write a version, or delete.
+    Write,
+}
+
+impl Access {
+    fn scope(self) -> &'static str {
+        match self {
+            Access::Read => "secrets:read",
+            Access::Write => "secrets:write",
+        }
+    }
+}
+
+/// Whether a token's scopes (space-separated) allow `access` to the secret `name`: `admin`,
+/// `secrets:read` / `secrets:write` (every secret), or `secrets:read:PREFIX` / `secrets:write:PREFIX`
+/// where PREFIX is the name itself or its leading `/`-separated segments (`secrets:read:mqtt` covers
+/// `mqtt` and `mqtt/broker-password`, not `mqttx/a`). A prefix that is not a valid name covers nothing.
+pub fn scopes_allow(scopes: &str, access: Access, name: &str) -> bool {
+    let base = access.scope();
+    scopes.split(' ').any(|s| {
+        if s == "admin" || s == base {
+            return true;
+        }
+        let Some(prefix) = s.strip_prefix(base).and_then(|r| r.strip_prefix(':')) else {
+            return false;
+        };
+        validate_name(prefix).is_ok()
+            && name
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+/// Whether the scopes allow `access` to at least some secrets (to list the ones they cover).
+pub fn scopes_allow_any(scopes: &str, access: Access) -> bool {
+    let base = access.scope();
+    scopes.split(' ').any(|s| {
+        s == "admin"
+            || s == base
+            || s.strip_prefix(base)
+                .and_then(|r| r.strip_prefix(':'))
+                .is_some_and(|p| validate_name(p).is_ok())
+    })
+}
+
 /// A secret's value. `Debug` shows its length only; the bytes are wiped when dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretValue(Zeroizing<Vec<u8>>);
@@ -149,6 +199,38 @@ mod tests {
         let shown = format!("{v:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("16 bytes"), "{shown}");
+    }
+
+    #[test]
+    fn scopes_cover_every_secret_or_whole_segments_of_a_prefix() {
+        use Access::{Read, Write};
+        let cases: &[(&str, Access, &str, bool)] = &[
+            ("admin", Write, "any/thing", true),
+            ("secrets:read", Read, "any/thing", true),
+            ("secrets:read", Write, "any/thing", false),
+            ("secrets:write", Read, "any/thing", false),
+            ("pki:issue secrets:read:mqtt", Read, "mqtt", true),
+            ("secrets:read:mqtt", Read, "mqtt/broker-password", true),
+            ("secrets:read:mqtt", Read, "mqttx/a", false),
+            ("secrets:read:mqtt", Read, "app/mqtt", false),
+            ("secrets:read:mqtt/broker", Read, "mqtt/broker/pw", true),
+            ("secrets:read:mqtt/broker", Read, "mqtt/brokers", false),
+            ("secrets:read:mqtt", Write, "mqtt/pw", false),
+            ("secrets:write:app", Write, "app/db", true),
+            ("secrets:read:", Read, "a", false),
+            ("secrets:read:mqtt/", Read, "mqtt/pw", false),
+            ("secrets:read:../x", Read, "../x/y", false),
+            ("secrets:readmqtt", Read, "mqtt", false),
+            ("secrets:read:*", Read, "a", false),
+            ("", Read, "a", false),
+        ];
+        for &(scopes, access, name, want) in cases {
+            assert_eq!(scopes_allow(scopes, access, name), want, "{scopes:?} {access:?} {name}");
+        }
+        assert!(scopes_allow_any("x secrets:read:mqtt", Read));
+        assert!(!scopes_allow_any("secrets:read:mqtt", Write));
+        assert!(!scopes_allow_any("secrets:read: secrets:readx", Read));
+        assert!(scopes_allow_any("admin", Write));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use castellan_core::jwt::{AccessClaims, sign_access_token};
 use castellan_core::keyring::KeyRing;
 use castellan_core::keys::Alg;
 use castellan_core::secret;
+use castellan_core::secret_store::{self, Access};
 use castellan_store::{CertBatcher, ClientRow, Store};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::json;
@@ -1120,14 +1121,47 @@ async fn pki_list(
 
 // ---- /v1/secrets --------------------------------------------------------------------------------
 
+/// A valid token whose scopes allow `access` to `name` (see [`secret_store::scopes_allow`]).
+fn authorize_secret(
+    state: &AppState,
+    headers: &HeaderMap,
+    access: Access,
+    name: &str,
+) -> Result<Arc<AccessClaims>, ApiError> {
+    let claims = authorize(state, headers, None)?;
+    if secret_store::scopes_allow(&claims.scope, access, name) {
+        return Ok(claims);
+    }
+    let verb = match access {
+        Access::Read => "read",
+        Access::Write => "write",
+    };
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "the token lacks the `secrets:{verb}` scope (or `secrets:{verb}:PREFIX` covering this name)"
+        ),
+    ))
+}
+
+/// The secrets the token may read: all with `secrets:read`, else those its prefix scopes cover.
 async fn secrets_list(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("secrets:read"))?;
+    let claims = authorize(&state, &headers, None)?;
+    if !secret_store::scopes_allow_any(&claims.scope, Access::Read) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the token lacks the `secrets:read` scope (or a `secrets:read:PREFIX`)",
+        ));
+    }
     let list: Vec<_> = secrets::list(&state.0.store)
         .await?
         .into_iter()
+        .filter(|s| secret_store::scopes_allow(&claims.scope, Access::Read, &s.name))
         .map(|s| json!({"name": s.name, "version": s.version, "versions": s.versions, "updated_at": s.updated_at}))
         .collect();
     Ok(Json(json!({"secrets": list})).into_response())
@@ -1145,10 +1179,11 @@ async fn secrets_get(
     Path(name): Path<String>,
     query: Result<axum::extract::Query<VersionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("secrets:read"))?;
+    let claims = authorize_secret(&state, &headers, Access::Read, &name)?;
     let q = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     let s = secrets::get(&state.0.store, &state.0.master, &name, q.version).await?;
+    tracing::info!(secret = %s.meta.name, version = s.meta.version, client_id = %claims.client_id, "read a secret");
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
         Json(SecretJson::from(&s)),
@@ -1162,7 +1197,7 @@ async fn secrets_put(
     Path(name): Path<String>,
     body: Result<Json<secrets::PutSecret>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("secrets:write"))?;
+    let claims = authorize_secret(&state, &headers, Access::Write, &name)?;
     let Json(req) = body.map_err(json_rejection)?;
     let meta = secrets::put(
         &state.0.store,
@@ -1173,7 +1208,7 @@ async fn secrets_put(
         state.0.clock.now(),
     )
     .await?;
-    tracing::info!(secret = %meta.name, version = meta.version, "wrote a secret");
+    tracing::info!(secret = %meta.name, version = meta.version, client_id = %claims.client_id, "wrote a secret");
     Ok(Json(meta).into_response())
 }
 
@@ -1182,9 +1217,9 @@ async fn secrets_delete(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("secrets:write"))?;
+    let claims = authorize_secret(&state, &headers, Access::Write, &name)?;
     secrets::delete(&state.0.store, &name).await?;
-    tracing::info!(secret = %name, "deleted a secret");
+    tracing::info!(secret = %name, client_id = %claims.client_id, "deleted a secret");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

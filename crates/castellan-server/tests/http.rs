@@ -1107,3 +1107,81 @@ async fn concurrent_writers_without_cas_each_get_their_own_version() {
     versions.sort_unstable();
     assert_eq!(versions, (1..=16).collect::<Vec<i64>>());
 }
+
+#[tokio::test]
+async fn prefix_scopes_confine_a_client_to_its_own_secrets() {
+    let f = fixture().await;
+    let admin = admin_token(&f).await;
+    for name in ["mqtt/broker", "mqtt/app", "mqttx/other", "app/db"] {
+        let (s, _, _) = secret_call(
+            &f,
+            "PUT",
+            &format!("/v1/secrets/{name}"),
+            &admin,
+            Some(serde_json::json!({"value": format!("v-{name}")})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{name}");
+    }
+    // The broker's agent: read under mqtt/ only, write nothing.
+    let broker = token_with_scopes(&f, "broker", &["secrets:read:mqtt"]).await;
+    let (s, _, b) = secret_call(&f, "GET", "/v1/secrets/mqtt/broker", &broker, None).await;
+    assert_eq!(
+        (s, json(&b)["value"].clone()),
+        (StatusCode::OK, Value::from("v-mqtt/broker"))
+    );
+    for name in ["mqttx/other", "app/db", "nonexistent"] {
+        let (s, _, b) = secret_call(&f, "GET", &format!("/v1/secrets/{name}"), &broker, None).await;
+        assert_eq!(
+            s,
+            StatusCode::FORBIDDEN,
+            "{name}: a name outside the prefix is refused, existing or not"
+        );
+        assert!(!String::from_utf8_lossy(&b).contains("v-"), "{name}");
+    }
+    let (s, _, b) = secret_call(&f, "GET", "/v1/secrets", &broker, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let listed: Vec<String> = json(&b)["secrets"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|v| v["name"].as_str().expect("name").to_owned())
+        .collect();
+    assert_eq!(
+        listed,
+        ["mqtt/app", "mqtt/broker"],
+        "the list shows only what the token may read"
+    );
+    let (s, _, _) = secret_call(
+        &f,
+        "PUT",
+        "/v1/secrets/mqtt/broker",
+        &broker,
+        Some(serde_json::json!({"value": "x"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "read does not imply write");
+
+    // A writer confined to app/: writes and deletes there only.
+    let app = token_with_scopes(&f, "app-writer", &["secrets:write:app"]).await;
+    let (s, _, _) = secret_call(
+        &f,
+        "PUT",
+        "/v1/secrets/app/db",
+        &app,
+        Some(serde_json::json!({"value": "new"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    for (method, body) in [
+        ("PUT", Some(serde_json::json!({"value": "x"}))),
+        ("DELETE", None),
+    ] {
+        let (s, _, _) = secret_call(&f, method, "/v1/secrets/mqtt/broker", &app, body).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{method}");
+    }
+    let (s, _, _) = secret_call(&f, "GET", "/v1/secrets", &app, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "no read scope at all: no list");
+    let (s, _, _) = secret_call(&f, "DELETE", "/v1/secrets/app/db", &app, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+}

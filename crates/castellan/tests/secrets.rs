@@ -236,6 +236,22 @@ fn secrets_round_trip_on_the_store_and_through_the_server() {
         "{table}"
     );
 
+    // The server's log names who read and wrote what (the audit trail), never the value.
+    let log = server.log_text();
+    let (reader_id, _) = credential(&reader);
+    let (writer_id, _) = credential(&writer);
+    assert!(
+        log.lines().any(|l| l.contains("read a secret")
+            && l.contains("mqtt/broker")
+            && l.contains(&reader_id)),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("wrote a secret") && l.contains(&writer_id)),
+        "{log}"
+    );
+
     // No value in the clear in the store's files or the server's log.
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(d.join("d"))
         .expect("data dir")
