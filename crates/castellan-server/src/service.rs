@@ -198,6 +198,52 @@ fn signing_key_context(kid: &str) -> String {
     format!("signing-key:{kid}")
 }
 
+/// Changes the master key: every data key is unwrapped with `old` and wrapped with `new`, and the
+/// store's check value becomes `new`'s, in one transaction. Nothing else is sealed by the master key,
+/// so nothing else changes. Returns how many data keys were re-wrapped. Processes still holding `old`
+/// keep what they loaded but can no longer open anything new; they must be restarted with `new`.
+pub async fn change_master_key(
+    store: &Store,
+    old: &MasterKey,
+    new: &MasterKey,
+) -> Result<usize, ServiceError> {
+    match check_master_key(store, old).await? {
+        MasterKeyCheck::Uninitialized => return Err(ServiceError::NotInitialized),
+        MasterKeyCheck::Matches | MasterKeyCheck::Mismatch => {}
+    }
+    if old.check_value() == new.check_value() {
+        return Err(ServiceError::Invalid(
+            "the new master key is the current one".into(),
+        ));
+    }
+    let rows = store
+        .data_keys()
+        .await?
+        .into_iter()
+        .map(|row| {
+            let dek =
+                old.unwrap(&row.id, &row.wrapped)
+                    .map_err(|_| ServiceError::MasterKeyMismatch {
+                        given: old.check_value(),
+                    })?;
+            Ok(DataKeyRow {
+                wrapped: new.wrap(&dek)?,
+                ..row
+            })
+        })
+        .collect::<Result<Vec<_>, ServiceError>>()?;
+    store
+        .rewrap_data_keys(&old.check_value(), &new.check_value(), &rows)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(what) => ServiceError::Precondition(format!(
+                "the store changed while the master key was being changed ({what}); nothing was changed, run it again"
+            )),
+            other => other.into(),
+        })?;
+    Ok(rows.len())
+}
+
 /// The newest data key, unwrapped: it seals what is written now.
 pub async fn newest_data_key(store: &Store, master: &MasterKey) -> Result<DataKey, ServiceError> {
     let newest = store

@@ -457,6 +457,57 @@ impl Store {
         Ok(true)
     }
 
+    /// Replaces the master key: every data key's wrapped form and the check value change in one
+    /// transaction, and only if the store's check value is still `old_check` and `rows` re-wrap exactly
+    /// the data keys it holds; otherwise nothing changes and the answer is [`StoreError::Conflict`].
+    pub async fn rewrap_data_keys(
+        &self,
+        old_check: &str,
+        new_check: &str,
+        rows: &[DataKeyRow],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // First the write that takes the lock (SQLite's writer lock, PostgreSQL's row lock).
+        let swapped = sqlx::query(
+            "UPDATE meta SET value = $1 WHERE name = 'master_key_check' AND value = $2",
+        )
+        .bind(new_check)
+        .bind(old_check)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !swapped {
+            tx.rollback().await?;
+            return Err(StoreError::Conflict(
+                "a master key change (the store's check value is not the old key's)".into(),
+            ));
+        }
+        let held: Vec<String> = sqlx::query("SELECT id FROM data_keys ORDER BY id")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        let mut given: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        given.sort_unstable();
+        if given != held.iter().map(String::as_str).collect::<Vec<_>>() {
+            tx.rollback().await?;
+            return Err(StoreError::Conflict(
+                "a data key added meanwhile (run the master key change again)".into(),
+            ));
+        }
+        for row in rows {
+            sqlx::query("UPDATE data_keys SET wrapped = $1 WHERE id = $2")
+                .bind(&row.wrapped)
+                .bind(&row.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Every data key.
     pub async fn data_keys(&self) -> Result<Vec<DataKeyRow>, StoreError> {
         let rows = sqlx::query("SELECT id, wrapped, created_at FROM data_keys ORDER BY id")

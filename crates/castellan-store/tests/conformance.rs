@@ -324,6 +324,7 @@ async fn conformance(store: Store) {
     );
 
     secrets(&store).await;
+    rewrap(&store).await;
 
     // Leases: one holder at a time until expiry; the holder renews.
     assert!(store.try_lease("job", "r1", 100, 30).await.expect("lease"));
@@ -452,6 +453,55 @@ async fn secrets(store: &Store) {
         .add_secret_version(&secret("app/db", 1, b"again"), 3)
         .await
         .expect("re-add");
+}
+
+/// A master key change re-wraps every data key and swaps the check value at once, or changes nothing.
+async fn rewrap(store: &Store) {
+    let mut rows = store.data_keys().await.expect("dks");
+    for r in &mut rows {
+        r.wrapped = vec![7, 7, 7];
+    }
+    // Not the store's check value: nothing changes.
+    let err = store
+        .rewrap_data_keys("check-2", "check-new", &rows)
+        .await
+        .expect_err("stale check value");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    // Not every data key: nothing changes.
+    let err = store
+        .rewrap_data_keys("check-1", "check-new", &rows[..0])
+        .await
+        .expect_err("missing a data key");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        store.check_master_key("check-1").await.expect("check"),
+        MasterKeyCheck::Matches,
+        "a refused change left the check value"
+    );
+    assert_eq!(
+        store.data_keys().await.expect("dks")[0].wrapped,
+        vec![1, 2, 3, 0, 255]
+    );
+
+    store
+        .rewrap_data_keys("check-1", "check-new", &rows)
+        .await
+        .expect("rewrap");
+    assert_eq!(
+        store.check_master_key("check-new").await.expect("check"),
+        MasterKeyCheck::Matches
+    );
+    assert_eq!(
+        store.data_keys().await.expect("dks")[0].wrapped,
+        vec![7, 7, 7]
+    );
+    // And back, so the rest of the suite (and the reopening test) sees the original key.
+    let mut back = rows.clone();
+    back[0].wrapped = vec![1, 2, 3, 0, 255];
+    store
+        .rewrap_data_keys("check-new", "check-1", &back)
+        .await
+        .expect("rewrap back");
 }
 
 #[tokio::test]

@@ -45,6 +45,19 @@ pub enum KeysCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Change the master key: re-wrap every data key under a new master key file, in one transaction.
+    ///
+    /// On the store only (the master key never travels). Make the new key with `openssl rand -base64
+    /// 32`; the current one is --master-key-file (or its default). Afterwards restart every replica with
+    /// the new file: a process still holding the old key keeps what it loaded but cannot open anything
+    /// new (new signing keys, secrets) and refuses to start again. Keep the old file until then.
+    ChangeMasterKey {
+        /// The new master key file (32 random bytes, base64).
+        #[arg(long)]
+        new_master_key_file: PathBuf,
+        #[command(flatten)]
+        store: crate::common::StoreArgs,
+    },
     /// Import an RSA private key (PKCS#8 or PKCS#1 PEM) from an older setup.
     ///
     /// `--state retired` (default) publishes it so tokens it already signed keep verifying during the
@@ -87,6 +100,27 @@ fn print_keys(keys: &[KeyInfo]) {
 
 pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
     match cmd {
+        KeysCommand::ChangeMasterKey {
+            new_master_key_file,
+            store,
+        } => {
+            let cfg = store.config()?;
+            let st = common::open_store(&cfg).await?;
+            let old = common::load_master_key(&cfg, false)?;
+            let text = std::fs::read_to_string(&new_master_key_file)
+                .with_context(|| format!("reading {}", new_master_key_file.display()))?;
+            let new =
+                castellan_core::envelope::MasterKey::from_base64(&text).with_context(|| {
+                    format!("new master key file {}", new_master_key_file.display())
+                })?;
+            let n = castellan_server::service::change_master_key(&st, &old, &new).await?;
+            println!(
+                "re-wrapped {n} data key(s) under {} (check value {}); restart every replica with it, then retire {}",
+                new_master_key_file.display(),
+                new.check_value(),
+                cfg.master_key_path().display()
+            );
+        }
         KeysCommand::List { json, target } => {
             let keys: Vec<KeyInfo> = if let Some(remote) = target.remote.client().await? {
                 serde_json::from_value(
