@@ -1185,3 +1185,27 @@ async fn prefix_scopes_confine_a_client_to_its_own_secrets() {
     let (s, _, _) = secret_call(&f, "DELETE", "/v1/secrets/app/db", &app, None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
 }
+
+/// docs/api.md names every route of the router (read from the source, so a new route cannot be
+/// forgotten there).
+#[test]
+fn every_route_is_documented() {
+    let source = include_str!("../src/app.rs");
+    let doc = include_str!("../../../docs/api.md");
+    let mut routes = Vec::new();
+    for (i, _) in source.match_indices(".route(") {
+        let rest = &source[i + ".route(".len()..];
+        let start = rest.find('"').expect("a path literal") + 1;
+        let end = start + rest[start..].find('"').expect("closing quote");
+        routes.push(rest[start..end].to_owned());
+    }
+    assert!(routes.len() > 20, "found {routes:?}");
+    // The doc writes `{name}` for the wildcard `{*name}`.
+    for r in routes {
+        let shown = r.replace("{*", "{");
+        assert!(
+            doc.contains(&format!("{shown}`")),
+            "docs/api.md does not document {r}"
+        );
+    }
+}
