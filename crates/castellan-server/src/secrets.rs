@@ -34,9 +34,9 @@ pub struct Secret {
 }
 
 /// `GET /v1/secrets/{name}`'s answer, also what the agent and `castellan secret get --server` read.
-/// `value_base64` always; `value` too when the bytes are UTF-8. `Debug` hides both.
+/// `value_base64` always; `value` too when the bytes are UTF-8. `Debug` hides both. Fields added to
+/// the answer later are ignored by readers of this version.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SecretJson {
     /// The secret's name.
     pub name: String,
