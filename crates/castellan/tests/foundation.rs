@@ -116,6 +116,38 @@ fn three_replicas_on_one_postgres_share_one_key_ring() {
         })
         .expect("sha256sum");
     assert!(String::from_utf8_lossy(&sha.stdout).starts_with(&fingerprints[0]));
+
+    // Secrets live in the shared store too: written through one replica, read through the others.
+    std::fs::write(dir.path().join("pw"), "shared-by-replicas").expect("value");
+    ok(
+        &[
+            "secret",
+            "put",
+            "app/pw",
+            "--file",
+            "pw",
+            "--server",
+            &servers[0].url,
+            "--credential",
+            "admin.json",
+        ],
+        dir.path(),
+    );
+    for s in &servers[1..] {
+        let got = ok(
+            &[
+                "secret",
+                "get",
+                "app/pw",
+                "--server",
+                &s.url,
+                "--credential",
+                "admin.json",
+            ],
+            dir.path(),
+        );
+        assert_eq!(got, "shared-by-replicas", "read through {}", s.url);
+    }
 }
 
 #[test]
