@@ -360,6 +360,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/secrets/{*name}",
             get(secrets_get).put(secrets_put).delete(secrets_delete),
         )
+        .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -381,6 +382,35 @@ async fn count_requests(
         .metrics
         .request(path.as_str(), resp.status().as_u16());
     resp
+}
+
+/// A path parameter whose refusal (for example bytes that are not UTF-8) is the API's JSON error.
+struct ApiPath<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for ApiPath<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| ApiPath(v))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))
+    }
+}
+
+/// A known path with a method it does not take: 405 in the API's JSON error form (axum adds `Allow`).
+async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method (see the Allow header)",
+    )
+    .into_response()
 }
 
 async fn not_found(State(state): State<AppState>) -> Response {
@@ -960,7 +990,7 @@ async fn clients_create(
 async fn clients_delete(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Some("clients:admin"))?;
     service::delete_client(&state.0.store, &id).await?;
@@ -981,7 +1011,7 @@ fn set_response(set: &castellan_core::pki::IssuedSet) -> Response {
 async fn pki_issue(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(profile): Path<String>,
+    ApiPath(profile): ApiPath<String>,
     body: Result<Json<IssueRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Some("pki:issue"))?;
@@ -1021,7 +1051,7 @@ struct SignBody {
 async fn pki_sign(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(profile): Path<String>,
+    ApiPath(profile): ApiPath<String>,
     body: Result<Json<SignBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Some("pki:issue"))?;
@@ -1176,7 +1206,7 @@ struct VersionQuery {
 async fn secrets_get(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     query: Result<axum::extract::Query<VersionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let claims = authorize_secret(&state, &headers, Access::Read, &name)?;
@@ -1194,7 +1224,7 @@ async fn secrets_get(
 async fn secrets_put(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     body: Result<Json<secrets::PutSecret>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let claims = authorize_secret(&state, &headers, Access::Write, &name)?;
@@ -1215,7 +1245,7 @@ async fn secrets_put(
 async fn secrets_delete(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let claims = authorize_secret(&state, &headers, Access::Write, &name)?;
     secrets::delete(&state.0.store, &name).await?;
@@ -1303,7 +1333,7 @@ async fn keys_rotate(
 async fn keys_revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(kid): Path<String>,
+    ApiPath(kid): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Some("keys:admin"))?;
     crate::keys::revoke(&state.0.store, &kid, state.0.clock.now()).await?;

@@ -1209,3 +1209,199 @@ fn every_route_is_documented() {
         );
     }
 }
+
+/// Arbitrary requests against every route (the route's own method or another one; hostile path
+/// segments; arbitrary bytes, or JSON built from the API's own field names with values of any type; no
+/// token, a garbage one or the admin's): the server never answers 500, and every error answer is JSON
+/// that names an error.
+#[test]
+fn no_request_makes_the_api_fail_or_answer_an_error_without_json() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let f = rt.block_on(fixture());
+    let admin = rt.block_on(admin_token(&f));
+    let routes: &[(&str, &str)] = &[
+        ("GET", "/.well-known/jwks.json"),
+        ("GET", "/.well-known/openid-configuration"),
+        ("POST", "/oauth2/token"),
+        ("GET", "/readyz"),
+        ("GET", "/v1/sys/status"),
+        ("GET", "/v1/clients"),
+        ("POST", "/v1/clients"),
+        ("DELETE", "/v1/clients/{}"),
+        ("GET", "/v1/keys"),
+        ("GET", "/v1/keys/plan"),
+        ("POST", "/v1/keys/import"),
+        ("POST", "/v1/keys/{}/revoke"),
+        ("POST", "/v1/pki/issue/{}"),
+        ("POST", "/v1/pki/sign/{}"),
+        ("GET", "/v1/pki/ca"),
+        ("POST", "/v1/pki/revoke"),
+        ("GET", "/v1/pki/certs?{}"),
+        ("GET", "/v1/pki/crl"),
+        ("GET", "/v1/secrets"),
+        ("GET", "/v1/secrets/{}"),
+        ("PUT", "/v1/secrets/{}"),
+        ("DELETE", "/v1/secrets/{}"),
+        ("GET", "/v1/secrets/app/{}?version=1"),
+    ];
+    let fields = [
+        "value",
+        "value_base64",
+        "cas",
+        "name",
+        "scopes",
+        "audience",
+        "token_ttl_secs",
+        "csr",
+        "serial",
+        "reason",
+        "now",
+        "pem",
+        "state",
+        "common_name",
+        "dns_names",
+        "ip_addresses",
+        "uris",
+        "ttl_secs",
+        "key_type",
+        "grant_type",
+        "scope",
+    ];
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<f64>().prop_map(|x| serde_json::json!(x)),
+        ".{0,40}".prop_map(serde_json::Value::from),
+        Just(serde_json::Value::from(
+            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
+        )),
+        Just(serde_json::Value::from("p-256")),
+        Just(serde_json::Value::from("server")),
+    ];
+    let value = leaf.prop_recursive(2, 8, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            prop::collection::btree_map(".{0,8}", inner, 0..3)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    });
+    let object = prop::collection::btree_map(prop::sample::select(fields.to_vec()), value, 0..5)
+        .prop_map(|m| {
+            serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                .to_string()
+                .into_bytes()
+        });
+    let body = prop_oneof![
+        Just(Vec::new()),
+        prop::collection::vec(any::<u8>(), 0..200),
+        object,
+        "(grant_type=client_credentials|scope=[ -~]{0,20}|client_id=[ -~]{0,10})(&[a-z_]{1,10}=[ -~]{0,10}){0,3}"
+            .prop_map(String::into_bytes),
+    ];
+    let segment = prop_oneof![
+        "[a-z0-9._-]{1,12}",
+        "[a-z]{1,6}/[a-z]{1,6}",
+        Just("..".to_owned()),
+        Just("%00".to_owned()),
+        Just("%2e%2e".to_owned()),
+        Just("server".to_owned()),
+        Just("expiring_within=-1".to_owned()),
+        Just("expiring_within=99999999999999999999".to_owned()),
+        "[a-zA-Z0-9%]{0,300}",
+    ];
+    let strategy = (
+        prop::sample::select(routes.to_vec()),
+        prop::option::weighted(
+            0.15,
+            prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "PATCH"]),
+        ),
+        segment,
+        body,
+        prop::sample::select(vec![0u8, 1, 2]),
+        any::<bool>(),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 400,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &strategy,
+            |((method, path), other_method, seg, body, auth, json_type)| {
+                let uri = path.replace("{}", &seg);
+                let mut b = Request::builder()
+                    .method(other_method.unwrap_or(method))
+                    .uri(&uri)
+                    .header(
+                        header::CONTENT_TYPE,
+                        if json_type {
+                            "application/json"
+                        } else {
+                            "application/x-www-form-urlencoded"
+                        },
+                    );
+                match auth {
+                    1 => b = b.header(header::AUTHORIZATION, format!("Bearer {admin}")),
+                    2 => b = b.header(header::AUTHORIZATION, "Bearer e30.e30.AAAA"),
+                    _ => {}
+                }
+                let Ok(req) = b.body(Body::from(body)) else {
+                    return Ok(()); // a URI the HTTP layer itself refuses never reaches the router
+                };
+                let (status, headers, answer) = rt.block_on(send(&f.state, req));
+                prop_assert!(
+                    status != StatusCode::INTERNAL_SERVER_ERROR,
+                    "{} {uri}: 500 {}",
+                    other_method.unwrap_or(method),
+                    String::from_utf8_lossy(&answer)
+                );
+                if status.is_client_error() || status.is_server_error() {
+                    let ct = headers
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+                    prop_assert!(
+                        ct.starts_with("application/json") && !v["error"].is_null(),
+                        "{} {uri}: {status} with {ct:?}: {:?}",
+                        other_method.unwrap_or(method),
+                        String::from_utf8_lossy(&answer)
+                    );
+                }
+                Ok(())
+            },
+        )
+        .expect("every answer is sound");
+}
+
+#[tokio::test]
+async fn a_wrong_method_or_a_path_that_is_not_utf8_is_a_json_error() {
+    let f = fixture().await;
+    let (s, h, b) = send(
+        &f.state,
+        Request::post("/.well-known/jwks.json")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(json(&b)["error"]["code"], "method_not_allowed");
+    let allow = h
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(allow.contains("GET"), "Allow: {allow:?}");
+    let admin = admin_token(&f).await;
+    let (s, _, b) = secret_call(&f, "GET", "/v1/secrets/%80", &admin, None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(json(&b)["error"]["code"], "invalid_request");
+}
