@@ -16,19 +16,6 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
-fn jwks_kids(url: &str) -> Vec<String> {
-    let r = reqwest::blocking_client()
-        .get(format!("{url}/.well-known/jwks.json"))
-        .send()
-        .expect("jwks");
-    r.json()["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .map(|k| k["kid"].as_str().expect("kid").to_owned())
-        .collect()
-}
-
 #[test]
 fn the_master_key_changes_at_once_and_everything_sealed_still_opens() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -2,7 +2,7 @@
 //! one store (none), and a token from one of them.
 
 use crate::doctor;
-use crate::support::{Server, credential, ok, token};
+use crate::support::{Server, credential, jwks_kids, ok, token};
 
 #[test]
 fn replicas_on_different_stores_diverge_and_on_one_store_agree() {
@@ -105,18 +105,4 @@ fn an_unreachable_replica_is_a_finding() {
         tmp.path(),
     );
     r.expect("server-unreachable", 1);
-}
-
-fn jwks_kids(url: &str) -> Vec<String> {
-    let c = crate::support::reqwest::blocking_client();
-    let r = c
-        .get(format!("{url}/.well-known/jwks.json"))
-        .send()
-        .expect("jwks");
-    r.json()["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .map(|k| k["kid"].as_str().expect("kid").to_owned())
-        .collect()
 }

@@ -215,6 +215,20 @@ pub fn credential(json_text: &str) -> (String, String) {
     )
 }
 
+/// The kids of the JWKS at `url`, in its order.
+pub fn jwks_kids(url: &str) -> Vec<String> {
+    let r = reqwest::blocking_client()
+        .get(format!("{url}/.well-known/jwks.json"))
+        .send()
+        .expect("jwks");
+    r.json()["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_owned())
+        .collect()
+}
+
 /// Gets an access token from `url`.
 pub fn token(url: &str, id: &str, secret: &str) -> String {
     let c = reqwest::blocking_client();
