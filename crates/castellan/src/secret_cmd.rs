@@ -16,10 +16,11 @@ use crate::common::{self, now};
 
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
-    /// Write a new version of a secret. The value is read from standard input (or --file) and stored
-    /// exactly as given, sealed: `printf %s 'VALUE' | castellan secret put app/db-password` (`echo`
-    /// would add a newline). It is never taken from the command line, where `ps` and shell history
-    /// would see it.
+    /// Write a new version of a secret, read from standard input or --file (never the command line).
+    ///
+    /// The value is stored exactly as given, sealed: `printf %s 'VALUE' | castellan secret put
+    /// app/db-password` (`echo` would add a newline). It is never taken from the command line, where
+    /// `ps` and shell history would see it.
     Put {
         /// The name: `/`-separated segments of letters, digits, `.`, `_`, `-` (e.g. mqtt/broker-password).
         name: String,
