@@ -113,6 +113,16 @@ pub fn scopes_allow_any(scopes: &str, access: Access) -> bool {
     })
 }
 
+/// A generated value: `bytes` random bytes, as base64url text without padding (usable as a password
+/// anywhere: letters, digits, `-` and `_`).
+pub fn generate_value(bytes: usize) -> Result<SecretValue, crate::Error> {
+    use base64::Engine;
+    let mut raw = Zeroizing::new(vec![0u8; bytes]);
+    aws_lc_rs::rand::fill(raw.as_mut_slice()).map_err(|_| crate::Error::KeyGeneration)?;
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.as_slice());
+    Ok(SecretValue::new(Zeroizing::new(text.into_bytes())))
+}
+
 /// A secret's value. `Debug` shows its length only; the bytes are wiped when dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretValue(Zeroizing<Vec<u8>>);
@@ -173,7 +183,9 @@ mod tests {
             );
         }
         // The refusal quotes a control character escaped, never raw.
-        let msg = validate_name("a\u{1b}[2Jb").expect_err("escape").to_string();
+        let msg = validate_name("a\u{1b}[2Jb")
+            .expect_err("escape")
+            .to_string();
         assert!(msg.contains("\\u{1b}") && !msg.contains('\u{1b}'), "{msg}");
     }
 
@@ -191,6 +203,20 @@ mod tests {
                 got: MAX_VALUE_BYTES + 1
             })
         );
+    }
+
+    #[test]
+    fn generated_values_are_base64url_of_the_size_asked_and_differ() {
+        let a = generate_value(32).expect("a");
+        let b = generate_value(32).expect("b");
+        assert_eq!(a.expose().len(), 43);
+        assert!(
+            a.expose()
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+        );
+        assert_ne!(a.expose(), b.expose());
+        assert_eq!(generate_value(16).expect("16").expose().len(), 22);
     }
 
     #[test]
@@ -225,7 +251,11 @@ mod tests {
             ("", Read, "a", false),
         ];
         for &(scopes, access, name, want) in cases {
-            assert_eq!(scopes_allow(scopes, access, name), want, "{scopes:?} {access:?} {name}");
+            assert_eq!(
+                scopes_allow(scopes, access, name),
+                want,
+                "{scopes:?} {access:?} {name}"
+            );
         }
         assert!(scopes_allow_any("x secrets:read:mqtt", Read));
         assert!(!scopes_allow_any("secrets:read:mqtt", Write));

@@ -25,8 +25,12 @@ pub enum SecretCommand {
         /// The name: `/`-separated segments of letters, digits, `.`, `_`, `-` (e.g. mqtt/broker-password).
         name: String,
         /// Read the value from this file instead of standard input.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "generate")]
         file: Option<PathBuf>,
+        /// Generate the value: this many random bytes (16 to 1024), stored as base64url text (for
+        /// example a database password nobody has to see). Not printed; read it with `secret get`.
+        #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u16).range(16..=1024))]
+        generate: Option<u16>,
         /// Write only if the newest version is this one (0: only if the secret does not exist yet).
         #[arg(long)]
         cas: Option<i64>,
@@ -125,11 +129,15 @@ pub async fn run(cmd: SecretCommand) -> Result<ExitCode> {
         SecretCommand::Put {
             name,
             file,
+            generate,
             cas,
             json,
             target,
         } => {
-            let value = read_value(file.as_ref())?;
+            let value = match generate {
+                Some(n) => castellan_core::secret_store::generate_value(usize::from(n))?,
+                None => read_value(file.as_ref())?,
+            };
             let meta: SecretMeta = if let Some(remote) = target.remote.client().await? {
                 let mut body = serde_json::json!({ "value_base64": base64_of(&value).as_str() });
                 if let Some(c) = cas {

@@ -392,3 +392,52 @@ fn concurrent_cli_writers_each_get_their_own_version() {
     versions.sort_unstable();
     assert_eq!(versions, (1..=8).collect::<Vec<i64>>());
 }
+
+#[test]
+fn a_generated_value_is_stored_but_never_shown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    ok(&["init", "--data-dir", "d", "--alg", "ES256"], d);
+    let put = [
+        "secret",
+        "put",
+        "app/db-password",
+        "--generate",
+        "24",
+        "--data-dir",
+        "d",
+    ];
+    let first_out = ok(&put, d);
+    let first = ok(&["secret", "get", "app/db-password", "--data-dir", "d"], d);
+    assert_eq!(first.len(), 32, "24 bytes as base64url: {first:?}");
+    assert!(
+        first
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+    assert!(
+        !first_out.contains(&first),
+        "put printed the value: {first_out}"
+    );
+    let second_out = ok(&put, d);
+    assert!(second_out.contains("version 2"), "{second_out}");
+    let second = ok(&["secret", "get", "app/db-password", "--data-dir", "d"], d);
+    assert_ne!(first, second, "each generation is new");
+    for bad in [
+        &["secret", "put", "x", "--generate", "8", "--data-dir", "d"][..],
+        &[
+            "secret",
+            "put",
+            "x",
+            "--generate",
+            "16",
+            "--file",
+            "f",
+            "--data-dir",
+            "d",
+        ][..],
+    ] {
+        let out = run(bad, d);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out));
+    }
+}
