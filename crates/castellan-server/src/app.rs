@@ -1192,7 +1192,6 @@ async fn secrets_list(
         .await?
         .into_iter()
         .filter(|s| secret_store::scopes_allow(&claims.scope, Access::Read, &s.name))
-        .map(|s| json!({"name": s.name, "version": s.version, "versions": s.versions, "updated_at": s.updated_at}))
         .collect();
     Ok(Json(json!({"secrets": list})).into_response())
 }

@@ -76,10 +76,7 @@ impl From<&Secret> for SecretJson {
 impl SecretJson {
     /// The value's bytes (from `value_base64`, which must agree with `value` when both are given).
     pub fn decode(&self) -> Result<SecretValue, ServiceError> {
-        let bytes = Zeroizing::new(
-            B64.decode(&self.value_base64)
-                .map_err(|_| ServiceError::Invalid("`value_base64` is not valid base64".into()))?,
-        );
+        let bytes = decode_base64(&self.value_base64)?;
         if let Some(text) = &self.value
             && text.as_bytes() != bytes.as_slice()
         {
@@ -118,20 +115,23 @@ impl std::fmt::Debug for PutSecret {
 impl PutSecret {
     /// The value's bytes.
     pub fn bytes(&self) -> Result<SecretValue, ServiceError> {
-        let bytes =
-            match (&self.value, &self.value_base64) {
-                (Some(text), None) => Zeroizing::new(text.as_bytes().to_vec()),
-                (None, Some(b64)) => Zeroizing::new(B64.decode(b64.trim()).map_err(|_| {
-                    ServiceError::Invalid("`value_base64` is not valid base64".into())
-                })?),
-                _ => {
-                    return Err(ServiceError::Invalid(
-                        "give exactly one of `value` (text) and `value_base64`".into(),
-                    ));
-                }
-            };
+        let bytes = match (&self.value, &self.value_base64) {
+            (Some(text), None) => Zeroizing::new(text.as_bytes().to_vec()),
+            (None, Some(b64)) => decode_base64(b64.trim())?,
+            _ => {
+                return Err(ServiceError::Invalid(
+                    "give exactly one of `value` (text) and `value_base64`".into(),
+                ));
+            }
+        };
         Ok(SecretValue::new(bytes))
     }
+}
+
+fn decode_base64(text: &str) -> Result<Zeroizing<Vec<u8>>, ServiceError> {
+    B64.decode(text)
+        .map(Zeroizing::new)
+        .map_err(|_| ServiceError::Invalid("`value_base64` is not valid base64".into()))
 }
 
 fn check_name(name: &str) -> Result<(), ServiceError> {

@@ -221,11 +221,7 @@ pub async fn change_master_key(
         .await?
         .into_iter()
         .map(|row| {
-            let dek =
-                old.unwrap(&row.id, &row.wrapped)
-                    .map_err(|_| ServiceError::MasterKeyMismatch {
-                        given: old.check_value(),
-                    })?;
+            let dek = unwrap_data_key(old, &row)?;
             Ok(DataKeyRow {
                 wrapped: new.wrap(&dek)?,
                 ..row
@@ -256,19 +252,22 @@ pub async fn newest_data_key(store: &Store, master: &MasterKey) -> Result<DataKe
                 .then_with(|| a.id.cmp(&b.id))
         })
         .ok_or(ServiceError::NotInitialized)?;
-    data_key(store, master, &newest.id).await
+    unwrap_data_key(master, &newest)
 }
 
-/// Unwraps one data key.
+/// Unwraps one data key (the others stay wrapped).
 pub async fn data_key(
     store: &Store,
     master: &MasterKey,
     id: &str,
 ) -> Result<DataKey, ServiceError> {
-    data_keys(store, master)
+    let row = store
+        .data_keys()
         .await?
-        .remove(id)
-        .ok_or_else(|| ServiceError::NotFound(format!("data key {id}")))
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| ServiceError::NotFound(format!("data key {id}")))?;
+    unwrap_data_key(master, &row)
 }
 
 /// Unwraps every data key.
@@ -276,17 +275,21 @@ pub async fn data_keys(
     store: &Store,
     master: &MasterKey,
 ) -> Result<HashMap<String, DataKey>, ServiceError> {
-    let mut out = HashMap::new();
-    for row in store.data_keys().await? {
-        let dek =
-            master
-                .unwrap(&row.id, &row.wrapped)
-                .map_err(|_| ServiceError::MasterKeyMismatch {
-                    given: master.check_value(),
-                })?;
-        out.insert(row.id, dek);
-    }
-    Ok(out)
+    store
+        .data_keys()
+        .await?
+        .iter()
+        .map(|row| Ok((row.id.clone(), unwrap_data_key(master, row)?)))
+        .collect()
+}
+
+/// A data key row opened with the master key; one that does not open means another master key.
+fn unwrap_data_key(master: &MasterKey, row: &DataKeyRow) -> Result<DataKey, ServiceError> {
+    master
+        .unwrap(&row.id, &row.wrapped)
+        .map_err(|_| ServiceError::MasterKeyMismatch {
+            given: master.check_value(),
+        })
 }
 
 /// Loads the published key ring, reusing already-parsed keys from `previous` by kid.

@@ -245,8 +245,9 @@ impl std::fmt::Debug for SecretRow {
     }
 }
 
-/// A secret as listed: never its value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A secret as listed (also the JSON of `GET /v1/secrets` and `castellan secret list`): never its
+/// value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SecretSummary {
     /// The secret's name.
     pub name: String,

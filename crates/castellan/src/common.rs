@@ -75,20 +75,34 @@ pub async fn open_store(cfg: &Config) -> Result<Store> {
         .context("opening the store")
 }
 
+/// Opens the configured store with its master key, checked against the store (a mismatch is an error
+/// that says so): what every command that reads or writes sealed values starts with.
+pub async fn unlocked_store(cfg: &Config) -> Result<(Store, MasterKey)> {
+    let store = open_store(cfg).await?;
+    let master = load_master_key(cfg, false)?;
+    castellan_server::service::check_master_key(&store, &master).await?;
+    Ok((store, master))
+}
+
+/// Reads a master key file, warning when group or others may read it.
+pub fn read_master_key_file(path: &std::path::Path) -> Result<MasterKey> {
+    use std::os::unix::fs::PermissionsExt;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading master key file {}", path.display()))?;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(path = %path.display(), "the master key file is readable by group or others; chmod 600 it");
+    }
+    MasterKey::from_base64(&text).with_context(|| format!("master key file {}", path.display()))
+}
+
 /// Reads the master key; with `create`, generates it (mode 0600) when the file does not exist.
 pub fn load_master_key(cfg: &Config, create: bool) -> Result<MasterKey> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let path = cfg.master_key_path();
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            if let Ok(meta) = std::fs::metadata(&path)
-                && meta.permissions().mode() & 0o077 != 0
-            {
-                tracing::warn!(path = %path.display(), "the master key file is readable by group or others; chmod 600 it");
-            }
-            MasterKey::from_base64(&text)
-                .with_context(|| format!("master key file {}", path.display()))
-        }
+    match std::fs::metadata(&path) {
+        Ok(_) => read_master_key_file(&path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
             let (key, text) = MasterKey::generate()?;
             if let Some(dir) = path.parent() {

@@ -107,12 +107,7 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
             let cfg = store.config()?;
             let st = common::open_store(&cfg).await?;
             let old = common::load_master_key(&cfg, false)?;
-            let text = std::fs::read_to_string(&new_master_key_file)
-                .with_context(|| format!("reading {}", new_master_key_file.display()))?;
-            let new =
-                castellan_core::envelope::MasterKey::from_base64(&text).with_context(|| {
-                    format!("new master key file {}", new_master_key_file.display())
-                })?;
+            let new = common::read_master_key_file(&new_master_key_file)?;
             let n = castellan_server::service::change_master_key(&st, &old, &new).await?;
             println!(
                 "re-wrapped {n} data key(s) under {} (check value {}); restart every replica with it, then retire {}",
@@ -167,9 +162,7 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                     .await?
             } else {
                 let cfg = target.store.config()?;
-                let store = common::open_store(&cfg).await?;
-                let master = common::load_master_key(&cfg, false)?;
-                castellan_server::service::check_master_key(&store, &master).await?;
+                let (store, master) = common::unlocked_store(&cfg).await?;
                 let policy = cfg.rotation_policy()?;
                 if at_once {
                     keys::rotate_now(&store, &master, &policy, now()).await?
@@ -210,9 +203,7 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                     .await?
             } else {
                 let cfg = target.store.config()?;
-                let store = common::open_store(&cfg).await?;
-                let master = common::load_master_key(&cfg, false)?;
-                castellan_server::service::check_master_key(&store, &master).await?;
+                let (store, master) = common::unlocked_store(&cfg).await?;
                 keys::import(
                     &store,
                     &master,

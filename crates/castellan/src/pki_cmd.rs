@@ -185,9 +185,7 @@ async fn local(
     svc::LoadedCa,
 )> {
     let cfg = target.store.config()?;
-    let store = common::open_store(&cfg).await?;
-    let master = common::load_master_key(&cfg, false)?;
-    castellan_server::service::check_master_key(&store, &master).await?;
+    let (store, master) = common::unlocked_store(&cfg).await?;
     let ca = svc::load_ca(&store, &master, cfg.crl_url().as_deref()).await?;
     Ok((cfg, store, ca))
 }
@@ -397,10 +395,7 @@ pub async fn run(cmd: PkiCommand) -> Result<ExitCode> {
             };
             let (cert_pem, key_pem) = (read(&cert)?, read(&key)?);
             let chain_pem = chain.as_ref().map(read).transpose()?;
-            let cfg = store.config()?;
-            let st = common::open_store(&cfg).await?;
-            let master = common::load_master_key(&cfg, false)?;
-            castellan_server::service::check_master_key(&st, &master).await?;
+            let (st, master) = common::unlocked_store(&store.config()?).await?;
             let id = svc::import_ca(
                 &st,
                 &master,

@@ -117,11 +117,7 @@ fn read_value(file: Option<&PathBuf>) -> Result<SecretValue> {
 async fn local(
     target: &Target,
 ) -> Result<(castellan_store::Store, castellan_core::envelope::MasterKey)> {
-    let cfg = target.store.config()?;
-    let store = common::open_store(&cfg).await?;
-    let master = common::load_master_key(&cfg, false)?;
-    castellan_server::service::check_master_key(&store, &master).await?;
-    Ok((store, master))
+    common::unlocked_store(&target.store.config()?).await
 }
 
 pub async fn run(cmd: SecretCommand) -> Result<ExitCode> {
@@ -200,17 +196,16 @@ pub async fn run(cmd: SecretCommand) -> Result<ExitCode> {
             }
         }
         SecretCommand::List { json, target } => {
-            let list: Vec<serde_json::Value> = if let Some(remote) = target.remote.client().await? {
-                let v: serde_json::Value = remote.get("/v1/secrets").await?;
-                v["secrets"].as_array().cloned().unwrap_or_default()
-            } else {
-                let (store, _) = local(&target).await?;
-                svc::list(&store)
-                    .await?
-                    .into_iter()
-                    .map(|s| serde_json::json!({"name": s.name, "version": s.version, "versions": s.versions, "updated_at": s.updated_at}))
-                    .collect()
-            };
+            let list: Vec<castellan_store::SecretSummary> =
+                if let Some(remote) = target.remote.client().await? {
+                    #[derive(serde::Deserialize)]
+                    struct List {
+                        secrets: Vec<castellan_store::SecretSummary>,
+                    }
+                    remote.get::<List>("/v1/secrets").await?.secrets
+                } else {
+                    svc::list(&local(&target).await?.0).await?
+                };
             if json {
                 println!(
                     "{}",
@@ -221,20 +216,13 @@ pub async fn run(cmd: SecretCommand) -> Result<ExitCode> {
             } else {
                 println!("{:<48} {:>7} {:>5}  UPDATED", "NAME", "VERSION", "KEPT");
                 for s in &list {
-                    let updated = s["updated_at"]
-                        .as_u64()
-                        .map(|t| {
-                            humantime::format_rfc3339_seconds(
-                                std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
-                            )
-                            .to_string()
-                        })
-                        .unwrap_or_default();
+                    let updated = humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH
+                            + std::time::Duration::from_secs(s.updated_at.max(0) as u64),
+                    );
                     println!(
                         "{:<48} {:>7} {:>5}  {updated}",
-                        s["name"].as_str().unwrap_or_default(),
-                        s["version"].as_i64().unwrap_or_default(),
-                        s["versions"].as_i64().unwrap_or_default()
+                        s.name, s.version, s.versions
                     );
                 }
             }

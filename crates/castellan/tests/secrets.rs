@@ -6,17 +6,13 @@ mod support;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use support::*;
 
 /// Runs `castellan ARGS` with `input` on standard input.
 fn run_with_stdin(args: &[&str], cwd: &Path, input: &[u8]) -> Output {
-    let mut child = Command::new(bin())
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("CASTELLAN_DATABASE_URL")
-        .env_remove("CASTELLAN_MASTER_KEY_FILE")
+    let mut child = command(args, cwd)
         .env_remove("CASTELLAN_SERVER")
         .env_remove("CASTELLAN_TOKEN")
         .stdin(Stdio::piped())
@@ -361,22 +357,24 @@ fn concurrent_cli_writers_each_get_their_own_version() {
     let children: Vec<_> = (0..8)
         .map(|i| {
             std::fs::write(d.join(format!("v{i}")), format!("value-{i}")).expect("file");
-            Command::new(bin())
-                .args([
+            let file = format!("v{i}");
+            command(
+                &[
                     "secret",
                     "put",
                     "shared",
                     "--file",
-                    &format!("v{i}"),
+                    &file,
                     "--json",
                     "--data-dir",
                     "d",
-                ])
-                .current_dir(d)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn")
+                ],
+                d,
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
         })
         .collect();
     let mut versions: Vec<i64> = children

@@ -9,15 +9,19 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_castellan")
 }
 
-/// Runs `castellan ARGS` to completion.
-pub fn run(args: &[&str], cwd: &Path) -> Output {
-    Command::new(bin())
-        .args(args)
+/// `castellan ARGS` in `cwd`, with none of the environment's store settings.
+pub fn command(args: &[&str], cwd: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.args(args)
         .current_dir(cwd)
         .env_remove("CASTELLAN_DATABASE_URL")
-        .env_remove("CASTELLAN_MASTER_KEY_FILE")
-        .output()
-        .expect("run castellan")
+        .env_remove("CASTELLAN_MASTER_KEY_FILE");
+    c
+}
+
+/// Runs `castellan ARGS` to completion.
+pub fn run(args: &[&str], cwd: &Path) -> Output {
+    command(args, cwd).output().expect("run castellan")
 }
 
 /// Runs and asserts success; returns stdout.
