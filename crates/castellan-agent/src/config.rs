@@ -19,6 +19,10 @@ use crate::AgentError;
 pub struct AgentConfig {
     /// Castellan's URL, e.g. `http://castellan:8270`.
     pub server: String,
+    /// PEM certificates to trust for an `https://` server, alone (e.g. Castellan's `root.pem`); the
+    /// system's roots when absent.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// JSON file with `client_id` and `client_secret` of a client with scope `pki:issue` (for
     /// `[[certificate]]`) and `secrets:read` (for `[[secret]]`).
     pub credential_file: PathBuf,

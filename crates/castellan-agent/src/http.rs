@@ -37,8 +37,14 @@ struct Cred {
 }
 
 impl HttpBackend {
-    /// A backend for `server`, authenticating with the credential file.
-    pub fn new(server: &str, credential_file: &Path) -> Result<Self, AgentError> {
+    /// A backend for `server`, authenticating with the credential file; an `https://` server is
+    /// trusted through the certificates of `ca_file` alone when it is given (the system's roots
+    /// otherwise).
+    pub fn new(
+        server: &str,
+        credential_file: &Path,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, AgentError> {
         let text = std::fs::read_to_string(credential_file).map_err(|e| {
             AgentError::Config(format!(
                 "credential_file {}: {e}",
@@ -51,9 +57,14 @@ impl HttpBackend {
                 credential_file.display()
             ))
         })?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(ca) = ca_file {
+            builder =
+                trust_only(builder, ca).map_err(|e| AgentError::Config(format!("ca_file {e}")))?;
+        }
+        let http = builder
             .build()
             .map_err(|e| AgentError::Server(e.to_string()))?;
         Ok(Self {
@@ -157,9 +168,38 @@ fn refused(what: &str, status: reqwest::StatusCode, v: &serde_json::Value) -> Ag
     ))
 }
 
+/// Makes `builder` trust only the certificates of the PEM file `ca_file` for HTTPS (for a Castellan
+/// serving with its own CA: the `root.pem` of `castellan pki ca --out DIR`). Errors name the file.
+pub fn trust_only(
+    builder: reqwest::ClientBuilder,
+    ca_file: &Path,
+) -> Result<reqwest::ClientBuilder, String> {
+    let pem = std::fs::read(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{}: not PEM certificates ({e})", ca_file.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: holds no certificate", ca_file.display()));
+    }
+    Ok(builder.tls_certs_only(certs))
+}
+
+/// What a failed request's innermost cause says, with a hint when it is the server's certificate that
+/// was not trusted.
 fn root_cause(e: &reqwest::Error) -> String {
+    let msg = innermost(e);
+    if msg.contains("certificate") || msg.contains("UnknownIssuer") {
+        format!(
+            "{msg} (trust Castellan's CA with `ca_file`, e.g. the root.pem of `castellan pki ca --out DIR`)"
+        )
+    } else {
+        msg
+    }
+}
+
+/// The innermost cause of `e`.
+pub fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
+    let mut src = e.source();
     while let Some(s) = src {
         msg = s.to_string();
         src = s.source();

@@ -15,7 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
-mod http;
+pub mod http;
 mod status;
 
 use std::collections::{BTreeSet, HashMap};

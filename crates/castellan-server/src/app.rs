@@ -35,6 +35,9 @@ use crate::service::{self, NewClient, ServiceError};
 /// Clock skew allowed when checking `exp` and `nbf` of tokens presented to /v1.
 const LEEWAY_SECS: i64 = 60;
 
+/// The profile name recorded for the certificates replicas issue themselves for their own HTTPS.
+pub const OWN_TLS_PROFILE: &str = "castellan-tls";
+
 /// Largest request body accepted anywhere.
 pub const MAX_BODY: usize = 64 * 1024;
 
@@ -213,6 +216,39 @@ impl AppState {
             Ok(r) => r.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+
+    /// The time on this server's clock, unix seconds.
+    pub fn now(&self) -> i64 {
+        self.0.clock.now()
+    }
+
+    /// Issues this replica's own TLS server certificate (`[tls] mode = "self-issued"`) from the issuing
+    /// CA, for exactly the given names: verified and recorded like every certificate, its key returned
+    /// to the caller only.
+    pub async fn issue_own_certificate(
+        &self,
+        dns_names: Vec<String>,
+        ip_addresses: Vec<std::net::IpAddr>,
+        ttl_secs: u64,
+    ) -> Result<castellan_core::pki::IssuedSet, ServiceError> {
+        let profile = castellan_core::pki::Profile::allow_all(
+            OWN_TLS_PROFILE,
+            castellan_core::pki::Purpose::Server,
+        );
+        let req = IssueRequest {
+            common_name: None,
+            dns_names,
+            ip_addresses,
+            uris: Vec::new(),
+            ttl_secs: Some(ttl_secs),
+            key_type: None,
+        };
+        let ca = self.ca();
+        let now = self.now();
+        let set = ca.issuer.issue(&profile, &req, now)?;
+        pki::record_issued(&self.0.certs, &set, &ca, now).await?;
+        Ok(set)
     }
 
     /// Runs the background jobs (key rotation, CRL rebuild before its nextUpdate) on the one replica holding the

@@ -86,6 +86,55 @@ pub struct Config {
     pub pki: PkiConfig,
     /// Key rotation settings.
     pub keys: KeysConfig,
+    /// HTTPS for the API.
+    pub tls: TlsConfig,
+}
+
+/// How the API is served: plain HTTP, or HTTPS with a certificate from files or issued by the replica
+/// itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Plain HTTP (behind a TLS-terminating proxy, or on a laptop).
+    Off,
+    /// `cert_file` and `key_file`.
+    Files,
+    /// Each replica issues its own certificate from the store's CA and renews it.
+    SelfIssued,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// `off`, `files` or `self-issued`.
+    pub mode: TlsMode,
+    /// files: the certificate chain, leaf first (PEM).
+    pub cert_file: Option<PathBuf>,
+    /// files: the private key (PEM: PKCS#8, SEC1 or PKCS#1).
+    pub key_file: Option<PathBuf>,
+    /// files: how often they are checked for a change.
+    #[serde(deserialize_with = "duration")]
+    pub reload_interval: Duration,
+    /// self-issued: the DNS names and IP addresses clients reach this replica by. Default: the host of
+    /// `public_url`, and the listen address unless it is a wildcard (with `localhost` for a loopback one).
+    pub names: Vec<String>,
+    /// self-issued: the certificate's lifetime; it is renewed at two thirds of it.
+    #[serde(deserialize_with = "duration")]
+    pub ttl: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            mode: TlsMode::Off,
+            cert_file: None,
+            key_file: None,
+            reload_interval: Duration::from_secs(30),
+            names: Vec::new(),
+            ttl: Duration::from_secs(30 * 86_400),
+        }
+    }
 }
 
 /// `[keys]`: scheduled rotation of the token signing keys.
@@ -176,6 +225,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             pki: PkiConfig::default(),
             keys: KeysConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -215,6 +265,38 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// The longest duration [`parse_duration`] accepts.
+/// Sorts names into IP addresses and DNS names (lowercase, checked for shape).
+fn split_names(names: &[String]) -> Result<(Vec<String>, Vec<std::net::IpAddr>), String> {
+    let mut dns = Vec::new();
+    let mut ips = Vec::new();
+    for name in names {
+        if let Ok(ip) = name.parse::<std::net::IpAddr>() {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+            continue;
+        }
+        let lower = name.to_ascii_lowercase();
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if lower.len() > 253 || !lower.split('.').all(label_ok) {
+            return Err(format!(
+                "`{}` is neither a DNS name nor an IP address",
+                name.escape_debug()
+            ));
+        }
+        if !dns.contains(&lower) {
+            dns.push(lower);
+        }
+    }
+    Ok((dns, ips))
+}
+
 pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// The environment variables that override settings, and the field each sets.
@@ -235,6 +317,12 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("CASTELLAN_KEYS_ROTATION_PERIOD", "keys.rotation_period"),
     ("CASTELLAN_KEYS_PREPUBLISH", "keys.prepublish"),
     ("CASTELLAN_KEYS_RETIRE_AFTER", "keys.retire_after"),
+    ("CASTELLAN_TLS_MODE", "tls.mode"),
+    ("CASTELLAN_TLS_CERT_FILE", "tls.cert_file"),
+    ("CASTELLAN_TLS_KEY_FILE", "tls.key_file"),
+    ("CASTELLAN_TLS_RELOAD_INTERVAL", "tls.reload_interval"),
+    ("CASTELLAN_TLS_NAMES", "tls.names"),
+    ("CASTELLAN_TLS_TTL", "tls.ttl"),
 ];
 
 impl Config {
@@ -309,6 +397,28 @@ impl Config {
                 "CASTELLAN_STORE_REFRESH_INTERVAL" => {
                     self.store.refresh_interval = parse_duration(value).map_err(bad)?
                 }
+                "CASTELLAN_TLS_MODE" => {
+                    self.tls.mode = match value.as_str() {
+                        "off" => TlsMode::Off,
+                        "files" => TlsMode::Files,
+                        "self-issued" => TlsMode::SelfIssued,
+                        _ => return Err(bad("expected `off`, `files` or `self-issued`".into())),
+                    }
+                }
+                "CASTELLAN_TLS_CERT_FILE" => self.tls.cert_file = non_empty().map(PathBuf::from),
+                "CASTELLAN_TLS_KEY_FILE" => self.tls.key_file = non_empty().map(PathBuf::from),
+                "CASTELLAN_TLS_RELOAD_INTERVAL" => {
+                    self.tls.reload_interval = parse_duration(value).map_err(bad)?
+                }
+                "CASTELLAN_TLS_NAMES" => {
+                    self.tls.names = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                }
+                "CASTELLAN_TLS_TTL" => self.tls.ttl = parse_duration(value).map_err(bad)?,
                 _ => {}
             }
         }
@@ -349,6 +459,7 @@ impl Config {
         }
         self.profiles()?;
         self.rotation_policy()?;
+        self.tls_source()?;
         if self.store.refresh_interval < Duration::from_millis(100) {
             return Err(ConfigError::Invalid {
                 field: "store.refresh_interval",
@@ -397,9 +508,98 @@ impl Config {
 
     /// The issuer: `public_url`, or `http://<listen>`.
     pub fn issuer(&self) -> String {
+        let scheme = match self.tls.mode {
+            TlsMode::Off => "http",
+            TlsMode::Files | TlsMode::SelfIssued => "https",
+        };
         self.public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .unwrap_or_else(|| format!("{scheme}://{}", self.listen))
+    }
+
+    /// Where the listener's certificate comes from; `None` for plain HTTP.
+    pub fn tls_source(&self) -> Result<Option<crate::tls::TlsSource>, ConfigError> {
+        let invalid =
+            |field: &'static str, message: String| ConfigError::Invalid { field, message };
+        let t = &self.tls;
+        if t.mode != TlsMode::Off
+            && let Some(url) = &self.public_url
+            && url.starts_with("http://")
+        {
+            return Err(invalid(
+                "public_url",
+                format!("`{url}` is http:// but tls.mode serves HTTPS"),
+            ));
+        }
+        match t.mode {
+            TlsMode::Off => Ok(None),
+            TlsMode::Files => {
+                let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) else {
+                    return Err(invalid(
+                        "tls",
+                        "mode \"files\" needs both cert_file and key_file".into(),
+                    ));
+                };
+                if t.reload_interval < Duration::from_secs(1) {
+                    return Err(invalid("tls.reload_interval", "must be at least 1s".into()));
+                }
+                Ok(Some(crate::tls::TlsSource::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    reload_interval: t.reload_interval,
+                }))
+            }
+            TlsMode::SelfIssued => {
+                let max = Duration::from_secs(castellan_core::pki::BUILTIN_MAX_TTL);
+                if t.ttl < Duration::from_secs(10) || t.ttl > max {
+                    return Err(invalid(
+                        "tls.ttl",
+                        format!("must be between 10s and {} days", max.as_secs() / 86_400),
+                    ));
+                }
+                let (dns_names, ip_addresses) =
+                    split_names(&self.tls_names()).map_err(|m| invalid("tls.names", m))?;
+                if dns_names.is_empty() && ip_addresses.is_empty() {
+                    return Err(invalid(
+                        "tls.names",
+                        "name the DNS names or IP addresses clients reach this server by (the \
+                         listen address is a wildcard and there is no public_url)"
+                            .into(),
+                    ));
+                }
+                Ok(Some(crate::tls::TlsSource::SelfIssued {
+                    dns_names,
+                    ip_addresses,
+                    ttl: t.ttl,
+                }))
+            }
+        }
+    }
+
+    /// The names of a self-issued certificate: `tls.names`, or else the host of `public_url` and the
+    /// listen address unless it is a wildcard (with `localhost` for a loopback one).
+    fn tls_names(&self) -> Vec<String> {
+        if !self.tls.names.is_empty() {
+            return self.tls.names.clone();
+        }
+        let mut names = Vec::new();
+        if let Some(host) = self
+            .public_url
+            .as_deref()
+            .and_then(|u| u.parse::<axum::http::Uri>().ok())
+            .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_owned()))
+        {
+            names.push(host);
+        }
+        let ip = self.listen.ip();
+        if !ip.is_unspecified() {
+            if ip.is_loopback() {
+                names.push("localhost".to_owned());
+            }
+            names.push(ip.to_string());
+        }
+        names.dedup();
+        names
     }
 
     /// The store URL: `database_url`, or SQLite at `<data_dir>/castellan.db`.
@@ -433,6 +633,9 @@ mod tests {
         assert_eq!(cfg.tokens.default_ttl, d.tokens.default_ttl);
         assert_eq!(cfg.tokens.jwks_max_age, d.tokens.jwks_max_age);
         assert_eq!(cfg.store.refresh_interval, d.store.refresh_interval);
+        assert_eq!(cfg.tls.mode, d.tls.mode);
+        assert_eq!(cfg.tls.ttl, d.tls.ttl);
+        assert_eq!(cfg.tls.reload_interval, d.tls.reload_interval);
         // Every environment variable is documented in the example.
         for (var, _) in ENV_VARS {
             assert!(
@@ -505,5 +708,107 @@ mod tests {
             [("CASTELLAN_LISTEN".to_owned(), "nope".to_owned())].into();
         let err = cfg.apply_env(&bad).expect_err("bad listen");
         assert!(err.to_string().contains("CASTELLAN_LISTEN"));
+    }
+
+    #[test]
+    fn tls_names_default_to_the_public_host_and_a_specific_listen_address() {
+        use crate::tls::TlsSource;
+        let source = |toml: &str| Config::from_toml("c.toml", toml).map(|c| c.tls_source());
+        let names = |toml: &str| match source(toml) {
+            Ok(Ok(Some(TlsSource::SelfIssued {
+                dns_names,
+                ip_addresses,
+                ..
+            }))) => (
+                dns_names,
+                ip_addresses
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>(),
+            ),
+            other => panic!("{toml}: {other:?}"),
+        };
+        assert_eq!(
+            names("[tls]\nmode = \"self-issued\"\n"),
+            (vec!["localhost".to_owned()], vec!["127.0.0.1".to_owned()])
+        );
+        assert_eq!(
+            names(
+                "listen = \"0.0.0.0:8270\"\npublic_url = \"https://Auth.Internal:8443\"\n[tls]\nmode = \"self-issued\"\n"
+            ),
+            (vec!["auth.internal".to_owned()], vec![])
+        );
+        assert_eq!(
+            names(
+                "listen = \"[::]:8270\"\npublic_url = \"https://[fd00::1]:8443\"\n[tls]\nmode = \"self-issued\"\n"
+            ),
+            (vec![], vec!["fd00::1".to_owned()])
+        );
+        assert_eq!(
+            names(
+                "listen = \"10.0.0.5:8270\"\n[tls]\nmode = \"self-issued\"\nnames = [\"castellan\", \"10.0.0.5\", \"CASTELLAN\"]\n"
+            ),
+            (vec!["castellan".to_owned()], vec!["10.0.0.5".to_owned()])
+        );
+        // Refused: no name to give, a name that is none, a TTL out of bounds, files without both files.
+        for (toml, field) in [
+            (
+                "listen = \"0.0.0.0:1\"\n[tls]\nmode = \"self-issued\"\n",
+                "tls.names",
+            ),
+            (
+                "[tls]\nmode = \"self-issued\"\nnames = [\"a b\"]\n",
+                "tls.names",
+            ),
+            (
+                "[tls]\nmode = \"self-issued\"\nnames = [\"-a.b\"]\n",
+                "tls.names",
+            ),
+            ("[tls]\nmode = \"self-issued\"\nttl = \"5s\"\n", "tls.ttl"),
+            ("[tls]\nmode = \"self-issued\"\nttl = \"91d\"\n", "tls.ttl"),
+            ("[tls]\nmode = \"files\"\ncert_file = \"c.pem\"\n", "tls"),
+            (
+                "public_url = \"http://x\"\n[tls]\nmode = \"files\"\ncert_file = \"c\"\nkey_file = \"k\"\n",
+                "public_url",
+            ),
+            ("[tls]\nmode = \"on\"\n", "mode"),
+        ] {
+            let err = Config::from_toml("c.toml", toml).expect_err(toml);
+            assert!(err.to_string().contains(field), "{toml}: {err}");
+        }
+        assert!(matches!(source(""), Ok(Ok(None))));
+        let files = Config::from_toml(
+            "c.toml",
+            "[tls]\nmode = \"files\"\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n",
+        )
+        .expect("files");
+        assert!(files.issuer().starts_with("https://"), "{}", files.issuer());
+        assert!(Config::default().issuer().starts_with("http://"));
+    }
+
+    #[test]
+    fn tls_settings_come_from_the_environment_too() {
+        let mut cfg = Config::default();
+        let env: HashMap<String, String> = [
+            ("CASTELLAN_TLS_MODE", "self-issued"),
+            ("CASTELLAN_TLS_NAMES", "castellan, 10.1.2.3,,"),
+            ("CASTELLAN_TLS_TTL", "48h"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        cfg.apply_env(&env).expect("env");
+        assert_eq!(
+            cfg.tls_source().expect("source"),
+            Some(crate::tls::TlsSource::SelfIssued {
+                dns_names: vec!["castellan".into()],
+                ip_addresses: vec!["10.1.2.3".parse().expect("ip")],
+                ttl: Duration::from_secs(48 * 3600),
+            })
+        );
+        let bad: HashMap<String, String> =
+            [("CASTELLAN_TLS_MODE".to_owned(), "yes".to_owned())].into();
+        let err = Config::default().apply_env(&bad).expect_err("bad mode");
+        assert!(err.to_string().contains("CASTELLAN_TLS_MODE"), "{err}");
     }
 }

@@ -14,3 +14,4 @@ pub mod metrics;
 pub mod pki;
 pub mod secrets;
 pub mod service;
+pub mod tls;

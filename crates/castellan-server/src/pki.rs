@@ -145,8 +145,18 @@ pub async fn issue(
     now: i64,
 ) -> Result<IssuedSet, ServiceError> {
     let set = ca.issuer.issue(profiles.get(profile)?, req, now)?;
-    log.record(record(&set, ca, now)).await?;
+    record_issued(log, &set, ca, now).await?;
     Ok(set)
+}
+
+/// Records a set `ca` issued (committed before it is handed out).
+pub async fn record_issued(
+    log: &impl CertLog,
+    set: &IssuedSet,
+    ca: &LoadedCa,
+    now: i64,
+) -> Result<(), ServiceError> {
+    Ok(log.record(record(set, ca, now)).await?)
 }
 
 /// Signs a CSR (its own signature is checked; the key never leaves its owner); verified and recorded.
@@ -162,7 +172,7 @@ pub async fn sign_csr(
     let set = ca
         .issuer
         .sign_csr(profiles.get(profile)?, csr_pem, req, now)?;
-    log.record(record(&set, ca, now)).await?;
+    record_issued(log, &set, ca, now).await?;
     Ok(set)
 }
 

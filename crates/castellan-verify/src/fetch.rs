@@ -104,13 +104,43 @@ mod http_fetcher {
     impl HttpFetcher {
         /// A fetcher for `url` whose every request (connect, headers and body) ends within `timeout`.
         pub fn new(url: &str, timeout: Duration) -> Result<Self, crate::Error> {
+            Self::build(url, timeout, None)
+        }
+
+        /// Like [`HttpFetcher::new`], but an `https://` URL is trusted through the certificates of
+        /// `ca_pem` alone (PEM), not the system's roots: for a Castellan that serves HTTPS with a
+        /// certificate from its own CA, give its `root.pem`.
+        pub fn with_ca_pem(
+            url: &str,
+            timeout: Duration,
+            ca_pem: &[u8],
+        ) -> Result<Self, crate::Error> {
+            Self::build(url, timeout, Some(ca_pem))
+        }
+
+        fn build(
+            url: &str,
+            timeout: Duration,
+            ca_pem: Option<&[u8]>,
+        ) -> Result<Self, crate::Error> {
             let url = reqwest::Url::parse(url)
                 .map_err(|e| crate::Error::Config(format!("JWKS URL {url:?}: {e}")))?;
-            let client = reqwest::Client::builder()
+            let mut builder = reqwest::Client::builder()
                 .timeout(timeout)
                 .connect_timeout(timeout)
                 .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("castellan-verify/", env!("CARGO_PKG_VERSION")))
+                .user_agent(concat!("castellan-verify/", env!("CARGO_PKG_VERSION")));
+            if let Some(pem) = ca_pem {
+                let certs = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| crate::Error::Config(format!("CA certificates: {e}")))?;
+                if certs.is_empty() {
+                    return Err(crate::Error::Config(
+                        "CA certificates: no PEM CERTIFICATE block".into(),
+                    ));
+                }
+                builder = builder.tls_certs_only(certs);
+            }
+            let client = builder
                 .build()
                 .map_err(|e| crate::Error::Config(format!("HTTP client: {e}")))?;
             Ok(Self { client, url })

@@ -152,6 +152,7 @@ impl Verifier {
             fetcher: None,
             background_refresh: true,
             allow_http: false,
+            ca_pem: None,
         }
     }
 
@@ -599,6 +600,7 @@ pub struct VerifierBuilder {
     fetcher: Option<Arc<dyn JwksFetcher>>,
     background_refresh: bool,
     allow_http: bool,
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for VerifierBuilder {
@@ -707,6 +709,13 @@ impl VerifierBuilder {
         self
     }
 
+    /// Trust only these CA certificates (PEM) for an `https://` JWKS URL, instead of the system's
+    /// roots: for a Castellan serving HTTPS with a certificate from its own CA, its `root.pem`.
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
     /// Checks the settings and starts the verifier (and its background task). Must be called inside
     /// a Tokio runtime. Does not wait for the first fetch: see [`Verifier::refresh`] for that.
     pub fn build(self) -> Result<Verifier, Error> {
@@ -730,7 +739,12 @@ impl VerifierBuilder {
             .map_err(|_| Error::Config("build() must be called inside a Tokio runtime".into()))?;
         let fetcher = match self.fetcher {
             Some(fetcher) => fetcher,
-            None => default_fetcher(&self.jwks_url, self.allow_http, self.fetch_timeout)?,
+            None => default_fetcher(
+                &self.jwks_url,
+                self.allow_http,
+                self.fetch_timeout,
+                self.ca_pem.as_deref(),
+            )?,
         };
         let cfg = Config {
             issuer: self.issuer,
@@ -772,6 +786,7 @@ fn default_fetcher(
     url: &str,
     allow_http: bool,
     timeout: Duration,
+    ca_pem: Option<&[u8]>,
 ) -> Result<Arc<dyn JwksFetcher>, Error> {
     let parsed =
         reqwest::Url::parse(url).map_err(|e| Error::Config(format!("JWKS URL {url:?}: {e}")))?;
@@ -796,7 +811,10 @@ fn default_fetcher(
             )));
         }
     }
-    Ok(Arc::new(crate::fetch::HttpFetcher::new(url, timeout)?))
+    Ok(Arc::new(match ca_pem {
+        Some(pem) => crate::fetch::HttpFetcher::with_ca_pem(url, timeout, pem)?,
+        None => crate::fetch::HttpFetcher::new(url, timeout)?,
+    }))
 }
 
 #[cfg(not(feature = "http"))]
@@ -804,6 +822,7 @@ fn default_fetcher(
     _url: &str,
     _allow_http: bool,
     _timeout: Duration,
+    _ca_pem: Option<&[u8]>,
 ) -> Result<Arc<dyn JwksFetcher>, Error> {
     Err(Error::Config(
         "built without the `http` feature: pass a fetcher with VerifierBuilder::fetcher".into(),

@@ -78,7 +78,7 @@ fn report(results: &PassReport) -> bool {
 pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
     let cfg = AgentConfig::from_file(&args.config)?;
     init_logging(args.log_format == "json");
-    let backend = HttpBackend::new(&cfg.server, &cfg.credential_file)?;
+    let backend = HttpBackend::new(&cfg.server, &cfg.credential_file, cfg.ca_file.as_deref())?;
     let listen = cfg.listen;
     let agent = Agent::new(cfg, backend);
     if args.once {
@@ -355,6 +355,7 @@ async fn dev_up(config: &Path) -> Result<ExitCode> {
     if !dev.certificates.is_empty() {
         let agent_cfg = AgentConfig {
             server: cfg.issuer(),
+            ca_file: None,
             credential_file: cred_path.clone(),
             status_file: None,
             listen: None,

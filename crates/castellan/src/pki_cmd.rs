@@ -362,8 +362,9 @@ pub async fn run(cmd: PkiCommand) -> Result<ExitCode> {
                     serde_json::to_string_pretty(&serde_json::json!({"certificates": certs}))?
                 );
             } else {
+                let width = certs.iter().map(|c| c.profile.len()).fold(8, usize::max);
                 println!(
-                    "{:<34} {:<8} {:<21} {:<8} SUBJECT",
+                    "{:<34} {:<width$} {:<21} {:<8} SUBJECT",
                     "SERIAL", "PROFILE", "NOT_AFTER", "STATUS"
                 );
                 for c in certs {
@@ -378,7 +379,7 @@ pub async fn run(cmd: PkiCommand) -> Result<ExitCode> {
                     };
                     let subject = c.common_name.clone().unwrap_or_else(|| c.sans.join(","));
                     println!(
-                        "{:<34} {:<8} {:<21} {:<8} {}",
+                        "{:<34} {:<width$} {:<21} {:<8} {}",
                         c.serial, c.profile, when, status, subject
                     );
                 }

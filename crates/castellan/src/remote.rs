@@ -20,6 +20,10 @@ pub struct RemoteArgs {
     /// Credential file (client_id, client_secret) to get a token from --server.
     #[arg(long)]
     pub credential: Option<PathBuf>,
+    /// For an https:// --server: trust only the certificates in this PEM file, e.g. the root.pem of
+    /// `castellan pki ca --out DIR` when the server serves with its own CA [default: the system's roots].
+    #[arg(long, value_name = "FILE", env = "CASTELLAN_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// An authenticated client of the /v1 API.
@@ -39,7 +43,7 @@ impl RemoteArgs {
         else {
             return Ok(None);
         };
-        let http = http_client()?;
+        let http = http_client(self.ca_file.as_deref())?;
         let token = match (&self.token, &self.credential) {
             (Some(t), _) => t.clone(),
             (None, Some(path)) => fetch_token(&http, &base, &CredentialFile::read(path)?).await?,
@@ -51,11 +55,28 @@ impl RemoteArgs {
     }
 }
 
-/// The HTTP client of the CLI's calls to a server.
-pub fn http_client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()?)
+/// The HTTP client of the CLI's calls to a server; with `ca_file`, HTTPS trusts its certificates alone.
+pub fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+    if let Some(ca) = ca_file {
+        builder = castellan_agent::http::trust_only(builder, ca)
+            .map_err(|e| anyhow::anyhow!("--ca-file {e}"))?;
+    }
+    Ok(builder.build()?)
+}
+
+/// A request that got no answer, with the reason and, when the server's certificate was not trusted,
+/// what to do about it.
+fn unanswered(e: &reqwest::Error, target: &str) -> anyhow::Error {
+    let cause = castellan_agent::http::innermost(e);
+    if cause.contains("certificate") || cause.contains("UnknownIssuer") {
+        anyhow::anyhow!(
+            "cannot reach {target}: {cause} (if it serves with Castellan's own CA, pass --ca-file with \
+             the root.pem of `castellan pki ca --out DIR`)"
+        )
+    } else {
+        anyhow::anyhow!("cannot reach {target}: {cause}")
+    }
 }
 
 /// Gets an access token with the client_credentials grant.
@@ -88,7 +109,7 @@ pub async fn request_token(
         .form(&form)
         .send()
         .await
-        .with_context(|| format!("cannot reach the token endpoint {endpoint}"))?;
+        .map_err(|e| unanswered(&e, &format!("the token endpoint {endpoint}")))?;
     let status = resp.status();
     let body: serde_json::Value = resp
         .json()
@@ -115,7 +136,7 @@ impl Remote {
             .bearer_auth(&self.token)
             .send()
             .await
-            .with_context(|| format!("connecting to {}", self.base))?;
+            .map_err(|e| unanswered(&e, &self.base))?;
         if resp.status().is_success() {
             return Ok(resp);
         }

@@ -7,8 +7,9 @@ use anyhow::{Context, Result};
 use castellan_core::SystemClock;
 use castellan_core::keys::Alg;
 use castellan_server::app::{self, AppState, Settings};
-use castellan_server::config::{Config, LogFormat};
+use castellan_server::config::{Config, LogFormat, TlsMode};
 use castellan_server::service::{self, InitOptions, ServiceError};
+use castellan_server::tls::{self, TlsListener};
 use clap::Args;
 
 use crate::common::{self, StoreArgs, now};
@@ -35,6 +36,22 @@ pub struct ServeArgs {
     /// Name of this replica in /v1/sys/status [env: CASTELLAN_REPLICA_ID].
     #[arg(long)]
     replica_id: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first), re-read when it changes; needs
+    /// --tls-key [env: CASTELLAN_TLS_CERT_FILE].
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_self_issued")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM) [env: CASTELLAN_TLS_KEY_FILE].
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Serve HTTPS with a certificate this replica issues itself from the store's CA (key in memory
+    /// only, renewed at two thirds of its lifetime); clients trust the CA's root.pem [env:
+    /// CASTELLAN_TLS_MODE=self-issued].
+    #[arg(long)]
+    tls_self_issued: bool,
+    /// A DNS name or IP address for --tls-self-issued (repeat it) [env: CASTELLAN_TLS_NAMES, comma-
+    /// separated] [default: the public URL's host and the listen address].
+    #[arg(long = "tls-name", value_name = "NAME")]
+    tls_names: Vec<String>,
 }
 
 fn config(args: &ServeArgs) -> Result<Config> {
@@ -57,6 +74,17 @@ fn config(args: &ServeArgs) -> Result<Config> {
     }
     if let Some(r) = &args.replica_id {
         cfg.replica_id = Some(r.clone());
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        cfg.tls.mode = TlsMode::Files;
+        cfg.tls.cert_file = Some(cert.clone());
+        cfg.tls.key_file = Some(key.clone());
+    }
+    if args.tls_self_issued {
+        cfg.tls.mode = TlsMode::SelfIssued;
+    }
+    if !args.tls_names.is_empty() {
+        cfg.tls.names = args.tls_names.clone();
     }
     cfg.validate()?;
     Ok(cfg)
@@ -133,25 +161,50 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    // The listener's certificate, before anything is served: a bad pair is a start-up refusal.
+    let tls = match cfg.tls_source()? {
+        Some(source) => match tls::start(&source, &state).await {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => None,
+    };
     tracing::info!(
         %addr,
         issuer = %cfg.issuer(),
         store = state.store().kind().as_str(),
         replica_id,
         fingerprint = %state.fingerprint(),
+        tls = tls.is_some(),
         "castellan is serving"
     );
     let refresher = state.spawn_refresh();
     let jobs = state.spawn_jobs();
-    // Answers are small and written whole: send them at once rather than wait for Nagle's algorithm.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
+    let router = app::router(state);
+    match tls {
+        Some((cert, keeper)) => {
+            let listener = TlsListener::new(listener, tls::server_config(cert)?)?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+            keeper.abort();
         }
-    });
-    axum::serve(listener, app::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        None => {
+            // Answers are small and written whole: send them at once rather than wait for Nagle's
+            // algorithm.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!("TCP_NODELAY: {e}");
+                }
+            });
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+        }
+    }
     refresher.abort();
     jobs.abort();
     tracing::info!("stopped");

@@ -21,6 +21,9 @@ pub struct TokenArgs {
     /// A scope to ask for (repeat for several; default: every scope of the client).
     #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
+    /// For an https:// server: trust only the certificates in this PEM file (e.g. Castellan's root.pem).
+    #[arg(long, value_name = "FILE", env = "CASTELLAN_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Print the whole token response (access_token, token_type, expires_in, scope) as JSON.
     #[arg(long)]
     pub json: bool,
@@ -37,7 +40,7 @@ pub async fn run(args: TokenArgs) -> Result<ExitCode> {
             args.credential.display()
         ),
     };
-    let http = http_client()?;
+    let http = http_client(args.ca_file.as_deref())?;
     let scope = (!args.scopes.is_empty()).then(|| args.scopes.join(" "));
     let body = request_token(&http, &endpoint, &cred, scope.as_deref()).await?;
     if args.json {

@@ -39,7 +39,7 @@ pub use error::PkiError;
 pub use issuer::{ImportedCa, IssueRequest, IssuedSet, Issuer, import_ca};
 pub use key::KeyType;
 pub use parse::{CertInfo, parse_cert_der, parse_cert_pem, parse_certs_pem};
-pub use profile::{MAX_SANS, Names, Profile, Profiles, Purpose, SanKind};
+pub use profile::{BUILTIN_MAX_TTL, MAX_SANS, Names, Profile, Profiles, Purpose, SanKind};
 pub use verify::{SetPems, verify_set};
 
 use pem::{EncodeConfig, LineEnding, Pem};

@@ -42,7 +42,8 @@ pub const MAX_SANS: usize = 100;
 /// The longest common name X.520 allows.
 const MAX_CN_LEN: usize = 64;
 
-const BUILTIN_MAX_TTL: u64 = 90 * 86_400;
+/// The longest lifetime the built-in profiles allow, seconds (90 days).
+pub const BUILTIN_MAX_TTL: u64 = 90 * 86_400;
 const DEFAULT_TTL: u64 = 30 * 86_400;
 
 /// What a certificate is for: decides its extended key usage.

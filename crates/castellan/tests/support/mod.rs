@@ -54,6 +54,16 @@ pub struct Server {
 impl Server {
     /// Starts `castellan serve ARGS --listen 127.0.0.1:<free>` and waits for /readyz.
     pub fn start(args: &[&str], cwd: &Path) -> Server {
+        Self::launch(args, cwd, None)
+    }
+
+    /// Like [`Server::start`] for a server that serves HTTPS (the ARGS say how): its URL is
+    /// `https://localhost:<port>`, and readiness is checked trusting only the certificates of `ca_file`.
+    pub fn start_https(args: &[&str], cwd: &Path, ca_file: &Path) -> Server {
+        Self::launch(args, cwd, Some(ca_file))
+    }
+
+    fn launch(args: &[&str], cwd: &Path, ca_file: Option<&Path>) -> Server {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let log = cwd.join(format!("serve-{port}.log"));
@@ -68,18 +78,21 @@ impl Server {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn serve");
-        let mut server = Server {
-            child,
-            url: format!("http://{listen}"),
-            log,
+        let url = match ca_file {
+            Some(_) => format!("https://localhost:{port}"),
+            None => format!("http://{listen}"),
         };
-        server.wait_ready();
+        let mut server = Server { child, url, log };
+        let client = match ca_file {
+            Some(ca) => reqwest::blocking_client_trusting(&cwd.join(ca)),
+            None => reqwest::blocking_client(),
+        };
+        server.wait_ready(&client);
         server
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self, client: &reqwest::Blocking) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let client = reqwest::blocking_client();
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("server exited early with {status}: {}", self.log_text());
@@ -131,12 +144,21 @@ pub mod reqwest {
         client: ::reqwest::Client,
     }
     pub fn blocking_client() -> Blocking {
+        with(::reqwest::Client::builder())
+    }
+    /// A client for HTTPS that trusts only the certificates of the PEM file `ca`.
+    pub fn blocking_client_trusting(ca: &std::path::Path) -> Blocking {
+        let pem = std::fs::read(ca).expect("CA file");
+        let certs = ::reqwest::Certificate::from_pem_bundle(&pem).expect("CA PEM");
+        with(::reqwest::Client::builder().tls_certs_only(certs))
+    }
+    fn with(builder: ::reqwest::ClientBuilder) -> Blocking {
         Blocking {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("rt"),
-            client: ::reqwest::Client::builder()
+            client: builder
                 .timeout(std::time::Duration::from_secs(10))
                 .build()
                 .expect("client"),
