@@ -320,6 +320,9 @@ fn a_self_issued_certificate_is_trusted_through_the_root_alone_and_every_client_
             "without the root the JWKS cannot be fetched"
         );
     });
+
+    // SIGTERM stops the HTTPS server cleanly, as it does the plain one.
+    assert!(server.terminate().success());
 }
 
 /// Waits until the server at `port` presents a leaf whose `-serial` differs from `old`.
