@@ -127,7 +127,8 @@ pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
 #[derive(Debug, Subcommand)]
 pub enum DevCommand {
     /// Initialize the embedded store if needed, issue the certificates listed in castellan-dev.toml
-    /// into ./certs/<name>/ (valid ones are reused), and start the server in the background.
+    /// into ./certs/<name>/ (valid ones are reused), write the secrets it lists (`[[secret]]`, put
+    /// with `castellan secret put` first) and start the server in the background.
     Up {
         /// The dev configuration; created with a broker and an app certificate when missing.
         #[arg(long, default_value = "castellan-dev.toml")]
@@ -152,6 +153,9 @@ struct DevConfig {
     certs_dir: PathBuf,
     #[serde(default, rename = "certificate")]
     certificates: Vec<castellan_agent::CertSpec>,
+    /// Secrets of the store written to files (`castellan secret put NAME` first).
+    #[serde(default, rename = "secret")]
+    secrets: Vec<castellan_agent::SecretSpec>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -182,6 +186,12 @@ name = "app"                       # the client: certfile chain.pem, keyfile key
 profile = "client"
 common_name = "app"
 ttl = "720h"
+
+# Secrets of the store, written to files (mode 0600 unless `mode` says otherwise). Put the value first:
+#   castellan secret put mqtt/broker-password --data-dir castellan-data --generate 24
+# [[secret]]
+# name = "mqtt/broker-password"
+# path = "certs/broker/password"
 "#;
 
 fn load_dev_config(path: &Path) -> Result<DevConfig> {
@@ -352,7 +362,7 @@ async fn dev_up(config: &Path) -> Result<ExitCode> {
         }
         None => println!("reusing the store in {}", cfg.data_dir.display()),
     }
-    if !dev.certificates.is_empty() {
+    if !dev.certificates.is_empty() || !dev.secrets.is_empty() {
         let agent_cfg = AgentConfig {
             server: cfg.issuer(),
             ca_file: None,
@@ -362,7 +372,7 @@ async fn dev_up(config: &Path) -> Result<ExitCode> {
             ca_check_interval: Duration::from_secs(300),
             secret_check_interval: castellan_agent::config::default_secret_check(),
             certificates: dev.certificates.clone(),
-            secrets: Vec::new(),
+            secrets: dev.secrets.clone(),
         };
         agent_cfg
             .validate()
@@ -375,7 +385,7 @@ async fn dev_up(config: &Path) -> Result<ExitCode> {
         };
         let agent = Agent::new(agent_cfg, backend);
         if !report(&agent.pass(unix_now()).await) {
-            bail!("some certificates could not be delivered");
+            bail!("some certificates or secrets could not be delivered");
         }
     }
     store.close().await;

@@ -718,3 +718,53 @@ fn a_client_without_secrets_read_is_told_which_scope_it_needs() {
     );
     assert!(!d.join("run").exists(), "nothing written for the secret");
 }
+
+#[test]
+fn dev_up_writes_the_secrets_it_lists_and_names_one_that_is_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let port = free_port();
+    let cfg = format!(
+        "listen = \"127.0.0.1:{port}\"\n[[secret]]\nname = \"dev/db-password\"\npath = \"secrets/db-password\"\nmode = \"0640\"\n"
+    );
+    std::fs::write(d.join("castellan-dev.toml"), cfg).expect("config");
+    // Not put yet: dev up says which secret is missing, writes no file and starts no server.
+    let out = run(&["dev", "up"], d);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("dev/db-password"), "{said}");
+    assert!(!d.join("secrets/db-password").exists());
+    assert!(
+        reqwest::blocking_client()
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .is_err(),
+        "no server after a failed dev up"
+    );
+    let value = b"dev-\x00pw\n";
+    let mut put = command(
+        &[
+            "secret",
+            "put",
+            "dev/db-password",
+            "--data-dir",
+            "castellan-data",
+        ],
+        d,
+    )
+    .stdin(std::process::Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    std::io::Write::write_all(&mut put.stdin.take().expect("stdin"), value).expect("stdin");
+    assert!(put.wait().expect("wait").success());
+    let up = ok(&["dev", "up"], d);
+    assert!(
+        up.contains("secret dev/db-password: written (version 1)"),
+        "{up}"
+    );
+    assert!(!up.contains("dev-"), "the value is never printed: {up}");
+    let file = d.join("secrets/db-password");
+    assert_eq!(std::fs::read(&file).expect("secret file"), value);
+    assert_eq!(mode(&file), 0o640);
+    ok(&["dev", "down"], d);
+}
