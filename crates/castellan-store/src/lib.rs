@@ -46,6 +46,20 @@ pub mod testing;
 
 pub use batch::CertBatcher;
 
+/// The latest expiry among the certificates issued for one set of names (see
+/// [`Store::newest_expiry_by_names`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamesExpiry {
+    /// The profile.
+    pub profile: String,
+    /// The common name, if any.
+    pub common_name: Option<String>,
+    /// The SANs, as stored (`dns:… ip:…`).
+    pub sans: String,
+    /// The latest `not_after` of those not revoked.
+    pub newest_not_after: i64,
+}
+
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -698,6 +712,27 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(cert_from_row).collect()
+    }
+
+    /// For each set of names certificates were issued for (profile, common name and SANs), the latest
+    /// `not_after` of the ones not revoked: a certificate that ends before it has been renewed.
+    pub async fn newest_expiry_by_names(&self) -> Result<Vec<NamesExpiry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT profile, common_name, sans, MAX(not_after) AS newest FROM certificates \
+             WHERE revoked_at IS NULL GROUP BY profile, common_name, sans",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NamesExpiry {
+                    profile: r.try_get("profile")?,
+                    common_name: r.try_get("common_name")?,
+                    sans: r.try_get("sans")?,
+                    newest_not_after: r.try_get("newest")?,
+                })
+            })
+            .collect()
     }
 
     /// One certificate by serial.

@@ -2,7 +2,7 @@
 
 use castellan_store::{
     CaRow, CertBatcher, CertRow, ClientRow, CrlRow, DataKeyRow, InitBundle, MasterKeyCheck,
-    Revocation, SecretRow, SecretSummary, SigningKeyRow, Store, StoreError, StoreKind,
+    NamesExpiry, Revocation, SecretRow, SecretSummary, SigningKeyRow, Store, StoreError, StoreKind,
 };
 
 fn bundle(tag: &str) -> InitBundle {
@@ -299,6 +299,7 @@ async fn conformance(store: Store) {
         2 + 70 + 199,
         "aa, bb, m000..m069, 199 of g000..g199"
     );
+    newest_expiry(&store).await;
 
     // CRLs: numbers are claimed once; the newest is served.
     let crl = |n: i64| CrlRow {
@@ -336,6 +337,50 @@ async fn conformance(store: Store) {
             .try_lease("job", "r2", 150, 30)
             .await
             .expect("expired lease is taken")
+    );
+}
+
+/// The newest expiry per set of names (profile `ops`, apart from the rows above): revoked certificates
+/// do not count, and certificates for other names are a group of their own.
+async fn newest_expiry(store: &Store) {
+    let ops = |serial: &str, not_after: i64| CertRow {
+        profile: "ops".into(),
+        ..cert(serial, not_after)
+    };
+    let mut revoked = ops("o3", 5_000);
+    revoked.revoked_at = Some(10);
+    let other = CertRow {
+        common_name: None,
+        sans: "dns:other".into(),
+        ..ops("o4", 700)
+    };
+    for c in [ops("o1", 300), ops("o2", 900), revoked, other] {
+        store.add_certificate(&c).await.expect("add");
+    }
+    let mut newest: Vec<NamesExpiry> = store
+        .newest_expiry_by_names()
+        .await
+        .expect("newest")
+        .into_iter()
+        .filter(|n| n.profile == "ops")
+        .collect();
+    newest.sort_by_key(|n| n.newest_not_after);
+    assert_eq!(
+        newest,
+        vec![
+            NamesExpiry {
+                profile: "ops".into(),
+                common_name: None,
+                sans: "dns:other".into(),
+                newest_not_after: 700,
+            },
+            NamesExpiry {
+                profile: "ops".into(),
+                common_name: Some("emqx".into()),
+                sans: "dns:emqx".into(),
+                newest_not_after: 900,
+            },
+        ]
     );
 }
 

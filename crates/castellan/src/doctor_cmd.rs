@@ -1087,6 +1087,38 @@ async fn check_store(args: &StoreArgs) -> Result<Vec<Finding>> {
 
 /// Opens the newest version of every stored secret: one that does not open (altered, or sealed under a
 /// data key this master key cannot unwrap) is named; the values are never shown.
+/// How long before its end a certificate counts as expiring: the last third of its lifetime (an agent
+/// renews at two thirds), at most 14 days.
+const EXPIRING_WITHIN: i64 = 14 * 86_400;
+
+/// Certificates in the last third of their lifetime (at most 14 days before their end), not revoked,
+/// for whose names no later certificate was issued: renewals that did not happen. A certificate the
+/// agent has replaced is not reported, however near its end.
+async fn unrenewed(
+    store: &castellan_store::Store,
+    now: i64,
+) -> Result<Vec<castellan_store::CertRow>> {
+    let newest: std::collections::HashMap<(String, Option<String>, String), i64> = store
+        .newest_expiry_by_names()
+        .await?
+        .into_iter()
+        .map(|n| ((n.profile, n.common_name, n.sans), n.newest_not_after))
+        .collect();
+    Ok(store
+        .certificates(Some(now + EXPIRING_WITHIN))
+        .await?
+        .into_iter()
+        .filter(|c| {
+            let last_third = (c.not_after - c.not_before) / 3;
+            let key = (c.profile.clone(), c.common_name.clone(), c.sans.clone());
+            c.revoked_at.is_none()
+                && c.not_after > now
+                && c.not_after - now < last_third.min(EXPIRING_WITHIN)
+                && newest.get(&key).is_none_or(|n| *n <= c.not_after)
+        })
+        .collect())
+}
+
 async fn secret_checks(
     store: &castellan_store::Store,
     master: &castellan_core::envelope::MasterKey,
@@ -1232,33 +1264,19 @@ async fn store_checks(
     if let Ok(master) = &master {
         secret_checks(store, master, subject, out).await;
     }
-    let soon = now + 14 * 86_400;
-    let certs = store.certificates(Some(soon)).await?;
-    let expiring: Vec<_> = certs
-        .iter()
-        .filter(|c| c.revoked_at.is_none() && c.not_after > now)
-        .collect();
-    for c in expiring.iter().take(20) {
+    for c in unrenewed(store, now).await?.iter().take(20) {
         out.push(Finding::warning(
             codes::CERTIFICATE_EXPIRING,
             format!("serial {}", c.serial),
             format!(
-                "the certificate for `{}` expires in {} hours",
+                "the certificate for `{}` (profile {}) expires in {} hours, past the point where it \
+                 should have been renewed, and no newer certificate was issued for the same names",
                 c.common_name.as_deref().unwrap_or(&c.sans),
+                c.profile,
                 (c.not_after - now) / 3600
             ),
-            "renew it (castellan pki issue, or let castellan agent renew it)",
-        ));
-    }
-    if expiring.len() > 20 {
-        out.push(Finding::warning(
-            codes::CERTIFICATE_EXPIRING,
-            subject,
-            format!(
-                "{} more certificates expire within 14 days",
-                expiring.len() - 20
-            ),
-            "castellan pki list --expiring-within 14d",
+            "renew it (castellan pki issue), or check the agent that should renew it (castellan \
+             agent status file and logs)",
         ));
     }
     Ok(())
