@@ -742,7 +742,7 @@ fn dev_up_writes_the_secrets_it_lists_and_names_one_that_is_missing() {
         "no server after a failed dev up"
     );
     let value = b"dev-\x00pw\n";
-    let mut put = command(
+    let put = run_with_stdin(
         &[
             "secret",
             "put",
@@ -751,12 +751,9 @@ fn dev_up_writes_the_secrets_it_lists_and_names_one_that_is_missing() {
             "castellan-data",
         ],
         d,
-    )
-    .stdin(std::process::Stdio::piped())
-    .spawn()
-    .expect("spawn");
-    std::io::Write::write_all(&mut put.stdin.take().expect("stdin"), value).expect("stdin");
-    assert!(put.wait().expect("wait").success());
+        value,
+    );
+    assert!(put.status.success());
     let up = ok(&["dev", "up"], d);
     assert!(
         up.contains("secret dev/db-password: written (version 1)"),

@@ -3,31 +3,11 @@
 
 mod support;
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Output, Stdio};
 
 use support::*;
-
-/// Runs `castellan ARGS` with `input` on standard input.
-fn run_with_stdin(args: &[&str], cwd: &Path, input: &[u8]) -> Output {
-    let mut child = command(args, cwd)
-        .env_remove("CASTELLAN_SERVER")
-        .env_remove("CASTELLAN_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("write stdin");
-    child.wait_with_output().expect("wait")
-}
 
 fn text(out: &Output) -> String {
     format!(

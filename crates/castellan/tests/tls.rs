@@ -191,20 +191,7 @@ fn a_self_issued_certificate_is_trusted_through_the_root_alone_and_every_client_
             "d/admin-credential.json",
         ];
         args.extend_from_slice(extra);
-        let mut child = command(&args, d)
-            .env_remove("CASTELLAN_CA_FILE")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(b"over-tls")
-            .expect("stdin");
-        child.wait_with_output().expect("wait")
+        run_with_stdin(&args, d, b"over-tls")
     };
     let out = put(&["--ca-file", "ca/root.pem"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -549,47 +536,36 @@ fn a_server_that_cannot_serve_its_certificate_refuses_to_start_and_says_why() {
         );
     }
     // Configurations that cannot work are refused before anything starts.
-    let out = run(
-        &[
-            "serve",
-            "--data-dir",
-            "d",
-            "--listen",
-            "0.0.0.0:0",
-            "--tls-self-issued",
-        ],
-        d,
-    );
-    assert!(!out.status.success());
-    assert!(text(&out).contains("tls.names"), "{}", text(&out));
-    let out = run(
-        &[
-            "serve",
-            "--data-dir",
-            "d",
-            "--listen",
-            &listen,
-            "--tls-self-issued",
-            "--public-url",
-            "http://castellan.internal",
-        ],
-        d,
-    );
-    assert!(!out.status.success());
-    assert!(text(&out).contains("public_url"), "{}", text(&out));
-    let out = run(
-        &[
-            "serve",
-            "--data-dir",
-            "d",
-            "--listen",
-            &listen,
-            "--tls-self-issued",
-            "--tls-name",
-            "bad name!",
-        ],
-        d,
-    );
-    assert!(!out.status.success());
-    assert!(text(&out).contains("neither a DNS name"), "{}", text(&out));
+    for (extra, says) in [
+        (
+            &["--listen", "0.0.0.0:0", "--tls-self-issued"][..],
+            "tls.names",
+        ),
+        (
+            &[
+                "--listen",
+                &listen,
+                "--tls-self-issued",
+                "--public-url",
+                "http://castellan.internal",
+            ],
+            "public_url",
+        ),
+        (
+            &[
+                "--listen",
+                &listen,
+                "--tls-self-issued",
+                "--tls-name",
+                "bad name!",
+            ],
+            "neither a DNS name",
+        ),
+    ] {
+        let mut args = vec!["serve", "--data-dir", "d"];
+        args.extend_from_slice(extra);
+        let out = run(&args, d);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(text(&out).contains(says), "{args:?}: {}", text(&out));
+    }
 }

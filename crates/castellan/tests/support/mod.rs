@@ -1,6 +1,7 @@
 //! Running the real `castellan` binary in tests.
 #![allow(dead_code)]
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -15,7 +16,8 @@ pub fn command(args: &[&str], cwd: &Path) -> Command {
     c.args(args)
         .current_dir(cwd)
         .env_remove("CASTELLAN_DATABASE_URL")
-        .env_remove("CASTELLAN_MASTER_KEY_FILE");
+        .env_remove("CASTELLAN_MASTER_KEY_FILE")
+        .env_remove("CASTELLAN_CA_FILE");
     c
 }
 
@@ -34,6 +36,25 @@ pub fn ok(args: &[&str], cwd: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `castellan ARGS` with `input` on standard input.
+pub fn run_with_stdin(args: &[&str], cwd: &Path, input: &[u8]) -> std::process::Output {
+    let mut child = command(args, cwd)
+        .env_remove("CASTELLAN_SERVER")
+        .env_remove("CASTELLAN_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
 }
 
 pub fn free_port() -> u16 {
