@@ -244,11 +244,7 @@ impl AppState {
             ttl_secs: Some(ttl_secs),
             key_type: None,
         };
-        let ca = self.ca();
-        let now = self.now();
-        let set = ca.issuer.issue(&profile, &req, now)?;
-        pki::record_issued(&self.0.certs, &set, &ca, now).await?;
-        Ok(set)
+        pki::issue_with(&self.0.certs, &self.ca(), &profile, &req, self.now()).await
     }
 
     /// Runs the background jobs (key rotation, CRL rebuild before its nextUpdate) on the one replica holding the

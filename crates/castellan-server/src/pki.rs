@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use castellan_core::envelope::{DataKey, MasterKey};
 use castellan_core::pki::{
-    self, CaOptions, IssueRequest, IssuedSet, Issuer, Profiles, RevocationReason, RevokedCert,
-    create_ca,
+    self, CaOptions, IssueRequest, IssuedSet, Issuer, Profile, Profiles, RevocationReason,
+    RevokedCert, create_ca,
 };
 use castellan_core::secret;
 use castellan_store::{
@@ -144,19 +144,21 @@ pub async fn issue(
     req: &IssueRequest,
     now: i64,
 ) -> Result<IssuedSet, ServiceError> {
-    let set = ca.issuer.issue(profiles.get(profile)?, req, now)?;
-    record_issued(log, &set, ca, now).await?;
-    Ok(set)
+    issue_with(log, ca, profiles.get(profile)?, req, now).await
 }
 
-/// Records a set `ca` issued (committed before it is handed out).
-pub async fn record_issued(
+/// Issues a certificate with a key generated here under `profile` itself (one not looked up by name,
+/// such as the replicas' own TLS certificates); the set is verified and recorded.
+pub async fn issue_with(
     log: &impl CertLog,
-    set: &IssuedSet,
     ca: &LoadedCa,
+    profile: &Profile,
+    req: &IssueRequest,
     now: i64,
-) -> Result<(), ServiceError> {
-    Ok(log.record(record(set, ca, now)).await?)
+) -> Result<IssuedSet, ServiceError> {
+    let set = ca.issuer.issue(profile, req, now)?;
+    log.record(record(&set, ca, now)).await?;
+    Ok(set)
 }
 
 /// Signs a CSR (its own signature is checked; the key never leaves its owner); verified and recorded.
@@ -172,7 +174,7 @@ pub async fn sign_csr(
     let set = ca
         .issuer
         .sign_csr(profiles.get(profile)?, csr_pem, req, now)?;
-    record_issued(log, &set, ca, now).await?;
+    log.record(record(&set, ca, now)).await?;
     Ok(set)
 }
 
