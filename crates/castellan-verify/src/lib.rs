@@ -29,7 +29,8 @@
 //!
 //! - It never uses a key from the token itself: the `jku`, `x5u`, `jwk` and `x5c` headers are ignored,
 //!   and only the configured JWKS URL is ever fetched. Plain `http://` is refused for hosts other than
-//!   loopback unless you opt in.
+//!   loopback unless you opt in. For a Castellan serving HTTPS with a certificate from its own CA
+//!   (`--tls-self-issued`), give its `root.pem` to [`VerifierBuilder::ca_pem`].
 //! - No scope or other authorization decisions: [`Claims::has_scope`] helps, the policy is yours.
 //! - No revocation or introspection (RFC 7662): a token is good until `exp`. Keep token lifetimes
 //!   short.
