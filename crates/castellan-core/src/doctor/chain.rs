@@ -822,7 +822,11 @@ fn judge(
                 "check the clocks (timedatectl; NTP) of this machine and of the CA, or wait until \
                  the certificate becomes valid",
             ));
-        } else if c.not_after - ctx.now < 7 * DAY {
+        } else if c.not_after - ctx.now
+            < (7 * DAY).min(c.not_after.saturating_sub(c.not_before) / 3)
+        {
+            // Within a week of its end, or in the last third of a shorter life (where an agent renews
+            // it): a certificate of a day is not "expiring" for its whole life.
             out.push(Finding::warning(
                 codes::EXPIRING_SOON,
                 &subj,

@@ -149,7 +149,7 @@ pub mod codes {
     pub const SELF_SIGNED_LEAF: &str = "self-signed-leaf";
     /// A certificate's notAfter has passed.
     pub const EXPIRED: &str = "expired";
-    /// A certificate expires within a week.
+    /// A certificate expires within a week, or is in the last third of a shorter lifetime.
     pub const EXPIRING_SOON: &str = "expiring-soon";
     /// A certificate's notBefore is in the future.
     pub const NOT_YET_VALID: &str = "not-yet-valid";

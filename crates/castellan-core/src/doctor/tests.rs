@@ -55,11 +55,16 @@ fn below(parent: &Ca, cn: &str) -> Ca {
 
 /// A server leaf for `localhost`; returns (cert PEM, key PEM).
 fn leaf(issuer: &Ca, not_after: i64) -> (String, String) {
+    leaf_valid(issuer, NOW - 3600, not_after)
+}
+
+/// A server leaf for `localhost` valid from `not_before` to `not_after`.
+fn leaf_valid(issuer: &Ca, not_before: i64, not_after: i64) -> (String, String) {
     let mut p = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
     p.distinguished_name.push(DnType::CommonName, "localhost");
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     p.use_authority_key_identifier_extension = true;
-    p.not_before = time::OffsetDateTime::from_unix_timestamp(NOW - 3600).expect("t");
+    p.not_before = time::OffsetDateTime::from_unix_timestamp(not_before).expect("t");
     p.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).expect("t");
     let key = KeyPair::generate().expect("key");
     let pem = p
@@ -122,6 +127,23 @@ fn a_sound_chain_is_ok_and_the_causes_of_unknown_issuer_are_told_apart() {
 }
 
 #[test]
+fn a_short_lived_certificate_is_expiring_only_in_the_last_third_of_its_life() {
+    let r = root("Root");
+    let i = below(&r, "Intermediate");
+    let expiring = |not_before: i64, not_after: i64| {
+        let (l, _) = leaf_valid(&i, not_before, not_after);
+        let f = chain(&format!("{l}{}", i.pem), None, Some(&r.pem), None);
+        codes_of(&f).contains(&codes::EXPIRING_SOON)
+    };
+    // A day-long certificate: 20 h left is early in its life, 4 h left is past its renewal point.
+    assert!(!expiring(NOW - 4 * 3600, NOW + 20 * 3600));
+    assert!(expiring(NOW - 20 * 3600, NOW + 4 * 3600));
+    // A 90-day certificate: a week before its end, as before.
+    assert!(!expiring(NOW - 82 * 86_400, NOW + 8 * 86_400));
+    assert!(expiring(NOW - 84 * 86_400, NOW + 6 * 86_400));
+}
+
+#[test]
 fn expiry_host_and_key_are_each_named() {
     let r = root("Root");
     let i = below(&r, "Intermediate");
@@ -138,7 +160,7 @@ fn expiry_host_and_key_are_each_named() {
         "{f:#?}"
     );
 
-    let (l, _) = leaf(&i, NOW + 3 * 86_400);
+    let (l, _) = leaf_valid(&i, NOW - 60 * 86_400, NOW + 3 * 86_400);
     let other = KeyPair::generate().expect("key").serialize_pem();
     let f = chain(&format!("{l}{}", i.pem), Some(&other), Some(&r.pem), None);
     let c = codes_of(&f);
