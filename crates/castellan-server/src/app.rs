@@ -223,6 +223,11 @@ impl AppState {
         self.0.clock.now()
     }
 
+    /// Records, for `/metrics`, the notAfter of the certificate the HTTPS listener now presents.
+    pub fn tls_certificate_presented(&self, not_after: i64) {
+        self.0.metrics.tls_certificate(not_after);
+    }
+
     /// Issues this replica's own TLS server certificate (`[tls] mode = "self-issued"`) from the issuing
     /// CA, for exactly the given names: verified and recorded like every certificate, its key returned
     /// to the caller only.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use castellan_core::keys::Alg;
 
@@ -15,6 +15,8 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
     tokens: [AtomicU64; 3],
     token_errors: AtomicU64,
+    /// notAfter of the certificate the HTTPS listener presents (unix seconds); 0 when serving HTTP.
+    tls_not_after: AtomicI64,
 }
 
 fn alg_index(alg: Alg) -> usize {
@@ -45,6 +47,11 @@ impl Metrics {
     /// Counts a refused token request.
     pub fn token_refused(&self) {
         self.token_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the notAfter of the certificate the HTTPS listener now presents.
+    pub fn tls_certificate(&self, not_after: i64) {
+        self.tls_not_after.store(not_after, Ordering::Relaxed);
     }
 
     /// Renders the exposition text.
@@ -86,6 +93,12 @@ impl Metrics {
             escape(fingerprint),
             escape(current_kid)
         );
+        let tls = self.tls_not_after.load(Ordering::Relaxed);
+        if tls != 0 {
+            out.push_str("# HELP castellan_tls_certificate_not_after_seconds notAfter of the certificate the HTTPS listener presents (unix seconds).\n");
+            out.push_str("# TYPE castellan_tls_certificate_not_after_seconds gauge\n");
+            let _ = writeln!(out, "castellan_tls_certificate_not_after_seconds {tls}");
+        }
         out
     }
 }

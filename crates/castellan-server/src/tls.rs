@@ -109,7 +109,8 @@ impl CurrentCert {
         self.get().1
     }
 
-    fn replace(&self, key: Arc<CertifiedKey>, info: CertInfo) {
+    fn replace(&self, key: Arc<CertifiedKey>, info: CertInfo, state: &AppState) {
+        state.tls_certificate_presented(info.not_after);
         tracing::info!(
             serial = %info.serial_hex,
             not_after = info.not_after,
@@ -209,6 +210,7 @@ pub async fn start(
             let what = cert.display().to_string();
             let (chain_bytes, key_bytes) = (read(&cert)?, read(&key)?);
             let (certified, info) = load_pair(&chain_bytes, &key_bytes, state.now(), &what)?;
+            state.tls_certificate_presented(info.not_after);
             let current = Arc::new(CurrentCert::new(certified, info));
             let keep = current.clone();
             let state = state.clone();
@@ -225,7 +227,7 @@ pub async fn start(
                     }
                     match load_pair(&c, &k, state.now(), &what) {
                         Ok((certified, info)) => {
-                            keep.replace(certified, info);
+                            keep.replace(certified, info, &state);
                             seen = (c, k);
                         }
                         // Most often the two files are being replaced one after the other: the next
@@ -263,6 +265,7 @@ pub async fn start(
                 }
             };
             let (certified, info) = issue(state.clone()).await?;
+            state.tls_certificate_presented(info.not_after);
             let current = Arc::new(CurrentCert::new(certified, info));
             let keep = current.clone();
             let state = state.clone();
@@ -272,7 +275,7 @@ pub async fn start(
                     let wait = renew_in(info.not_before, info.not_after, state.now());
                     tokio::time::sleep(wait).await;
                     match issue(state.clone()).await {
-                        Ok((certified, info)) => keep.replace(certified, info),
+                        Ok((certified, info)) => keep.replace(certified, info, &state),
                         Err(e) => {
                             tracing::warn!("{e}; retrying in 10s");
                             tokio::time::sleep(Duration::from_secs(10)).await;

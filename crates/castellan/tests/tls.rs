@@ -230,6 +230,13 @@ fn a_self_issued_certificate_is_trusted_through_the_root_alone_and_every_client_
         .collect();
     assert_eq!(own.len(), 1, "{list}");
     assert_eq!(own[0]["serial"], leaf_serial.as_str(), "{list}");
+    let (code, metrics) = curl(&["--cacert", root_arg], &format!("{}/metrics", server.url));
+    assert_eq!(code, 0, "{metrics}");
+    let expiry = format!(
+        "castellan_tls_certificate_not_after_seconds {}\n",
+        own[0]["not_after"]
+    );
+    assert!(metrics.contains(&expiry), "{expiry:?} in {metrics}");
     for f in files_under(d) {
         let bytes = std::fs::read(&f).expect("read");
         assert!(
@@ -367,6 +374,25 @@ fn a_self_issued_certificate_is_renewed_at_two_thirds_of_its_lifetime() {
     assert!(
         list.contains(&first_serial) && list.contains(&second_serial),
         "{list}"
+    );
+    let list: serde_json::Value = serde_json::from_str(&list).expect("list JSON");
+    let renewed = list["certificates"]
+        .as_array()
+        .expect("certificates")
+        .iter()
+        .find(|c| c["serial"] == second_serial.as_str())
+        .expect("the renewed certificate");
+    let metrics = reqwest::blocking_client_trusting(&root)
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .expect("metrics");
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        metrics.contains(&format!(
+            "castellan_tls_certificate_not_after_seconds {}\n",
+            renewed["not_after"]
+        )),
+        "the expiry metric follows the renewal: {metrics}"
     );
     // Only the configured name.
     let ext = openssl_x509(&second.presented[0], &["-ext", "subjectAltName"]);
