@@ -399,39 +399,42 @@ fn a_self_issued_certificate_is_renewed_at_two_thirds_of_its_lifetime() {
     assert!(!ext.contains("127.0.0.1"), "{ext}");
 }
 
+/// `castellan pki issue` of a server set for `localhost` and 127.0.0.1 into `d/out`; its serial.
+fn issue_localhost(d: &Path, out: &str) -> String {
+    ok(
+        &[
+            "pki",
+            "issue",
+            "--data-dir",
+            "d",
+            "--profile",
+            "server",
+            "--cn",
+            "localhost",
+            "--dns",
+            "localhost",
+            "--ip",
+            "127.0.0.1",
+            "--ttl",
+            "24h",
+            "--out",
+            out,
+        ],
+        d,
+    );
+    x509(
+        &std::fs::read_to_string(d.join(out).join("cert.pem")).expect("cert"),
+        "-serial",
+    )
+}
+
 #[test]
 fn certificate_files_are_served_and_reloaded_and_an_inconsistent_pair_is_never_served() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     ok(&["init", "--data-dir", "d"], d);
     ok(&["pki", "ca", "--data-dir", "d", "--out", "ca"], d);
-    let issue = |out: &str| {
-        ok(
-            &[
-                "pki",
-                "issue",
-                "--data-dir",
-                "d",
-                "--profile",
-                "server",
-                "--cn",
-                "localhost",
-                "--dns",
-                "localhost",
-                "--ip",
-                "127.0.0.1",
-                "--ttl",
-                "24h",
-                "--out",
-                out,
-            ],
-            d,
-        );
-        x509(
-            &std::fs::read_to_string(d.join(out).join("cert.pem")).expect("cert"),
-            "-serial",
-        )
-    };
+    let issue = |out: &str| issue_localhost(d, out);
     let first = issue("tls");
     let mut child = command(
         &[
@@ -504,23 +507,7 @@ fn a_server_that_cannot_serve_its_certificate_refuses_to_start_and_says_why() {
     ok(&["init", "--data-dir", "d"], d);
     ok(&["pki", "ca", "--data-dir", "d", "--out", "ca"], d);
     for out in ["a", "b"] {
-        ok(
-            &[
-                "pki",
-                "issue",
-                "--data-dir",
-                "d",
-                "--profile",
-                "server",
-                "--cn",
-                "localhost",
-                "--dns",
-                "localhost",
-                "--out",
-                out,
-            ],
-            d,
-        );
+        issue_localhost(d, out);
     }
     let port = free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
