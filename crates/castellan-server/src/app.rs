@@ -223,6 +223,11 @@ impl AppState {
         self.0.clock.now()
     }
 
+    /// The store id of the CA this replica issues with now (it follows `pki import-ca` on refresh).
+    pub fn issuing_ca_id(&self) -> String {
+        self.ca().id.clone()
+    }
+
     /// Records, for `/metrics`, the notAfter of the certificate the HTTPS listener now presents.
     pub fn tls_certificate_presented(&self, not_after: i64) {
         self.0.metrics.tls_certificate(not_after);

@@ -9,7 +9,8 @@
 //!   replaces the two files one after the other);
 //! - **self-issued**: each replica issues its own server certificate from the store's issuing CA at
 //!   start, holds its key in memory only (never written), records it like every issued certificate and
-//!   renews it at two thirds of its lifetime. Clients trust the CA's `root.pem`. This key only proves
+//!   renews it at two thirds of its lifetime, or within seconds when the issuing CA changes (`pki
+//!   import-ca`). Clients trust the CA's `root.pem`. This key only proves
 //!   the replica's name in the TLS handshake; clients trust the shared CA, not the key, so it is not a
 //!   key "for one process alone" in the sense of the token key ring.
 //!
@@ -246,6 +247,7 @@ pub async fn start(
             let issue = move |state: AppState| {
                 let (dns, ips) = (dns_names.clone(), ip_addresses.clone());
                 async move {
+                    let ca_id = state.issuing_ca_id();
                     let set = state
                         .issue_own_certificate(dns, ips, ttl.as_secs())
                         .await
@@ -261,10 +263,10 @@ pub async fn start(
                         "this replica's certificate",
                     )?;
                     tracing::info!(serial = %info.serial_hex, names = ?info.dns_names, ips = ?info.ip_addresses, "TLS: issued this replica's certificate");
-                    Ok::<_, TlsError>((certified, info))
+                    Ok::<_, TlsError>((certified, info, ca_id))
                 }
             };
-            let (certified, info) = issue(state.clone()).await?;
+            let (certified, info, mut issued_by) = issue(state.clone()).await?;
             state.tls_certificate_presented(info.not_after);
             let current = Arc::new(CurrentCert::new(certified, info));
             let keep = current.clone();
@@ -272,10 +274,21 @@ pub async fn start(
             let task = tokio::spawn(async move {
                 loop {
                     let info = keep.info();
-                    let wait = renew_in(info.not_before, info.not_after, state.now());
-                    tokio::time::sleep(wait).await;
+                    // Wake at the renewal point, and often enough to follow a change of the issuing
+                    // CA (`pki import-ca`): clients may stop trusting the old one.
+                    tokio::time::sleep(
+                        renew_in(info.not_before, info.not_after, state.now()).min(CA_CHECK),
+                    )
+                    .await;
+                    let due = renew_in(info.not_before, info.not_after, state.now()).is_zero();
+                    if !due && state.issuing_ca_id() == issued_by {
+                        continue;
+                    }
                     match issue(state.clone()).await {
-                        Ok((certified, info)) => keep.replace(certified, info, &state),
+                        Ok((certified, info, ca_id)) => {
+                            issued_by = ca_id;
+                            keep.replace(certified, info, &state);
+                        }
                         Err(e) => {
                             tracing::warn!("{e}; retrying in 10s");
                             tokio::time::sleep(Duration::from_secs(10)).await;
@@ -294,6 +307,9 @@ pub fn renew_in(not_before: i64, not_after: i64, now: i64) -> Duration {
     let at = not_before.saturating_add(not_after.saturating_sub(not_before) / 3 * 2);
     Duration::from_secs(u64::try_from(at.saturating_sub(now)).unwrap_or(0))
 }
+
+/// How often a self-issued certificate's issuer is compared with the CA the replica issues with now.
+const CA_CHECK: Duration = Duration::from_secs(5);
 
 /// How long a client has to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -3,6 +3,7 @@
 //! inconsistent pair never served). Checked with OpenSSL's `s_client` and curl, and used by the CLI,
 //! the agent and castellan-verify.
 
+mod pki_support;
 mod support;
 
 use std::io::Write;
@@ -397,6 +398,58 @@ fn a_self_issued_certificate_is_renewed_at_two_thirds_of_its_lifetime() {
     // Only the configured name.
     let ext = openssl_x509(&second.presented[0], &["-ext", "subjectAltName"]);
     assert!(!ext.contains("127.0.0.1"), "{ext}");
+}
+
+#[test]
+fn a_self_issued_certificate_follows_a_new_issuing_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    ok(&["init", "--data-dir", "d"], d);
+    ok(&["pki", "ca", "--data-dir", "d", "--out", "ca"], d);
+    let server = Server::start_https(
+        &["--data-dir", "d", "--tls-self-issued"],
+        d,
+        Path::new("ca/root.pem"),
+    );
+    let port = port_of(&server);
+    assert!(s_client(port, &d.join("ca/root.pem")).verified);
+    // The operator migrates to an intermediate of another PKI (made with the openssl CLI).
+    pki_support::openssl_pki(d);
+    ok(
+        &[
+            "pki",
+            "import-ca",
+            "--cert",
+            "openssl-intermediate.pem",
+            "--key",
+            "int.key",
+            "--chain",
+            "openssl-root.pem",
+            "--data-dir",
+            "d",
+        ],
+        d,
+    );
+    let new_root = d.join("openssl-root.pem");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let hs = loop {
+        let hs = s_client(port, &new_root);
+        if hs.verified {
+            break hs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still presenting a certificate of the old CA: {}",
+            hs.output
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let imported = std::fs::read_to_string(d.join("openssl-intermediate.pem")).expect("pem");
+    assert_eq!(
+        openssl_x509(&hs.presented[1], &["-fingerprint", "-sha256"]),
+        openssl_x509(&imported, &["-fingerprint", "-sha256"]),
+        "the new intermediate is presented"
+    );
 }
 
 /// `castellan pki issue` of a server set for `localhost` and 127.0.0.1 into `d/out`; its serial.
