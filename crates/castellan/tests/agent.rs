@@ -428,22 +428,7 @@ fn a_ca_change_reaches_the_consumers() {
     let bundle_before =
         std::fs::read_to_string(d.join("certs/broker/ca-bundle.pem")).expect("bundle");
     // The operator migrates to another intermediate CA; the running server picks it up on refresh.
-    pki_support::openssl_pki(d);
-    ok(
-        &[
-            "pki",
-            "import-ca",
-            "--cert",
-            "openssl-intermediate.pem",
-            "--key",
-            "int.key",
-            "--chain",
-            "openssl-root.pem",
-            "--data-dir",
-            "d",
-        ],
-        d,
-    );
+    pki_support::import_openssl_ca(d);
     std::thread::sleep(Duration::from_secs(3));
     let out = ok(&["agent", "--config", "agent.toml", "--once"], d);
     assert!(

@@ -414,22 +414,7 @@ fn a_self_issued_certificate_follows_a_new_issuing_ca() {
     let port = port_of(&server);
     assert!(s_client(port, &d.join("ca/root.pem")).verified);
     // The operator migrates to an intermediate of another PKI (made with the openssl CLI).
-    pki_support::openssl_pki(d);
-    ok(
-        &[
-            "pki",
-            "import-ca",
-            "--cert",
-            "openssl-intermediate.pem",
-            "--key",
-            "int.key",
-            "--chain",
-            "openssl-root.pem",
-            "--data-dir",
-            "d",
-        ],
-        d,
-    );
+    pki_support::import_openssl_ca(d);
     let new_root = d.join("openssl-root.pem");
     let deadline = Instant::now() + Duration::from_secs(30);
     let hs = loop {

@@ -327,6 +327,28 @@ authorityKeyIdentifier = keyid:always\n\n[v3_leaf]\nbasicConstraints = critical,
 keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n\
 subjectAltName = DNS:leaf.legacy\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n";
 
+/// Migrates the store in `d/d` to an intermediate CA of another PKI made with the openssl CLI
+/// ([`openssl_pki`]): `castellan pki import-ca` with `openssl-intermediate.pem`, `int.key` and the
+/// chain `openssl-root.pem`.
+pub fn import_openssl_ca(d: &Path) {
+    openssl_pki(d);
+    crate::support::ok(
+        &[
+            "pki",
+            "import-ca",
+            "--cert",
+            "openssl-intermediate.pem",
+            "--key",
+            "int.key",
+            "--chain",
+            "openssl-root.pem",
+            "--data-dir",
+            "d",
+        ],
+        d,
+    );
+}
+
 /// A legacy PKI made with openssl: a self-signed root, an intermediate (CA, pathlen 0) and a leaf, all
 /// P-256 with PKCS#8 keys.
 pub fn openssl_pki(d: &Path) {
