@@ -37,34 +37,31 @@ impl MasterKey {
                 .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text.trim()))
                 .map_err(|_| Error::MasterKeyFormat)?,
         );
-        let bytes: [u8; KEY_LEN] = decoded
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::MasterKeyFormat)?;
-        Self::from_bytes(bytes)
+        Self::from_key(key_from_slice(&decoded).ok_or(Error::MasterKeyFormat)?)
     }
 
     /// Builds a master key from raw bytes.
     pub fn from_bytes(mut bytes: [u8; KEY_LEN]) -> Result<Self, Error> {
-        let key =
-            RandomizedNonceKey::new(&AES_256_GCM, &bytes).map_err(|_| Error::MasterKeyFormat)?;
-        let out = Self {
-            bytes: Zeroizing::new(bytes),
-            key,
-        };
+        let out = Self::from_key(Zeroizing::new(bytes));
+        // `bytes` is the caller's copy, moved in: wipe it as well.
         bytes.zeroize();
-        Ok(out)
+        out
+    }
+
+    fn from_key(bytes: Zeroizing<[u8; KEY_LEN]>) -> Result<Self, Error> {
+        let key = RandomizedNonceKey::new(&AES_256_GCM, bytes.as_ref())
+            .map_err(|_| Error::MasterKeyFormat)?;
+        Ok(Self { bytes, key })
     }
 
     /// Generates a fresh master key and returns it with its file text (base64 and a newline).
     pub fn generate() -> Result<(Self, Zeroizing<String>), Error> {
-        let mut bytes = [0u8; KEY_LEN];
-        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::KeyGeneration)?;
+        let bytes = random_key()?;
         let text = Zeroizing::new(format!(
             "{}\n",
-            base64::engine::general_purpose::STANDARD.encode(bytes)
+            base64::engine::general_purpose::STANDARD.encode(bytes.as_ref())
         ));
-        Ok((Self::from_bytes(bytes)?, text))
+        Ok((Self::from_key(bytes)?, text))
     }
 
     /// A value that identifies the master key without revealing it: HMAC-SHA256 of a fixed label,
@@ -83,9 +80,26 @@ impl MasterKey {
     /// Opens a data key sealed by [`MasterKey::wrap`].
     pub fn unwrap(&self, id: &str, wrapped: &[u8]) -> Result<DataKey, Error> {
         let plain = open(&self.key, id.as_bytes(), wrapped)?;
-        let bytes: [u8; KEY_LEN] = plain.as_slice().try_into().map_err(|_| Error::Decrypt)?;
-        DataKey::from_parts(id.to_owned(), bytes)
+        DataKey::from_parts(id.to_owned(), key_from_slice(&plain).ok_or(Error::Decrypt)?)
     }
+}
+
+/// A fresh random key, in memory that is wiped when dropped.
+fn random_key() -> Result<Zeroizing<[u8; KEY_LEN]>, Error> {
+    let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+    aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| Error::KeyGeneration)?;
+    Ok(bytes)
+}
+
+/// A copy of `s` as a key, if it is `KEY_LEN` bytes long, in memory that is wiped when dropped (a
+/// plain `[u8; 32]` from `try_into` would leave a copy of the key on the stack).
+fn key_from_slice(s: &[u8]) -> Option<Zeroizing<[u8; KEY_LEN]>> {
+    if s.len() != KEY_LEN {
+        return None;
+    }
+    let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+    bytes.copy_from_slice(s);
+    Some(bytes)
 }
 
 /// A data key: seals secret values at rest. Stored only wrapped by the master key.
@@ -106,22 +120,16 @@ impl std::fmt::Debug for DataKey {
 impl DataKey {
     /// Generates a new data key with a random id.
     pub fn generate() -> Result<Self, Error> {
-        let mut bytes = [0u8; KEY_LEN];
-        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::KeyGeneration)?;
+        let bytes = random_key()?;
         let mut id = [0u8; 8];
         aws_lc_rs::rand::fill(&mut id).map_err(|_| Error::KeyGeneration)?;
         Self::from_parts(format!("dk-{}", hex::encode(id)), bytes)
     }
 
-    fn from_parts(id: String, mut bytes: [u8; KEY_LEN]) -> Result<Self, Error> {
-        let key = RandomizedNonceKey::new(&AES_256_GCM, &bytes).map_err(|_| Error::Encrypt)?;
-        let out = Self {
-            id,
-            bytes: Zeroizing::new(bytes),
-            key,
-        };
-        bytes.zeroize();
-        Ok(out)
+    fn from_parts(id: String, bytes: Zeroizing<[u8; KEY_LEN]>) -> Result<Self, Error> {
+        let key =
+            RandomizedNonceKey::new(&AES_256_GCM, bytes.as_ref()).map_err(|_| Error::Encrypt)?;
+        Ok(Self { id, bytes, key })
     }
 
     /// The id recorded beside every value this key seals.

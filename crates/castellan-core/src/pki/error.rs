@@ -72,17 +72,18 @@ pub enum PkiError {
         /// The profile.
         profile: String,
     },
-    /// The certificate would outlive the CA that signs it.
+    /// The certificate would outlive a CA certificate of its chain (the issuing CA, one above it, or the
+    /// root).
     #[error(
-        "the certificate would expire at {not_after} (unix), after the issuing CA `{ca}` expires at {ca_not_after}; \
-         ask for a shorter TTL or renew the CA"
+        "the certificate would expire at {not_after} (unix), after the CA `{ca}` of its chain expires at \
+         {ca_not_after}; ask for a shorter TTL or renew that CA"
     )]
     TtlBeyondCa {
         /// The leaf's notAfter (unix seconds).
         not_after: i64,
-        /// The CA's subject.
+        /// The subject of the chain's CA certificate that expires first.
         ca: String,
-        /// The CA's notAfter (unix seconds).
+        /// That CA certificate's notAfter (unix seconds).
         ca_not_after: i64,
     },
     /// A requested subject alternative name is outside the profile's patterns.

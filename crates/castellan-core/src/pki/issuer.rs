@@ -129,6 +129,10 @@ pub struct Issuer {
     pub(super) ca_key_id: Option<Vec<u8>>,
     pub(super) ca_not_before: i64,
     pub(super) ca_not_after: i64,
+    /// The earliest notAfter of the path (issuing CA, the CAs above it and the root), and whose it is:
+    /// no leaf outlives any certificate its chain needs.
+    path_not_after: i64,
+    path_not_after_subject: String,
     pub(super) ca_key_type: KeyType,
     ca_pem: String,
     /// The issuing CA first, then up to (not including) the root; empty when the root issues.
@@ -172,7 +176,9 @@ impl UpperPath {
     ) -> Result<Self, PkiError> {
         let mut not_before = i64::MIN;
         let mut not_after = i64::MAX;
-        let mut constrained = root.name_constraints().ok().flatten().is_some();
+        // Unreadable constraints count as constraints: the shortcut must never skip something webpki
+        // would have looked at.
+        let mut constrained = !matches!(root.name_constraints(), Ok(None));
         for (i, der) in intermediates.iter().enumerate() {
             let x = parse::x509(der, "chain")?;
             not_before = not_before.max(x.validity().not_before.timestamp());
@@ -403,18 +409,19 @@ impl Issuer {
         )
     }
 
-    /// notBefore and notAfter of a leaf living `ttl` seconds from `now`, inside the CA's validity.
+    /// notBefore and notAfter of a leaf living `ttl` seconds from `now`, inside the validity of every
+    /// CA certificate of its path.
     fn validity(&self, ttl: u64, now: i64) -> Result<(i64, i64), PkiError> {
         // Backdate to absorb clock skew, but never by more than a tenth of the lifetime, so short-lived
         // certificates keep their renewal point (two thirds of the lifetime) in the future.
         let backdate = BACKDATE_SECS.min(i64::try_from(ttl / 10).unwrap_or(BACKDATE_SECS));
         let not_before = (now - backdate).max(self.ca_not_before);
         let not_after = super::add_secs(now, ttl)?;
-        if not_after > self.ca_not_after {
+        if not_after > self.path_not_after {
             return Err(PkiError::TtlBeyondCa {
                 not_after,
-                ca: self.ca_subject.clone(),
-                ca_not_after: self.ca_not_after,
+                ca: self.path_not_after_subject.clone(),
+                ca_not_after: self.path_not_after,
             });
         }
         Ok((not_before, not_after))
@@ -565,6 +572,16 @@ impl Issuer {
         let (intermediates, root) = build_path(&ca, pool, root.as_ref())?;
         let root_anchor = trust_anchor(&root, "the root")?;
         let upper = UpperPath::new(&intermediates, &parse::x509(&root, "root certificate")?)?;
+        // An imported parent (or root) may expire before the issuing CA: a leaf living past it would
+        // stop verifying while its own notAfter still says it is good.
+        let (mut path_not_after, mut path_not_after_subject) = (i64::MAX, String::new());
+        for cert in intermediates.iter().chain(std::iter::once(&root)) {
+            let x = parse::x509(cert, "chain")?;
+            let na = x.validity().not_after.timestamp();
+            if na < path_not_after {
+                (path_not_after, path_not_after_subject) = (na, display_subject(&x));
+            }
+        }
         let ca_subject = display_subject(&ca_x);
         let ca_key_id = parse::subject_key_id(&ca_x);
         let ca_not_before = ca_x.validity().not_before.timestamp();
@@ -580,6 +597,8 @@ impl Issuer {
             ca_key_id,
             ca_not_before,
             ca_not_after,
+            path_not_after,
+            path_not_after_subject,
             ca_key_type: key_type,
             ca_pem: pem_encode("CERTIFICATE", &ca),
             intermediates,
@@ -618,7 +637,8 @@ impl std::fmt::Debug for ImportedCa {
 
 /// Checks an operator's CA for use as Castellan's issuing CA and builds the issuer:
 ///
-/// * `ca_cert_pem` is one certificate with basicConstraints CA:true and keyUsage keyCertSign;
+/// * `ca_cert_pem` is one certificate with basicConstraints CA:true and keyUsage keyCertSign and
+///   cRLSign (it signs the CRL);
 /// * `ca_key_pem` is its PKCS#8 private key (`-----BEGIN PRIVATE KEY-----`);
 /// * `chain_pem` holds its parents up to and including a self-signed root (it may be omitted when the CA
 ///   is itself a self-signed root); the CA chains to that root by names and signatures;
@@ -638,6 +658,7 @@ pub fn import_ca(
         None => Vec::new(),
     };
     let issuer = Issuer::assemble(ca.clone(), pair, key_type, &pool, None)?;
+    check_crl_sign(&parse::x509(&ca, "CA certificate")?)?;
 
     for cert in std::iter::once(&ca)
         .chain(issuer.intermediates.iter())
@@ -658,15 +679,17 @@ pub fn import_ca(
         }
     }
 
-    // The decisive check: a real leaf from this key must verify for a TLS peer trusting the root.
+    // The decisive check: a real leaf from this key must verify for a TLS peer trusting the root. The
+    // leaf is one the CA may sign (a name inside its permitted subtrees, a purpose its EKU allows), so
+    // what is tested is the path, not the probe.
     let probe = IssueRequest {
         common_name: Some("castellan import check".to_owned()),
-        dns_names: vec!["import-check.castellan.invalid".to_owned()],
-        ttl_secs: Some(u64::try_from((issuer.ca_not_after - now).clamp(1, 60)).unwrap_or(1)),
+        dns_names: vec![probe_dns_name(&issuer.intermediates, &issuer.root)?],
+        ttl_secs: Some(u64::try_from((issuer.path_not_after - now).clamp(1, 60)).unwrap_or(1)),
         ..IssueRequest::default()
     };
-    let server = Profile::allow_all("import-check", Purpose::Server);
-    issuer.issue(&server, &probe, now).map_err(|e| match e {
+    let profile = Profile::allow_all("import-check", probe_purpose(&issuer.intermediates)?);
+    issuer.issue(&profile, &probe, now).map_err(|e| match e {
         PkiError::VerificationFailed { error, .. } => PkiError::ChainBroken {
             reason: format!(
                 "a test certificate signed by this CA does not verify against the root: {error}"
@@ -708,6 +731,67 @@ fn check_is_ca(cert: &X509Certificate<'_>) -> Result<(), PkiError> {
         )),
         Err(e) => Err(not_ca(&format!("unreadable keyUsage: {e}"))),
     }
+}
+
+/// keyUsage cRLSign, when the CA lists its key usages (`check_is_ca` has made sure it does): the
+/// issuing CA signs Castellan's CRLs, and without cRLSign every CRL build fails, so revocation would
+/// silently stop working after the import.
+fn check_crl_sign(cert: &X509Certificate<'_>) -> Result<(), PkiError> {
+    match cert.key_usage() {
+        Ok(Some(ku)) if !ku.value.crl_sign() => Err(PkiError::NotACa {
+            subject: display_subject(cert),
+            reason: "keyUsage lacks cRLSign, which Castellan needs to sign its certificate revocation list; \
+                     reissue the CA with keyUsage keyCertSign and cRLSign"
+                .to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The import probe's DNS name: inside the most specific permitted DNS subtree of the path's name
+/// constraints, if any (nested constraints narrow down, so the longest base is inside the others).
+fn probe_dns_name(
+    below_root: &[CertificateDer<'static>],
+    root: &CertificateDer<'static>,
+) -> Result<String, PkiError> {
+    let mut base = String::new();
+    for der in below_root.iter().chain(std::iter::once(root)) {
+        let x = parse::x509(der, "chain")?;
+        // Unreadable constraints: leave them to webpki, which says why.
+        let Ok(Some(nc)) = x.name_constraints() else {
+            continue;
+        };
+        for sub in nc.value.permitted_subtrees.iter().flatten() {
+            if let GeneralName::DNSName(d) = sub.base {
+                let d = d.trim_start_matches('.');
+                if d.len() > base.len() {
+                    base = d.to_ascii_lowercase();
+                }
+            }
+        }
+    }
+    Ok(if base.is_empty() {
+        "import-check.castellan.invalid".to_owned()
+    } else {
+        format!("import-check.{base}")
+    })
+}
+
+/// The import probe's purpose: server authentication unless an extendedKeyUsage of a CA below the root
+/// (webpki checks theirs, not the root's) rules it out and allows client authentication.
+fn probe_purpose(below_root: &[CertificateDer<'static>]) -> Result<Purpose, PkiError> {
+    let (mut server, mut client) = (true, true);
+    for der in below_root {
+        if let Ok(Some(eku)) = parse::x509(der, "chain")?.extended_key_usage() {
+            server &= eku.value.server_auth;
+            client &= eku.value.client_auth;
+        }
+    }
+    Ok(if client && !server {
+        Purpose::Client
+    } else {
+        Purpose::Server
+    })
 }
 
 fn self_signed(cert: &X509Certificate<'_>) -> bool {
@@ -914,5 +998,51 @@ impl Csr {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{BasicConstraints, CustomExtension};
+
+    use super::*;
+
+    /// A root whose nameConstraints cannot be read counts as constrained: the issuing-CA shortcut,
+    /// which skips the root's constraints, must not be taken.
+    #[test]
+    fn unreadable_root_name_constraints_disable_the_shortcut() {
+        let ca_params = || {
+            let mut p = CertificateParams::default();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            p
+        };
+        let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut root_params = ca_params();
+        root_params
+            .distinguished_name
+            .push(DnType::CommonName, "Odd Root");
+        // id-ce-nameConstraints (2.5.29.30) holding a NULL where a SEQUENCE belongs.
+        root_params.custom_extensions = vec![CustomExtension::from_oid_content(
+            &[2, 5, 29, 30],
+            vec![0x05, 0x00],
+        )];
+        let root = root_params.self_signed(&root_key).expect("root");
+        let issuing_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut issuing_params = ca_params();
+        issuing_params
+            .distinguished_name
+            .push(DnType::CommonName, "Issuing CA");
+        let issuing = issuing_params
+            .signed_by(&issuing_key, &rcgen::Issuer::new(root_params, &root_key))
+            .expect("issuing");
+
+        let root_x = parse::x509(root.der(), "root").expect("root parses");
+        assert!(
+            root_x.name_constraints().is_err(),
+            "the constraints are unreadable"
+        );
+        let upper = UpperPath::new(&[issuing.der().clone()], &root_x).expect("upper path");
+        assert!(upper.issuing_anchor.is_none());
     }
 }

@@ -19,11 +19,14 @@
 //!   labels (`a.svc.local`, `a.b.svc.local`, `*.a.svc.local`); anything else must match exactly.
 //! * IP addresses (`allowed_ips`): `*`, an exact address (`10.0.0.7`, `::1`) or a CIDR block
 //!   (`10.0.0.0/8`, `fd00::/8`, host bits zero).
-//! * URIs (`allowed_uris`): `*` or a glob in which `*` matches any run of characters
-//!   (`spiffe://cluster.local/ns/prod/*`); case-sensitive.
-//! * Common names (`allowed_common_names`): globs like URIs. When the list is empty (the default for
-//!   configured profiles) the common name must be one of the certificate's own SANs, so it never
-//!   claims a name the SAN patterns would refuse.
+//! * URIs (`allowed_uris`): `*` alone allows every URI; otherwise a glob, case-sensitive, in which
+//!   `*` matches any run of characters within one path segment (not `/`) and `**` any run across
+//!   segments: `spiffe://cluster.local/ns/prod/*` allows `…/ns/prod/web` but not `…/ns/prod/sa/web`,
+//!   `spiffe://cluster.local/ns/prod/**` allows both. Requested URIs must not hold `.` or `..` path
+//!   segments, `%`, `?`, `#` or userinfo, or be longer than 2048 bytes.
+//! * Common names (`allowed_common_names`): globs in which `*` matches any run of characters,
+//!   `/` included. When the list is empty (the default for configured profiles) the common name must
+//!   be one of the certificate's own SANs, so it never claims a name the SAN patterns would refuse.
 //!
 //! An empty DNS, IP or URI list (the default for configured profiles) allows no name of that kind.
 
@@ -323,21 +326,33 @@ impl Profile {
                 out.dns.push(n);
             }
         }
-        for ip in ips {
+        for requested in ips {
+            // `::ffff:a.b.c.d` is a.b.c.d to Go, Java and most TLS stacks: match, dedup and sign the
+            // 4-byte form, so an IPv4-mapped address can neither slip past the IPv4 patterns nor put
+            // an address in the certificate that the patterns did not see.
+            let ip = requested.to_canonical();
             let allowed = self
                 .allowed_ips
                 .iter()
-                .any(|p| IpPattern::parse(p).is_ok_and(|p| p.matches(*ip)));
+                .any(|p| IpPattern::parse(p).is_ok_and(|p| p.matches(ip)));
             if !allowed {
-                return Err(self.san_refused(SanKind::Ip, &ip.to_string(), &self.allowed_ips));
+                return Err(self.san_refused(
+                    SanKind::Ip,
+                    &requested.to_string(),
+                    &self.allowed_ips,
+                ));
             }
-            if !out.ips.contains(ip) {
-                out.ips.push(*ip);
+            if !out.ips.contains(&ip) {
+                out.ips.push(ip);
             }
         }
         for uri in uris {
             check_uri(uri)?;
-            if !self.allowed_uris.iter().any(|p| p == "*" || glob(p, uri)) {
+            if !self
+                .allowed_uris
+                .iter()
+                .any(|p| p == "*" || uri_glob(p, uri))
+            {
                 return Err(self.san_refused(SanKind::Uri, uri, &self.allowed_uris));
             }
             if !out.uris.contains(uri) {
@@ -376,7 +391,7 @@ impl Profile {
                 || names
                     .ips
                     .iter()
-                    .any(|ip| cn.parse::<IpAddr>().is_ok_and(|c| c == *ip))
+                    .any(|ip| cn.parse::<IpAddr>().is_ok_and(|c| c.to_canonical() == *ip))
                 || names.uris.iter().any(|u| u == cn);
             if !is_san {
                 return Err(refused(
@@ -600,7 +615,12 @@ impl IpPattern {
                 mask(addr, len)
             ));
         }
-        Ok(IpPattern::Net(addr, len))
+        // Requested addresses are matched in canonical form (see `check_names`), so a pattern inside
+        // `::ffff:0:0/96` is the IPv4 block it stands for.
+        match addr.to_canonical() {
+            v4 @ IpAddr::V4(_) if addr.is_ipv6() && len >= 96 => Ok(IpPattern::Net(v4, len - 96)),
+            _ => Ok(IpPattern::Net(addr, len)),
+        }
     }
 
     fn matches(&self, ip: IpAddr) -> bool {
@@ -646,15 +666,73 @@ pub(crate) fn glob(pattern: &str, value: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
-/// A URI SAN: `scheme:rest`, printable ASCII without spaces.
+/// A URI glob: `*` matches any run of characters within one path segment (it never matches `/`),
+/// `**` any run at all; everything else is literal. URI SANs reaching it have passed [`check_uri`], so
+/// no dot-segment, percent-escape, query or fragment can make a name look inside a prefix it is not.
+pub(crate) fn uri_glob(pattern: &str, value: &str) -> bool {
+    enum Tok {
+        Lit(u8),
+        Star,
+        AnyDepth,
+    }
+    let p = pattern.as_bytes();
+    let mut toks = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        if p[i] == b'*' {
+            let run = p[i..].iter().take_while(|b| **b == b'*').count();
+            toks.push(if run > 1 { Tok::AnyDepth } else { Tok::Star });
+            i += run;
+        } else {
+            toks.push(Tok::Lit(p[i]));
+            i += 1;
+        }
+    }
+    // `m[j]`: the tokens so far match the first `j` bytes of the value. Bytes, not chars: `*` and `/`
+    // are ASCII, so a UTF-8 pattern still only matches whole characters of the value.
+    let v = value.as_bytes();
+    let mut m = vec![false; v.len() + 1];
+    m[0] = true;
+    for tok in &toks {
+        let mut next = vec![false; v.len() + 1];
+        for j in 0..=v.len() {
+            next[j] = match tok {
+                Tok::Lit(c) => j > 0 && m[j - 1] && v[j - 1] == *c,
+                Tok::Star => m[j] || (j > 0 && next[j - 1] && v[j - 1] != b'/'),
+                Tok::AnyDepth => m[j] || (j > 0 && next[j - 1]),
+            };
+        }
+        m = next;
+    }
+    m[v.len()]
+}
+
+/// The longest URI SAN accepted, bytes.
+const MAX_URI_LEN: usize = 2048;
+
+/// A URI SAN: `scheme:rest` of the characters RFC 3986 allows, without a percent-escape, query,
+/// fragment, userinfo or `.`/`..` path segment. Each of those lets one identity be spelled two ways
+/// (`/ns/prod/../kube-system`, `%2F`, `user@host`), so a verifier that normalizes could see a name
+/// other than the one the profile's patterns checked.
 fn check_uri(uri: &str) -> Result<(), PkiError> {
     let invalid = |reason: &str| PkiError::InvalidName {
         kind: "URI",
         value: uri.to_owned(),
         reason: reason.to_owned(),
     };
-    if !uri.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(invalid("only printable ASCII without spaces is allowed"));
+    if uri.len() > MAX_URI_LEN {
+        return Err(invalid("longer than 2048 bytes"));
+    }
+    if let Some(c) = uri.chars().find(|c| matches!(c, '%' | '?' | '#')) {
+        return Err(invalid(&format!(
+            "`{c}` is not allowed (no percent-escapes, queries or fragments)"
+        )));
+    }
+    let rfc3986 = |c: char| c.is_ascii_alphanumeric() || "-._~:/[]@!$&'()*+,;=".contains(c);
+    if !uri.chars().all(rfc3986) {
+        return Err(invalid(
+            "only the characters RFC 3986 allows in a URI are accepted (letters, digits and -._~:/[]@!$&'()*+,;=)",
+        ));
     }
     let Some((scheme, rest)) = uri.split_once(':') else {
         return Err(invalid(
@@ -666,6 +744,19 @@ fn check_uri(uri: &str) -> Result<(), PkiError> {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     if !scheme_ok || rest.is_empty() {
         return Err(invalid("not of the form `scheme:rest`"));
+    }
+    let path = match rest.strip_prefix("//") {
+        Some(hier) => {
+            let (authority, path) = hier.split_at(hier.find('/').unwrap_or(hier.len()));
+            if authority.contains('@') {
+                return Err(invalid("userinfo (`user@`) is not allowed"));
+            }
+            path
+        }
+        None => rest,
+    };
+    if path.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(invalid("`.` and `..` path segments are not allowed"));
     }
     Ok(())
 }
@@ -761,6 +852,154 @@ mod tests {
         assert!(!glob("ab*ba", "aba"));
         assert!(glob("exact", "exact"));
         assert!(!glob("exact", "exactly"));
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_ipv4() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect(s);
+        // An IPv6 block wide enough to hold the mapped range must not let a mapped address past the
+        // IPv4 patterns.
+        let p = Profile {
+            allowed_ips: vec!["10.0.0.0/8".into(), "::/0".into()],
+            ..mqtt()
+        };
+        p.validate().expect("valid");
+        let err = p
+            .check_names(None, &[], &[ip("::ffff:192.168.1.1")], &[])
+            .expect_err("192.168.1.1 is outside 10.0.0.0/8");
+        assert!(
+            matches!(
+                err,
+                PkiError::SanNotAllowed {
+                    kind: SanKind::Ip,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // Accepted addresses are the 4-byte form, deduplicated with the plain spelling, and a CN in
+        // either spelling names them.
+        let names = p
+            .check_names(
+                Some("::ffff:10.1.1.1"),
+                &[],
+                &[ip("::ffff:10.1.1.1"), ip("10.1.1.1")],
+                &[],
+            )
+            .expect("inside 10.0.0.0/8");
+        assert_eq!(names.ips, [ip("10.1.1.1")]);
+        // Patterns written in the mapped form are the IPv4 block they stand for.
+        let mapped = Profile {
+            allowed_ips: vec!["::ffff:10.0.0.0/104".into()],
+            ..mqtt()
+        };
+        mapped.validate().expect("valid");
+        let names = mapped
+            .check_names(None, &[], &[ip("10.2.3.4")], &[])
+            .expect("10.2.3.4 is inside ::ffff:10.0.0.0/104");
+        assert_eq!(names.ips, [ip("10.2.3.4")]);
+        assert!(
+            mapped
+                .check_names(None, &[], &[ip("11.0.0.1")], &[])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn uri_stars_stay_within_a_segment() {
+        let p = "spiffe://c.local/ns/prod/*";
+        assert!(uri_glob(p, "spiffe://c.local/ns/prod/web"));
+        assert!(uri_glob(p, "spiffe://c.local/ns/prod/"));
+        assert!(!uri_glob(p, "spiffe://c.local/ns/prod/sa/web"));
+        assert!(!uri_glob(p, "spiffe://c.local/ns/dev/web"));
+        assert!(uri_glob(
+            "spiffe://c.local/ns/*/sa/web",
+            "spiffe://c.local/ns/prod/sa/web"
+        ));
+        assert!(!uri_glob(
+            "spiffe://c.local/ns/*/sa/web",
+            "spiffe://c.local/ns/a/b/sa/web"
+        ));
+        assert!(uri_glob(
+            "spiffe://c.local/ns/prod/**",
+            "spiffe://c.local/ns/prod/sa/web"
+        ));
+        assert!(uri_glob(
+            "spiffe://c.local/**/web",
+            "spiffe://c.local/ns/prod/sa/web"
+        ));
+        assert!(!uri_glob(
+            "spiffe://c.local/**/web",
+            "spiffe://c.local/ns/prod/sa/api"
+        ));
+        assert!(uri_glob("urn:device-*-eu", "urn:device-17-eu"));
+        assert!(!uri_glob("urn:device-*-eu", "urn:device-17-us"));
+        assert!(uri_glob("exact:x", "exact:x"));
+        assert!(!uri_glob("exact:x", "exact:xy"));
+
+        let profile = Profile {
+            allowed_uris: vec![p.into()],
+            ..mqtt()
+        };
+        profile
+            .check_names(None, &[], &[], &["spiffe://c.local/ns/prod/web".into()])
+            .expect("one segment");
+        let err = profile
+            .check_names(None, &[], &[], &["spiffe://c.local/ns/prod/sa/web".into()])
+            .expect_err("two segments");
+        assert!(
+            matches!(
+                err,
+                PkiError::SanNotAllowed {
+                    kind: SanKind::Uri,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // Common-name globs keep crossing `/`.
+        assert!(glob("device-*", "device-a/b"));
+    }
+
+    #[test]
+    fn uris_with_two_readings_are_refused() {
+        let p = Profile {
+            allowed_uris: vec!["spiffe://cluster.local/ns/prod/**".into()],
+            ..mqtt()
+        };
+        let long = format!("spiffe://cluster.local/ns/prod/{}", "a".repeat(2048));
+        for bad in [
+            "spiffe://cluster.local/ns/prod/../../ns/kube-system/sa/admin",
+            "spiffe://cluster.local/ns/prod/./web",
+            "spiffe://cluster.local/ns/prod/..",
+            "spiffe://cluster.local/ns/prod/%2e%2e/x",
+            "spiffe://cluster.local/ns/prod/web?x=1",
+            "spiffe://cluster.local/ns/prod/web#frag",
+            "spiffe://admin@cluster.local/ns/prod/web",
+            "spiffe://cluster.local/ns/prod/a\\b",
+            &long,
+        ] {
+            let err = p
+                .check_names(None, &[], &[], &[bad.to_owned()])
+                .expect_err(bad);
+            assert!(
+                matches!(err, PkiError::InvalidName { kind: "URI", .. }),
+                "{bad}: {err:?}"
+            );
+        }
+        for good in [
+            "spiffe://cluster.local/ns/prod/sa/web",
+            "spiffe://cluster.local/ns/prod/sa/web.api",
+            "spiffe://cluster.local/ns/prod/...",
+            "spiffe://cluster.local/ns/prod/@team",
+        ] {
+            p.check_names(None, &[], &[], &[good.to_owned()])
+                .expect(good);
+        }
+        let err = check_uri("spiffe://c.local/x?y=1").expect_err("query");
+        assert!(err.to_string().contains("queries"), "{err}");
+        check_uri("urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6").expect("urn");
+        check_uri("https://[fd00::1]:8443/x").expect("ip literal");
     }
 
     fn mqtt() -> Profile {

@@ -1287,6 +1287,19 @@ fn test_ca(
     constraints: Option<rcgen::NameConstraints>,
     parent: Option<&TestCa>,
 ) -> TestCa {
+    test_ca_with(cn, not_before, not_after, parent, |params| {
+        params.name_constraints = constraints;
+    })
+}
+
+/// [`test_ca`] with the parameters adjusted by `adjust` before signing.
+fn test_ca_with(
+    cn: &str,
+    not_before: i64,
+    not_after: i64,
+    parent: Option<&TestCa>,
+    adjust: impl FnOnce(&mut CertificateParams),
+) -> TestCa {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -1299,7 +1312,7 @@ fn test_ca(
     ];
     params.not_before = datetime(not_before).expect("time");
     params.not_after = datetime(not_after).expect("time");
-    params.name_constraints = constraints;
+    adjust(&mut params);
     let cert = match parent {
         None => params.self_signed(&key),
         Some(p) => {
@@ -1312,14 +1325,15 @@ fn test_ca(
 }
 
 /// Leaves after the first are verified against the issuing CA (its path to the root verified once):
-/// that shortcut must still refuse a leaf when a CA above the issuing one has expired.
+/// that shortcut must still refuse a leaf when a CA above the issuing one is not valid at that time.
 #[test]
 fn a_ca_above_the_issuing_one_is_checked_for_every_leaf() {
     let now = now();
     let root = test_ca("Upper Root", now - DAY, now + 3650 * DAY, None, None);
+    // Valid from tomorrow: before then, the issuing CA is valid and the one above it is not.
     let short = test_ca(
         "Short-lived Intermediate",
-        now - DAY,
+        now + DAY,
         now + 30 * DAY,
         None,
         Some(&root),
@@ -1340,27 +1354,37 @@ fn a_ca_above_the_issuing_one_is_checked_for_every_leaf() {
         ttl_secs: Some(DAY as u64),
         ..request(&["a.svc.local"], &[])
     };
+    let valid = now + 2 * DAY;
     for _ in 0..3 {
         let set = is
-            .issue(&p, &req, now)
+            .issue(&p, &req, valid)
             .expect("issue while every CA is valid");
-        verify_set(&set.pems(), Purpose::Server, now).expect("the set verifies");
+        verify_set(&set.pems(), Purpose::Server, valid).expect("the set verifies");
     }
-    // 40 days on: the issuing CA is valid, the one above it is not.
-    let later = now + 40 * DAY;
-    let err = is.issue(&p, &req, later).expect_err("expired intermediate");
+    // Today: the issuing CA is valid, the one above it is not yet.
+    let err = is
+        .issue(&p, &req, now)
+        .expect_err("intermediate not valid yet");
     assert!(
-        matches!(&err, PkiError::VerificationFailed { error, .. } if error.contains("Expired")),
+        matches!(&err, PkiError::VerificationFailed { error, .. } if error.contains("NotValidYet")),
         "{err:?}"
     );
     // The same answer as an issuer that never took the shortcut.
     let err2 = new_issuer()
-        .issue(&p, &req, later)
-        .expect_err("expired intermediate");
+        .issue(&p, &req, now)
+        .expect_err("intermediate not valid yet");
     assert_eq!(err.to_string(), err2.to_string());
+    // 40 days on, the intermediate has expired: no leaf may outlive it, so none is signed.
+    let err = is
+        .issue(&p, &req, now + 40 * DAY)
+        .expect_err("expired intermediate");
+    assert!(
+        matches!(&err, PkiError::TtlBeyondCa { ca, .. } if ca.contains("Short-lived")),
+        "{err:?}"
+    );
     // Back in time, the shortcut is used again and the leaf verifies.
-    let set = is.issue(&p, &req, now).expect("issue");
-    verify_set(&set.pems(), Purpose::Server, now).expect("the set verifies");
+    let set = is.issue(&p, &req, valid).expect("issue");
+    verify_set(&set.pems(), Purpose::Server, valid).expect("the set verifies");
 }
 
 /// Name constraints on a CA above the issuing one apply to each leaf's names, so every leaf is
@@ -1406,6 +1430,214 @@ fn name_constraints_above_the_issuing_ca_apply_to_every_leaf() {
             "round {round}: {err:?}"
         );
     }
+}
+
+/// `::ffff:a.b.c.d` is matched as a.b.c.d and the certificate carries the 4-byte address, which is
+/// what Go, Java and webpki compare against.
+#[test]
+fn an_ipv4_mapped_address_is_issued_as_ipv4() {
+    let set = issuer()
+        .issue(
+            &mqtt_profile(),
+            &request(&["m.svc.local"], &["::ffff:10.0.0.5"]),
+            now(),
+        )
+        .expect("10.0.0.5 is inside 10.0.0.0/8");
+    assert_eq!(
+        set.ip_addresses,
+        ["10.0.0.5".parse::<IpAddr>().expect("ip")]
+    );
+    let leaf = x509(&set.cert_der);
+    let san = leaf.subject_alternative_name().expect("san").expect("san");
+    let ips: Vec<&[u8]> = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|g| match g {
+            GeneralName::IPAddress(b) => Some(*b),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ips, [&[10u8, 0, 0, 5][..]]);
+    verify_set(&set.pems(), Purpose::Server, now()).expect("verifies");
+    let err = issuer()
+        .issue(
+            &mqtt_profile(),
+            &request(&["m.svc.local"], &["::ffff:192.168.1.1"]),
+            now(),
+        )
+        .expect_err("outside 10.0.0.0/8");
+    assert!(
+        matches!(
+            err,
+            PkiError::SanNotAllowed {
+                kind: SanKind::Ip,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+/// The issuing CA signs the CRL: a CA whose keyUsage lacks cRLSign would import, and then every CRL
+/// build would fail.
+#[test]
+fn import_ca_requires_crl_sign() {
+    let now = now();
+    let root = test_ca("No-CRL Root", now - DAY, now + 3650 * DAY, None, None);
+    let issuing = test_ca_with(
+        "No-CRL Issuing CA",
+        now - DAY,
+        now + 365 * DAY,
+        Some(&root),
+        |p| {
+            p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        },
+    );
+    let err = import_ca(
+        &issuing.cert.pem(),
+        &issuing.key.serialize_pem(),
+        Some(&root.cert.pem()),
+        now,
+    )
+    .expect_err("no cRLSign");
+    assert!(matches!(err, PkiError::NotACa { .. }), "{err:?}");
+    assert!(err.to_string().contains("cRLSign"), "{err}");
+    // The same CA with cRLSign imports, and its CRL builds.
+    let good = test_ca(
+        "CRL Issuing CA",
+        now - DAY,
+        now + 365 * DAY,
+        None,
+        Some(&root),
+    );
+    let imported = import_ca(
+        &good.cert.pem(),
+        &good.key.serialize_pem(),
+        Some(&root.cert.pem()),
+        now,
+    )
+    .expect("import");
+    imported.issuer.build_crl(&[], 1, 3600, now).expect("crl");
+}
+
+/// A leaf must not outlive any CA certificate of its path: not an imported parent intermediate that
+/// ends before the issuing CA, nor the root.
+#[test]
+fn leaves_do_not_outlive_any_ca_of_their_path() {
+    let now = now();
+    let root = test_ca("Path Root", now - DAY, now + 3650 * DAY, None, None);
+    let parent = test_ca("Short Parent", now - DAY, now + 30 * DAY, None, Some(&root));
+    let issuing = test_ca(
+        "Long Issuing CA",
+        now - DAY,
+        now + 365 * DAY,
+        None,
+        Some(&parent),
+    );
+    let imported = import_ca(
+        &issuing.cert.pem(),
+        &issuing.key.serialize_pem(),
+        Some(&format!("{}{}", parent.cert.pem(), root.cert.pem())),
+        now,
+    )
+    .expect("import");
+    let p = builtin("server");
+    let ttl = |days: i64| IssueRequest {
+        ttl_secs: Some((days * DAY) as u64),
+        ..request(&["a.svc.local"], &[])
+    };
+    let err = imported
+        .issuer
+        .issue(&p, &ttl(31), now)
+        .expect_err("outlives the parent");
+    assert!(
+        matches!(&err, PkiError::TtlBeyondCa { ca, ca_not_after, .. }
+            if ca.contains("Short Parent") && *ca_not_after == now + 30 * DAY),
+        "{err:?}"
+    );
+    let set = imported.issuer.issue(&p, &ttl(30), now).expect("within");
+    verify_set(&set.pems(), Purpose::Server, now).expect("verifies");
+
+    // A root that ends before the issuing CA caps leaves too.
+    let short_root = test_ca("Short Root", now - DAY, now + 20 * DAY, None, None);
+    let under = test_ca(
+        "Issuing Under Short Root",
+        now - DAY,
+        now + 365 * DAY,
+        None,
+        Some(&short_root),
+    );
+    let is = Issuer::new(
+        &under.cert.pem(),
+        &under.key.serialize_der(),
+        &short_root.cert.pem(),
+        "",
+    )
+    .expect("issuer");
+    let err = is.issue(&p, &ttl(21), now).expect_err("outlives the root");
+    assert!(
+        matches!(&err, PkiError::TtlBeyondCa { ca, .. } if ca.contains("Short Root")),
+        "{err:?}"
+    );
+    is.issue(&p, &ttl(20), now).expect("within the root");
+}
+
+/// The import probe is a leaf the CA may sign: inside its permitted DNS subtree, for the purpose its
+/// EKU allows. A server leaf for `import-check.castellan.invalid` would be refused by such CAs and make
+/// a sound hierarchy look broken.
+#[test]
+fn import_ca_accepts_constrained_and_client_only_intermediates() {
+    let now = now();
+    let root = test_ca("Probe Root", now - DAY, now + 3650 * DAY, None, None);
+    let constrained = test_ca(
+        "Constrained Issuing CA",
+        now - DAY,
+        now + 365 * DAY,
+        Some(rcgen::NameConstraints {
+            permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName("svc.local".into())],
+            excluded_subtrees: vec![],
+        }),
+        Some(&root),
+    );
+    let imported = import_ca(
+        &constrained.cert.pem(),
+        &constrained.key.serialize_pem(),
+        Some(&root.cert.pem()),
+        now,
+    )
+    .expect("a name-constrained intermediate imports");
+    let set = imported
+        .issuer
+        .issue(&builtin("server"), &request(&["a.svc.local"], &[]), now)
+        .expect("inside the constraints");
+    verify_set(&set.pems(), Purpose::Server, now).expect("verifies");
+
+    let client_only = test_ca_with(
+        "Client Issuing CA",
+        now - DAY,
+        now + 365 * DAY,
+        Some(&root),
+        |p| {
+            p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        },
+    );
+    let imported = import_ca(
+        &client_only.cert.pem(),
+        &client_only.key.serialize_pem(),
+        Some(&root.cert.pem()),
+        now,
+    )
+    .expect("a clientAuth-only intermediate imports");
+    let set = imported
+        .issuer
+        .issue(
+            &builtin("client"),
+            &request(&["device.svc.local"], &[]),
+            now,
+        )
+        .expect("client leaf");
+    verify_set(&set.pems(), Purpose::Client, now).expect("verifies");
 }
 
 /// Issuance rate, leaf verification included: `cargo test -p castellan-core --release throughput -- --ignored
