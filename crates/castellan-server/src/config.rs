@@ -88,6 +88,33 @@ pub struct Config {
     pub keys: KeysConfig,
     /// HTTPS for the API.
     pub tls: TlsConfig,
+    /// Limits of the HTTP server.
+    pub http: HttpConfig,
+}
+
+/// `[http]`: how long clients may take and how many connections may be open at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Time for a request's headers to arrive; an idle kept-alive connection is closed after it too.
+    #[serde(deserialize_with = "duration")]
+    pub header_timeout: Duration,
+    /// Time for a whole request (its body and the answer's production); past it the answer is 408.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Connections open at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let limits = crate::listen::Limits::default();
+        Self {
+            header_timeout: limits.header_timeout,
+            request_timeout: limits.request_timeout,
+            max_connections: limits.max_connections,
+        }
+    }
 }
 
 /// How the API is served: plain HTTP, or HTTPS with a certificate from files or issued by the replica
@@ -226,6 +253,7 @@ impl Default for Config {
             pki: PkiConfig::default(),
             keys: KeysConfig::default(),
             tls: TlsConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -323,6 +351,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("CASTELLAN_TLS_RELOAD_INTERVAL", "tls.reload_interval"),
     ("CASTELLAN_TLS_NAMES", "tls.names"),
     ("CASTELLAN_TLS_TTL", "tls.ttl"),
+    ("CASTELLAN_HTTP_HEADER_TIMEOUT", "http.header_timeout"),
+    ("CASTELLAN_HTTP_REQUEST_TIMEOUT", "http.request_timeout"),
+    ("CASTELLAN_HTTP_MAX_CONNECTIONS", "http.max_connections"),
 ];
 
 impl Config {
@@ -419,6 +450,17 @@ impl Config {
                         .collect()
                 }
                 "CASTELLAN_TLS_TTL" => self.tls.ttl = parse_duration(value).map_err(bad)?,
+                "CASTELLAN_HTTP_HEADER_TIMEOUT" => {
+                    self.http.header_timeout = parse_duration(value).map_err(bad)?
+                }
+                "CASTELLAN_HTTP_REQUEST_TIMEOUT" => {
+                    self.http.request_timeout = parse_duration(value).map_err(bad)?
+                }
+                "CASTELLAN_HTTP_MAX_CONNECTIONS" => {
+                    self.http.max_connections = value
+                        .parse()
+                        .map_err(|_| bad(format!("`{value}` is not a number of connections")))?
+                }
                 _ => {}
             }
         }
@@ -460,6 +502,32 @@ impl Config {
         self.profiles()?;
         self.rotation_policy()?;
         self.tls_source()?;
+        let h = &self.http;
+        for (field, d, max) in [
+            (
+                "http.header_timeout",
+                h.header_timeout,
+                Duration::from_secs(600),
+            ),
+            (
+                "http.request_timeout",
+                h.request_timeout,
+                Duration::from_secs(3600),
+            ),
+        ] {
+            if d < Duration::from_secs(1) || d > max {
+                return Err(ConfigError::Invalid {
+                    field,
+                    message: format!("must be from 1s to {}", humantime::format_duration(max)),
+                });
+            }
+        }
+        if !(1..=1_000_000).contains(&h.max_connections) {
+            return Err(ConfigError::Invalid {
+                field: "http.max_connections",
+                message: "must be from 1 to 1000000".into(),
+            });
+        }
         if self.store.refresh_interval < Duration::from_millis(100) {
             return Err(ConfigError::Invalid {
                 field: "store.refresh_interval",
@@ -515,6 +583,16 @@ impl Config {
         self.public_url
             .clone()
             .unwrap_or_else(|| format!("{scheme}://{}", self.listen))
+    }
+
+    /// The limits connections are served with (`[http]`).
+    pub fn http_limits(&self) -> crate::listen::Limits {
+        crate::listen::Limits {
+            header_timeout: self.http.header_timeout,
+            request_timeout: self.http.request_timeout,
+            max_connections: self.http.max_connections,
+            ..crate::listen::Limits::default()
+        }
     }
 
     /// Where the listener's certificate comes from; `None` for plain HTTP.

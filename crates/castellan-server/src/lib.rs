@@ -10,6 +10,7 @@ pub mod app;
 pub mod config;
 pub mod files;
 pub mod keys;
+pub mod listen;
 pub mod metrics;
 pub mod pki;
 pub mod secrets;

@@ -184,12 +184,11 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let refresher = state.spawn_refresh();
     let jobs = state.spawn_jobs();
     let router = app::router(state);
+    let limits = cfg.http_limits();
     match tls {
         Some((cert, keeper)) => {
             let listener = TlsListener::new(listener, tls::server_config(cert)?)?;
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown_signal())
-                .await?;
+            castellan_server::listen::serve(listener, router, limits, shutdown_signal()).await;
             keeper.abort();
         }
         None => {
@@ -200,9 +199,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
                     tracing::debug!("TCP_NODELAY: {e}");
                 }
             });
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown_signal())
-                .await?;
+            castellan_server::listen::serve(listener, router, limits, shutdown_signal()).await;
         }
     }
     refresher.abort();

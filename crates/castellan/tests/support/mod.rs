@@ -165,13 +165,21 @@ pub mod reqwest {
         client: ::reqwest::Client,
     }
     pub fn blocking_client() -> Blocking {
-        with(::reqwest::Client::builder())
+        with(::reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)))
+    }
+    /// Like [`blocking_client`] with another time limit per request than 10 s.
+    pub fn blocking_client_waiting(limit: std::time::Duration) -> Blocking {
+        with(::reqwest::Client::builder().timeout(limit))
     }
     /// A client for HTTPS that trusts only the certificates of the PEM file `ca`.
     pub fn blocking_client_trusting(ca: &std::path::Path) -> Blocking {
         let pem = std::fs::read(ca).expect("CA file");
         let certs = ::reqwest::Certificate::from_pem_bundle(&pem).expect("CA PEM");
-        with(::reqwest::Client::builder().tls_certs_only(certs))
+        with(
+            ::reqwest::Client::builder()
+                .tls_certs_only(certs)
+                .timeout(std::time::Duration::from_secs(10)),
+        )
     }
     fn with(builder: ::reqwest::ClientBuilder) -> Blocking {
         Blocking {
@@ -179,10 +187,7 @@ pub mod reqwest {
                 .enable_all()
                 .build()
                 .expect("rt"),
-            client: builder
-                .timeout(std::time::Duration::from_secs(10))
-                .build()
-                .expect("client"),
+            client: builder.build().expect("client"),
         }
     }
     pub struct Resp {
@@ -215,6 +220,12 @@ pub mod reqwest {
             Req {
                 b: self.b,
                 req: self.req.basic_auth(id, Some(secret)),
+            }
+        }
+        pub fn json(self, body: &serde_json::Value) -> Self {
+            Req {
+                b: self.b,
+                req: self.req.json(body),
             }
         }
         pub fn form(self, f: &[(&str, &str)]) -> Self {
