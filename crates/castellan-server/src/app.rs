@@ -95,7 +95,21 @@ struct Inner {
     clients: RwLock<Arc<HashMap<String, Arc<ClientRow>>>>,
     ca: RwLock<Arc<LoadedCa>>,
     metrics: Metrics,
+    /// One refresh at a time, so a slower one cannot put back what a newer one replaced (a revoked
+    /// key, a deleted client).
+    refreshing: tokio::sync::Mutex<()>,
+    /// Client ids the store did not know, until when (see [`AppState::lookup_client`]).
+    unknown_clients: Mutex<HashMap<String, std::time::Instant>>,
+    /// Store look-ups of clients the cache does not know, at most this many at once.
+    client_lookups: tokio::sync::Semaphore,
 }
+
+/// How long a client id the store did not know is answered from memory.
+const UNKNOWN_CLIENT_FOR: Duration = Duration::from_secs(2);
+/// The most client ids remembered as unknown; when full, the memory is cleared.
+const UNKNOWN_CLIENTS: usize = 4096;
+/// Concurrent store look-ups of clients missing from the cache.
+const CLIENT_LOOKUPS: usize = 4;
 
 /// Shared state of one server process.
 #[derive(Clone)]
@@ -168,11 +182,15 @@ impl AppState {
             clients: RwLock::new(Arc::new(clients)),
             ca: RwLock::new(Arc::new(ca)),
             metrics: Metrics::default(),
+            refreshing: tokio::sync::Mutex::new(()),
+            unknown_clients: Mutex::new(HashMap::new()),
+            client_lookups: tokio::sync::Semaphore::new(CLIENT_LOOKUPS),
         })))
     }
 
     /// Reloads the key ring and clients from the store.
     pub async fn refresh(&self) -> Result<(), ServiceError> {
+        let _one_at_a_time = self.0.refreshing.lock().await;
         let previous = self.ring();
         let ring = service::load_key_ring(
             &self.0.store,
@@ -302,6 +320,7 @@ impl AppState {
             &self.ca(),
             now,
             self.0.settings.crl_validity_secs,
+            self.0.settings.crl_validity_secs / 2,
         )
         .await?;
         Ok(true)
@@ -338,12 +357,60 @@ impl AppState {
         map.get(id).cloned()
     }
 
-    /// A client the cache does not know yet (created on another replica since the last refresh).
+    /// A client by id: from memory, or from the store when the cache does not know it yet (created on
+    /// another replica since the last refresh).
+    async fn client(&self, id: &str) -> Option<Arc<ClientRow>> {
+        match self.cached_client(id) {
+            Some(c) => Some(c),
+            None => self.lookup_client(id).await,
+        }
+    }
+
+    /// Asks the store for a client the cache does not know. Anyone can send any `client_id` to the
+    /// token endpoint, so an id the store did not know is answered from memory for
+    /// [`UNKNOWN_CLIENT_FOR`], and at most [`CLIENT_LOOKUPS`] look-ups run at once: a flood of made-up
+    /// ids waits its turn instead of taking every connection of the pool.
     async fn lookup_client(&self, id: &str) -> Option<Arc<ClientRow>> {
         if id.is_empty() || id.len() > 128 {
             return None;
         }
-        let row = Arc::new(self.0.store.client(id).await.ok()??);
+        let now = std::time::Instant::now();
+        let known_unknown =
+            |m: &HashMap<String, std::time::Instant>| m.get(id).is_some_and(|until| *until > now);
+        if self
+            .0
+            .unknown_clients
+            .lock()
+            .is_ok_and(|m| known_unknown(&m))
+        {
+            return None;
+        }
+        let _turn = self.0.client_lookups.acquire().await.ok()?;
+        // Another look-up may have answered while this one waited.
+        if let Some(c) = self.cached_client(id) {
+            return Some(c);
+        }
+        if self
+            .0
+            .unknown_clients
+            .lock()
+            .is_ok_and(|m| known_unknown(&m))
+        {
+            return None;
+        }
+        let row = match self.0.store.client(id).await {
+            Ok(Some(row)) => Arc::new(row),
+            Ok(None) => {
+                if let Ok(mut m) = self.0.unknown_clients.lock() {
+                    if m.len() >= UNKNOWN_CLIENTS {
+                        m.clear();
+                    }
+                    m.insert(id.to_owned(), now + UNKNOWN_CLIENT_FOR);
+                }
+                return None;
+            }
+            Err(_) => return None,
+        };
         if let Ok(mut w) = self.0.clients.write() {
             let mut map = HashMap::clone(&w);
             map.insert(row.client_id.clone(), row.clone());
@@ -779,14 +846,14 @@ async fn issue_token(
         ));
     }
 
-    let client = match state.cached_client(&client_id) {
-        Some(c) => Some(c),
-        None => state.lookup_client(&client_id).await,
-    };
-    let client = client
+    let client = state
+        .client(&client_id)
+        .await
         .filter(|c| secret::verify_secret(&client_secret, &c.secret_hash))
         .ok_or_else(|| {
-            tracing::info!(client_id = %client_id.chars().take(64).collect::<String>(), "client authentication failed");
+            // Debug-formatted: a client id is the sender's text, and a newline in it must not start
+            // a line of its own in the log.
+            tracing::info!(client_id = ?client_id.chars().take(64).collect::<String>(), "client authentication failed");
             oauth(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed")
         })?;
 
@@ -822,11 +889,14 @@ async fn issue_token(
             "no signing key is active",
         )
     })?;
+    // A client keeps the lifetime it was created with, but never beyond the `tokens.max_ttl` in force
+    // now: the key ring's retirement window is checked against that maximum.
     let ttl = if client.token_ttl_secs > 0 {
         client.token_ttl_secs
     } else {
         state.0.settings.default_ttl_secs
-    };
+    }
+    .min(state.0.settings.max_ttl_secs);
     let settings = &state.0.settings;
     let claims = AccessClaims {
         iss: settings.issuer.clone(),
@@ -895,7 +965,11 @@ fn parse_basic(value: &HeaderValue) -> Result<(String, String), OAuthError> {
 
 /// Verifies a Bearer access token issued by this Castellan for its own API and checks a scope.
 /// `admin` grants every scope; `None` accepts any valid token.
-pub fn authorize(
+///
+/// The token's client must still exist, and the token's scopes count only as far as the client still
+/// holds them: deleting a client (or taking a scope away) ends what its tokens may do at once, not when
+/// they expire.
+pub async fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     scope: Option<&str>,
@@ -915,7 +989,7 @@ pub fn authorize(
     let ring = state.ring();
     // A client sends the same token until it expires: its signature and claims are checked once per
     // key ring, and its SHA-256 remembered (compared as a digest, so lookups say nothing about other
-    // tokens). Time and scope are checked on every request.
+    // tokens). Time, client and scope are checked on every request.
     let digest = secret::hash_secret(token);
     let remembered = ring
         .verified
@@ -937,6 +1011,11 @@ pub fn authorize(
         }
         m.insert(digest, claims.clone());
     }
+    let client = state
+        .client(&claims.client_id)
+        .await
+        .ok_or_else(|| unauthorized("the token's client no longer exists"))?;
+    let claims = held_scopes(claims, &client.scopes);
     if let Some(need) = scope {
         let has = claims.scope.split(' ').any(|s| s == need || s == "admin");
         if !has {
@@ -948,6 +1027,24 @@ pub fn authorize(
         }
     }
     Ok(claims)
+}
+
+/// The claims with only the scopes the client still holds (the same claims when it holds them all).
+fn held_scopes(claims: Arc<AccessClaims>, client_scopes: &str) -> Arc<AccessClaims> {
+    let held = |s: &&str| client_scopes.split(' ').any(|c| c == *s);
+    if claims.scope.split(' ').all(|s| held(&s)) {
+        return claims;
+    }
+    let scope = claims
+        .scope
+        .split(' ')
+        .filter(held)
+        .collect::<Vec<_>>()
+        .join(" ");
+    Arc::new(AccessClaims {
+        scope,
+        ..AccessClaims::clone(&claims)
+    })
 }
 
 /// The signature, type, issuer and audience of an access token (not its times: see [`authorize`]).
@@ -978,7 +1075,7 @@ fn verify_access_token(
 }
 
 async fn status(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&state, &headers, None)?;
+    authorize(&state, &headers, None).await?;
     let ring = state.ring();
     let kid = ring
         .ring
@@ -1001,7 +1098,7 @@ async fn clients_list(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("clients:admin"))?;
+    authorize(&state, &headers, Some("clients:admin")).await?;
     Ok(Json(json!({"clients": service::list_clients(&state.0.store).await?})).into_response())
 }
 
@@ -1010,8 +1107,21 @@ async fn clients_create(
     headers: HeaderMap,
     body: Result<Json<NewClient>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("clients:admin"))?;
+    let caller = authorize(&state, &headers, Some("clients:admin")).await?;
     let Json(req) = body.map_err(json_rejection)?;
+    if let Some(s) = req
+        .scopes
+        .iter()
+        .find(|s| !service::may_grant(&caller.scope, s))
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "the token cannot give `{s}`: a client is given Castellan's own scopes only by a caller that holds them"
+            ),
+        ));
+    }
     let created = service::create_client(
         &state.0.store,
         req,
@@ -1034,7 +1144,7 @@ async fn clients_delete(
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("clients:admin"))?;
+    authorize(&state, &headers, Some("clients:admin")).await?;
     service::delete_client(&state.0.store, &id).await?;
     let _ = state.refresh().await;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -1056,7 +1166,7 @@ async fn pki_issue(
     ApiPath(profile): ApiPath<String>,
     body: Result<Json<IssueRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("pki:issue"))?;
+    authorize(&state, &headers, Some("pki:issue")).await?;
     let Json(req) = body.map_err(json_rejection)?;
     let set = pki::issue(
         &state.0.certs,
@@ -1096,7 +1206,7 @@ async fn pki_sign(
     ApiPath(profile): ApiPath<String>,
     body: Result<Json<SignBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("pki:issue"))?;
+    authorize(&state, &headers, Some("pki:issue")).await?;
     let Json(b) = body.map_err(json_rejection)?;
     let req = IssueRequest {
         common_name: b.common_name,
@@ -1146,7 +1256,7 @@ async fn pki_revoke(
     headers: HeaderMap,
     body: Result<Json<RevokeBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("pki:revoke"))?;
+    authorize(&state, &headers, Some("pki:revoke")).await?;
     let Json(b) = body.map_err(json_rejection)?;
     let reason = b
         .reason
@@ -1184,7 +1294,7 @@ async fn pki_list(
     headers: HeaderMap,
     query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("pki:read"))?;
+    authorize(&state, &headers, Some("pki:read")).await?;
     let q = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     let certs = pki::list(&state.0.store, q.expiring_within, state.0.clock.now()).await?;
@@ -1194,13 +1304,13 @@ async fn pki_list(
 // ---- /v1/secrets --------------------------------------------------------------------------------
 
 /// A valid token whose scopes allow `access` to `name` (see [`secret_store::scopes_allow`]).
-fn authorize_secret(
+async fn authorize_secret(
     state: &AppState,
     headers: &HeaderMap,
     access: Access,
     name: &str,
 ) -> Result<Arc<AccessClaims>, ApiError> {
-    let claims = authorize(state, headers, None)?;
+    let claims = authorize(state, headers, None).await?;
     if secret_store::scopes_allow(&claims.scope, access, name) {
         return Ok(claims);
     }
@@ -1222,7 +1332,7 @@ async fn secrets_list(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let claims = authorize(&state, &headers, None)?;
+    let claims = authorize(&state, &headers, None).await?;
     if !secret_store::scopes_allow_any(&claims.scope, Access::Read) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -1250,7 +1360,7 @@ async fn secrets_get(
     ApiPath(name): ApiPath<String>,
     query: Result<axum::extract::Query<VersionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let claims = authorize_secret(&state, &headers, Access::Read, &name)?;
+    let claims = authorize_secret(&state, &headers, Access::Read, &name).await?;
     let q = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     let s = secrets::get(&state.0.store, &state.0.master, &name, q.version).await?;
@@ -1268,7 +1378,7 @@ async fn secrets_put(
     ApiPath(name): ApiPath<String>,
     body: Result<Json<secrets::PutSecret>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let claims = authorize_secret(&state, &headers, Access::Write, &name)?;
+    let claims = authorize_secret(&state, &headers, Access::Write, &name).await?;
     let Json(req) = body.map_err(json_rejection)?;
     let meta = secrets::put(
         &state.0.store,
@@ -1288,7 +1398,7 @@ async fn secrets_delete(
     headers: HeaderMap,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let claims = authorize_secret(&state, &headers, Access::Write, &name)?;
+    let claims = authorize_secret(&state, &headers, Access::Write, &name).await?;
     secrets::delete(&state.0.store, &name).await?;
     tracing::info!(secret = %name, client_id = %claims.client_id, "deleted a secret");
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -1300,6 +1410,7 @@ async fn crl(state: &AppState) -> Result<castellan_store::CrlRow, ApiError> {
         &state.ca(),
         state.0.clock.now(),
         state.0.settings.crl_validity_secs,
+        0,
     )
     .await?)
 }
@@ -1321,7 +1432,7 @@ async fn keys_list(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("keys:admin"))?;
+    authorize(&state, &headers, Some("keys:admin")).await?;
     Ok(
         Json(json!({"keys": crate::keys::list(&state.0.store, state.0.clock.now()).await?}))
             .into_response(),
@@ -1332,7 +1443,7 @@ async fn keys_plan(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("keys:admin"))?;
+    authorize(&state, &headers, Some("keys:admin")).await?;
     let events = crate::keys::plan(
         &state.0.store,
         &state.0.settings.rotation,
@@ -1354,7 +1465,7 @@ async fn keys_rotate(
     headers: HeaderMap,
     body: Result<Json<RotateBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("keys:admin"))?;
+    authorize(&state, &headers, Some("keys:admin")).await?;
     let Json(b) = body.map_err(json_rejection)?;
     let (store, master, policy, now) = (
         &state.0.store,
@@ -1376,7 +1487,7 @@ async fn keys_revoke(
     headers: HeaderMap,
     ApiPath(kid): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("keys:admin"))?;
+    authorize(&state, &headers, Some("keys:admin")).await?;
     crate::keys::revoke(&state.0.store, &kid, state.0.clock.now()).await?;
     let _ = state.refresh().await;
     Ok(Json(json!({"kid": kid, "status": "revoked"})).into_response())
@@ -1395,7 +1506,9 @@ async fn keys_import(
     headers: HeaderMap,
     body: Result<Json<ImportBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("keys:admin"))?;
+    // An imported key is one its owner knows: whoever imports one can sign tokens this server and
+    // every verifier accept, for any scope. Only `admin`, which already has every scope, may.
+    authorize(&state, &headers, Some("admin")).await?;
     let Json(b) = body.map_err(json_rejection)?;
     let as_current = match b.state.as_deref() {
         None | Some("retired") => false,

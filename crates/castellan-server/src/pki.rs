@@ -2,11 +2,12 @@
 //! CA import. Every issued set is verified by the core before it leaves this module.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use castellan_core::envelope::{DataKey, MasterKey};
 use castellan_core::pki::{
-    self, CaOptions, IssueRequest, IssuedSet, Issuer, Profile, Profiles, RevocationReason,
-    RevokedCert, create_ca,
+    self, CaOptions, IssueRequest, IssuedSet, Issuer, PkiError, Profile, Profiles,
+    RevocationReason, RevokedCert, create_ca,
 };
 use castellan_core::secret;
 use castellan_store::{
@@ -64,8 +65,8 @@ pub fn new_ca_row(
 pub struct LoadedCa {
     /// The store id of the CA row.
     pub id: String,
-    /// The issuer.
-    pub issuer: Issuer,
+    /// The issuer (shared with the threads that generate RSA keys).
+    pub issuer: Arc<Issuer>,
 }
 
 /// Loads the issuing CA. `crl_url` (public_url + `/v1/pki/crl`) goes into every leaf when given.
@@ -89,7 +90,10 @@ pub async fn load_ca(
     if let Some(url) = crl_url {
         issuer = issuer.with_crl_url(url)?;
     }
-    Ok(LoadedCa { id: row.id, issuer })
+    Ok(LoadedCa {
+        id: row.id,
+        issuer: Arc::new(issuer),
+    })
 }
 
 /// The id of the CA that issues now (cheap; lets replicas notice an imported CA).
@@ -156,10 +160,26 @@ pub async fn issue_with(
     req: &IssueRequest,
     now: i64,
 ) -> Result<IssuedSet, ServiceError> {
-    let set = ca.issuer.issue(profile, req, now)?;
+    let set = if profile.check_key_type(req.key_type)?.is_rsa() {
+        // An RSA key takes from ≈60 ms (2048) to seconds (4096) to generate: off the async workers,
+        // which serve every other request (tokens, health checks), and a few at a time.
+        let _turn = RSA_KEYS
+            .acquire()
+            .await
+            .map_err(|_| PkiError::KeyGeneration)?;
+        let (issuer, profile, req) = (ca.issuer.clone(), profile.clone(), req.clone());
+        tokio::task::spawn_blocking(move || issuer.issue(&profile, &req, now))
+            .await
+            .map_err(|_| PkiError::KeyGeneration)??
+    } else {
+        ca.issuer.issue(profile, req, now)?
+    };
     log.record(record(&set, ca, now)).await?;
     Ok(set)
 }
+
+/// RSA keys generated at once for requests (each on a thread of its own).
+static RSA_KEYS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// Signs a CSR (its own signature is checked; the key never leaves its owner); verified and recorded.
 pub async fn sign_csr(
@@ -260,15 +280,22 @@ pub async fn rebuild_crl(
     ))
 }
 
-/// The CRL to serve: the newest, rebuilt first when there is none or it passed half its validity.
+/// The CRL to serve: the newest, rebuilt first when there is none or fewer than `renew_within_secs`
+/// seconds of it are left. The replica that runs the jobs renews it at half its validity; a public GET
+/// passes 0 and so rebuilds only a missing or expired one (the jobs replica is gone), so requests from
+/// anyone do not sign and write CRLs while the jobs keep it fresh.
 pub async fn current_crl(
     store: &Store,
     ca: &LoadedCa,
     now: i64,
     validity_secs: u64,
+    renew_within_secs: u64,
 ) -> Result<CrlRow, ServiceError> {
     match store.latest_crl(&ca.id).await? {
-        Some(c) if c.next_update - now > i64::try_from(validity_secs / 2).unwrap_or(i64::MAX) => {
+        Some(c)
+            if c.next_update.saturating_sub(now)
+                > i64::try_from(renew_within_secs).unwrap_or(i64::MAX) =>
+        {
             Ok(c)
         }
         _ => rebuild_crl(store, ca, now, validity_secs).await,
@@ -302,8 +329,14 @@ pub async fn list(
     within_secs: Option<i64>,
     now: i64,
 ) -> Result<Vec<CertSummary>, ServiceError> {
+    let before = match within_secs {
+        None => None,
+        Some(w) => Some(now.checked_add(w).filter(|_| w >= 0).ok_or_else(|| {
+            ServiceError::Invalid(format!("expiring within {w} seconds is out of range"))
+        })?),
+    };
     Ok(store
-        .certificates(within_secs.map(|w| now + w))
+        .certificates(before)
         .await?
         .into_iter()
         .map(|c| CertSummary {
@@ -331,13 +364,21 @@ pub async fn import_ca(
 ) -> Result<String, ServiceError> {
     let imported = pki::import_ca(cert_pem, key_pem, chain_pem, now)?;
     let dek = DataKey::generate()?;
+    let conflict = |e| match e {
+        StoreError::Conflict(what) => ServiceError::Precondition(what),
+        other => other.into(),
+    };
     store
-        .add_data_key(&DataKeyRow {
-            id: dek.id().to_owned(),
-            wrapped: master.wrap(&dek)?,
-            created_at: now,
-        })
-        .await?;
+        .add_data_key(
+            &DataKeyRow {
+                id: dek.id().to_owned(),
+                wrapped: master.wrap(&dek)?,
+                created_at: now,
+            },
+            &master.check_value(),
+        )
+        .await
+        .map_err(conflict)?;
     let id = secret::random_id("ca-", 8)?;
     let row = CaRow {
         id: id.clone(),
@@ -358,7 +399,7 @@ async fn latest_created(store: &Store) -> Result<i64, ServiceError> {
 }
 
 /// The JSON form of an issued set (API responses and what `--out` writes).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct SetJson {
     /// Serial, hex.
     pub serial: String,
@@ -381,6 +422,18 @@ pub struct SetJson {
     /// `key.pem` (absent for a signed CSR).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub key_pem: Option<String>,
+}
+
+impl std::fmt::Debug for SetJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetJson")
+            .field("serial", &self.serial)
+            .field("profile", &self.profile)
+            .field("purpose", &self.purpose)
+            .field("not_after", &self.not_after)
+            .field("key_pem", &self.key_pem.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<&IssuedSet> for SetJson {
@@ -443,5 +496,73 @@ impl SetJson {
             .collect();
         crate::files::write_all_atomic(&files)
             .map_err(|e| ServiceError::Invalid(format!("writing into {}: {e}", dir.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use castellan_core::keys::Alg;
+    use castellan_core::pki::KeyType;
+
+    /// Records nothing and is ready at once, so an issuance that never waits on a thread of its own
+    /// finishes within the first poll of its task.
+    struct Nowhere;
+    impl CertLog for Nowhere {
+        async fn record(&self, _row: CertRow) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    // One thread runs every task here: an RSA key generated on it would finish the issuing task
+    // before the test's own task runs again.
+    #[tokio::test(flavor = "current_thread")]
+    async fn rsa_keys_are_generated_off_the_async_workers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_sqlite(&dir.path().join("t.db"))
+            .await
+            .expect("store");
+        let (master, _) = MasterKey::generate().expect("mk");
+        let now = 1_800_000_000;
+        service::initialize(
+            &store,
+            &master,
+            now,
+            &service::InitOptions {
+                alg: Alg::ES256,
+                key_type: None,
+                root_key_offline: false,
+            },
+        )
+        .await
+        .expect("init");
+        let ca = Arc::new(load_ca(&store, &master, None).await.expect("ca"));
+        let issue = |key_type| {
+            let ca = ca.clone();
+            tokio::spawn(async move {
+                let req = IssueRequest {
+                    dns_names: vec!["svc.internal".into()],
+                    key_type: Some(key_type),
+                    ..IssueRequest::default()
+                };
+                let profiles = Profiles::new(Vec::new()).expect("profiles");
+                issue(&Nowhere, &ca, &profiles, "server", &req, now).await
+            })
+        };
+
+        let rsa = issue(KeyType::Rsa2048);
+        tokio::task::yield_now().await;
+        assert!(
+            !rsa.is_finished(),
+            "the RSA key was generated on the async thread, holding up every other task"
+        );
+        let set = rsa.await.expect("join").expect("issued");
+        assert!(set.key_pem.is_some());
+
+        // The fast key types stay on the async thread (a thread hop would cost more than the key).
+        let p256 = issue(KeyType::P256);
+        tokio::task::yield_now().await;
+        assert!(p256.is_finished());
+        p256.await.expect("join").expect("issued");
     }
 }

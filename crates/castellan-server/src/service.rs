@@ -392,7 +392,7 @@ impl From<&ClientRow> for ClientInfo {
 }
 
 /// A newly created client with its secret, shown once.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct CreatedClient {
     /// The client.
     #[serde(flatten)]
@@ -401,11 +401,58 @@ pub struct CreatedClient {
     pub client_secret: String,
 }
 
+impl std::fmt::Debug for CreatedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedClient")
+            .field("client", &self.client)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
 /// True for an RFC 6749 scope-token.
 pub fn valid_scope_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+/// Whether a caller whose token holds `holder` (space-separated scopes) may give a new client `scope`.
+///
+/// Castellan's own scopes (`admin`, and those under `clients:`, `keys:`, `pki:` and `secrets:`) are
+/// given only by a caller who holds them itself: `admin` holds every one, `secrets:read` covers
+/// `secrets:read:PREFIX`, and `secrets:read:mqtt` covers `secrets:read:mqtt/broker` (whole segments,
+/// as for the secrets themselves). So `clients:admin` alone cannot make an `admin` client. Any other
+/// scope is an application's (`invoices:read`): `clients:admin` gives those freely.
+pub fn may_grant(holder: &str, scope: &str) -> bool {
+    let own = scope == "admin"
+        || ["clients:", "keys:", "pki:", "secrets:"]
+            .iter()
+            .any(|ns| scope.starts_with(ns));
+    if !own {
+        return true;
+    }
+    holder.split(' ').any(|h| {
+        if h == "admin" || h == scope {
+            return true;
+        }
+        // `secrets:read[:PREFIX]` covers a narrower `secrets:read:PREFIX/…`.
+        ["secrets:read", "secrets:write"].iter().any(|base| {
+            let Some(asked) = scope.strip_prefix(base).and_then(|r| r.strip_prefix(':')) else {
+                return false;
+            };
+            match h.strip_prefix(base) {
+                Some("") => true,
+                Some(rest) => rest.strip_prefix(':').is_some_and(|held| {
+                    castellan_core::secret_store::validate_name(held).is_ok()
+                        && asked
+                            .strip_prefix(held)
+                            .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+                }),
+                None => false,
+            }
+        })
+    })
 }
 
 fn new_client_row(
@@ -421,6 +468,13 @@ fn new_client_row(
     {
         return Err(ServiceError::Invalid(
             "client name must be 1-64 characters of letters, digits, '-', '_' and '.'".into(),
+        ));
+    }
+    if req.name.starts_with("cl_") {
+        // `client delete` takes an id or a name: a name that looks like an id could name another
+        // client.
+        return Err(ServiceError::Invalid(
+            "client names may not start with `cl_`, the prefix of client ids".into(),
         ));
     }
     if req.scopes.is_empty() {

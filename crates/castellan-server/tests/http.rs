@@ -666,6 +666,143 @@ async fn a_client_created_elsewhere_is_found_without_waiting_for_refresh() {
 }
 
 #[tokio::test]
+async fn a_deleted_client_s_tokens_stop_working_at_once() {
+    let f = fixture().await;
+    let token = token_with_scopes(&f, "leaky", &["secrets:read"]).await;
+    let (s, _, _) = secret_call(&f, "GET", "/v1/secrets", &token, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let admin = admin_token(&f).await;
+    let (s, _, _) = secret_call(&f, "DELETE", "/v1/clients/leaky", &admin, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    // The token is still signed, unexpired and remembered as verified; its client is gone.
+    let (s, _, b) = secret_call(&f, "GET", "/v1/secrets", &token, None).await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    assert!(
+        json(&b)["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("no longer exists")
+    );
+
+    // Deleted on the store (the CLI, another replica): refused once this replica has refreshed.
+    let token = token_with_scopes(&f, "elsewhere", &["secrets:read"]).await;
+    assert!(
+        f.state
+            .store()
+            .delete_client("elsewhere")
+            .await
+            .expect("delete")
+    );
+    f.state.refresh().await.expect("refresh");
+    let (s, _, _) = secret_call(&f, "GET", "/v1/secrets", &token, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn clients_admin_gives_only_the_castellan_scopes_it_holds() {
+    let f = fixture().await;
+    let registrar =
+        token_with_scopes(&f, "registrar", &["clients:admin", "secrets:read:team"]).await;
+    let admin = admin_token(&f).await;
+    let create = |token: &str, name: &str, scopes: &[&str]| {
+        let body = serde_json::json!({"name": name, "scopes": scopes});
+        let (token, f) = (token.to_owned(), &f);
+        async move { secret_call(f, "POST", "/v1/clients", &token, Some(body)).await }
+    };
+    let cases: &[(&[&str], StatusCode)] = &[
+        (&["invoices:read"], StatusCode::CREATED),
+        (&["clients:admin"], StatusCode::CREATED),
+        (&["secrets:read:team"], StatusCode::CREATED),
+        (&["secrets:read:team/mqtt"], StatusCode::CREATED),
+        (&["admin"], StatusCode::FORBIDDEN),
+        (&["keys:admin"], StatusCode::FORBIDDEN),
+        (&["pki:issue"], StatusCode::FORBIDDEN),
+        (&["secrets:read"], StatusCode::FORBIDDEN),
+        (&["secrets:read:teamx"], StatusCode::FORBIDDEN),
+        (&["secrets:write:team"], StatusCode::FORBIDDEN),
+        (&["invoices:read", "admin"], StatusCode::FORBIDDEN),
+    ];
+    for (i, (scopes, want)) in cases.iter().enumerate() {
+        let (s, _, b) = create(&registrar, &format!("c{i}"), scopes).await;
+        assert_eq!(s, *want, "{scopes:?}: {}", String::from_utf8_lossy(&b));
+        if *want == StatusCode::FORBIDDEN {
+            assert_eq!(json(&b)["error"]["code"], "forbidden");
+        }
+    }
+    // Nothing refused was created; admin gives anything.
+    let names: Vec<String> = service::list_clients(f.state.store())
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert!(!names.iter().any(|n| n == "c4" || n == "c10"), "{names:?}");
+    let (s, _, _) = create(&admin, "root2", &["admin"]).await;
+    assert_eq!(s, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn importing_a_signing_key_takes_admin_not_just_keys_admin() {
+    let f = fixture().await;
+    let keys_admin = token_with_scopes(&f, "keyman", &["keys:admin"]).await;
+    let (_, der) = castellan_core::keys::SigningKey::generate(Alg::RS256, None).expect("key");
+    let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec()));
+    let body = serde_json::json!({"pem": pem, "state": "retired"});
+    let (s, _, b) = secret_call(
+        &f,
+        "POST",
+        "/v1/keys/import",
+        &keys_admin,
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{}", String::from_utf8_lossy(&b));
+    let (s, _, _) = secret_call(&f, "GET", "/v1/keys", &keys_admin, None).await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "keys:admin still lists, rotates and revokes"
+    );
+    let admin = admin_token(&f).await;
+    let (s, _, b) = secret_call(&f, "POST", "/v1/keys/import", &admin, Some(body)).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+}
+
+#[tokio::test]
+async fn a_token_never_outlives_the_maximum_in_force_now() {
+    let f = fixture().await;
+    // Created when the maximum was ten days; the server's maximum is now one day.
+    let created = service::create_client(
+        f.state.store(),
+        NewClient {
+            name: "old-policy".into(),
+            scopes: vec!["x".into()],
+            audience: None,
+            token_ttl_secs: Some(5 * 86400),
+        },
+        10 * 86400,
+        f.clock.now(),
+    )
+    .await
+    .expect("create");
+    let (s, _, b) = send(
+        &f.state,
+        token_req(
+            Some(&basic(&created.client.client_id, &created.client_secret)),
+            "grant_type=client_credentials",
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(json(&b)["expires_in"], 86400);
+}
+
+#[tokio::test]
 async fn the_crl_is_rebuilt_before_next_update_by_the_lease_holder_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open_sqlite(&dir.path().join("t.db"))

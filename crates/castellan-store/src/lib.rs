@@ -295,6 +295,16 @@ pub enum MasterKeyCheck {
     Mismatch,
 }
 
+/// SQLite's "database is locked" / "busy" (SQLITE_BUSY and SQLITE_LOCKED, with their extended codes).
+fn sqlite_busy(e: &sqlx::Error) -> bool {
+    let Some(db) = e.as_database_error() else {
+        return false;
+    };
+    db.code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_pki.sql")),
@@ -393,7 +403,24 @@ impl Store {
             StoreKind::Postgres => POSTGRES_MIGRATIONS,
         };
         // Every migration is idempotent (IF NOT EXISTS), so racing processes cannot break each other;
-        // on PostgreSQL an advisory lock also serializes them.
+        // on PostgreSQL an advisory lock also serializes them. On SQLite a transaction that read first
+        // cannot wait for the write lock (busy_timeout does not apply to that upgrade), so processes
+        // started together (an upgrade, a CLI beside a server) retry until theirs goes through.
+        let mut attempt = 0;
+        loop {
+            match self.apply(migrations).await {
+                Err(StoreError::Database(e))
+                    if self.kind == StoreKind::Sqlite && attempt < 100 && sqlite_busy(&e) =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 + 10 * attempt.min(10))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn apply(&self, migrations: &[(i64, &'static str)]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         if self.kind == StoreKind::Postgres {
             sqlx::raw_sql("SELECT pg_advisory_xact_lock(7240981312)")
@@ -539,9 +566,33 @@ impl Store {
             .collect()
     }
 
-    /// Adds a data key.
-    pub async fn add_data_key(&self, row: &DataKeyRow) -> Result<(), StoreError> {
+    /// Adds a data key wrapped by the master key whose check value is `master_check`, in one
+    /// transaction with a check that the store still records that key: a process still running with a
+    /// master key that `change-master-key` replaced meanwhile gets [`StoreError::Conflict`] instead of
+    /// adding a key nobody can unwrap once the old master key is gone.
+    pub async fn add_data_key(
+        &self,
+        row: &DataKeyRow,
+        master_check: &str,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        // A write first: it waits for a master key change in progress (SQLite's writer lock,
+        // PostgreSQL's row lock) and then sees its result.
+        let current = sqlx::query(
+            "UPDATE meta SET value = value WHERE name = 'master_key_check' AND value = $1",
+        )
+        .bind(master_check)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !current {
+            tx.rollback().await?;
+            return Err(StoreError::Conflict(
+                "a master key change: this process holds the old master key (restart it with the new one)"
+                    .into(),
+            ));
+        }
         insert_data_key(&mut tx, row).await?;
         tx.commit().await?;
         Ok(())
@@ -644,12 +695,22 @@ impl Store {
 
     /// Deletes a client by id or name; returns whether one was deleted.
     pub async fn delete_client(&self, id_or_name: &str) -> Result<bool, StoreError> {
-        let n = sqlx::query("DELETE FROM clients WHERE client_id = $1 OR name = $1")
-            .bind(id_or_name)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n > 0)
+        // The id first, and the name only when no id matched: one call deletes one client, even where
+        // an older store holds a client named like another's id.
+        for by in [
+            "DELETE FROM clients WHERE client_id = $1",
+            "DELETE FROM clients WHERE name = $1",
+        ] {
+            let n = sqlx::query(by)
+                .bind(id_or_name)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            if n > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The issuing CA: the newest one.

@@ -159,6 +159,24 @@ async fn conformance(store: Store) {
     assert!(store.delete_client("svc-a").await.expect("delete"));
     assert!(store.delete_client("cid-b").await.expect("delete"));
     assert!(!store.delete_client("cid-b").await.expect("delete again"));
+    // A name that is another client's id (an older store allowed it): one call deletes one client,
+    // the one with that id.
+    store
+        .add_client(&client("twin", "cid-t"))
+        .await
+        .expect("add");
+    store
+        .add_client(&client("cid-t", "cid-u"))
+        .await
+        .expect("add");
+    assert!(store.delete_client("cid-t").await.expect("delete"));
+    assert!(store.client("cid-t").await.expect("get").is_none());
+    assert!(
+        store.client("cid-u").await.expect("get").is_some(),
+        "the other client stays"
+    );
+    assert!(store.delete_client("cid-t").await.expect("by name now"));
+    assert!(store.client("cid-u").await.expect("get").is_none());
     store.ping().await.expect("ping");
 
     // CAs: the newest issues.
@@ -540,6 +558,18 @@ async fn rewrap(store: &Store) {
         store.data_keys().await.expect("dks")[0].wrapped,
         vec![7, 7, 7]
     );
+    // A process still holding the old master key cannot add a data key under it.
+    let late = DataKeyRow {
+        id: "dk-late".into(),
+        wrapped: vec![9],
+        created_at: 50,
+    };
+    let err = store
+        .add_data_key(&late, "check-1")
+        .await
+        .expect_err("old master key");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.data_keys().await.expect("dks").len(), rows.len());
     // And back, so the rest of the suite (and the reopening test) sees the original key.
     let mut back = rows.clone();
     back[0].wrapped = vec![1, 2, 3, 0, 255];
@@ -547,6 +577,11 @@ async fn rewrap(store: &Store) {
         .rewrap_data_keys("check-new", "check-1", &back)
         .await
         .expect("rewrap back");
+    store
+        .add_data_key(&late, "check-1")
+        .await
+        .expect("the current master key adds");
+    assert_eq!(store.data_keys().await.expect("dks").len(), rows.len() + 1);
 }
 
 #[tokio::test]
@@ -708,4 +743,45 @@ async fn postgres_certificate_writer_survives_its_connection_being_killed() {
         .expect("recorded on a new connection");
     assert!(store.certificate("k2").await.expect("get").is_some());
     let _ = admin.close().await;
+}
+
+/// An upgrade starts several processes on one SQLite file with a migration pending (here: the record
+/// of the last one removed; every migration is idempotent): each applies or skips it, none fails with
+/// "database is locked".
+#[tokio::test]
+async fn sqlite_processes_started_together_all_open_a_store_with_a_pending_migration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("m.db");
+    for round in 0..5 {
+        let store = Store::open_sqlite(&path).await.expect("open");
+        sqlx_pending_last_migration(&path).await;
+        store.close().await;
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                tokio::spawn(async move { Store::open_sqlite(&path).await.map(|_| ()) })
+            })
+            .collect();
+        for open in opens {
+            let r = open.await.expect("join");
+            assert!(r.is_ok(), "round {round}: {:?}", r.err());
+        }
+    }
+}
+
+async fn sqlx_pending_last_migration(path: &std::path::Path) {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+             c.execute('DELETE FROM schema_migrations WHERE version = (SELECT MAX(version) FROM schema_migrations)'); c.commit()",
+        ])
+        .arg(path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
