@@ -682,12 +682,9 @@ impl Config {
 
     /// The store URL: `database_url`, or SQLite at `<data_dir>/castellan.db`.
     pub fn store_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("castellan.db").display()
-            )
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| castellan_store::sqlite_url(&self.data_dir.join("castellan.db")))
     }
 
     /// The master key file: `master_key_file`, or `<data_dir>/master.key`.

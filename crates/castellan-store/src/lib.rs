@@ -323,11 +323,26 @@ pub struct Store {
     kind: StoreKind,
 }
 
+/// The `sqlite://` URL of the database file at `path`, created if missing. The driver percent-decodes
+/// the path and reads `?` as the start of its options, so `%`, `?` and `#` in a directory name are
+/// escaped: the URL opens exactly that file.
+pub fn sqlite_url(path: &Path) -> String {
+    let mut escaped = String::new();
+    for c in path.display().to_string().chars() {
+        match c {
+            '%' => escaped.push_str("%25"),
+            '?' => escaped.push_str("%3F"),
+            '#' => escaped.push_str("%23"),
+            c => escaped.push(c),
+        }
+    }
+    format!("sqlite://{escaped}?mode=rwc")
+}
+
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        Self::connect(&url).await
+        Self::connect(&sqlite_url(path)).await
     }
 
     /// Connects to `sqlite://…` or `postgres://…` and applies migrations.

@@ -785,3 +785,26 @@ async fn sqlx_pending_last_migration(path: &std::path::Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A data directory whose name holds `%`, `?`, `#` or `%20` opens exactly that file, not a decoded or
+/// truncated name.
+#[tokio::test]
+async fn sqlite_opens_the_file_named_even_with_url_characters_in_its_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let odd = dir.path().join("a%20b?c#d");
+    std::fs::create_dir(&odd).expect("dir");
+    let file = odd.join("castellan.db");
+    let store = Store::open_sqlite(&file).await.expect("open");
+    store.ping().await.expect("ping");
+    store.close().await;
+    assert!(file.is_file(), "the database is at {}", file.display());
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(
+        entries,
+        vec![std::ffi::OsString::from("a%20b?c#d")],
+        "nothing else was created"
+    );
+}
