@@ -170,7 +170,8 @@ pub async fn put(
         {
             return Err(version_mismatch(name, expected, latest));
         }
-        let version = latest + 1;
+        // Above every version the name ever had: a deleted secret written again goes on from there.
+        let version = store.highest_secret_version(name).await?.max(latest) + 1;
         let row = SecretRow {
             name: name.to_owned(),
             version,

@@ -1105,6 +1105,21 @@ async fn secrets_are_versioned_scoped_and_never_stored_in_the_clear() {
     }
     let (s, _, _) = secret_call(&f, "DELETE", "/v1/secrets/mqtt/pw", &writer, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Written again, it goes on after its last version: `cas: 0` (it does not exist) succeeds, and
+    // version 1 (an old value's number) still names nothing.
+    let (s, _, b) = secret_call(
+        &f,
+        "PUT",
+        "/v1/secrets/mqtt/pw",
+        &writer,
+        Some(serde_json::json!({"value": "new life", "cas": 0})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(json(&b)["version"], 14);
+    let (s, _, _) = secret_call(&f, "GET", "/v1/secrets/mqtt/pw?version=1", &reader, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
 fn rand_bytes() -> [u8; 12] {

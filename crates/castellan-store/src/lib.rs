@@ -309,11 +309,19 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_pki.sql")),
     (3, include_str!("../migrations/sqlite/0003_secrets.sql")),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_secret_heads.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_pki.sql")),
     (3, include_str!("../migrations/postgres/0003_secrets.sql")),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_secret_heads.sql"),
+    ),
 ];
 
 /// The store.
@@ -911,11 +919,37 @@ impl Store {
         Ok(row.try_get::<Option<i64>, _>("v")?)
     }
 
+    /// The highest version ever given to `name` (0 if none), deleted ones included: the next version
+    /// is above it.
+    pub async fn highest_secret_version(&self, name: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT MAX(latest) AS v FROM secret_heads WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("v")?.unwrap_or(0))
+    }
+
     /// Adds a version of a secret and destroys the versions older than the newest `keep`, in one
-    /// transaction; a version that exists already is a [`StoreError::Conflict`] (a concurrent writer
-    /// took it).
+    /// transaction. A version not above every version ever given to the name (deleted ones included)
+    /// is a [`StoreError::Conflict`]: a concurrent writer took it, or took a later one.
     pub async fn add_secret_version(&self, row: &SecretRow, keep: i64) -> Result<(), StoreError> {
+        let taken =
+            || StoreError::Conflict(format!("version {} of secret {}", row.version, row.name));
         let mut tx = self.pool.begin().await?;
+        let above = sqlx::query(
+            "INSERT INTO secret_heads (name, latest) VALUES ($1, $2) ON CONFLICT (name) \
+             DO UPDATE SET latest = excluded.latest WHERE secret_heads.latest < excluded.latest",
+        )
+        .bind(&row.name)
+        .bind(row.version)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !above {
+            tx.rollback().await?;
+            return Err(taken());
+        }
         sqlx::query(
             "INSERT INTO secrets (name, version, dek_id, sealed_value, created_at) VALUES ($1, $2, $3, $4, $5)",
         )

@@ -511,11 +511,35 @@ async fn secrets(store: &Store) {
         store.latest_secret_version("app/db").await.expect("latest"),
         None
     );
-    // A name written again after deletion starts over at version 1.
-    store
+    // A name written again after deletion goes on above every version it ever had: a version number
+    // never names two values, and a writer that read the deleted secret cannot take a newer one's.
+    assert_eq!(
+        store
+            .highest_secret_version("app/db")
+            .await
+            .expect("highest"),
+        4
+    );
+    assert_eq!(
+        store
+            .highest_secret_version("never")
+            .await
+            .expect("highest"),
+        0
+    );
+    let err = store
         .add_secret_version(&secret("app/db", 1, b"again"), 3)
         .await
-        .expect("re-add");
+        .expect_err("version 1 was given before");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    store
+        .add_secret_version(&secret("app/db", 5, b"again"), 3)
+        .await
+        .expect("re-add above");
+    assert_eq!(
+        store.latest_secret_version("app/db").await.expect("latest"),
+        Some(5)
+    );
 }
 
 /// A master key change re-wraps every data key and swaps the check value at once, or changes nothing.
