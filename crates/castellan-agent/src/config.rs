@@ -38,6 +38,10 @@ pub struct AgentConfig {
     /// How often the secrets are fetched again to pick up a new version (default 1m).
     #[serde(default = "default_secret_check", deserialize_with = "duration")]
     pub secret_check_interval: Duration,
+    /// How long a reload command may run before it is killed (default 1m), so that a command that
+    /// hangs cannot stall renewals; a killed command counts as failed and runs again on the next pass.
+    #[serde(default = "default_reload_timeout", deserialize_with = "duration")]
+    pub reload_timeout: Duration,
     /// The certificates to deliver.
     #[serde(default, rename = "certificate")]
     pub certificates: Vec<CertSpec>,
@@ -48,6 +52,11 @@ pub struct AgentConfig {
 
 fn default_ca_check() -> Duration {
     Duration::from_secs(300)
+}
+
+/// The default of `reload_timeout`: one minute.
+pub fn default_reload_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// The default of `secret_check_interval`: one minute.
@@ -458,6 +467,7 @@ reload = "kill -HUP 1"
         assert!(cfg.certificates.is_empty());
         assert_eq!(cfg.secret_check_interval, Duration::from_secs(60));
         assert_eq!(cfg.ca_check_interval, Duration::from_secs(300));
+        assert_eq!(cfg.reload_timeout, Duration::from_secs(60));
         let s = &cfg.secrets[0];
         assert_eq!((s.mode, s.uid, s.gid), (0o600, None, None));
         assert!(s.reload.is_none());

@@ -100,21 +100,21 @@ impl HttpBackend {
             .await
             .map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
-        let body: serde_json::Value = resp.json().await.unwrap_or_default();
         if !status.is_success() {
+            let body = error_json(resp).await;
             return Err(AgentError::Server(format!(
                 "the server refused the agent's credential ({status}: {})",
                 body["error_description"].as_str().unwrap_or("no details")
             )));
         }
+        let body: serde_json::Value = json(resp, "/oauth2/token").await?;
         let token = body["access_token"]
             .as_str()
             .ok_or_else(|| AgentError::Server("no access_token in the answer".into()))?
             .to_owned();
-        let ttl = body["expires_in"].as_u64().unwrap_or(60);
         *slot = Some((
             token.clone(),
-            Instant::now() + Duration::from_secs(ttl.saturating_sub(30).max(1)),
+            token_good_until(Instant::now(), body["expires_in"].as_u64()),
         ));
         Ok(token)
     }
@@ -151,12 +151,76 @@ impl HttpBackend {
             .await?;
         let status = resp.status();
         if !status.is_success() {
-            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            let v = error_json(resp).await;
             return Err(refused(path, status, &v));
         }
-        resp.json()
-            .await
-            .map_err(|e| AgentError::Server(format!("unreadable answer from {path}: {e}")))
+        json(resp, path).await
+    }
+}
+
+/// When a cached access token is renewed: 30 s before it expires (`expires_in`, 60 s when the answer
+/// has none), and at the latest after a day, whatever the server says (a huge `expires_in` would
+/// overflow the clock).
+fn token_good_until(now: Instant, expires_in: Option<u64>) -> Instant {
+    let secs = expires_in.unwrap_or(60).saturating_sub(30).clamp(1, 86_400);
+    now + Duration::from_secs(secs)
+}
+
+/// The most the agent reads of an answer: a certificate set or a secret is a few kilobytes.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// The body of `resp`, refused when it is larger than `MAX_ANSWER_BYTES` (what is read is wiped: it
+/// may hold a secret or a key).
+async fn body(mut resp: reqwest::Response, what: &str) -> Result<Zeroizing<Vec<u8>>, AgentError> {
+    let too_large = || {
+        AgentError::Server(format!(
+            "the answer to {what} is larger than {} MiB; refused",
+            MAX_ANSWER_BYTES >> 20
+        ))
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut buf = Zeroizing::new(Vec::new());
+    while let Some(chunk) = resp.chunk().await.map_err(|e| {
+        AgentError::Server(format!("reading the answer to {what}: {}", innermost(&e)))
+    })? {
+        if buf.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_large());
+        }
+        // Reserved ahead so that growing never leaves an unwiped copy behind.
+        if buf.capacity() < buf.len() + chunk.len() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(
+                (buf.len() + chunk.len())
+                    .max(buf.capacity() * 2)
+                    .min(MAX_ANSWER_BYTES),
+            ));
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// The JSON answer of a successful request, read within the size limit.
+async fn json<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+    what: &str,
+) -> Result<T, AgentError> {
+    let bytes = body(resp, what).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AgentError::Server(format!("unreadable answer from {what}: {e}")))
+}
+
+/// The JSON of an error answer, or `null` when it is none (or too large): only for the message.
+async fn error_json(resp: reqwest::Response) -> serde_json::Value {
+    match body(resp, "an error").await {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
     }
 }
 
@@ -221,10 +285,7 @@ impl Backend for HttpBackend {
                 resp.status()
             )));
         }
-        let v: serde_json::Value = resp
-            .json()
-            .await
-            .map_err(|e| AgentError::Server(e.to_string()))?;
+        let v: serde_json::Value = json(resp, "GET /v1/pki/ca").await?;
         v["ca_bundle_pem"]
             .as_str()
             .map(str::to_owned)
@@ -263,7 +324,7 @@ impl Backend for HttpBackend {
             .await?;
         let status = resp.status();
         if !status.is_success() {
-            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            let v = error_json(resp).await;
             return match (status, v["error"]["code"].as_str()) {
                 (reqwest::StatusCode::NOT_FOUND, Some("not_found")) => Ok(None),
                 // Not the API's own answer: a server without the secrets store (or a proxy).
@@ -284,12 +345,7 @@ impl Backend for HttpBackend {
                 _ => Err(refused(&what, status, &v)),
             };
         }
-        let body = zeroize::Zeroizing::new(
-            resp.bytes()
-                .await
-                .map_err(|e| self.unreachable(&e))?
-                .to_vec(),
-        );
+        let body = body(resp, &what).await?;
         // Only the error's position is reported: serde's message may quote a piece of the answer.
         let mut json: SecretJson = serde_json::from_slice(&body).map_err(|e| {
             AgentError::Server(format!(
@@ -316,5 +372,83 @@ impl Backend for HttpBackend {
             version: json.version,
             value,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn any_expires_in_gives_a_renewal_time_without_panicking() {
+        let now = Instant::now();
+        let after = |secs| now + Duration::from_secs(secs);
+        assert_eq!(token_good_until(now, Some(u64::MAX)), after(86_400));
+        assert_eq!(token_good_until(now, Some(3600)), after(3570));
+        assert_eq!(token_good_until(now, Some(10)), after(1));
+        assert_eq!(token_good_until(now, None), after(30));
+    }
+
+    /// A server answering every request with `{"ca_bundle_pem": "<pem_len x's>"}`, with a
+    /// Content-Length or chunked (no length known ahead).
+    async fn server(pem_len: usize, chunked: bool) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut req = [0u8; 4096];
+                let _ = conn.read(&mut req).await;
+                let body = format!("{{\"ca_bundle_pem\": \"{}\"}}", "x".repeat(pem_len));
+                let mut out = Vec::new();
+                if chunked {
+                    out.extend_from_slice(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+                    );
+                    for part in body.as_bytes().chunks(64 * 1024) {
+                        out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                        out.extend_from_slice(part);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    out.extend_from_slice(b"0\r\n\r\n");
+                } else {
+                    out.extend_from_slice(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    );
+                    out.extend_from_slice(body.as_bytes());
+                }
+                // The agent stops reading a too large answer: a broken pipe here is expected.
+                let _ = conn.write_all(&out).await;
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_1_mib_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cred = dir.path().join("agent.json");
+        std::fs::write(&cred, r#"{"client_id":"a","client_secret":"b"}"#).expect("cred");
+        for chunked in [false, true] {
+            let url = server(2 << 20, chunked).await;
+            let backend = HttpBackend::new(&url, &cred, None).expect("backend");
+            let err = match backend.ca_bundle().await {
+                Err(e) => e.to_string(),
+                Ok(pem) => panic!("an answer of {} bytes was accepted", pem.len()),
+            };
+            assert!(
+                err.contains("GET /v1/pki/ca") && err.contains("larger than 1 MiB"),
+                "chunked {chunked}: {err}"
+            );
+            let url = server(100, chunked).await;
+            let backend = HttpBackend::new(&url, &cred, None).expect("backend");
+            assert_eq!(backend.ca_bundle().await.expect("small"), "x".repeat(100));
+        }
     }
 }

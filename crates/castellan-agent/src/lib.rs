@@ -18,13 +18,15 @@ pub mod config;
 pub mod http;
 mod status;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::io::Read;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use castellan_core::pki::{self, IssueRequest, KeyType, Purpose, SetPems};
-use castellan_server::files::{OutFile, write_all_atomic};
+use castellan_server::files::{self, OutFile, SetWriteError, remove_stale_temps};
 use castellan_server::pki::SetJson;
 
 pub use castellan_core::secret_store::SecretValue;
@@ -45,9 +47,22 @@ pub enum AgentError {
     /// What the server returned does not verify; nothing was written.
     #[error("the certificate set from the server does not verify, nothing was written: {0}")]
     Verify(String),
-    /// The files could not be written; the old files are intact.
+    /// The files could not be written and none was replaced: the old files are intact.
     #[error("writing the files failed, the old files are intact: {0}")]
     Write(String),
+    /// Writing the files failed after some (or all) of them had been replaced. When only some were,
+    /// the set on disk mixes new and old files (the key is written last, so it does not verify and
+    /// the next pass issues again); when all were, only making that durable failed, and the reload
+    /// command runs.
+    #[error("writing the files failed after {replaced} of {total} had been replaced: {message}")]
+    PartialWrite {
+        /// Files renamed into place.
+        replaced: usize,
+        /// Files in the set.
+        total: usize,
+        /// What failed.
+        message: String,
+    },
     /// Key or CSR generation failed.
     #[error("{0}")]
     Pki(#[from] castellan_core::pki::PkiError),
@@ -127,13 +142,16 @@ pub struct PassReport {
     pub certificates: Vec<(String, Result<Delivery, AgentError>)>,
     /// By secret name.
     pub secrets: Vec<(String, Result<SecretDelivery, AgentError>)>,
+    /// Each reload command run, and why it failed when it did (a failed one runs again next pass).
+    pub reloads: Vec<(String, Result<(), String>)>,
 }
 
 impl PassReport {
-    /// Every certificate and secret was delivered.
+    /// Every certificate and secret was delivered, and every reload command ran.
     pub fn all_ok(&self) -> bool {
         self.certificates.iter().all(|(_, r)| r.is_ok())
             && self.secrets.iter().all(|(_, r)| r.is_ok())
+            && self.reloads.iter().all(|(_, r)| r.is_ok())
     }
 }
 
@@ -146,8 +164,11 @@ pub fn unix_now() -> i64 {
 /// When a certificate valid from `not_before` to `not_after` is renewed: at two thirds of its lifetime,
 /// moved by up to ±10% of the lifetime. The jitter comes from the serial, so it is stable across
 /// restarts and spread across a fleet.
+/// Dates that cannot be (a `notAfter` before the `notBefore`, in a file on disk) give `not_before`:
+/// renew now.
 pub fn renew_at(not_before: i64, not_after: i64, serial: &str) -> i64 {
-    let lifetime = (not_after - not_before).max(1);
+    let not_after = not_after.max(not_before);
+    let lifetime = not_after.saturating_sub(not_before).max(1);
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, serial.as_bytes());
     let u = f64::from(digest.as_ref()[0]) / 255.0 * 2.0 - 1.0; // -1..=1
     let at = not_before as f64 + lifetime as f64 * (2.0 / 3.0 + 0.1 * u);
@@ -164,11 +185,23 @@ pub fn backoff(failures: u32) -> Duration {
     Duration::from_secs_f64((cap * (0.5 + r / 2.0)).max(0.5))
 }
 
+/// The most the agent reads back from a file it delivers: ample for a PEM set or a secret, and a
+/// bound on what a device file put in its place could make it read.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// A temp file of a delivered file this old is left over from an interrupted write (a write takes
+/// well under a second), not a write in progress.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
+
 /// The agent.
 pub struct Agent<B: Backend> {
     cfg: AgentConfig,
     backend: B,
     status: Arc<Mutex<Status>>,
+    /// Reload commands whose files changed but which have not yet succeeded since, with their
+    /// consecutive failures: each runs again on every pass (passes come with back-off) until it
+    /// succeeds, so a consumer is never left on old files because one reload failed.
+    pending_reloads: Mutex<BTreeMap<String, u32>>,
 }
 
 impl<B: Backend> Agent<B> {
@@ -178,6 +211,7 @@ impl<B: Backend> Agent<B> {
             cfg,
             backend,
             status: Arc::new(Mutex::new(Status::default())),
+            pending_reloads: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -187,11 +221,16 @@ impl<B: Backend> Agent<B> {
     }
 
     /// One pass over every certificate and secret: reuse what is valid, issue what is missing or due,
-    /// fetch every secret and write what changed, reload once per changed command. One entry's failure
-    /// never stops the others. Returns each certificate's and secret's result.
+    /// fetch every secret and write what changed, reload once per changed command (and once per command
+    /// still pending from a failed reload). One entry's failure never stops the others. Returns each
+    /// certificate's, secret's and reload's result.
     pub async fn pass(&self, now: i64) -> PassReport {
         let mut results = PassReport::default();
-        let mut reloads: BTreeSet<String> = BTreeSet::new();
+        let mut reloads: BTreeSet<String> = self
+            .pending_reloads
+            .lock()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
         if !self.cfg.certificates.is_empty() {
             let bundle = self.backend.ca_bundle().await;
             for spec in &self.cfg.certificates {
@@ -199,7 +238,7 @@ impl<B: Backend> Agent<B> {
                     Ok(b) => self.deliver(spec, b, now).await,
                     Err(e) => Err(AgentError::Server(e.to_string())),
                 };
-                if let (Ok(Delivery::Issued { .. }), Some(cmd)) = (&r, &spec.reload) {
+                if let (Some(cmd), true) = (&spec.reload, changed(&r, Delivery::is_issued)) {
                     reloads.insert(cmd.clone());
                 }
                 self.record(spec, &r, now);
@@ -208,15 +247,25 @@ impl<B: Backend> Agent<B> {
         }
         for spec in &self.cfg.secrets {
             let r = self.deliver_secret(spec).await;
-            if let (Ok(SecretDelivery::Written { .. }), Some(cmd)) = (&r, &spec.reload) {
+            if let (Some(cmd), true) = (&spec.reload, changed(&r, SecretDelivery::is_written)) {
                 reloads.insert(cmd.clone());
             }
             self.record_secret(spec, &r, now);
             results.secrets.push((spec.name.clone(), r));
         }
         // Debounced: each distinct reload command runs once per pass, after every file is in place.
+        // One that fails stays pending until it succeeds.
         for cmd in reloads {
-            run_reload(&cmd).await;
+            let r = run_reload(&cmd, self.cfg.reload_timeout).await;
+            if let Ok(mut pending) = self.pending_reloads.lock() {
+                match r {
+                    Ok(()) => {
+                        pending.remove(&cmd);
+                    }
+                    Err(_) => *pending.entry(cmd.clone()).or_default() += 1,
+                }
+            }
+            results.reloads.push((cmd, r));
         }
         if let Some(path) = &self.cfg.status_file
             && let Ok(s) = self.status.lock()
@@ -311,6 +360,11 @@ impl<B: Backend> Agent<B> {
                 wake = wake.min(backoff(st.consecutive_failures - 1));
             }
         }
+        if let Ok(pending) = self.pending_reloads.lock() {
+            for failures in pending.values() {
+                wake = wake.min(backoff(failures.saturating_sub(1)));
+            }
+        }
         wake.max(Duration::from_millis(200))
     }
 
@@ -324,19 +378,20 @@ impl<B: Backend> Agent<B> {
             .ok_or_else(|| AgentError::MissingSecret(spec.name.clone()))?;
         let owner = (spec.uid.is_some() || spec.gid.is_some()).then_some((spec.uid, spec.gid));
         let bytes = fetched.value.expose();
-        if holds_exactly(&spec.path, bytes) {
-            fix_file(&spec.path, spec.mode, spec.uid, spec.gid);
+        remove_stale(&spec.path);
+        if let Some(file) = open_if_holds(&spec.path, bytes) {
+            file.fix(&spec.path, spec.mode, spec.uid, spec.gid);
             return Ok(SecretDelivery::Unchanged {
                 version: fetched.version,
             });
         }
-        write_all_atomic(&[OutFile {
+        files::write_set(&[OutFile {
             path: spec.path.clone(),
             bytes,
             mode: spec.mode,
             owner,
         }])
-        .map_err(|e| AgentError::Write(format!("{}: {e}", spec.path.display())))?;
+        .map_err(|e| write_error(&spec.path, 1, e))?;
         tracing::info!(secret = %spec.name, version = fetched.version, path = %spec.path.display(), "delivered a new secret version");
         Ok(SecretDelivery::Written {
             version: fetched.version,
@@ -349,8 +404,13 @@ impl<B: Backend> Agent<B> {
         bundle: &str,
         now: i64,
     ) -> Result<Delivery, AgentError> {
-        if let Some(serial) = reusable(spec, bundle, now) {
-            fix_modes(spec);
+        for f in spec.resolved_files() {
+            remove_stale(&f.path);
+        }
+        if let Some((serial, on_disk)) = reusable(spec, bundle, now) {
+            for (f, file) in &on_disk.files {
+                file.fix(&f.path, f.mode, f.uid, f.gid);
+            }
             return Ok(Delivery::Reused { serial });
         }
         let req = IssueRequest {
@@ -386,19 +446,146 @@ impl<B: Backend> Agent<B> {
     }
 }
 
-/// The PEM texts of a set as files on disk.
+impl Delivery {
+    fn is_issued(&self) -> bool {
+        matches!(self, Delivery::Issued { .. })
+    }
+}
+
+impl SecretDelivery {
+    fn is_written(&self) -> bool {
+        matches!(self, SecretDelivery::Written { .. })
+    }
+}
+
+/// The files of an entry changed in a way its consumer must be told of: new files were written, or a
+/// write failed after replacing all of them (only the fsync of the directory failed). A set replaced
+/// only in part is not reloaded: it does not verify, and the next pass issues again.
+fn changed<T>(r: &Result<T, AgentError>, written: fn(&T) -> bool) -> bool {
+    match r {
+        Ok(d) => written(d),
+        Err(AgentError::PartialWrite {
+            replaced, total, ..
+        }) => replaced == total,
+        Err(_) => false,
+    }
+}
+
+fn write_error(what: &Path, total: usize, e: SetWriteError) -> AgentError {
+    let message = format!("{}: {}", what.display(), e.error);
+    match e.replaced {
+        0 => AgentError::Write(message),
+        replaced => AgentError::PartialWrite {
+            replaced,
+            total,
+            message,
+        },
+    }
+}
+
+/// Removes what an interrupted write of `path` left behind (its temp files, which may hold a key).
+fn remove_stale(path: &Path) {
+    match remove_stale_temps(path, STALE_TEMP_AGE) {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(path = %path.display(), removed = n, "removed temp files left by an interrupted write")
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove old temp files")
+        }
+    }
+}
+
+/// A file the agent delivered earlier, opened once to be read back and to have its mode and owner
+/// put right through that same handle: a path would follow a symlink put in its place, and make a
+/// root agent chmod or chown whatever it points at.
+struct Existing {
+    file: std::fs::File,
+    meta: std::fs::Metadata,
+}
+
+impl Existing {
+    /// Opens `path` when it is a regular file with a single link, of at most `MAX_FILE_BYTES`.
+    /// Anything else (a symlink, a FIFO, a device, a hard link to some other file) is not reused: the
+    /// entry is written again, and the rename replaces the name itself, never what it pointed to.
+    fn open(path: &Path) -> std::io::Result<Self> {
+        use rustix::fs::{Mode, OFlags};
+        // NOFOLLOW: a symlink fails (ELOOP). NONBLOCK: opening a FIFO does not wait for a writer.
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let file = std::fs::File::from(fd);
+        let meta = file.metadata()?;
+        use std::os::unix::fs::MetadataExt;
+        if !meta.is_file() || meta.nlink() != 1 || meta.len() > MAX_FILE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} is not a regular file of at most 1 MiB with a single link",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(Self { file, meta })
+    }
+
+    /// The content (at most `MAX_FILE_BYTES`: the file may have grown since it was opened).
+    fn read(&self) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+        let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(
+            usize::try_from(self.meta.len()).unwrap_or(0) + 1,
+        ));
+        (&self.file)
+            .take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut buf)?;
+        if buf.len() as u64 > MAX_FILE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "larger than 1 MiB",
+            ));
+        }
+        Ok(buf)
+    }
+
+    /// Puts the file's mode and owner right (the file only, never its directory).
+    fn fix(&self, path: &Path, mode: u32, uid: Option<u32>, gid: Option<u32>) {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let m = &self.meta;
+        let wrong_owner = uid.is_some_and(|u| u != m.uid()) || gid.is_some_and(|g| g != m.gid());
+        if wrong_owner && let Err(e) = std::os::unix::fs::fchown(&self.file, uid, gid) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot set the file's owner");
+        }
+        // After the chown, which may have cleared set-id bits of the mode.
+        if (wrong_owner || m.mode() & 0o7777 != mode)
+            && let Err(e) = self
+                .file
+                .set_permissions(std::fs::Permissions::from_mode(mode))
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot set the file's mode");
+        }
+    }
+}
+
+/// The PEM texts of a set as files on disk, and the files, open.
 struct OnDisk {
     cert: String,
     chain: String,
     ca_bundle: String,
     root: String,
     key: String,
+    files: Vec<(config::ResolvedFile, Existing)>,
 }
 
 fn current_files(spec: &CertSpec) -> std::io::Result<OnDisk> {
     let mut m: HashMap<&str, String> = HashMap::new();
+    let mut files = Vec::new();
     for f in spec.resolved_files() {
-        m.insert(f.role, std::fs::read_to_string(&f.path)?);
+        let file = Existing::open(&f.path)?;
+        let text = String::from_utf8(std::mem::take(&mut *file.read()?))
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        m.insert(f.role, text);
+        files.push((f, file));
     }
     let mut take = |k: &str| m.remove(k).unwrap_or_default();
     Ok(OnDisk {
@@ -407,11 +594,12 @@ fn current_files(spec: &CertSpec) -> std::io::Result<OnDisk> {
         ca_bundle: take("ca_bundle"),
         root: take("root"),
         key: take("key"),
+        files,
     })
 }
 
-/// The serial of valid files on disk that need no renewal yet, if there are such files.
-fn reusable(spec: &CertSpec, bundle: &str, now: i64) -> Option<String> {
+/// The serial of valid files on disk that need no renewal yet, and those files, if there are such.
+fn reusable(spec: &CertSpec, bundle: &str, now: i64) -> Option<(String, OnDisk)> {
     let d = current_files(spec).ok()?;
     if d.ca_bundle.trim() != bundle.trim() {
         return None; // the CA changed: consumers need the new bundle and a leaf under it
@@ -427,7 +615,8 @@ fn reusable(spec: &CertSpec, bundle: &str, now: i64) -> Option<String> {
         .into_iter()
         .find_map(|p| pki::verify_set(&pems, p, now).ok())?;
     check_names(spec, &d.cert).ok()?;
-    (now < renew_at(info.not_before, info.not_after, &info.serial_hex)).then_some(info.serial_hex)
+    (now < renew_at(info.not_before, info.not_after, &info.serial_hex))
+        .then_some((info.serial_hex, d))
 }
 
 /// The certificate carries exactly the names the spec asks for.
@@ -474,54 +663,61 @@ fn write_set(spec: &CertSpec, set: &SetJson) -> Result<(), AgentError> {
             owner: (f.uid.is_some() || f.gid.is_some()).then_some((f.uid, f.gid)),
         })
         .collect();
-    write_all_atomic(&out).map_err(|e| AgentError::Write(format!("{}: {e}", spec.dir.display())))
+    files::write_set(&out).map_err(|e| write_error(&spec.dir, out.len(), e))
 }
 
-/// Puts modes and owners right on reused files (files only, never the directory).
-fn fix_modes(spec: &CertSpec) {
-    for f in spec.resolved_files() {
-        fix_file(&f.path, f.mode, f.uid, f.gid);
+/// The file at `path`, open, when it is a regular file holding exactly `bytes` (read only when the
+/// size matches).
+fn open_if_holds(path: &Path, bytes: &[u8]) -> Option<Existing> {
+    let file = Existing::open(path).ok()?;
+    if file.meta.len() != bytes.len() as u64 {
+        return None;
     }
-}
-
-/// Puts one existing file's mode and owner right (the file only, never its directory).
-fn fix_file(path: &std::path::Path, mode: u32, uid: Option<u32>, gid: Option<u32>) {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let Ok(meta) = std::fs::metadata(path) else {
-        return;
-    };
-    if meta.permissions().mode() & 0o7777 != mode {
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
-    }
-    let wrong_owner = uid.is_some_and(|u| u != meta.uid()) || gid.is_some_and(|g| g != meta.gid());
-    if wrong_owner {
-        let _ = std::os::unix::fs::chown(path, uid, gid);
-    }
-}
-
-/// `path` is a regular file holding exactly `bytes` (read only when the size matches).
-fn holds_exactly(path: &std::path::Path, bytes: &[u8]) -> bool {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return false;
-    };
-    if !meta.is_file() || meta.len() != bytes.len() as u64 {
-        return false;
-    }
-    std::fs::read(path)
-        .map(zeroize::Zeroizing::new)
+    file.read()
         .is_ok_and(|on_disk| on_disk.as_slice() == bytes)
+        .then_some(file)
 }
 
-async fn run_reload(cmd: &str) {
-    match tokio::process::Command::new("sh")
+/// Runs a reload command with `sh -c`, for at most `timeout`: one that hangs is killed, with whatever
+/// it started (it runs in a process group of its own), so it cannot stall renewals.
+async fn run_reload(cmd: &str, timeout: Duration) -> Result<(), String> {
+    let r = run_with_timeout(cmd, timeout).await;
+    match &r {
+        Ok(()) => tracing::info!(command = cmd, "reload command ran"),
+        Err(e) => {
+            tracing::warn!(command = cmd, error = %e, "reload command failed; it runs again on the next pass")
+        }
+    }
+    r
+}
+
+async fn run_with_timeout(cmd: &str, timeout: Duration) -> Result<(), String> {
+    let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(cmd)
-        .status()
-        .await
-    {
-        Ok(s) if s.success() => tracing::info!(command = cmd, "reload command ran"),
-        Ok(s) => tracing::warn!(command = cmd, status = %s, "reload command failed"),
-        Err(e) => tracing::warn!(command = cmd, error = %e, "reload command could not start"),
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("could not start: {e}"))?;
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(s)) if s.success() => Ok(()),
+        Ok(Ok(s)) => Err(format!("it exited with {s}")),
+        Ok(Err(e)) => Err(format!("cannot wait for it: {e}")),
+        Err(_) => {
+            // Not yet waited for, so its pid (and so its group id) is still its own.
+            if let Some(group) = child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
+            let _ = child.kill().await;
+            Err(format!(
+                "it did not finish within {}s and was killed",
+                timeout.as_secs()
+            ))
+        }
     }
 }
 
@@ -789,6 +985,231 @@ mod tests {
             "the version the file holds"
         );
         assert_eq!(st.secrets["gone"].consecutive_failures, 1);
+    }
+
+    fn lines(p: &Path) -> usize {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_symlink_in_place_of_a_file_is_replaced_and_what_it_points_to_is_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        // What a user who may write the directory plants: a link to a file (say /etc/shadow) that
+        // even holds the right bytes.
+        let target = d.join("target");
+        std::fs::write(&target, VALUE).expect("target");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o604)).expect("chmod");
+        let pw = d.join("pw");
+        std::os::unix::fs::symlink(&target, &pw).expect("symlink");
+        let cfg = config(
+            d,
+            &format!(
+                "[[secret]]\nname = \"pw\"\npath = \"{}\"\nmode = \"0640\"\n",
+                pw.display()
+            ),
+        );
+        let fake = Fake::default();
+        fake.put("pw", VALUE);
+        let agent = Agent::new(cfg, fake);
+        let r = agent.pass(100).await;
+        assert!(
+            matches!(r.secrets[0].1, Ok(SecretDelivery::Written { version: 1 })),
+            "{r:?}"
+        );
+        assert!(std::fs::symlink_metadata(&pw).expect("meta").is_file());
+        assert_eq!(mode(&pw), 0o640);
+        assert_eq!(mode(&target), 0o604, "the link's target keeps its mode");
+        assert_eq!(std::fs::read(&target).expect("read"), VALUE);
+    }
+
+    #[test]
+    fn only_a_regular_file_with_one_link_and_at_most_1_mib_is_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("file"), b"pem").expect("file");
+        let f = Existing::open(&d.join("file")).expect("a regular file");
+        assert_eq!(f.read().expect("read").as_slice(), b"pem");
+        std::os::unix::fs::symlink(d.join("file"), d.join("link")).expect("symlink");
+        let fifo = d.join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        std::fs::write(d.join("big"), vec![b'x'; (MAX_FILE_BYTES + 1) as usize]).expect("big");
+        std::fs::write(d.join("one"), b"pem").expect("file");
+        std::fs::hard_link(d.join("one"), d.join("two")).expect("hard link");
+        for name in ["link", "fifo", "big", "two", "missing", "."] {
+            // The FIFO has no writer: a blocking open would never return.
+            assert!(Existing::open(&d.join(name)).is_err(), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_reload_runs_again_on_the_next_pass_until_it_succeeds_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let (marker, log) = (d.join("marker"), d.join("reloads.log"));
+        // Fails the first time (and leaves the marker), succeeds from then on.
+        let reload = format!(
+            "test -e {m} || {{ touch {m}; exit 1; }}; echo ok >> {l}",
+            m = marker.display(),
+            l = log.display()
+        );
+        let cfg = config(
+            d,
+            &format!(
+                "[[secret]]\nname = \"pw\"\npath = \"{}/pw\"\nreload = \"{reload}\"\n",
+                d.display()
+            ),
+        );
+        let fake = Fake::default();
+        fake.put("pw", VALUE);
+        let agent = Agent::new(cfg, fake);
+        let r = agent.pass(100).await;
+        assert!(matches!(r.secrets[0].1, Ok(SecretDelivery::Written { .. })));
+        assert!(
+            !r.all_ok() && r.reloads.len() == 1 && r.reloads[0].1.is_err(),
+            "{r:?}"
+        );
+        assert!(marker.exists());
+        assert_eq!(lines(&log), 0);
+        assert!(
+            agent.next_wake(100) <= Duration::from_secs(1),
+            "retried soon"
+        );
+
+        // The file is unchanged now, but its consumer has not been told yet: the reload runs again.
+        let r = agent.pass(200).await;
+        assert!(matches!(
+            r.secrets[0].1,
+            Ok(SecretDelivery::Unchanged { .. })
+        ));
+        assert!(r.all_ok(), "{r:?}");
+        assert_eq!(lines(&log), 1);
+        assert_eq!(agent.next_wake(200), Duration::from_secs(45));
+
+        // And only once.
+        let r = agent.pass(300).await;
+        assert!(r.reloads.is_empty(), "{r:?}");
+        assert_eq!(lines(&log), 1);
+    }
+
+    #[tokio::test]
+    async fn a_reload_that_hangs_is_killed_with_what_it_started_and_stays_pending() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let late = d.join("late");
+        // A background job of the command: killing `sh` alone would leave it running.
+        let reload = format!("(sleep 2; touch {}) & wait", late.display());
+        let cfg = config(
+            d,
+            &format!(
+                "reload_timeout = \"1s\"\n[[secret]]\nname = \"pw\"\npath = \"{}/pw\"\nreload = \"{reload}\"\n",
+                d.display()
+            ),
+        );
+        let fake = Fake::default();
+        fake.put("pw", VALUE);
+        let agent = Agent::new(cfg, fake);
+        let started = std::time::Instant::now();
+        let r = agent.pass(100).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(1900),
+            "not waited for"
+        );
+        let err = r.reloads[0].1.as_ref().expect_err("timed out");
+        assert!(err.contains("did not finish within 1s"), "{err}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!late.exists(), "the command's children were killed too");
+        assert!(
+            agent.next_wake(100) <= Duration::from_secs(1),
+            "retried soon"
+        );
+    }
+
+    #[tokio::test]
+    async fn old_temp_files_of_a_delivered_file_are_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        let stale = d.join(".pw.0123456789ab.tmp");
+        std::fs::write(&stale, b"a key from before a crash").expect("stale");
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .expect("open")
+            .set_modified(hour_ago)
+            .expect("mtime");
+        let young = d.join(".pw.aaaaaaaaaaaa.tmp");
+        std::fs::write(&young, b"a write in progress").expect("young");
+        let other = d.join(".other.0123456789ab.tmp");
+        std::fs::write(&other, b"not ours").expect("other");
+        std::fs::File::options()
+            .write(true)
+            .open(&other)
+            .expect("open")
+            .set_modified(hour_ago)
+            .expect("mtime");
+        let cfg = config(
+            d,
+            &format!("[[secret]]\nname = \"pw\"\npath = \"{}/pw\"\n", d.display()),
+        );
+        let fake = Fake::default();
+        fake.put("pw", VALUE);
+        let agent = Agent::new(cfg, fake);
+        assert!(agent.pass(100).await.all_ok());
+        assert!(!stale.exists(), "a stale temp file of pw is removed");
+        assert!(young.exists() && other.exists());
+    }
+
+    #[test]
+    fn write_errors_say_whether_the_old_files_are_intact() {
+        let err = |replaced| {
+            write_error(
+                Path::new("certs/x"),
+                5,
+                SetWriteError {
+                    error: std::io::Error::other("boom"),
+                    replaced,
+                },
+            )
+        };
+        let none = err(0).to_string();
+        assert!(none.contains("the old files are intact"), "{none}");
+        let some = err(2);
+        assert!(!changed::<Delivery>(&Err(some), Delivery::is_issued));
+        let some = err(2).to_string();
+        assert!(
+            !some.contains("intact") && some.contains("after 2 of 5 had been replaced"),
+            "{some}"
+        );
+        // All replaced, only the durability failed: the consumer is told.
+        assert!(changed::<Delivery>(&Err(err(5)), Delivery::is_issued));
+    }
+
+    #[test]
+    fn impossible_dates_do_not_panic() {
+        assert_eq!(
+            renew_at(200, 100, "01"),
+            200,
+            "notAfter before notBefore: renew now"
+        );
+        for (nb, na) in [
+            (i64::MIN, i64::MAX),
+            (i64::MAX, i64::MIN),
+            (i64::MAX, i64::MAX),
+            (0, i64::MAX),
+        ] {
+            let at = renew_at(nb, na, "02");
+            assert!(at >= nb && at <= na.max(nb), "{nb} {na} {at}");
+        }
+        let at = renew_at(0, 300, "03");
+        assert!((170..=230).contains(&at), "{at}");
     }
 
     #[test]

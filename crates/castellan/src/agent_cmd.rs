@@ -72,6 +72,11 @@ fn report(results: &PassReport) -> bool {
             Err(e) => eprintln!("error: secret {name}: {e}"),
         }
     }
+    for (command, r) in &results.reloads {
+        if let Err(e) = r {
+            eprintln!("error: reload command `{command}`: {e}");
+        }
+    }
     results.all_ok()
 }
 
@@ -274,16 +279,48 @@ fn pid_file(cfg: &DevConfig) -> PathBuf {
     cfg.data_dir.join("castellan.pid")
 }
 
+/// The pid in the pid file, when that process is the server `dev up` started for this data dir.
+/// Anything else (a stale pid file whose pid now belongs to another process, after a reboot say) is
+/// not ours to signal.
 fn running_pid(cfg: &DevConfig) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(pid_file(cfg))
         .ok()?
         .trim()
         .parse()
         .ok()?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    String::from_utf8_lossy(&cmdline)
-        .contains("serve")
-        .then_some(pid)
+    let exe = std::env::current_exe().ok()?;
+    is_our_server(Path::new(&format!("/proc/{pid}")), &exe, &cfg.data_dir).then_some(pid)
+}
+
+/// The process of `proc_dir` (`/proc/PID`) runs `exe` (this very binary) as `serve --data-dir
+/// <data_dir>`, the way `dev up` starts it.
+fn is_our_server(proc_dir: &Path, exe: &Path, data_dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(cmdline) = std::fs::read(proc_dir.join("cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let data_dir = data_dir.as_os_str().as_bytes();
+    let serves_ours = args.get(1) == Some(&&b"serve"[..])
+        && args
+            .windows(2)
+            .any(|w| w[0] == b"--data-dir" && w[1] == data_dir);
+    if !serves_ours {
+        return false;
+    }
+    // The same file; or the same path, when an upgrade has replaced the binary since it started
+    // (the kernel then shows the old one's path with " (deleted)").
+    let its_exe = proc_dir.join("exe");
+    let same_file = match (std::fs::metadata(&its_exe), std::fs::metadata(exe)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    };
+    let undeleted = |p: &Path| {
+        let b = p.as_os_str().as_bytes();
+        b.strip_suffix(b" (deleted)").unwrap_or(b).to_vec()
+    };
+    same_file || std::fs::read_link(&its_exe).is_ok_and(|p| undeleted(&p) == undeleted(exe))
 }
 
 async fn wait_ready(url: &str) -> bool {
@@ -371,6 +408,7 @@ async fn dev_up(config: &Path) -> Result<ExitCode> {
             listen: None,
             ca_check_interval: Duration::from_secs(300),
             secret_check_interval: castellan_agent::config::default_secret_check(),
+            reload_timeout: castellan_agent::config::default_reload_timeout(),
             certificates: dev.certificates.clone(),
             secrets: dev.secrets.clone(),
         };
@@ -429,4 +467,62 @@ async fn dev_up(config: &Path) -> Result<ExitCode> {
         dev.certs_dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake `/proc/PID` whose `exe` links to `exe` and whose command line is `args`.
+    fn fake_proc(dir: &Path, exe: &Path, args: &[&str]) -> PathBuf {
+        let proc_dir = dir.join("proc");
+        let _ = std::fs::remove_dir_all(&proc_dir);
+        std::fs::create_dir(&proc_dir).expect("mkdir");
+        std::os::unix::fs::symlink(exe, proc_dir.join("exe")).expect("exe link");
+        let mut cmdline = args.join("\0");
+        cmdline.push('\0');
+        std::fs::write(proc_dir.join("cmdline"), cmdline).expect("cmdline");
+        proc_dir
+    }
+
+    #[test]
+    fn only_this_binary_serving_this_data_dir_is_the_dev_server() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let me = d.join("castellan");
+        let other = d.join("sleep");
+        std::fs::write(&me, b"binary").expect("me");
+        std::fs::write(&other, b"another binary").expect("other");
+        let ours = [
+            "castellan",
+            "serve",
+            "--data-dir",
+            "castellan-data",
+            "--listen",
+            "x",
+        ];
+        let data = Path::new("castellan-data");
+        assert!(is_our_server(&fake_proc(d, &me, &ours), &me, data));
+        // A pid reused by another program, even one whose command line says `serve` and names the
+        // data dir.
+        assert!(!is_our_server(&fake_proc(d, &other, &ours), &me, data));
+        // This binary, but doing something else or serving another data dir.
+        for args in [
+            &["castellan", "agent", "--config", "serve"][..],
+            &["castellan", "serve", "--data-dir", "elsewhere"],
+            &["castellan", "serve", "--data-dir", "castellan-data2"],
+        ] {
+            assert!(
+                !is_our_server(&fake_proc(d, &me, args), &me, data),
+                "{args:?}"
+            );
+        }
+        // The binary was upgraded in place since the server started.
+        std::fs::rename(&me, d.join("old")).expect("move");
+        std::fs::write(&me, b"new binary").expect("new");
+        let proc_dir = fake_proc(d, Path::new(&format!("{} (deleted)", me.display())), &ours);
+        assert!(is_our_server(&proc_dir, &me, data));
+        assert!(!is_our_server(&proc_dir, &other, data));
+        assert!(!is_our_server(&d.join("no-such-proc"), &me, data));
+    }
 }

@@ -99,7 +99,6 @@ pub fn read_master_key_file(path: &std::path::Path) -> Result<MasterKey> {
 
 /// Reads the master key; with `create`, generates it (mode 0600) when the file does not exist.
 pub fn load_master_key(cfg: &Config, create: bool) -> Result<MasterKey> {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = cfg.master_key_path();
     match std::fs::metadata(&path) {
         Ok(_) => read_master_key_file(&path),
@@ -108,17 +107,11 @@ pub fn load_master_key(cfg: &Config, create: bool) -> Result<MasterKey> {
             if let Some(dir) = path.parent() {
                 files::ensure_dir(dir)?;
             }
-            // create_new: two processes racing here end up with one key file.
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    use std::io::Write;
-                    f.write_all(text.as_bytes())?;
-                    f.sync_all()?;
+            // Written in full beside it and linked into place, never replacing: a crash leaves no
+            // empty or partial key file (which every later start would refuse), and two processes
+            // racing here end up with one key file.
+            match files::create_new_atomic(&path, text.as_bytes(), 0o600) {
+                Ok(()) => {
                     eprintln!(
                         "generated a master key at {} (mode 0600); every replica of this store needs this file",
                         path.display()
@@ -141,12 +134,23 @@ pub fn load_master_key(cfg: &Config, create: bool) -> Result<MasterKey> {
 }
 
 /// The credential file: `{client_id, client_secret, token_endpoint}`, mode 0600.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct CredentialFile {
     pub client_id: String,
     pub client_secret: String,
     #[serde(default)]
     pub token_endpoint: Option<String>,
+}
+
+/// Without the secret: a `{:?}` in an error or a log line must not leak it.
+impl std::fmt::Debug for CredentialFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialFile")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("token_endpoint", &self.token_endpoint)
+            .finish()
+    }
 }
 
 impl CredentialFile {
@@ -165,13 +169,62 @@ impl CredentialFile {
 
 /// Writes a credential file atomically with mode 0600.
 pub fn write_credential(path: &std::path::Path, cred: &Credential, issuer: &str) -> Result<()> {
+    files::write_atomic(path, &credential_json(cred, issuer)?, 0o600, None)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The content of a credential file (wiped when dropped: it holds the secret).
+pub fn credential_json(cred: &Credential, issuer: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     let file = CredentialFile {
         client_id: cred.client_id.clone(),
         client_secret: cred.client_secret.to_string(),
         token_endpoint: Some(format!("{issuer}/oauth2/token")),
     };
-    let mut bytes = serde_json::to_vec_pretty(&file)?;
+    let mut bytes = zeroize::Zeroizing::new(serde_json::to_vec_pretty(&file)?);
     bytes.push(b'\n');
-    files::write_atomic(path, &bytes, 0o600, None)
-        .with_context(|| format!("writing {}", path.display()))
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credential_file_never_shows_its_secret_in_debug() {
+        let file = CredentialFile {
+            client_id: "agent".into(),
+            client_secret: "s3cr3t-value".into(),
+            token_endpoint: None,
+        };
+        let text = format!("{file:?} {file:#?}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(
+            text.contains("agent") && text.contains("redacted"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_generated_master_key_appears_whole_and_is_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        load_master_key(&cfg, true).expect("generated");
+        let path = cfg.master_key_path();
+        let text = std::fs::read_to_string(&path).expect("key file");
+        let meta = std::fs::metadata(&path).expect("meta");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert!(MasterKey::from_base64(&text).is_ok(), "a whole key");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("data"))
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["master.key"], "no temp file left");
+        // Loading again reads the same file; nothing is generated anew.
+        load_master_key(&cfg, true).expect("read");
+        assert_eq!(std::fs::read_to_string(&path).expect("key file"), text);
+    }
 }

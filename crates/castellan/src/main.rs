@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use castellan_core::keys::{Alg, KeyType};
+use castellan_server::files::Reserved;
 use castellan_server::service::{self, InitOptions, NewClient};
 use clap::{Args, Parser, Subcommand};
 
@@ -211,16 +212,30 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
     let key_type: Option<KeyType> = args.key_type.as_deref().map(str::parse).transpose()?;
     let store = common::open_store(&cfg).await?;
     let master = common::load_master_key(&cfg, true)?;
-    if let Some(dir) = &args.root_key_out {
-        // Check the offline destination before the store is touched: once init commits, the root key
-        // exists only in memory until it is written.
-        castellan_server::files::ensure_dir(dir)
-            .with_context(|| format!("--root-key-out {}", dir.display()))?;
-        let probe = dir.join(".castellan-write-probe");
-        castellan_server::files::write_atomic(&probe, b"", 0o600, None)
-            .with_context(|| format!("--root-key-out {} is not writable", dir.display()))?;
-        let _ = std::fs::remove_file(&probe);
-    }
+    // Once init commits, the admin credential and an offline root key exist only in memory until
+    // they are written: both files are reserved (temp files created beside them) before the store is
+    // touched, so that a missing directory, a permission or a directory in the way fails now, with
+    // nothing committed. Dropped unused (already initialized), they leave nothing behind.
+    let cred_path = args
+        .admin_credential_out
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("admin-credential.json"));
+    let cred_file = Reserved::new(&cred_path, 0o600).with_context(|| {
+        format!(
+            "cannot write the admin credential to {}",
+            cred_path.display()
+        )
+    })?;
+    let root_key_file = args
+        .root_key_out
+        .as_ref()
+        .map(|dir| {
+            let path = dir.join("root-key.pem");
+            Reserved::new(&path, 0o600)
+                .map(|file| (path, file))
+                .with_context(|| format!("--root-key-out {} is not writable", dir.display()))
+        })
+        .transpose()?;
     let opts = InitOptions {
         alg,
         key_type,
@@ -235,25 +250,28 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
             );
         }
         Some(cred) => {
-            let path = args
-                .admin_credential_out
-                .unwrap_or_else(|| cfg.data_dir.join("admin-credential.json"));
-            common::write_credential(&path, &cred, &cfg.issuer())?;
             println!(
                 "initialized {} ({} key ring, root and intermediate CA)",
                 redact_url(&cfg.store_url()),
                 alg
             );
-            if let (Some(dir), Some(root_key)) = (&args.root_key_out, &outcome.root_key_pem) {
-                let key_path = dir.join("root-key.pem");
-                castellan_server::files::write_atomic(&key_path, root_key.as_bytes(), 0o600, None)
+            // The root key first: unlike a credential, it can never be made again.
+            if let (Some((key_path, file)), Some(root_key)) = (root_key_file, &outcome.root_key_pem)
+            {
+                file.commit(root_key.as_bytes())
                     .with_context(|| format!("writing {}", key_path.display()))?;
                 println!(
                     "root CA key written to {} (mode 0600) and not stored: keep it offline",
                     key_path.display()
                 );
             }
-            println!("admin credential written to {} (mode 0600)", path.display());
+            cred_file
+                .commit(&common::credential_json(&cred, &cfg.issuer())?)
+                .with_context(|| format!("writing {}", cred_path.display()))?;
+            println!(
+                "admin credential written to {} (mode 0600)",
+                cred_path.display()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

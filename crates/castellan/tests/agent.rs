@@ -750,3 +750,184 @@ fn dev_up_writes_the_secrets_it_lists_and_names_one_that_is_missing() {
     assert_eq!(mode(&file), 0o640);
     ok(&["dev", "down"], d);
 }
+
+// ---- findings of the security review ----------------------------------------------------------
+
+/// `castellan ARGS` in `cwd`, killed (and the test failed) when it has not finished in 60 s.
+fn run_within_a_minute(args: &[&str], cwd: &Path) -> (std::process::ExitStatus, String, String) {
+    let (out, err) = (cwd.join("run.out"), cwd.join("run.err"));
+    let mut child = command(args, cwd)
+        .stdout(std::fs::File::create(&out).expect("out"))
+        .stderr(std::fs::File::create(&err).expect("err"))
+        .spawn()
+        .expect("castellan");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("castellan {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    (status, read(&out), read(&err))
+}
+
+#[test]
+fn a_symlink_or_a_fifo_in_place_of_a_delivered_file_is_replaced_never_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let s = setup(d);
+    std::fs::write(d.join("agent.toml"), agent_toml(&s.url, "")).expect("config");
+    ok(&["agent", "--config", "agent.toml", "--once"], d);
+    // A user who may write the directory replaces cert.pem with a symlink to a file of theirs (it
+    // could be /etc/shadow) holding the very certificate, so the set still verifies.
+    let b = d.join("certs/broker");
+    let target = d.join("target.pem");
+    std::fs::copy(b.join("cert.pem"), &target).expect("copy");
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::remove_file(b.join("cert.pem")).expect("rm");
+    std::os::unix::fs::symlink(&target, b.join("cert.pem")).expect("symlink");
+    // And a FIFO in place of the app's key: reading it would wait for a writer forever.
+    std::fs::remove_file(d.join("certs/app/key.pem")).expect("rm");
+    let made = Command::new("mkfifo")
+        .arg(d.join("certs/app/key.pem"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+
+    let (status, out, err) = run_within_a_minute(&["agent", "--config", "agent.toml", "--once"], d);
+    assert!(status.success(), "{out}{err}");
+    assert!(
+        out.contains("broker: issued") && out.contains("app: issued"),
+        "neither is reused: {out}"
+    );
+    let target_meta = std::fs::metadata(&target).expect("meta");
+    assert_eq!(mode(&target), 0o600, "the link's target keeps its mode");
+    assert_ne!(target_meta.uid(), 456, "and its owner");
+    for f in [b.join("cert.pem"), d.join("certs/app/key.pem")] {
+        let meta = std::fs::symlink_metadata(&f).expect("meta");
+        assert!(meta.is_file(), "{} is a regular file again", f.display());
+    }
+    assert_eq!(mode(&b.join("cert.pem")), 0o644);
+    assert_eq!(mode(&d.join("certs/app/key.pem")), 0o600);
+}
+
+#[test]
+fn a_write_that_fails_after_some_renames_does_not_claim_the_old_files_are_intact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let s = setup(d);
+    std::fs::write(d.join("agent.toml"), agent_toml(&s.url, "")).expect("config");
+    ok(&["agent", "--config", "agent.toml", "--once"], d);
+    // The key (written last) now goes where a non-empty directory is: the four certificate files
+    // are renamed into place, then the key's rename fails.
+    let b = d.join("certs/broker");
+    std::fs::create_dir_all(b.join("keydir/inside")).expect("mkdir");
+    std::fs::write(
+        d.join("agent.toml"),
+        agent_toml(&s.url, "name = \"keydir\""),
+    )
+    .expect("config");
+    let out = run(&["agent", "--config", "agent.toml", "--once"], d);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broker") && err.contains("after 4 of 5 had been replaced"),
+        "{err}"
+    );
+    assert!(!err.contains("intact"), "{err}");
+    let leftovers: Vec<String> = std::fs::read_dir(&b)
+        .expect("ls")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files removed: {leftovers:?}");
+}
+
+#[test]
+fn init_that_cannot_write_the_admin_credential_commits_nothing_and_loses_no_root_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::create_dir(d.join("taken")).expect("a directory where the credential should go");
+    let out = run(
+        &[
+            "init",
+            "--data-dir",
+            "d",
+            "--root-key-out",
+            "offline",
+            "--admin-credential-out",
+            "taken",
+        ],
+        d,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("taken"), "{err}");
+    // Nothing was committed: the next init initializes, and writes the root key.
+    let out = ok(
+        &[
+            "init",
+            "--data-dir",
+            "d",
+            "--root-key-out",
+            "offline",
+            "--admin-credential-out",
+            "admin.json",
+        ],
+        d,
+    );
+    assert!(
+        out.contains("initialized") && !out.contains("already"),
+        "{out}"
+    );
+    let key = std::fs::read_to_string(d.join("offline/root-key.pem")).expect("root key");
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert_eq!(mode(&d.join("offline/root-key.pem")), 0o600);
+    assert_eq!(mode(&d.join("admin.json")), 0o600);
+    for sub in ["offline", "d", "."] {
+        let temps: Vec<String> = std::fs::read_dir(d.join(sub))
+            .expect("ls")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(temps.is_empty(), "{sub}: {temps:?}");
+    }
+}
+
+#[test]
+fn dev_down_never_signals_a_process_that_is_not_its_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(d.join("castellan-dev.toml"), "").expect("config");
+    std::fs::create_dir(d.join("castellan-data")).expect("data dir");
+    // A stale pid file whose pid now belongs to another program (after a reboot), whose command line
+    // even says `serve --data-dir castellan-data`.
+    let mut decoy = Command::new("sh")
+        .args(["-c", "sleep 30; :", "serve", "--data-dir", "castellan-data"])
+        .spawn()
+        .expect("decoy");
+    std::fs::write(
+        d.join("castellan-data/castellan.pid"),
+        decoy.id().to_string(),
+    )
+    .expect("pid file");
+    let out = ok(&["dev", "down"], d);
+    std::thread::sleep(Duration::from_millis(300));
+    let alive = decoy.try_wait().expect("wait").is_none();
+    let _ = decoy.kill();
+    let _ = decoy.wait();
+    assert!(alive, "dev down signalled an unrelated process: {out}");
+    assert!(out.contains("no castellan server"), "{out}");
+    assert!(
+        !d.join("castellan-data/castellan.pid").exists(),
+        "the stale pid file is removed"
+    );
+}
