@@ -1,5 +1,9 @@
-//! Time as a parameter: token expiry, key cache ages and the refetch cool-down are all judged by a
-//! [`Clock`], so tests move time instead of sleeping.
+//! Wall-clock time as a parameter: `exp` and `nbf` are judged by a [`Clock`], so tests move time
+//! instead of sleeping.
+//!
+//! Key cache ages and the refetch cool-down are not: they are durations, measured on tokio's
+//! monotonic clock, so a wall-clock step (NTP, a VM resume, an operator) cannot keep stale keys
+//! cached or hold off the refetch of an unknown `kid`. Tests drive them with tokio's paused time.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 

@@ -95,6 +95,11 @@ mod http_fetcher {
 
     /// Fetches the JWKS over HTTP(S) with reqwest and rustls (system trust roots). Follows no
     /// redirects, sends `If-None-Match`, and reads at most 512 KiB.
+    ///
+    /// The URL must be `https://`, or plain `http://` to a loopback host (`localhost`, `127.0.0.0/8`,
+    /// `[::1]`). A loopback URL is always fetched directly, never through a proxy from
+    /// `HTTP_PROXY`/`ALL_PROXY`/`HTTPS_PROXY`: no proxy can reach this host's loopback, and one
+    /// handed a plain-`http` request could answer it with keys of its own choosing.
     #[derive(Debug, Clone)]
     pub struct HttpFetcher {
         client: reqwest::Client,
@@ -103,8 +108,9 @@ mod http_fetcher {
 
     impl HttpFetcher {
         /// A fetcher for `url` whose every request (connect, headers and body) ends within `timeout`.
+        /// A config error if `url` is neither `https://` nor `http://` to a loopback host.
         pub fn new(url: &str, timeout: Duration) -> Result<Self, crate::Error> {
-            Self::build(url, timeout, None)
+            Self::build(url, timeout, None, false)
         }
 
         /// Like [`HttpFetcher::new`], but an `https://` URL is trusted through the certificates of
@@ -115,21 +121,48 @@ mod http_fetcher {
             timeout: Duration,
             ca_pem: &[u8],
         ) -> Result<Self, crate::Error> {
-            Self::build(url, timeout, Some(ca_pem))
+            Self::build(url, timeout, Some(ca_pem), false)
         }
 
-        fn build(
+        /// `allow_http`: also plain `http://` to hosts that are not loopback
+        /// ([`crate::VerifierBuilder::insecure_allow_http`]).
+        pub(crate) fn build(
             url: &str,
             timeout: Duration,
             ca_pem: Option<&[u8]>,
+            allow_http: bool,
         ) -> Result<Self, crate::Error> {
-            let url = reqwest::Url::parse(url)
-                .map_err(|e| crate::Error::Config(format!("JWKS URL {url:?}: {e}")))?;
+            let raw = url;
+            let url = reqwest::Url::parse(raw)
+                .map_err(|e| crate::Error::Config(format!("JWKS URL {raw:?}: {e}")))?;
+            let loopback = is_loopback(&url);
+            match url.scheme() {
+                "https" => {}
+                "http" if loopback || allow_http => {}
+                "http" => {
+                    return Err(crate::Error::Config(format!(
+                        "JWKS URL {raw:?} is plain HTTP to a host that is not loopback (use \
+                         https, or VerifierBuilder::insecure_allow_http(true) if the network is \
+                         trusted)"
+                    )));
+                }
+                other => {
+                    return Err(crate::Error::Config(format!(
+                        "JWKS URL scheme {other:?} is not HTTP(S)"
+                    )));
+                }
+            }
             let mut builder = reqwest::Client::builder()
                 .timeout(timeout)
                 .connect_timeout(timeout)
                 .redirect(reqwest::redirect::Policy::none())
                 .user_agent(concat!("castellan-verify/", env!("CARGO_PKG_VERSION")));
+            if loopback {
+                // reqwest honours HTTP_PROXY/ALL_PROXY by default, and hands a plain-http request to
+                // the proxy, which would defeat the loopback exception above. No proxy can reach
+                // this host's loopback anyway.
+                builder = builder.no_proxy();
+            }
             if let Some(pem) = ca_pem {
                 let certs = reqwest::Certificate::from_pem_bundle(pem)
                     .map_err(|e| crate::Error::Config(format!("CA certificates: {e}")))?;
@@ -214,6 +247,16 @@ mod http_fetcher {
                 })
             })
         }
+    }
+
+    /// `localhost` or a loopback IP literal (IPv6 in brackets).
+    fn is_loopback(url: &reqwest::Url) -> bool {
+        let host = url.host_str().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     }
 
     /// reqwest's top-level message ("error sending request") hides the cause; show the chain.

@@ -30,8 +30,8 @@ pub(crate) struct CachedKey {
 /// The keys of one JWKS document, by kid.
 pub(crate) struct KeySet {
     pub(crate) keys: HashMap<String, Arc<CachedKey>>,
-    /// When the set goes stale (clock seconds).
-    pub(crate) expires_at: i64,
+    /// When the set goes stale (monotonic: a wall-clock step must not extend it).
+    pub(crate) expires_at: tokio::time::Instant,
     pub(crate) etag: Option<String>,
 }
 

@@ -11,9 +11,11 @@
 //!   other for a cool-down (30 s by default), so tokens with invented kids cannot cause a fetch storm;
 //! - the checks: size (8 KiB by default, before any parsing), `crit` (refused: no extension is
 //!   understood), `alg` (only RS256, ES256 or EdDSA, and exactly the `alg` the key's JWK declares,
-//!   which must fit its `kty`/`crv`: never `none`, never HMAC), `typ` (`at+jwt` or `JWT` by
-//!   default), the signature, then `iss`, `aud`, `exp` and `nbf` with a leeway (60 s by default)
-//!   against an injectable [`Clock`];
+//!   which must fit its `kty`/`crv`: never `none`, never HMAC), `typ` (by default only `at+jwt` or
+//!   `application/at+jwt`, case-insensitively, as RFC 9068 §4 requires; `JWT` only if you opt in
+//!   with [`VerifierBuilder::accepted_types`]), the signature, then `iss`, `aud`, `exp` and `nbf`
+//!   with a leeway (60 s by default) against an injectable wall [`Clock`]. Cache times and the
+//!   cool-down run on a monotonic clock instead, so a wall-clock step does not affect them;
 //! - [`Claims`] with the registered claims typed and the rest as JSON;
 //! - with the `axum` feature (on by default), [`VerifyLayer`]: a tower layer that puts the
 //!   [`Claims`] into the request extensions or answers 401 with an RFC 6750 `WWW-Authenticate`
@@ -29,7 +31,8 @@
 //!
 //! - It never uses a key from the token itself: the `jku`, `x5u`, `jwk` and `x5c` headers are ignored,
 //!   and only the configured JWKS URL is ever fetched. Plain `http://` is refused for hosts other than
-//!   loopback unless you opt in. For a Castellan serving HTTPS with a certificate from its own CA
+//!   loopback unless you opt in, and a loopback URL is fetched directly, never through a proxy
+//!   named in `HTTP_PROXY`/`ALL_PROXY`. For a Castellan serving HTTPS with a certificate from its own CA
 //!   (`--tls-self-issued`), give its `root.pem` to [`VerifierBuilder::ca_pem`].
 //! - No scope or other authorization decisions: [`Claims::has_scope`] helps, the policy is yours.
 //! - No revocation or introspection (RFC 7662): a token is good until `exp`. Keep token lifetimes

@@ -9,6 +9,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Header};
 use tokio::sync::watch;
+// Monotonic, and paused/advanced by tokio's test clock: cache freshness and the cool-down must not
+// move when someone steps the wall clock.
+use tokio::time::Instant;
 
 use crate::claims::{Claims, RawClaims};
 use crate::clock::{Clock, SystemClock};
@@ -72,10 +75,10 @@ struct Config {
     audiences: Vec<String>,
     jwks_url: String,
     leeway: i64,
-    min_cache: i64,
-    max_cache: i64,
-    default_cache: i64,
-    cooldown: i64,
+    min_cache: Duration,
+    max_cache: Duration,
+    default_cache: Duration,
+    cooldown: Duration,
     max_token_size: usize,
     fetch_timeout: Duration,
     accepted_types: Vec<String>,
@@ -97,8 +100,8 @@ struct Inner {
 
 #[derive(Default)]
 struct Gate {
-    /// When the last fetch started (clock seconds).
-    last_attempt: Option<i64>,
+    /// When the last fetch started.
+    last_attempt: Option<Instant>,
     /// The fetch under way, if any: its sender is dropped when it ends.
     inflight: Option<watch::Receiver<()>>,
     last_error: Option<String>,
@@ -146,7 +149,9 @@ impl Verifier {
             cooldown: DEFAULT_COOLDOWN,
             max_token_size: DEFAULT_MAX_TOKEN_SIZE,
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
-            accepted_types: vec!["at+jwt".to_owned(), "JWT".to_owned()],
+            // RFC 9068 §4: a resource server MUST refuse any other `typ`. `typ_matches` also takes
+            // `application/at+jwt`.
+            accepted_types: vec!["at+jwt".to_owned()],
             allow_missing_typ: false,
             clock: None,
             fetcher: None,
@@ -400,7 +405,7 @@ impl Inner {
     /// The key for `kid`: from the cache, or after the one fetch a missing kid may cause.
     async fn key_for(self: &Arc<Self>, kid: &str) -> Result<Arc<CachedKey>, Error> {
         let seen = self.attempts.load(Ordering::Acquire);
-        let now = self.clock.now();
+        let now = Instant::now();
         let (found, stale) = {
             let guard = self.keys.read().unwrap_or_else(PoisonError::into_inner);
             match guard.as_ref() {
@@ -453,7 +458,7 @@ impl Inner {
         {
             return Some(rx.clone());
         }
-        let now = self.clock.now();
+        let now = Instant::now();
         if !self.fetch_due(reason, &gate, now) {
             return None;
         }
@@ -472,10 +477,10 @@ impl Inner {
 
     /// The rate limit. A stale cache may refetch once per expiry; a missing kid at most once per
     /// cool-down; a forced refresh always.
-    fn fetch_due(&self, reason: Reason, gate: &Gate, now: i64) -> bool {
+    fn fetch_due(&self, reason: Reason, gate: &Gate, now: Instant) -> bool {
         let cooled = gate
             .last_attempt
-            .is_none_or(|t| now >= t.saturating_add(self.cfg.cooldown));
+            .is_none_or(|t| now >= later(t, self.cfg.cooldown));
         let stale_due = match self.snapshot() {
             None => cooled,
             Some(set) => {
@@ -490,11 +495,10 @@ impl Inner {
         }
     }
 
-    fn cache_secs(&self, max_age: Option<Duration>) -> i64 {
-        let secs = max_age.map_or(self.cfg.default_cache, |d| {
-            i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
-        });
-        secs.clamp(self.cfg.min_cache, self.cfg.max_cache)
+    fn cache_time(&self, max_age: Option<Duration>) -> Duration {
+        max_age
+            .unwrap_or(self.cfg.default_cache)
+            .clamp(self.cfg.min_cache, self.cfg.max_cache)
     }
 
     async fn fetch_and_store(&self) {
@@ -502,7 +506,7 @@ impl Inner {
         let etag = current.as_ref().and_then(|s| s.etag.clone());
         let fetched =
             tokio::time::timeout(self.cfg.fetch_timeout, self.fetcher.fetch(etag.as_deref())).await;
-        let now = self.clock.now();
+        let now = Instant::now();
         let result: Result<KeySet, String> = match fetched {
             Err(_) => Err(format!(
                 "fetch timed out after {:?}",
@@ -512,7 +516,7 @@ impl Inner {
             Ok(Ok(Fetched::NotModified { max_age })) => match &current {
                 Some(set) => Ok(KeySet {
                     keys: set.keys.clone(),
-                    expires_at: now.saturating_add(self.cache_secs(max_age)),
+                    expires_at: later(now, self.cache_time(max_age)),
                     etag: set.etag.clone(),
                 }),
                 None => Err("304 Not Modified, but no keys are cached".to_owned()),
@@ -523,7 +527,7 @@ impl Inner {
                 etag,
             })) => jwks::parse(&body).map(|keys| KeySet {
                 keys,
-                expires_at: now.saturating_add(self.cache_secs(max_age)),
+                expires_at: later(now, self.cache_time(max_age)),
                 etag,
             }),
         };
@@ -554,19 +558,27 @@ impl Inner {
     /// How long the background task sleeps: until the cache goes stale, or until the cool-down after
     /// a failed fetch has passed; at least a second.
     fn next_delay(&self) -> Duration {
-        let now = self.clock.now();
+        let now = Instant::now();
         let gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
         let retry_at = gate
             .last_attempt
-            .map_or(now, |t| t.saturating_add(self.cfg.cooldown));
+            .map_or(now, |t| later(t, self.cfg.cooldown));
         drop(gate);
         let at = match self.snapshot() {
             Some(set) if now < set.expires_at => set.expires_at,
             _ => retry_at,
         };
-        let secs = at.saturating_sub(now).clamp(1, self.cfg.max_cache.max(1));
-        Duration::from_secs(u64::try_from(secs).unwrap_or(1))
+        let second = Duration::from_secs(1);
+        at.saturating_duration_since(now)
+            .clamp(second, self.cfg.max_cache.max(second))
     }
+}
+
+/// `t + d`, saturating: a configured duration of `Duration::MAX` means "practically never", not a
+/// panic. Thirty years is what tokio itself uses for a far-future deadline.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(30 * 365 * 24 * 60 * 60))
 }
 
 async fn background_refresh(weak: Weak<Inner>) {
@@ -614,7 +626,7 @@ impl std::fmt::Debug for VerifierBuilder {
 }
 
 fn secs(d: Duration) -> i64 {
-    // Whole seconds, rounded up: a configured 500 ms cool-down must not become no cool-down.
+    // Whole seconds (the unit of `exp`/`nbf`), rounded up: a 500 ms leeway must not become none.
     let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     i64::try_from(s).unwrap_or(i64::MAX)
 }
@@ -647,8 +659,7 @@ impl VerifierBuilder {
     }
 
     /// After any fetch, an unknown `kid` causes no new fetch until this has passed, so tokens with
-    /// made-up kids cannot make the verifier hammer the JWKS endpoint. Default 30 s (whole seconds,
-    /// rounded up).
+    /// made-up kids cannot make the verifier hammer the JWKS endpoint. Default 30 s.
     pub fn unknown_kid_cooldown(mut self, cooldown: Duration) -> Self {
         self.cooldown = cooldown;
         self
@@ -667,7 +678,11 @@ impl VerifierBuilder {
     }
 
     /// The accepted header `typ` values (case-insensitive; `application/` prefix optional). Default
-    /// `at+jwt` (what Castellan issues, RFC 9068) and `JWT`.
+    /// `at+jwt` only: what Castellan issues, and all RFC 9068 §4 lets a resource server accept.
+    ///
+    /// To also accept tokens typed `JWT` (from an issuer that does not follow RFC 9068, at the cost
+    /// of its protection against other JWTs being replayed as access tokens):
+    /// `.accepted_types(["at+jwt", "JWT"])`.
     pub fn accepted_types<I, S>(mut self, types: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -683,7 +698,9 @@ impl VerifierBuilder {
         self
     }
 
-    /// The clock for `exp`, `nbf`, cache times and the cool-down. Default: the system clock.
+    /// The clock for `exp` and `nbf`. Default: the system clock. Cache times and the cool-down do
+    /// not use it: they run on tokio's monotonic clock, so stepping the wall clock cannot keep stale
+    /// keys or hold off a refetch (in tests, pause and advance tokio's time for them).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
         self
@@ -751,10 +768,10 @@ impl VerifierBuilder {
             audiences: self.audiences,
             jwks_url: self.jwks_url,
             leeway: secs(self.leeway),
-            min_cache: secs(self.min_cache),
-            max_cache: secs(self.max_cache),
-            default_cache: secs(self.default_cache),
-            cooldown: secs(self.cooldown),
+            min_cache: self.min_cache,
+            max_cache: self.max_cache,
+            default_cache: self.default_cache,
+            cooldown: self.cooldown,
             max_token_size: self.max_token_size,
             fetch_timeout: self.fetch_timeout,
             accepted_types: self.accepted_types,
@@ -788,33 +805,11 @@ fn default_fetcher(
     timeout: Duration,
     ca_pem: Option<&[u8]>,
 ) -> Result<Arc<dyn JwksFetcher>, Error> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|e| Error::Config(format!("JWKS URL {url:?}: {e}")))?;
-    let host = parsed.host_str().unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match parsed.scheme() {
-        "https" => {}
-        "http" if loopback || allow_http => {}
-        "http" => {
-            return Err(Error::Config(format!(
-                "JWKS URL {url:?} is plain HTTP to a host that is not loopback \
-                 (use https, or insecure_allow_http(true) if the network is trusted)"
-            )));
-        }
-        other => {
-            return Err(Error::Config(format!(
-                "JWKS URL scheme {other:?} is not HTTP(S)"
-            )));
-        }
-    }
-    Ok(Arc::new(match ca_pem {
-        Some(pem) => crate::fetch::HttpFetcher::with_ca_pem(url, timeout, pem)?,
-        None => crate::fetch::HttpFetcher::new(url, timeout)?,
-    }))
+    // The URL rules (https, or http to loopback unless allowed) and the proxy rule live in
+    // `HttpFetcher`, so a fetcher built directly obeys them too.
+    Ok(Arc::new(crate::fetch::HttpFetcher::build(
+        url, timeout, ca_pem, allow_http,
+    )?))
 }
 
 #[cfg(not(feature = "http"))]

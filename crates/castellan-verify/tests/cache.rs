@@ -1,5 +1,8 @@
 //! The key cache: max-age within bounds, the unknown-kid refetch and its cool-down, single flight,
-//! keeping good keys when fetches fail, ETags, the background task.
+//! keeping good keys when fetches fail, ETags, the background task, wall-clock steps.
+//!
+//! Cache times and the cool-down run on tokio's monotonic clock: the tests that move them run on
+//! paused time (`start_paused`, [`pass`]) and fetch through [`paused_builder`].
 
 mod common;
 
@@ -11,14 +14,14 @@ use castellan_core::keys::Alg;
 use castellan_verify::{Error, SystemClock, Verifier};
 use common::*;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_key_added_to_the_jwks_is_picked_up_when_max_age_runs_out() {
     let (a, b) = (key(Alg::ES256), key(Alg::ES256));
     let server = JwksServer::start(jwks(&[&a])).await;
     server.set_max_age(Some(120));
     let clock = clock();
     // A cool-down longer than the cache time, so only the cache time can cause the refetch.
-    let verifier = builder(&server.url, &clock)
+    let verifier = paused_builder(&server.url, &clock)
         .unknown_kid_cooldown(Duration::from_secs(3600))
         .build()
         .expect("verifier");
@@ -29,24 +32,24 @@ async fn a_key_added_to_the_jwks_is_picked_up_when_max_age_runs_out() {
         verifier.verify(&tb).await,
         Err(Error::UnknownKid { .. })
     ));
-    clock.advance(119);
+    pass(&clock, 119).await;
     assert!(matches!(
         verifier.verify(&tb).await,
         Err(Error::UnknownKid { .. })
     ));
     assert_eq!(server.hits(), 1, "fresh for 120 s: no refetch");
-    clock.advance(1);
+    pass(&clock, 1).await;
     let claims = verifier.verify(&tb).await.expect("b after max-age");
     assert_eq!(claims.sub, "cl_billing");
     assert_eq!(server.hits(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn max_age_is_clamped_to_the_bounds() {
     let (a, b, c) = (key(Alg::EdDSA), key(Alg::EdDSA), key(Alg::EdDSA));
     let server = JwksServer::start(jwks(&[&a])).await;
     let clock = clock();
-    let verifier = builder(&server.url, &clock)
+    let verifier = paused_builder(&server.url, &clock)
         .unknown_kid_cooldown(Duration::from_secs(10 * 24 * 3600))
         .cache_time_bounds(Duration::from_secs(60), Duration::from_secs(3600))
         .build()
@@ -55,13 +58,13 @@ async fn max_age_is_clamped_to_the_bounds() {
     server.set_max_age(Some(5));
     verifier.refresh().await.expect("fetch");
     server.set_keys(&[&a, &b]);
-    clock.advance(30);
+    pass(&clock, 30).await;
     assert!(matches!(
         verifier.verify(&token(&b, &claims(NOW + 30))).await,
         Err(Error::UnknownKid { .. })
     ));
     assert_eq!(server.hits(), 1);
-    clock.advance(30);
+    pass(&clock, 30).await;
     assert!(verifier.verify(&token(&b, &claims(NOW + 60))).await.is_ok());
     assert_eq!(server.hits(), 2);
     // max-age of a year is lowered to the one-hour maximum.
@@ -69,13 +72,13 @@ async fn max_age_is_clamped_to_the_bounds() {
     verifier.refresh().await.expect("fetch");
     assert_eq!(server.hits(), 3);
     server.set_keys(&[&a, &b, &c]);
-    clock.advance(3599);
+    pass(&clock, 3599).await;
     let tc = token(&c, &claims(NOW + 60 + 3600));
     assert!(matches!(
         verifier.verify(&tc).await,
         Err(Error::UnknownKid { .. })
     ));
-    clock.advance(1);
+    pass(&clock, 1).await;
     assert!(verifier.verify(&tc).await.is_ok());
     assert_eq!(server.hits(), 4);
     // No Cache-Control at all: the default cache time (5 min, within the bounds).
@@ -83,33 +86,33 @@ async fn max_age_is_clamped_to_the_bounds() {
     let d = key(Alg::EdDSA);
     verifier.refresh().await.expect("fetch");
     server.set_keys(&[&a, &d]);
-    clock.advance(299);
+    pass(&clock, 299).await;
     let td = token(&d, &claims(NOW + 60 + 3600 + 299));
     assert!(verifier.verify(&td).await.is_err());
-    clock.advance(1);
+    pass(&clock, 1).await;
     assert!(verifier.verify(&td).await.is_ok());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_unknown_kid_refetches_once_the_cooldown_has_passed() {
     let (a, b) = (key(Alg::RS256), key(Alg::RS256));
     let server = JwksServer::start(jwks(&[&a])).await;
     server.set_max_age(Some(24 * 3600));
     let clock = clock();
-    let verifier = builder(&server.url, &clock)
+    let verifier = paused_builder(&server.url, &clock)
         .unknown_kid_cooldown(Duration::from_secs(45))
         .build()
         .expect("verifier");
     verifier.refresh().await.expect("fetch");
     server.set_keys(&[&a, &b]);
     let tb = token(&b, &claims(NOW + 45));
-    clock.advance(44);
+    pass(&clock, 44).await;
     assert!(matches!(
         verifier.verify(&tb).await,
         Err(Error::UnknownKid { .. })
     ));
     assert_eq!(server.hits(), 1);
-    clock.advance(1);
+    pass(&clock, 1).await;
     assert!(verifier.verify(&tb).await.is_ok());
     assert_eq!(server.hits(), 2);
     // The refetch restarted the cool-down.
@@ -120,14 +123,66 @@ async fn an_unknown_kid_refetches_once_the_cooldown_has_passed() {
     assert_eq!(server.hits(), 2);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_wall_clock_step_back_does_not_hold_off_the_unknown_kid_refetch() {
+    let (a, b) = (key(Alg::ES256), key(Alg::ES256));
+    let server = JwksServer::start(jwks(&[&a])).await;
+    server.set_max_age(Some(24 * 3600));
+    let clock = clock();
+    let verifier = paused_builder(&server.url, &clock)
+        .unknown_kid_cooldown(Duration::from_secs(30))
+        .build()
+        .expect("verifier");
+    verifier.refresh().await.expect("fetch");
+    server.set_keys(&[&a, &b]);
+    // NTP (or an operator) steps the wall clock back an hour; then the cool-down passes.
+    clock.advance(-3600);
+    let tb = token(&b, &claims(NOW - 3600 + 30));
+    pass(&clock, 29).await;
+    assert!(matches!(
+        verifier.verify(&tb).await,
+        Err(Error::UnknownKid { .. })
+    ));
+    assert_eq!(server.hits(), 1, "still inside the cool-down");
+    pass(&clock, 1).await;
+    assert!(verifier.verify(&tb).await.is_ok());
+    assert_eq!(server.hits(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wall_clock_step_back_does_not_extend_the_cache_time() {
+    let (a, b) = (key(Alg::EdDSA), key(Alg::EdDSA));
+    let server = JwksServer::start(jwks(&[&a])).await;
+    server.set_max_age(Some(120));
+    let clock = clock();
+    // A cool-down longer than the cache time, so only the cache time can cause the refetch.
+    let verifier = paused_builder(&server.url, &clock)
+        .unknown_kid_cooldown(Duration::from_secs(3600))
+        .build()
+        .expect("verifier");
+    verifier.refresh().await.expect("fetch");
+    server.set_keys(&[&a, &b]);
+    clock.advance(-3600);
+    pass(&clock, 120).await;
+    let tb = token(&b, &claims(NOW - 3600 + 120));
+    assert!(
+        verifier.verify(&tb).await.is_ok(),
+        "stale after 120 s, whatever the wall clock says"
+    );
+    assert_eq!(server.hits(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_verifications_with_a_new_kid_share_one_fetch() {
     let (a, b) = (key(Alg::ES256), key(Alg::ES256));
     let fetcher = MemoryFetcher::new(jwks(&[&a]));
     let clock = clock();
+    // Paused time needs a current-thread runtime: a short cool-down on real time instead.
+    let cooldown = Duration::from_millis(100);
     let verifier = builder("memory:", &clock)
         .fetcher(fetcher.clone())
         .background_refresh(false)
+        .unknown_kid_cooldown(cooldown)
         .build()
         .expect("verifier");
     // No keys yet: 200 concurrent callers, one fetch.
@@ -144,8 +199,8 @@ async fn concurrent_verifications_with_a_new_kid_share_one_fetch() {
     assert_eq!(fetcher.calls(), 1);
     // A new kid after the cool-down: 200 concurrent callers, one more fetch, all succeed.
     fetcher.set_keys(&[&a, &b]);
-    clock.advance(31);
-    let tb = token(&b, &claims(NOW + 31));
+    tokio::time::sleep(cooldown + Duration::from_millis(50)).await;
+    let tb = token(&b, &claims(NOW));
     for _ in 0..200 {
         let (v, t) = (verifier.clone(), tb.clone());
         tasks.spawn(async move { v.verify(&t).await });
@@ -161,15 +216,18 @@ async fn single_flight_over_http_and_a_dropped_caller_does_not_cancel_the_fetch(
     let (a, b) = (key(Alg::EdDSA), key(Alg::EdDSA));
     let server = JwksServer::start(jwks(&[&a])).await;
     let clock = clock();
+    // Paused time needs a current-thread runtime: a short cool-down on real time instead.
+    let cooldown = Duration::from_millis(100);
     let verifier = builder(&server.url, &clock)
         .background_refresh(false)
+        .unknown_kid_cooldown(cooldown)
         .build()
         .expect("verifier");
     verifier.refresh().await.expect("fetch");
     server.set_keys(&[&a, &b]);
     server.state.delay_ms.store(300, Ordering::SeqCst);
-    clock.advance(31);
-    let tb = token(&b, &claims(NOW + 31));
+    tokio::time::sleep(cooldown + Duration::from_millis(50)).await;
+    let tb = token(&b, &claims(NOW));
     // The first caller gives up after 50 ms, while its fetch is under way.
     let gave_up = tokio::time::timeout(Duration::from_millis(50), verifier.verify(&tb)).await;
     assert!(gave_up.is_err());
@@ -188,13 +246,17 @@ async fn single_flight_over_http_and_a_dropped_caller_does_not_cancel_the_fetch(
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failing_jwks_never_wipes_the_cached_keys() {
     let a = key(Alg::RS256);
     let server = JwksServer::start(jwks(&[&a])).await;
     server.set_max_age(Some(60));
     let clock = clock();
-    let verifier = builder(&server.url, &clock).build().expect("verifier");
+    // No background task: only the stale verification below may start the refetch it counts.
+    let verifier = paused_builder(&server.url, &clock)
+        .background_refresh(false)
+        .build()
+        .expect("verifier");
     verifier.refresh().await.expect("fetch");
     let kids = verifier.cached_kids();
     for (status, body) in [
@@ -211,7 +273,7 @@ async fn a_failing_jwks_never_wipes_the_cached_keys() {
         if let Some(body) = body {
             server.set_body(body);
         }
-        clock.advance(61);
+        pass(&clock, 61).await;
         let hits = server.hits();
         // A stale cache still verifies at once, and refreshes behind the request.
         let c = claims(clock_now(&clock));
@@ -242,13 +304,13 @@ fn clock_now(clock: &castellan_verify::ManualClock) -> i64 {
     clock.now()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn no_keys_ever_fetched_is_jwks_unavailable_and_retries_are_rate_limited() {
     let a = key(Alg::ES256);
     let server = JwksServer::start(jwks(&[&a])).await;
     server.set_status(503);
     let clock = clock();
-    let verifier = builder(&server.url, &clock)
+    let verifier = paused_builder(&server.url, &clock)
         .background_refresh(false)
         .build()
         .expect("verifier");
@@ -266,7 +328,7 @@ async fn no_keys_ever_fetched_is_jwks_unavailable_and_retries_are_rate_limited()
     }
     assert_eq!(server.hits(), 1, "no fetch storm while the JWKS is down");
     server.set_status(200);
-    clock.advance(30);
+    pass(&clock, 30).await;
     assert!(verifier.verify(&t).await.is_ok());
     assert_eq!(server.hits(), 2);
 }
@@ -300,14 +362,14 @@ async fn a_slow_jwks_times_out_and_redirects_are_not_followed() {
     assert_eq!(elsewhere.hits(), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn etag_revalidation_keeps_the_keys_and_restarts_the_cache_time() {
     let (a, b) = (key(Alg::ES256), key(Alg::ES256));
     let server = JwksServer::start(jwks(&[&a])).await;
     server.state.etag.store(true, Ordering::SeqCst);
     server.set_max_age(Some(60));
     let clock = clock();
-    let verifier = builder(&server.url, &clock)
+    let verifier = paused_builder(&server.url, &clock)
         .unknown_kid_cooldown(Duration::from_secs(3600))
         .build()
         .expect("verifier");
@@ -317,7 +379,7 @@ async fn etag_revalidation_keeps_the_keys_and_restarts_the_cache_time() {
     assert!(verifier.verify(&token(&a, &claims(NOW))).await.is_ok());
     // The 304 restarted the cache time; a changed document is fetched in full after it.
     server.set_keys(&[&a, &b]);
-    clock.advance(60);
+    pass(&clock, 60).await;
     let tb = token(&b, &claims(NOW + 60));
     assert!(verifier.verify(&tb).await.is_ok());
     assert_eq!(server.hits(), 3);

@@ -4,7 +4,7 @@ mod common;
 
 use castellan_core::keyring::{KeyRing, RingKey};
 use castellan_core::keys::Alg;
-use castellan_verify::{Error, Verifier};
+use castellan_verify::{DEFAULT_FETCH_TIMEOUT, Error, HttpFetcher, Verifier};
 use common::*;
 use serde_json::json;
 
@@ -115,8 +115,8 @@ async fn zero_leeway_and_custom_audiences_and_types() {
         .expect("array aud");
     assert_eq!(v.aud, ["other", "reports-api"]);
 
-    // typ JWT and application/at+jwt are accepted by default; extra claims are kept.
-    for typ in ["JWT", "application/at+jwt", "AT+JWT"] {
+    // at+jwt in its other spellings is accepted by default; extra claims are kept.
+    for typ in ["application/at+jwt", "AT+JWT", "Application/At+Jwt"] {
         let mut header = header_for(&k);
         header["typ"] = json!(typ);
         let mut payload = claims_json(NOW);
@@ -128,21 +128,8 @@ async fn zero_leeway_and_custom_audiences_and_types() {
         assert_eq!(v.extra["tenant"]["id"], 7);
     }
 
-    // Only at+jwt when configured so; a missing typ only when allowed.
-    let strict = builder(&server.url, &clock)
-        .accepted_types(["at+jwt"])
-        .build()
-        .expect("strict");
+    // A missing typ only when allowed.
     let mut header = header_for(&k);
-    header["typ"] = json!("JWT");
-    assert_eq!(
-        strict
-            .verify(&sign_parts(&k, &header, &claims_json(NOW)))
-            .await,
-        Err(Error::WrongType {
-            typ: Some("JWT".into())
-        })
-    );
     header.as_object_mut().expect("object").remove("typ");
     let untyped = sign_parts(&k, &header, &claims_json(NOW));
     assert_eq!(
@@ -154,6 +141,35 @@ async fn zero_leeway_and_custom_audiences_and_types() {
         .build()
         .expect("lenient");
     assert!(lenient.verify(&untyped).await.is_ok());
+}
+
+/// RFC 9068 §4: a resource server MUST refuse a `typ` other than `at+jwt`, so by default a token
+/// typed `JWT` (an ID token, say, or any other JWT from the same issuer) is refused.
+#[tokio::test]
+async fn typ_jwt_is_refused_by_default_and_accepted_only_when_opted_in() {
+    let k = key(Alg::EdDSA);
+    let server = JwksServer::start(jwks(&[&k])).await;
+    let clock = clock();
+    let verifier = builder(&server.url, &clock).build().expect("verifier");
+    let opted_in = builder(&server.url, &clock)
+        .accepted_types(["at+jwt", "JWT"])
+        .build()
+        .expect("opted in");
+    for typ in ["JWT", "jwt", "application/jwt"] {
+        let mut header = header_for(&k);
+        header["typ"] = json!(typ);
+        let t = sign_parts(&k, &header, &claims_json(NOW));
+        assert_eq!(
+            verifier.verify(&t).await,
+            Err(Error::WrongType {
+                typ: Some(typ.into())
+            }),
+            "{typ} by default"
+        );
+        assert!(opted_in.verify(&t).await.is_ok(), "{typ} when opted in");
+    }
+    // The opt-in adds JWT; at+jwt stays accepted.
+    assert!(opted_in.verify(&token(&k, &claims(NOW))).await.is_ok());
 }
 
 #[tokio::test]
@@ -183,6 +199,25 @@ async fn builder_refuses_unsafe_or_empty_settings() {
         "http://127.0.0.2/jwks.json",
     ] {
         assert!(builder(url, &clock).build().is_ok(), "{url}");
+        assert!(
+            HttpFetcher::new(url, DEFAULT_FETCH_TIMEOUT).is_ok(),
+            "{url}"
+        );
+    }
+    // A fetcher built directly follows the same rule (it has no opt-in for plain HTTP).
+    for url in [
+        "http://auth.example.com/.well-known/jwks.json",
+        "http://127.0.0.1.example.com/jwks.json",
+        "ftp://127.0.0.1/jwks.json",
+        "not a url",
+    ] {
+        assert!(
+            matches!(
+                HttpFetcher::new(url, DEFAULT_FETCH_TIMEOUT),
+                Err(Error::Config(_))
+            ),
+            "{url}"
+        );
     }
     assert!(matches!(
         Verifier::builder("", AUD, "https://a/jwks").build(),

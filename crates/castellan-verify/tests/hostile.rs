@@ -31,7 +31,10 @@ async fn setup() -> Setup {
     let (ec, ed) = (key(Alg::ES256), key(Alg::EdDSA));
     let server = JwksServer::start(jwks(&[&rsa, &ec, &ed])).await;
     let clock = clock();
-    let verifier = builder(&server.url, &clock).build().expect("verifier");
+    // Over HTTP, and fit for paused time: the tests that count fetches per cool-down move it.
+    let verifier = paused_builder(&server.url, &clock)
+        .build()
+        .expect("verifier");
     // Warm the cache, so every count below starts from one fetch.
     verifier.refresh().await.expect("first fetch");
     assert_eq!(server.hits(), 1);
@@ -167,7 +170,7 @@ async fn alg_must_be_the_one_the_jwk_declares() {
     assert_eq!(s.server.hits(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn path_and_sql_kids_are_unknown_without_a_fetch_storm() {
     let s = setup().await;
     let long = "A".repeat(4000);
@@ -199,7 +202,7 @@ async fn path_and_sql_kids_are_unknown_without_a_fetch_storm() {
     // All within the cool-down after the first fetch: not a single extra fetch.
     assert_eq!(s.server.hits(), 1);
     // After the cool-down, one more fetch at most for the whole lot.
-    s.clock.advance(31);
+    pass(&s.clock, 31).await;
     for kid in kids {
         let mut header = header_for(&s.rsa);
         header["kid"] = json!(kid);
@@ -219,7 +222,7 @@ async fn path_and_sql_kids_are_unknown_without_a_fetch_storm() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn thousand_random_kids_cause_at_most_one_fetch_per_cooldown() {
     let s = setup().await;
     let forge = |kid: &str, now: i64| {
@@ -238,7 +241,7 @@ async fn thousand_random_kids_cause_at_most_one_fetch_per_cooldown() {
     assert_eq!(s.server.hits(), 1);
     // Each later cool-down window: exactly one, sequential or concurrent.
     for window in 1..=3 {
-        s.clock.advance(30);
+        pass(&s.clock, 30).await;
         let now = NOW + 30 * window;
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..1000 {
@@ -256,7 +259,7 @@ async fn thousand_random_kids_cause_at_most_one_fetch_per_cooldown() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn jku_x5u_jwk_and_x5c_headers_are_never_used() {
     let s = setup().await;
     let attacker = key(Alg::RS256);
@@ -288,7 +291,7 @@ async fn jku_x5u_jwk_and_x5c_headers_are_never_used() {
         );
     }
     // Past the cool-down the verifier refetches, from the configured URL only.
-    s.clock.advance(31);
+    pass(&s.clock, 31).await;
     let mut header = header_for(&attacker);
     header["jku"] = json!(evil.url);
     let t = sign_parts(&attacker, &header, &claims_json(NOW + 31));

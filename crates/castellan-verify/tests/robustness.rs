@@ -427,7 +427,7 @@ fn must_accept(h: &Hostile) -> bool {
     let typ_ok = h.typ.as_ref().and_then(Value::as_str).is_some_and(|t| {
         let t = t.to_ascii_lowercase();
         let t = t.strip_prefix("application/").unwrap_or(&t);
-        t == "at+jwt" || t == "jwt"
+        t == "at+jwt"
     });
     let aud_ok = match &h.aud {
         Some(Value::String(a)) => a == AUD,

@@ -15,7 +15,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use castellan_core::jwt::{AccessClaims, sign_access_token};
 use castellan_core::keys::{Alg, SigningKey};
 use castellan_verify::{
-    BoxFuture, FetchError, Fetched, JwksFetcher, ManualClock, Verifier, VerifierBuilder,
+    BoxFuture, DEFAULT_FETCH_TIMEOUT, FetchError, Fetched, HttpFetcher, JwksFetcher, ManualClock,
+    Verifier, VerifierBuilder,
 };
 use serde_json::{Value, json};
 
@@ -155,7 +156,17 @@ impl JwksServer {
     }
 }
 
-async fn serve_jwks(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+async fn serve_jwks(state: State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    let mut response = answer(state, headers).await;
+    // One connection per fetch: under paused time a kept-alive connection could be closed by a
+    // server timer that a time jump fires, just as the next fetch picks it from the pool.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, "close".parse().expect("value"));
+    response
+}
+
+async fn answer(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
     s.hits.fetch_add(1, Ordering::SeqCst);
     let delay = s.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
@@ -265,6 +276,44 @@ pub fn builder(url: &str, clock: &Arc<ManualClock>) -> VerifierBuilder {
 
 pub fn clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(NOW))
+}
+
+/// Like [`builder`], fetching over HTTP from `url` in a way that works under tokio's paused time
+/// (`#[tokio::test(start_paused = true)]`), which is what moves the cache times and the cool-down.
+pub fn paused_builder(url: &str, clock: &Arc<ManualClock>) -> VerifierBuilder {
+    let http = HttpFetcher::new(url, DEFAULT_FETCH_TIMEOUT).expect("fetcher");
+    builder(url, clock).fetcher(Arc::new(HoldTime(http)))
+}
+
+/// Lets `secs` pass on both clocks: the wall clock that judges `exp`/`nbf`, and tokio's paused
+/// monotonic clock that judges cache times and the cool-down.
+pub async fn pass(clock: &ManualClock, secs: u64) {
+    clock.advance(i64::try_from(secs).expect("secs"));
+    tokio::time::advance(Duration::from_secs(secs)).await;
+}
+
+/// A fetcher that stops paused time from jumping while the inner fetch runs.
+///
+/// Paused time jumps to the next timer whenever the runtime parks and nothing was woken. A loopback
+/// fetch waits on sockets: one park that comes up empty before the kernel reports a socket ready
+/// would jump to, and fire, the fetch timeout. Tokio never auto-advances while a blocking task is in
+/// flight, so one is held for the length of the fetch. (Harmless without paused time.)
+pub struct HoldTime<F>(pub F);
+
+impl<F: JwksFetcher> JwksFetcher for HoldTime<F> {
+    fn fetch<'a>(&'a self, etag: Option<&'a str>) -> BoxFuture<'a, Result<Fetched, FetchError>> {
+        Box::pin(async move {
+            // Dropped when the fetch ends or is cancelled, which lets the blocking task finish.
+            let (release, held) = std::sync::mpsc::channel::<()>();
+            let hold = tokio::task::spawn_blocking(move || {
+                let _ = held.recv();
+            });
+            let result = self.0.fetch(etag).await;
+            drop(release);
+            let _ = hold.await;
+            result
+        })
+    }
 }
 
 /// A random kid-looking string.
