@@ -5,7 +5,8 @@
 //! for ever. Thousands of those and `accept` fails for everyone. Here every connection gets:
 //! - a time limit for each request's headers, which also closes a kept-alive connection that stays
 //!   idle that long ([`Limits::header_timeout`]);
-//! - a time limit for each whole request, body and answer included ([`Limits::request_timeout`]);
+//! - a time limit for each request with a body, from its headers to its answer
+//!   ([`Limits::request_timeout`]), so a body that trickles in cannot hold the connection either;
 //! - a place among at most [`Limits::max_connections`] open at once; beyond that, new connections
 //!   wait in the kernel's accept queue.
 //!
@@ -32,8 +33,7 @@ pub struct Limits {
     /// Time for a request's headers to arrive, counted from the moment the connection waits for
     /// them (so an idle kept-alive connection is closed after this long too).
     pub header_timeout: Duration,
-    /// Time for a whole request, from its headers to the end of the answer's production; past it
-    /// the answer is 408.
+    /// Time for a request with a body, from its headers to its answer; past it the answer is 408.
     pub request_timeout: Duration,
     /// Connections open at once.
     pub max_connections: usize,
@@ -80,13 +80,16 @@ pub async fn serve<L>(
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let router = router.clone();
             async move {
-                let answer =
-                    match tokio::time::timeout(limits.request_timeout, router.oneshot(req)).await {
-                        Ok(Ok(resp)) => resp,
-                        Ok(Err(never)) => match never {},
-                        Err(_) => timed_out(limits.request_timeout),
-                    };
-                Ok::<_, std::convert::Infallible>(answer)
+                // Only a request with a body can be dragged out by its client once its headers are
+                // in; the others (most of them: JWKS, health, reads) skip the timer.
+                let answer = if hyper::body::Body::is_end_stream(req.body()) {
+                    router.oneshot(req).await
+                } else {
+                    tokio::time::timeout(limits.request_timeout, router.oneshot(req))
+                        .await
+                        .unwrap_or_else(|_| Ok(timed_out(limits.request_timeout)))
+                };
+                answer
             }
         });
         let conn = http1::Builder::new()
