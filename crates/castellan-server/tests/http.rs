@@ -640,29 +640,9 @@ async fn a_remembered_token_still_expires_and_dies_with_its_key() {
 async fn a_client_created_elsewhere_is_found_without_waiting_for_refresh() {
     let f = fixture().await;
     // Created directly on the store (as the CLI or another replica would) after the state was loaded.
-    let created = service::create_client(
-        f.state.store(),
-        NewClient {
-            name: "late".into(),
-            scopes: vec!["x".into()],
-            audience: None,
-            token_ttl_secs: Some(60),
-        },
-        86400,
-        0,
-    )
-    .await
-    .expect("create");
-    let (s, _, b) = send(
-        &f.state,
-        token_req(
-            Some(&basic(&created.client.client_id, &created.client_secret)),
-            "grant_type=client_credentials",
-        ),
-    )
-    .await;
+    let (s, b) = client_and_token(&f, new_client("late", &["x"], Some(60)), 86400).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(json(&b)["expires_in"], 60);
+    assert_eq!(b["expires_in"], 60);
 }
 
 #[tokio::test]
@@ -777,29 +757,14 @@ async fn importing_a_signing_key_takes_admin_not_just_keys_admin() {
 async fn a_token_never_outlives_the_maximum_in_force_now() {
     let f = fixture().await;
     // Created when the maximum was ten days; the server's maximum is now one day.
-    let created = service::create_client(
-        f.state.store(),
-        NewClient {
-            name: "old-policy".into(),
-            scopes: vec!["x".into()],
-            audience: None,
-            token_ttl_secs: Some(5 * 86400),
-        },
+    let (s, b) = client_and_token(
+        &f,
+        new_client("old-policy", &["x"], Some(5 * 86400)),
         10 * 86400,
-        f.clock.now(),
-    )
-    .await
-    .expect("create");
-    let (s, _, b) = send(
-        &f.state,
-        token_req(
-            Some(&basic(&created.client.client_id, &created.client_secret)),
-            "grant_type=client_credentials",
-        ),
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(json(&b)["expires_in"], 86400);
+    assert_eq!(b["expires_in"], 86400);
 }
 
 #[tokio::test]
@@ -880,19 +845,26 @@ async fn the_crl_is_rebuilt_before_next_update_by_the_lease_holder_only() {
 
 /// A client with `scopes`, and an access token for it.
 async fn token_with_scopes(f: &Fixture, name: &str, scopes: &[&str]) -> String {
-    let created = service::create_client(
-        f.state.store(),
-        NewClient {
-            name: name.into(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            audience: None,
-            token_ttl_secs: None,
-        },
-        86400,
-        f.clock.now(),
-    )
-    .await
-    .expect("client");
+    let (s, b) = client_and_token(f, new_client(name, scopes, None), 86400).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["access_token"].as_str().expect("token").to_owned()
+}
+
+fn new_client(name: &str, scopes: &[&str], token_ttl_secs: Option<i64>) -> NewClient {
+    NewClient {
+        name: name.into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        audience: None,
+        token_ttl_secs,
+    }
+}
+
+/// A client created on the store directly (as the CLI or another replica would) when the maximum
+/// token lifetime was `max_ttl_secs`, and the token endpoint's answer to its credentials.
+async fn client_and_token(f: &Fixture, req: NewClient, max_ttl_secs: i64) -> (StatusCode, Value) {
+    let created = service::create_client(f.state.store(), req, max_ttl_secs, f.clock.now())
+        .await
+        .expect("client");
     let (s, _, b) = send(
         &f.state,
         token_req(
@@ -901,8 +873,7 @@ async fn token_with_scopes(f: &Fixture, name: &str, scopes: &[&str]) -> String {
         ),
     )
     .await;
-    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
-    json(&b)["access_token"].as_str().expect("token").to_owned()
+    (s, json(&b))
 }
 
 async fn secret_call(

@@ -27,6 +27,14 @@ fn setup(dir: &Path) -> Server {
 }
 
 /// An initialized store, a client with `scopes` in `agent.json`, and a running server.
+/// [`setup`], then one agent run with the default `agent.toml` (the broker's and the app's sets).
+fn delivered_once(dir: &Path) -> Server {
+    let s = setup(dir);
+    std::fs::write(dir.join("agent.toml"), agent_toml(&s.url, "")).expect("config");
+    ok(&["agent", "--config", "agent.toml", "--once"], dir);
+    s
+}
+
 fn setup_with_scopes(dir: &Path, scopes: &[&str]) -> Server {
     ok(&["init", "--data-dir", "d"], dir);
     let mut args = vec!["client", "create", "agent", "--scope"];
@@ -325,9 +333,7 @@ fn a_bad_config_field_is_named_with_its_line() {
 fn a_write_that_fails_half_way_leaves_the_old_files_intact() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let s = setup(d);
-    std::fs::write(d.join("agent.toml"), agent_toml(&s.url, "")).expect("config");
-    ok(&["agent", "--config", "agent.toml", "--once"], d);
+    let s = delivered_once(d);
     let b = d.join("certs/broker");
     let before: Vec<Vec<u8>> = ["cert.pem", "chain.pem", "key.pem"]
         .iter()
@@ -350,12 +356,7 @@ fn a_write_that_fails_half_way_leaves_the_old_files_intact() {
         .map(|f| std::fs::read(b.join(f)).expect("read"))
         .collect();
     assert_eq!(before, after, "old files untouched");
-    let leftovers: Vec<String> = std::fs::read_dir(&b)
-        .expect("ls")
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".tmp"))
-        .collect();
+    let leftovers = temp_files(&b);
     assert!(leftovers.is_empty(), "temp files removed: {leftovers:?}");
 }
 
@@ -422,9 +423,7 @@ fn dev_up_twice_reuses_the_store_and_certificates_and_dev_down_stops_the_server(
 fn a_ca_change_reaches_the_consumers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let s = setup(d);
-    std::fs::write(d.join("agent.toml"), agent_toml(&s.url, "")).expect("config");
-    ok(&["agent", "--config", "agent.toml", "--once"], d);
+    let s = delivered_once(d);
     let bundle_before =
         std::fs::read_to_string(d.join("certs/broker/ca-bundle.pem")).expect("bundle");
     // The operator migrates to another intermediate CA; the running server picks it up on refresh.
@@ -781,9 +780,7 @@ fn run_within_a_minute(args: &[&str], cwd: &Path) -> (std::process::ExitStatus, 
 fn a_symlink_or_a_fifo_in_place_of_a_delivered_file_is_replaced_never_followed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let s = setup(d);
-    std::fs::write(d.join("agent.toml"), agent_toml(&s.url, "")).expect("config");
-    ok(&["agent", "--config", "agent.toml", "--once"], d);
+    let s = delivered_once(d);
     // A user who may write the directory replaces cert.pem with a symlink to a file of theirs (it
     // could be /etc/shadow) holding the very certificate, so the set still verifies.
     let b = d.join("certs/broker");
@@ -821,9 +818,7 @@ fn a_symlink_or_a_fifo_in_place_of_a_delivered_file_is_replaced_never_followed()
 fn a_write_that_fails_after_some_renames_does_not_claim_the_old_files_are_intact() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let s = setup(d);
-    std::fs::write(d.join("agent.toml"), agent_toml(&s.url, "")).expect("config");
-    ok(&["agent", "--config", "agent.toml", "--once"], d);
+    let s = delivered_once(d);
     // The key (written last) now goes where a non-empty directory is: the four certificate files
     // are renamed into place, then the key's rename fails.
     let b = d.join("certs/broker");
@@ -841,12 +836,7 @@ fn a_write_that_fails_after_some_renames_does_not_claim_the_old_files_are_intact
         "{err}"
     );
     assert!(!err.contains("intact"), "{err}");
-    let leftovers: Vec<String> = std::fs::read_dir(&b)
-        .expect("ls")
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".tmp"))
-        .collect();
+    let leftovers = temp_files(&b);
     assert!(leftovers.is_empty(), "temp files removed: {leftovers:?}");
 }
 
@@ -892,12 +882,7 @@ fn init_that_cannot_write_the_admin_credential_commits_nothing_and_loses_no_root
     assert_eq!(mode(&d.join("offline/root-key.pem")), 0o600);
     assert_eq!(mode(&d.join("admin.json")), 0o600);
     for sub in ["offline", "d", "."] {
-        let temps: Vec<String> = std::fs::read_dir(d.join(sub))
-            .expect("ls")
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".tmp"))
-            .collect();
+        let temps = temp_files(&d.join(sub));
         assert!(temps.is_empty(), "{sub}: {temps:?}");
     }
 }
@@ -930,4 +915,14 @@ fn dev_down_never_signals_a_process_that_is_not_its_server() {
         !d.join("castellan-data/castellan.pid").exists(),
         "the stale pid file is removed"
     );
+}
+
+/// The names of the temp files (`*.tmp`) in `dir`.
+fn temp_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("ls")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
 }
