@@ -99,7 +99,7 @@ pub struct HttpConfig {
     /// Time for a request's headers to arrive; an idle kept-alive connection is closed after it too.
     #[serde(deserialize_with = "duration")]
     pub header_timeout: Duration,
-    /// Time for a whole request (its body and the answer's production); past it the answer is 408.
+    /// Time for a request with a body, from its headers to its answer; past it the answer is 408.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
     /// Connections open at once; more wait in the kernel's accept queue.
