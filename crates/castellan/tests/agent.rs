@@ -423,7 +423,7 @@ fn dev_up_twice_reuses_the_store_and_certificates_and_dev_down_stops_the_server(
 fn a_ca_change_reaches_the_consumers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let s = delivered_once(d);
+    let _server = delivered_once(d);
     let bundle_before =
         std::fs::read_to_string(d.join("certs/broker/ca-bundle.pem")).expect("bundle");
     // The operator migrates to another intermediate CA; the running server picks it up on refresh.
@@ -780,7 +780,7 @@ fn run_within_a_minute(args: &[&str], cwd: &Path) -> (std::process::ExitStatus, 
 fn a_symlink_or_a_fifo_in_place_of_a_delivered_file_is_replaced_never_followed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let s = delivered_once(d);
+    let _server = delivered_once(d);
     // A user who may write the directory replaces cert.pem with a symlink to a file of theirs (it
     // could be /etc/shadow) holding the very certificate, so the set still verifies.
     let b = d.join("certs/broker");
