@@ -82,14 +82,13 @@ pub async fn serve<L>(
             async move {
                 // Only a request with a body can be dragged out by its client once its headers are
                 // in; the others (most of them: JWKS, health, reads) skip the timer.
-                let answer = if hyper::body::Body::is_end_stream(req.body()) {
+                if hyper::body::Body::is_end_stream(req.body()) {
                     router.oneshot(req).await
                 } else {
                     tokio::time::timeout(limits.request_timeout, router.oneshot(req))
                         .await
                         .unwrap_or_else(|_| Ok(timed_out(limits.request_timeout)))
-                };
-                answer
+                }
             }
         });
         let conn = http1::Builder::new()
