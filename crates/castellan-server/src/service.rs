@@ -8,6 +8,7 @@ use castellan_core::envelope::{DataKey, MasterKey};
 use castellan_core::keyring::{KeyRing, RingKey};
 use castellan_core::keys::{Alg, KeyType, SigningKey};
 use castellan_core::secret;
+use castellan_core::secret_store;
 use castellan_store::{
     ClientRow, DataKeyRow, InitBundle, MasterKeyCheck, SigningKeyRow, Store, StoreError,
 };
@@ -432,26 +433,20 @@ pub fn may_grant(holder: &str, scope: &str) -> bool {
     if !own {
         return true;
     }
-    holder.split(' ').any(|h| {
-        if h == "admin" || h == scope {
-            return true;
-        }
-        // `secrets:read[:PREFIX]` covers a narrower `secrets:read:PREFIX/…`.
-        ["secrets:read", "secrets:write"].iter().any(|base| {
-            let Some(asked) = scope.strip_prefix(base).and_then(|r| r.strip_prefix(':')) else {
-                return false;
-            };
-            match h.strip_prefix(base) {
-                Some("") => true,
-                Some(rest) => rest.strip_prefix(':').is_some_and(|held| {
-                    castellan_core::secret_store::validate_name(held).is_ok()
-                        && asked
-                            .strip_prefix(held)
-                            .is_some_and(|r| r.is_empty() || r.starts_with('/'))
-                }),
-                None => false,
-            }
-        })
+    if holder.split(' ').any(|h| h == "admin" || h == scope) {
+        return true;
+    }
+    // `secrets:read:PREFIX` is given by a holder whose scopes would let it read a secret named
+    // PREFIX: the same whole-segment rule as for the secrets themselves.
+    [
+        ("secrets:read:", secret_store::Access::Read),
+        ("secrets:write:", secret_store::Access::Write),
+    ]
+    .iter()
+    .any(|(base, access)| {
+        scope
+            .strip_prefix(base)
+            .is_some_and(|asked| secret_store::scopes_allow(holder, *access, asked))
     })
 }
 
