@@ -284,6 +284,17 @@ pub enum Revocation {
     NotFound,
 }
 
+/// A store's schema against the migrations this binary carries ([`Store::schema_status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// The versions applied to the database, in order; empty when it holds no Castellan schema.
+    pub applied: Vec<i64>,
+    /// Versions this binary carries that the database lacks: a server of this version applies them.
+    pub missing: Vec<i64>,
+    /// Versions in the database this binary does not know: a newer Castellan migrated it.
+    pub unknown: Vec<i64>,
+}
+
 /// What the store says about a master key's check value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MasterKeyCheck {
@@ -359,8 +370,17 @@ impl Store {
     }
 
     /// [`Store::connect`], giving up on an unreachable database after `timeout` (for tools that
-    /// should answer quickly, like the doctor).
+    /// should answer quickly).
     pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let store = Self::connect_unmigrated(url, timeout).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without applying migrations or changing the database's journal mode: for tools that
+    /// must only look, like the doctor. [`Store::schema_status`] says whether the schema is this
+    /// binary's; the other methods expect it to be.
+    pub async fn connect_unmigrated(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let kind = if url.starts_with("sqlite:") {
             StoreKind::Sqlite
@@ -391,9 +411,52 @@ impl Store {
             }
             StoreKind::Postgres => opts.max_connections(8).connect(url).await?,
         };
-        let store = Self { pool, kind };
-        store.migrate().await?;
-        Ok(store)
+        Ok(Self { pool, kind })
+    }
+
+    /// The store's schema against the migrations this binary carries, read without changing anything.
+    pub async fn schema_status(&self) -> Result<SchemaStatus, StoreError> {
+        let exists = match self.kind {
+            StoreKind::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+            }
+            StoreKind::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = 'schema_migrations'"
+            }
+        };
+        let (tables,): (i64,) = sqlx::query_as(exists).fetch_one(&self.pool).await?;
+        let applied: Vec<i64> = if tables == 0 {
+            Vec::new()
+        } else {
+            sqlx::query_as::<_, (i64,)>("SELECT version FROM schema_migrations ORDER BY version")
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|(v,)| v)
+                .collect()
+        };
+        let known: Vec<i64> = self.migrations().iter().map(|(v, _)| *v).collect();
+        Ok(SchemaStatus {
+            missing: known
+                .iter()
+                .copied()
+                .filter(|v| !applied.contains(v))
+                .collect(),
+            unknown: applied
+                .iter()
+                .copied()
+                .filter(|v| !known.contains(v))
+                .collect(),
+            applied,
+        })
+    }
+
+    fn migrations(&self) -> &'static [(i64, &'static str)] {
+        match self.kind {
+            StoreKind::Sqlite => SQLITE_MIGRATIONS,
+            StoreKind::Postgres => POSTGRES_MIGRATIONS,
+        }
     }
 
     /// Which backend this is.
@@ -407,7 +470,8 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let migrations = match self.kind {
+        let migrations = self.migrations();
+        match self.kind {
             StoreKind::Sqlite => {
                 // WAL lets readers (a running server) and a writer (a CLI on the same file) proceed.
                 // Setting it needs a lock busy_timeout cannot wait on, so retry briefly.
@@ -421,10 +485,9 @@ impl Store {
                         Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
                 }
-                SQLITE_MIGRATIONS
             }
-            StoreKind::Postgres => POSTGRES_MIGRATIONS,
-        };
+            StoreKind::Postgres => {}
+        }
         // Every migration is idempotent (IF NOT EXISTS), so racing processes cannot break each other;
         // on PostgreSQL an advisory lock also serializes them. On SQLite a transaction that read first
         // cannot wait for the write lock (busy_timeout does not apply to that upgrade), so processes

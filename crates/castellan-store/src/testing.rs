@@ -31,3 +31,32 @@ pub async fn fresh_postgres_database(test: &str) -> Option<String> {
     let (prefix, _) = base.rsplit_once('/').expect("URL with a database name");
     Some(format!("{prefix}/{name}"))
 }
+
+/// Runs `sql` against the store at `url` (SQLite or PostgreSQL) without opening it as a [`crate::Store`]
+/// (no migrations): for tests that change a database behind Castellan's back.
+pub async fn execute(url: &str, sql: &str) {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url)
+        .await
+        .expect("connect to the test database");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .expect("test SQL");
+    let _ = conn.close().await;
+}
+
+/// The first column of the first row `sql` answers, as an integer (a `COUNT(*)`, say), read from the
+/// store at `url` without opening it as a [`crate::Store`].
+pub async fn query_i64(url: &str, sql: &str) -> i64 {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url)
+        .await
+        .expect("connect to the test database");
+    let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&mut conn)
+        .await
+        .expect("test SQL");
+    let _ = conn.close().await;
+    n
+}

@@ -1062,7 +1062,9 @@ async fn check_store(args: &StoreArgs) -> Result<Vec<Finding>> {
         ));
         return Ok(out);
     }
-    let store = match castellan_store::Store::connect_with_timeout(
+    // Only look: the doctor never migrates a store (DDL against a database other versions may be
+    // serving) or changes its journal mode.
+    let store = match castellan_store::Store::connect_unmigrated(
         &cfg.store_url(),
         std::time::Duration::from_secs(3),
     )
@@ -1079,10 +1081,73 @@ async fn check_store(args: &StoreArgs) -> Result<Vec<Finding>> {
             return Ok(out);
         }
     };
-    let result = store_checks(&cfg, &store, &subject, now, &mut out).await;
+    let result = match schema_checks(&store, &subject, &mut out).await {
+        true => store_checks(&cfg, &store, &subject, now, &mut out).await,
+        false => Ok(()),
+    };
     store.close().await;
     result?;
     Ok(out)
+}
+
+/// Judges the store's schema against this binary's migrations; false when the other store checks
+/// cannot run on it (no schema, or one this binary's queries would fail on).
+async fn schema_checks(
+    store: &castellan_store::Store,
+    subject: &str,
+    out: &mut Vec<Finding>,
+) -> bool {
+    let schema = match store.schema_status().await {
+        Ok(s) => s,
+        Err(e) => {
+            out.push(Finding::error(
+                codes::STORE_UNREACHABLE,
+                subject,
+                format!("cannot read the store's schema: {}", error_chain(&e)),
+                "check the database and its credentials",
+            ));
+            return false;
+        }
+    };
+    let list = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    if schema.applied.is_empty() {
+        out.push(Finding::error(
+            codes::STORE_NOT_INITIALIZED,
+            subject,
+            "the database holds no Castellan schema: it was never initialized",
+            "run `castellan init` against it",
+        ));
+        return false;
+    }
+    if !schema.unknown.is_empty() {
+        out.push(Finding::warning(
+            codes::STORE_SCHEMA_NEWER,
+            subject,
+            format!(
+                "a newer Castellan migrated this store (schema version(s) {} are unknown to this binary, \
+                 version {})",
+                list(&schema.unknown),
+                env!("CARGO_PKG_VERSION")
+            ),
+            "run the doctor (and the servers) of the version that migrated it",
+        ));
+    }
+    if !schema.missing.is_empty() {
+        out.push(Finding::warning(
+            codes::STORE_SCHEMA_BEHIND,
+            subject,
+            format!(
+                "the store's schema lacks migration(s) {} of this binary (version {}); the doctor changes \
+                 nothing, so its other store checks were skipped",
+                list(&schema.missing),
+                env!("CARGO_PKG_VERSION")
+            ),
+            "start `castellan serve` of this version against the store (it applies them), or keep to the \
+             version that serves it now",
+        ));
+        return false;
+    }
+    true
 }
 
 /// Opens the newest version of every stored secret: one that does not open (altered, or sealed under a

@@ -251,6 +251,10 @@ pub mod codes {
     pub const STORE_UNREACHABLE: &str = "store-unreachable";
     /// The store has never been initialized.
     pub const STORE_NOT_INITIALIZED: &str = "store-not-initialized";
+    /// The store's schema lacks migrations this binary carries (the doctor does not apply them).
+    pub const STORE_SCHEMA_BEHIND: &str = "store-schema-behind";
+    /// The store was migrated by a newer Castellan than this binary.
+    pub const STORE_SCHEMA_NEWER: &str = "store-schema-newer";
     /// The key ring is not loaded (server) or cannot be loaded (store).
     pub const KEYRING_NOT_LOADED: &str = "keyring-not-loaded";
     /// The key ring is loaded (summary).

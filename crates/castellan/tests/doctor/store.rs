@@ -3,12 +3,75 @@
 
 use crate::{doctor, support};
 
-fn fresh_database(name: &str) -> Option<String> {
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime")
-        .block_on(castellan_store::testing::fresh_postgres_database(name))
+        .block_on(f)
+}
+
+fn fresh_database(name: &str) -> Option<String> {
+    block_on(castellan_store::testing::fresh_postgres_database(name))
+}
+
+/// The doctor only looks: a store whose schema lacks one of this binary's migrations is reported (and
+/// left lacking it), and one a newer Castellan migrated is reported and still checked.
+#[test]
+fn the_doctor_never_migrates_and_says_where_the_schema_stands() {
+    use castellan_store::testing::{execute, query_i64};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    support::ok(&["init", "--data-dir", "d"], dir);
+    let url = format!("sqlite://{}", dir.join("d/castellan.db").display());
+    doctor(&["--data-dir", "d"], dir).expect_clean("a fresh store");
+
+    // As a store of the version before migration 4 looks.
+    block_on(execute(
+        &url,
+        "DROP TABLE secret_heads; DELETE FROM schema_migrations WHERE version = 4",
+    ));
+    let r = doctor(&["--data-dir", "d"], dir);
+    let f = r.expect("store-schema-behind", 0);
+    assert_eq!(f["severity"], "warning", "{}", r.dump());
+    assert!(
+        f["message"].as_str().is_some_and(|m| m.contains('4')),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        !r.has("keyring-ok"),
+        "checks ran on a schema they do not fit"
+    );
+    assert_eq!(r.status, 0, "{}", r.dump());
+    let heads = "SELECT COUNT(*) FROM sqlite_master WHERE name = 'secret_heads'";
+    assert_eq!(block_on(query_i64(&url, heads)), 0, "the doctor migrated");
+    assert_eq!(
+        block_on(query_i64(
+            &url,
+            "SELECT COUNT(*) FROM schema_migrations WHERE version = 4"
+        )),
+        0
+    );
+
+    // Any other command opens the store as a server would, migrating it: the doctor is clean again.
+    support::ok(&["pki", "list", "--data-dir", "d"], dir);
+    assert_eq!(block_on(query_i64(&url, heads)), 1);
+    doctor(&["--data-dir", "d"], dir).expect_clean("a migrated store");
+
+    // Migrated by a newer Castellan: said so, and the checks still run.
+    block_on(execute(
+        &url,
+        "INSERT INTO schema_migrations (version) VALUES (9999)",
+    ));
+    let r = doctor(&["--data-dir", "d"], dir);
+    let f = r.expect("store-schema-newer", 0);
+    assert!(
+        f["message"].as_str().is_some_and(|m| m.contains("9999")),
+        "{}",
+        r.dump()
+    );
+    r.expect("keyring-ok", 0);
 }
 
 #[test]
@@ -83,7 +146,8 @@ fn bare_doctor_on_postgres() {
     let r = doctor(&["--database-url", &url, "--master-key-file", other], dir);
     r.expect("keyring-not-loaded", 1);
 
-    // A database nobody ran `castellan init` against.
+    // A database nobody ran `castellan init` against: said so, and left as it was (the doctor runs
+    // no DDL; it used to create the whole schema there).
     let r = doctor(&["--database-url", &empty, "--master-key-file", key], dir);
     let f = r.expect("store-not-initialized", 1);
     assert!(
@@ -91,6 +155,14 @@ fn bare_doctor_on_postgres() {
             .as_str()
             .is_some_and(|s| s.contains("castellan init")),
         "{f}"
+    );
+    let tables = block_on(castellan_store::testing::query_i64(
+        &empty,
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema()",
+    ));
+    assert_eq!(
+        tables, 0,
+        "the doctor created tables in a database it only looked at"
     );
 
     // Nothing listens there.
