@@ -27,28 +27,25 @@ pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Gives the directory just created at `dir` mode 0755 when the umask took bits away. A chmod by
 /// path would follow a symlink put in the directory's place since it was created (to /etc, say), so
-/// the mode is set through an open handle, and only when that handle is the very directory `dir`
-/// named (not through a symlink) when it was looked at.
+/// the mode is set through a handle opened with `O_DIRECTORY | O_NOFOLLOW`: the open itself refuses a
+/// symlink, and a FIFO or device put in its place, without blocking on it. There is no window between
+/// a check and the open.
 fn undo_umask(dir: &Path) -> std::io::Result<()> {
-    let seen = std::fs::symlink_metadata(dir)?;
-    let changed = || {
-        std::io::Error::other(format!(
-            "{} was replaced while it was being created",
-            dir.display()
-        ))
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let handle = match rustix::fs::open(dir, flags, Mode::empty()) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(e) if e == rustix::io::Errno::LOOP || e == rustix::io::Errno::NOTDIR => {
+            return Err(std::io::Error::other(format!(
+                "{} was replaced while it was being created",
+                dir.display()
+            )));
+        }
+        Err(e) => return Err(e.into()),
     };
-    // Only a directory is opened: std has no O_DIRECTORY, and opening a FIFO put in its place would
-    // block. The usual umask (022) leaves nothing to undo, and then nothing is opened at all.
-    if !seen.is_dir() {
-        return Err(changed());
-    }
-    if seen.mode() & 0o7777 == 0o755 {
+    // The usual umask (022) leaves nothing to undo.
+    if handle.metadata()?.mode() & 0o7777 == 0o755 {
         return Ok(());
-    }
-    let handle = std::fs::File::open(dir)?;
-    let opened = handle.metadata()?;
-    if !opened.is_dir() || (opened.dev(), opened.ino()) != (seen.dev(), seen.ino()) {
-        return Err(changed());
     }
     handle.set_permissions(std::fs::Permissions::from_mode(0o755))
 }
@@ -408,6 +405,23 @@ mod tests {
         let err = undo_umask(&swapped).expect_err("a symlink is not the new directory");
         assert!(err.to_string().contains("was replaced"), "{err}");
         assert_eq!(mode_of(&victim), 0o700);
+        // Swapped for a FIFO: refused at once, not blocked on waiting for a writer.
+        let fifo = root.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("mkfifo");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(undo_umask(&fifo).map_err(|e| e.to_string())));
+        let err = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("undo_umask blocked opening a FIFO")
+            .expect_err("a FIFO is not the new directory");
+        assert!(err.contains("was replaced"), "{err}");
     }
 
     #[test]
