@@ -206,6 +206,59 @@ fn root_and_intermediate_have_the_ca_extensions() {
     assert!(!format!("{:?}", ca.root).contains(&hex::encode(&ca.root.key_pkcs8_der[..]))); // Debug hides the key
 }
 
+/// Serials sort in the order they were made (the store's index grows at its end) and still carry 80
+/// random bits each: a thousand made within the same milliseconds all differ in their random part.
+#[test]
+fn serials_sort_by_time_and_keep_80_random_bits() {
+    let serials: Vec<[u8; 16]> = (0..1000)
+        .map(|_| random_serial().expect("serial"))
+        .collect();
+    let millis = |s: &[u8; 16]| {
+        let mut b = [0u8; 8];
+        b[2..].copy_from_slice(&s[..6]);
+        u64::from_be_bytes(b)
+    };
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    for pair in serials.windows(2) {
+        assert!(
+            millis(&pair[0]) <= millis(&pair[1]),
+            "time prefix goes back"
+        );
+    }
+    let last = serials.last().expect("serials");
+    assert!(
+        wall.abs_diff(millis(last)) < 5_000,
+        "prefix is not the wall clock in ms"
+    );
+    assert!(
+        last[0] != 0 && last[0] & 0x80 == 0,
+        "positive, 16 DER bytes"
+    );
+    let tails: std::collections::HashSet<[u8; 10]> = serials
+        .iter()
+        .map(|s| s[6..].try_into().expect("10 bytes"))
+        .collect();
+    assert_eq!(tails.len(), serials.len(), "random parts repeat");
+    // Every one of the 80 tail bits takes both values over a thousand serials.
+    let (ones, zeros) = serials.iter().fold(([0u8; 10], [0u8; 10]), |(o, z), s| {
+        let mut o2 = o;
+        let mut z2 = z;
+        for i in 0..10 {
+            o2[i] |= s[6 + i];
+            z2[i] |= !s[6 + i];
+        }
+        (o2, z2)
+    });
+    assert_eq!(
+        (ones, zeros),
+        ([0xff; 10], [0xff; 10]),
+        "a tail bit is fixed"
+    );
+}
+
 #[test]
 fn server_leaf_has_every_extension() {
     let set = issuer()
