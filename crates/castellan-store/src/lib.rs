@@ -366,13 +366,7 @@ impl Store {
 
     /// Connects to `sqlite://…` or `postgres://…` and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with_timeout(url, Duration::from_secs(10)).await
-    }
-
-    /// [`Store::connect`], giving up on an unreachable database after `timeout` (for tools that
-    /// should answer quickly).
-    pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let store = Self::connect_unmigrated(url, timeout).await?;
+        let store = Self::connect_unmigrated(url, Duration::from_secs(10)).await?;
         store.migrate().await?;
         Ok(store)
     }

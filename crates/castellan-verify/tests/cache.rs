@@ -11,21 +11,28 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use castellan_core::keys::Alg;
-use castellan_verify::{Error, SystemClock, Verifier};
+use castellan_verify::{Error, ManualClock, SystemClock, Verifier};
 use common::*;
+
+/// A verifier that has fetched `server`'s JWKS, served with a cache time of `max_age` seconds, and
+/// refetches for an unknown kid at most once per `cooldown` seconds.
+async fn fetched(server: &JwksServer, max_age: u64, cooldown: u64) -> (Arc<ManualClock>, Verifier) {
+    server.set_max_age(Some(max_age));
+    let clock = clock();
+    let verifier = paused_builder(&server.url, &clock)
+        .unknown_kid_cooldown(Duration::from_secs(cooldown))
+        .build()
+        .expect("verifier");
+    verifier.refresh().await.expect("fetch");
+    (clock, verifier)
+}
 
 #[tokio::test(start_paused = true)]
 async fn a_key_added_to_the_jwks_is_picked_up_when_max_age_runs_out() {
     let (a, b) = (key(Alg::ES256), key(Alg::ES256));
     let server = JwksServer::start(jwks(&[&a])).await;
-    server.set_max_age(Some(120));
-    let clock = clock();
     // A cool-down longer than the cache time, so only the cache time can cause the refetch.
-    let verifier = paused_builder(&server.url, &clock)
-        .unknown_kid_cooldown(Duration::from_secs(3600))
-        .build()
-        .expect("verifier");
-    verifier.refresh().await.expect("first fetch");
+    let (clock, verifier) = fetched(&server, 120, 3600).await;
     server.set_keys(&[&a, &b]);
     let tb = token(&b, &claims(NOW + 100));
     assert!(matches!(
@@ -97,13 +104,7 @@ async fn max_age_is_clamped_to_the_bounds() {
 async fn an_unknown_kid_refetches_once_the_cooldown_has_passed() {
     let (a, b) = (key(Alg::RS256), key(Alg::RS256));
     let server = JwksServer::start(jwks(&[&a])).await;
-    server.set_max_age(Some(24 * 3600));
-    let clock = clock();
-    let verifier = paused_builder(&server.url, &clock)
-        .unknown_kid_cooldown(Duration::from_secs(45))
-        .build()
-        .expect("verifier");
-    verifier.refresh().await.expect("fetch");
+    let (clock, verifier) = fetched(&server, 24 * 3600, 45).await;
     server.set_keys(&[&a, &b]);
     let tb = token(&b, &claims(NOW + 45));
     pass(&clock, 44).await;
@@ -127,13 +128,7 @@ async fn an_unknown_kid_refetches_once_the_cooldown_has_passed() {
 async fn a_wall_clock_step_back_does_not_hold_off_the_unknown_kid_refetch() {
     let (a, b) = (key(Alg::ES256), key(Alg::ES256));
     let server = JwksServer::start(jwks(&[&a])).await;
-    server.set_max_age(Some(24 * 3600));
-    let clock = clock();
-    let verifier = paused_builder(&server.url, &clock)
-        .unknown_kid_cooldown(Duration::from_secs(30))
-        .build()
-        .expect("verifier");
-    verifier.refresh().await.expect("fetch");
+    let (clock, verifier) = fetched(&server, 24 * 3600, 30).await;
     server.set_keys(&[&a, &b]);
     // NTP (or an operator) steps the wall clock back an hour; then the cool-down passes.
     clock.advance(-3600);
@@ -153,14 +148,8 @@ async fn a_wall_clock_step_back_does_not_hold_off_the_unknown_kid_refetch() {
 async fn a_wall_clock_step_back_does_not_extend_the_cache_time() {
     let (a, b) = (key(Alg::EdDSA), key(Alg::EdDSA));
     let server = JwksServer::start(jwks(&[&a])).await;
-    server.set_max_age(Some(120));
-    let clock = clock();
     // A cool-down longer than the cache time, so only the cache time can cause the refetch.
-    let verifier = paused_builder(&server.url, &clock)
-        .unknown_kid_cooldown(Duration::from_secs(3600))
-        .build()
-        .expect("verifier");
-    verifier.refresh().await.expect("fetch");
+    let (clock, verifier) = fetched(&server, 120, 3600).await;
     server.set_keys(&[&a, &b]);
     clock.advance(-3600);
     pass(&clock, 120).await;
@@ -367,13 +356,7 @@ async fn etag_revalidation_keeps_the_keys_and_restarts_the_cache_time() {
     let (a, b) = (key(Alg::ES256), key(Alg::ES256));
     let server = JwksServer::start(jwks(&[&a])).await;
     server.state.etag.store(true, Ordering::SeqCst);
-    server.set_max_age(Some(60));
-    let clock = clock();
-    let verifier = paused_builder(&server.url, &clock)
-        .unknown_kid_cooldown(Duration::from_secs(3600))
-        .build()
-        .expect("verifier");
-    verifier.refresh().await.expect("fetch");
+    let (clock, verifier) = fetched(&server, 60, 3600).await;
     verifier.refresh().await.expect("revalidate");
     assert_eq!(server.state.not_modified.load(Ordering::SeqCst), 1);
     assert!(verifier.verify(&token(&a, &claims(NOW))).await.is_ok());

@@ -182,7 +182,7 @@ fn ca_params(
     params.distinguished_name = opts.dn();
     params.is_ca = is_ca;
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    params.serial_number = Some(SerialNumber::from_slice(&super::random_serial()?));
+    params.serial_number = Some(SerialNumber::from_slice(&super::new_serial()?));
     params.not_before = datetime(not_before)?;
     params.not_after = datetime(not_after)?;
     Ok((params, not_before, not_after))

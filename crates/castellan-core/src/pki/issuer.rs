@@ -509,7 +509,7 @@ impl Issuer {
         };
         params.extended_key_usages = profile.purpose.ekus();
         params.use_authority_key_identifier_extension = true;
-        let serial = super::random_serial()?;
+        let serial = super::new_serial()?;
         params.serial_number = Some(SerialNumber::from_slice(&serial));
         params.not_before = datetime(not_before)?;
         params.not_after = datetime(not_after)?;

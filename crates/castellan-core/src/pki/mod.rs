@@ -159,7 +159,7 @@ pub(crate) fn add_secs(now: i64, secs: u64) -> Result<i64, PkiError> {
 /// at its end instead of touching a random page of a large index for every certificate (which made the
 /// issuance's tail latency grow with the database). The first byte is nonzero and below 0x80 (until the
 /// year 6429), so the DER INTEGER is positive and exactly 16 bytes long.
-pub(crate) fn random_serial() -> Result<[u8; 16], PkiError> {
+pub(crate) fn new_serial() -> Result<[u8; 16], PkiError> {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
