@@ -1,12 +1,97 @@
-//! Key ring management: scheduled rotation (run by the one replica holding the jobs lease), manual
-//! and emergency rotation, revocation, import, listing and the plan ahead.
+//! The token key ring: making and loading signing keys, scheduled rotation (run by the one replica
+//! holding the jobs lease), manual and emergency rotation, revocation, import, listing and the plan
+//! ahead.
 
-use castellan_core::envelope::MasterKey;
-use castellan_core::keys::{Alg, SigningKey};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use castellan_core::envelope::{DataKey, MasterKey};
+use castellan_core::keyring::{KeyRing, RingKey};
+use castellan_core::keys::{Alg, KeyType, SigningKey};
 use castellan_core::rotation::{self, Policy, Scheduled, Step};
-use castellan_store::{SigningKeyRow, Store};
+use castellan_store::{MasterKeyCheck, SigningKeyRow, Store};
 
-use crate::service::{self, ServiceError};
+use crate::data_keys::{self, check_master_key};
+use crate::error::ServiceError;
+
+/// Generates a signing key and seals it under `dek`.
+pub fn new_signing_key_row(
+    dek: &DataKey,
+    alg: Alg,
+    key_type: Option<KeyType>,
+    activate_at: i64,
+    now: i64,
+) -> Result<SigningKeyRow, ServiceError> {
+    let (key, der) = SigningKey::generate(alg, key_type)?;
+    let sealed_key = dek.seal(&signing_key_context(key.kid()), &der)?;
+    Ok(SigningKeyRow {
+        kid: key.kid().to_owned(),
+        alg: alg.as_str().to_owned(),
+        dek_id: dek.id().to_owned(),
+        sealed_key,
+        activate_at,
+        remove_at: None,
+        revoked_at: None,
+        created_at: now,
+    })
+}
+
+fn signing_key_context(kid: &str) -> String {
+    format!("signing-key:{kid}")
+}
+
+/// Loads the published key ring, reusing already-parsed keys from `previous` by kid.
+pub async fn load_key_ring(
+    store: &Store,
+    master: &MasterKey,
+    now: i64,
+    previous: Option<&KeyRing>,
+) -> Result<KeyRing, ServiceError> {
+    if check_master_key(store, master).await? == MasterKeyCheck::Uninitialized {
+        return Err(ServiceError::NotInitialized);
+    }
+    let rows = store.published_signing_keys(now).await?;
+    let mut deks: Option<HashMap<String, DataKey>> = None;
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows {
+        let key = match previous.and_then(|p| p.get(&row.kid)) {
+            Some(k) => k.key.clone(),
+            None => {
+                if deks.is_none() {
+                    deks = Some(data_keys::data_keys(store, master).await?);
+                }
+                let dek = deks
+                    .as_ref()
+                    .and_then(|d| d.get(&row.dek_id))
+                    .ok_or_else(|| {
+                        ServiceError::NotFound(format!(
+                            "data key {} of signing key {}",
+                            row.dek_id, row.kid
+                        ))
+                    })?;
+                let der = dek.open(&signing_key_context(&row.kid), &row.sealed_key)?;
+                let alg: Alg = row.alg.parse()?;
+                let key = SigningKey::from_pkcs8(alg, &der)?;
+                if key.kid() != row.kid {
+                    return Err(ServiceError::Invalid(format!(
+                        "stored key {} does not match its kid",
+                        row.kid
+                    )));
+                }
+                Arc::new(key)
+            }
+        };
+        keys.push(RingKey {
+            key,
+            activate_at: row.activate_at,
+            remove_at: row.remove_at,
+        });
+    }
+    if keys.is_empty() {
+        return Err(ServiceError::NotInitialized);
+    }
+    Ok(KeyRing::new(keys)?)
+}
 
 /// A key as listed.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -125,11 +210,11 @@ async fn insert_next(
     now: i64,
 ) -> Result<Option<String>, ServiceError> {
     let alg: Alg = cur.alg.parse()?;
-    let dek = service::newest_data_key(store, master).await?;
+    let dek = data_keys::newest_data_key(store, master).await?;
     // Keep the current key's size for RSA (the key type is implied by the modulus).
     let key_type = match alg {
         Alg::RS256 => {
-            let der = service::data_key(store, master, &cur.dek_id)
+            let der = data_keys::data_key(store, master, &cur.dek_id)
                 .await?
                 .open(&format!("signing-key:{}", cur.kid), &cur.sealed_key)?;
             let bits = SigningKey::from_pkcs8(alg, &der)?
@@ -147,7 +232,7 @@ async fn insert_next(
         }
         _ => None,
     };
-    let row = service::new_signing_key_row(&dek, alg, key_type, activate_at, now)?;
+    let row = new_signing_key_row(&dek, alg, key_type, activate_at, now)?;
     let kid = row.kid.clone();
     if store.insert_key_once(marker, &row, &removals).await? {
         tracing::info!(kid = %kid, activate_at, "published a next signing key");
@@ -267,7 +352,7 @@ pub async fn import(
     let pkcs8 = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&kp)
         .map_err(|_| ServiceError::Invalid("the RSA key cannot be re-encoded".into()))?;
     let key = SigningKey::from_pkcs8(Alg::RS256, pkcs8.as_ref())?;
-    let dek = service::newest_data_key(store, master).await?;
+    let dek = data_keys::newest_data_key(store, master).await?;
     let sealed_key = dek.seal(&format!("signing-key:{}", key.kid()), pkcs8.as_ref())?;
     let (rows, _) = current_row(store, now).await?;
     let (activate_at, remove_at, removals) = if as_current {

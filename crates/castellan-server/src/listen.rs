@@ -27,30 +27,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-/// The limits every connection is served with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Time for a request's headers to arrive, counted from the moment the connection waits for
-    /// them (so an idle kept-alive connection is closed after this long too).
-    pub header_timeout: Duration,
-    /// Time for a request with a body, from its headers to its answer; past it the answer is 408.
-    pub request_timeout: Duration,
-    /// Connections open at once.
-    pub max_connections: usize,
-    /// How long shutdown waits for requests in progress.
-    pub drain: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            header_timeout: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(60),
-            max_connections: 4096,
-            drain: Duration::from_secs(30),
-        }
-    }
-}
+use crate::config::Limits;
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains (see the module's text).
 pub async fn serve<L>(

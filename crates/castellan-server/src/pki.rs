@@ -15,7 +15,8 @@ use castellan_store::{
 };
 use zeroize::Zeroizing;
 
-use crate::service::{self, ServiceError};
+use crate::data_keys;
+use crate::error::ServiceError;
 
 fn ca_key_context(id: &str) -> String {
     format!("ca-key:{id}")
@@ -79,7 +80,7 @@ pub async fn load_ca(
         .active_ca()
         .await?
         .ok_or(ServiceError::NotInitialized)?;
-    let dek = service::data_key(store, master, &row.dek_id).await?;
+    let dek = data_keys::data_key(store, master, &row.dek_id).await?;
     let der = dek.open(&ca_key_context(&row.id), &row.sealed_key)?;
     let mut issuer = Issuer::new(
         &row.ca_cert_pem,
@@ -524,11 +525,11 @@ mod tests {
             .expect("store");
         let (master, _) = MasterKey::generate().expect("mk");
         let now = 1_800_000_000;
-        service::initialize(
+        crate::init::initialize(
             &store,
             &master,
             now,
-            &service::InitOptions {
+            &crate::init::InitOptions {
                 alg: Alg::ES256,
                 key_type: None,
                 root_key_offline: false,

@@ -11,7 +11,8 @@ use castellan_store::{SecretRow, SecretSummary, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::service::{self, ServiceError};
+use crate::data_keys;
+use crate::error::ServiceError;
 
 /// A version as written or read, without its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,7 +155,7 @@ pub async fn put(
     if cas.is_some_and(|c| c < 0) {
         return Err(ServiceError::Invalid("`cas` must be 0 or more".into()));
     }
-    let dek = service::newest_data_key(store, master).await?;
+    let dek = data_keys::newest_data_key(store, master).await?;
     // Writers in this process take turns (writes are rare, and a version is chosen before its value is
     // sealed, since the version is part of what seals it); writers in other processes (replicas, the
     // CLI) are met by retrying on the version they took.
@@ -220,7 +221,7 @@ pub async fn get(
             None => format!("secret {name}"),
         })
     })?;
-    let dek = service::data_key(store, master, &row.dek_id).await?;
+    let dek = data_keys::data_key(store, master, &row.dek_id).await?;
     let plain = dek.open(
         &secret_store::seal_context(&row.name, row.version),
         &row.sealed_value,

@@ -17,8 +17,7 @@
 //! Handshakes run in their own tasks, each bounded in time, so a client that never finishes its
 //! handshake cannot hold up the others.
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -32,30 +31,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::app::AppState;
-
-/// Where the listener's certificate comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsSource {
-    /// A PEM chain (leaf first) and its PEM key, re-read every `reload_interval` when they change.
-    Files {
-        /// The chain file.
-        cert: PathBuf,
-        /// The key file (PKCS#8, SEC1 or PKCS#1).
-        key: PathBuf,
-        /// How often the files are checked for a change.
-        reload_interval: Duration,
-    },
-    /// A certificate this replica issues itself from the store's issuing CA.
-    SelfIssued {
-        /// DNS names.
-        dns_names: Vec<String>,
-        /// IP addresses.
-        ip_addresses: Vec<IpAddr>,
-        /// Lifetime; renewed at two thirds of it.
-        ttl: Duration,
-    },
-}
+use crate::config::TlsSource;
+use crate::state::AppState;
 
 /// Why the listener's certificate could not be loaded.
 #[derive(Debug, thiserror::Error)]

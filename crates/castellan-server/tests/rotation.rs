@@ -6,8 +6,8 @@ use std::sync::Arc;
 use castellan_core::envelope::MasterKey;
 use castellan_core::keys::Alg;
 use castellan_core::rotation::Policy;
+use castellan_server::init::InitOptions;
 use castellan_server::keys;
-use castellan_server::service::{self, InitOptions};
 use castellan_store::Store;
 
 const T0: i64 = 1_800_000_000;
@@ -22,7 +22,7 @@ fn policy() -> Policy {
 
 async fn setup(store: &Store) -> Arc<MasterKey> {
     let (master, _) = MasterKey::generate().expect("mk");
-    service::initialize(
+    castellan_server::init::initialize(
         store,
         &master,
         T0,
@@ -113,7 +113,7 @@ async fn full_cycle_next_current_retired_removed_at_the_configured_times() {
     assert_eq!(l.iter().find(|k| k.kid == k1).expect("k1").state, "current");
     assert_eq!(l.iter().find(|k| k.kid == k0).expect("k0").state, "retired");
     // The key ring served by a replica follows the same times.
-    let ring = service::load_key_ring(&store, &master, T0 + 1000, None)
+    let ring = castellan_server::keys::load_key_ring(&store, &master, T0 + 1000, None)
         .await
         .expect("ring");
     assert_eq!(ring.signing_key(T0 + 999).expect("k").key.kid(), k0);
@@ -290,7 +290,7 @@ async fn scheduled_and_emergency_rotation_and_revoke() {
         .map(|k| k.kid)
         .collect();
     assert!(!kids.contains(&k0), "a revoked key leaves the JWKS at once");
-    let ring = service::load_key_ring(&store, &master, T0 + 21, None)
+    let ring = castellan_server::keys::load_key_ring(&store, &master, T0 + 21, None)
         .await
         .expect("ring");
     assert!(ring.get(&k0).is_none());
@@ -324,7 +324,7 @@ async fn an_imported_legacy_rsa_key_keeps_its_old_tokens_verifying() {
         .expect("import");
     assert_eq!(info.state, "retired");
     assert_eq!(info.retire_at, Some(T0 + 5 + 300));
-    let ring = service::load_key_ring(&store, &master, T0 + 5, None)
+    let ring = castellan_server::keys::load_key_ring(&store, &master, T0 + 5, None)
         .await
         .expect("ring");
     assert_ne!(

@@ -13,8 +13,9 @@ use castellan_core::envelope::MasterKey;
 use castellan_core::keys::Alg;
 use castellan_core::pki::{IssueRequest, Profiles};
 use castellan_server::config::Config;
+use castellan_server::error::ServiceError;
+use castellan_server::init::InitOptions;
 use castellan_server::pki::{self as svc, LoadedCa, SetJson};
-use castellan_server::service::{self, InitOptions, ServiceError};
 use castellan_store::Store;
 use clap::{Args, Subcommand};
 
@@ -376,7 +377,7 @@ async fn dev_up(config: &Path) -> Result<ExitCode> {
     };
     let store = common::open_store(&cfg).await?;
     let master: MasterKey = common::load_master_key(&cfg, true)?;
-    let init = service::initialize(
+    let init = castellan_server::init::initialize(
         &store,
         &master,
         unix_now(),

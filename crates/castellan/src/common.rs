@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use castellan_core::envelope::MasterKey;
 use castellan_server::config::Config;
 use castellan_server::files;
-use castellan_server::service::Credential;
+use castellan_server::init::Credential;
 use castellan_store::Store;
 use clap::Args;
 
@@ -80,7 +80,7 @@ pub async fn open_store(cfg: &Config) -> Result<Store> {
 pub async fn unlocked_store(cfg: &Config) -> Result<(Store, MasterKey)> {
     let store = open_store(cfg).await?;
     let master = load_master_key(cfg, false)?;
-    castellan_server::service::check_master_key(&store, &master).await?;
+    castellan_server::data_keys::check_master_key(&store, &master).await?;
     Ok((store, master))
 }
 

@@ -1232,7 +1232,7 @@ async fn store_checks(
     now: i64,
     out: &mut Vec<Finding>,
 ) -> Result<()> {
-    use castellan_server::service;
+
     if let Err(e) = store.ping().await {
         out.push(Finding::error(
             codes::STORE_UNREACHABLE,
@@ -1242,7 +1242,7 @@ async fn store_checks(
         ));
         return Ok(());
     }
-    if !service::is_initialized(store).await.unwrap_or(false) {
+    if !castellan_server::init::is_initialized(store).await.unwrap_or(false) {
         out.push(Finding::error(
             codes::STORE_NOT_INITIALIZED,
             subject,
@@ -1259,7 +1259,7 @@ async fn store_checks(
             format!("the key ring cannot be loaded without the master key: {e:#}"),
             "pass --master-key-file (the file every replica of this store is given)",
         )),
-        Ok(master) => match service::load_key_ring(store, master, now, None).await {
+        Ok(master) => match castellan_server::keys::load_key_ring(store, master, now, None).await {
             Ok(ring) => {
                 let current = ring
                     .signing_key(now)

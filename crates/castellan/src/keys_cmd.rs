@@ -108,7 +108,7 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
             let st = common::open_store(&cfg).await?;
             let old = common::load_master_key(&cfg, false)?;
             let new = common::read_master_key_file(&new_master_key_file)?;
-            let n = castellan_server::service::change_master_key(&st, &old, &new).await?;
+            let n = castellan_server::data_keys::change_master_key(&st, &old, &new).await?;
             println!(
                 "re-wrapped {n} data key(s) under {} (check value {}); restart every replica with it, then retire {}",
                 new_master_key_file.display(),

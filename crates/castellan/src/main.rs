@@ -16,8 +16,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use castellan_core::keys::{Alg, KeyType};
+use castellan_server::clients::NewClient;
 use castellan_server::files::Reserved;
-use castellan_server::service::{self, InitOptions, NewClient};
+use castellan_server::init::InitOptions;
 use clap::{Args, Parser, Subcommand};
 
 use crate::common::{StoreArgs, now};
@@ -241,7 +242,7 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
         key_type,
         root_key_offline: args.root_key_out.is_some(),
     };
-    let outcome = service::initialize(&store, &master, now(), &opts).await?;
+    let outcome = castellan_server::init::initialize(&store, &master, now(), &opts).await?;
     match outcome.admin {
         None => {
             println!(
@@ -304,7 +305,7 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
             } else {
                 let cfg = target.store.config()?;
                 let store = common::open_store(&cfg).await?;
-                service::create_client(&store, req, cfg.tokens.max_ttl.as_secs() as i64, now())
+                castellan_server::clients::create_client(&store, req, cfg.tokens.max_ttl.as_secs() as i64, now())
                     .await?
             };
             if json {
@@ -321,7 +322,7 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
                 remote.list_clients().await?
             } else {
                 let cfg = target.store.config()?;
-                service::list_clients(&common::open_store(&cfg).await?).await?
+                castellan_server::clients::list_clients(&common::open_store(&cfg).await?).await?
             };
             if json {
                 println!(
@@ -351,7 +352,7 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
                 remote.delete_client(&client).await?;
             } else {
                 let cfg = target.store.config()?;
-                service::delete_client(&common::open_store(&cfg).await?, &client).await?;
+                castellan_server::clients::delete_client(&common::open_store(&cfg).await?, &client).await?;
             }
             println!("deleted client {client}");
         }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use castellan_server::service::{ClientInfo, CreatedClient, NewClient};
+use castellan_server::clients::{ClientInfo, CreatedClient, NewClient};
 use clap::Args;
 
 use crate::common::CredentialFile;

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use castellan_core::SystemClock;
 use castellan_core::keys::Alg;
-use castellan_server::app::{self, AppState, Settings};
 use castellan_server::config::{Config, LogFormat, TlsMode};
-use castellan_server::service::{self, InitOptions, ServiceError};
+use castellan_server::error::ServiceError;
+use castellan_server::http;
+use castellan_server::init::InitOptions;
+use castellan_server::state::{AppState, Settings};
 use castellan_server::tls::{self, TlsListener};
 use clap::Args;
 
@@ -108,12 +110,12 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let cfg = config(&args)?;
     init_logging(&cfg);
     let store = common::open_store(&cfg).await?;
-    if !args.dev && !service::is_initialized(&store).await? {
+    if !args.dev && !castellan_server::init::is_initialized(&store).await? {
         return fail(ServiceError::NotInitialized);
     }
     let master = common::load_master_key(&cfg, args.dev)?;
     if args.dev {
-        let outcome = service::initialize(
+        let outcome = castellan_server::init::initialize(
             &store,
             &master,
             now(),
@@ -183,7 +185,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     );
     let refresher = state.spawn_refresh();
     let jobs = state.spawn_jobs();
-    let router = app::router(state);
+    let router = http::router(state);
     let limits = cfg.http_limits();
     match tls {
         Some((cert, keeper)) => {

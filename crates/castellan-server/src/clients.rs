@@ -1,0 +1,209 @@
+//! Clients: creating, listing and deleting them, and the rules for the scopes one may be given.
+
+use castellan_core::secret;
+use castellan_core::secret_store;
+use castellan_store::{ClientRow, Store};
+use zeroize::Zeroizing;
+
+use crate::error::ServiceError;
+
+/// A client to create.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewClient {
+    /// Unique name.
+    pub name: String,
+    /// Scopes it may ask for.
+    pub scopes: Vec<String>,
+    /// `aud` of its tokens; the issuer when unset.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Token lifetime in seconds; the server default when unset.
+    #[serde(default)]
+    pub token_ttl_secs: Option<i64>,
+}
+
+/// A client as shown to people (no secret, no hash).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ClientInfo {
+    /// Client id.
+    pub client_id: String,
+    /// Name.
+    pub name: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Audience, if set.
+    pub audience: Option<String>,
+    /// Token lifetime, seconds (0: the server default).
+    pub token_ttl_secs: i64,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+impl From<&ClientRow> for ClientInfo {
+    fn from(c: &ClientRow) -> Self {
+        Self {
+            client_id: c.client_id.clone(),
+            name: c.name.clone(),
+            scopes: c.scopes.split_whitespace().map(str::to_owned).collect(),
+            audience: c.audience.clone(),
+            token_ttl_secs: c.token_ttl_secs,
+            created_at: c.created_at,
+        }
+    }
+}
+
+/// A newly created client with its secret, shown once.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct CreatedClient {
+    /// The client.
+    #[serde(flatten)]
+    pub client: ClientInfo,
+    /// The secret; not stored, only its hash is.
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for CreatedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedClient")
+            .field("client", &self.client)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// True for an RFC 6749 scope-token.
+pub fn valid_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+/// Whether a caller whose token holds `holder` (space-separated scopes) may give a new client `scope`.
+///
+/// Castellan's own scopes (`admin`, and those under `clients:`, `keys:`, `pki:` and `secrets:`) are
+/// given only by a caller who holds them itself: `admin` holds every one, `secrets:read` covers
+/// `secrets:read:PREFIX`, and `secrets:read:mqtt` covers `secrets:read:mqtt/broker` (whole segments,
+/// as for the secrets themselves). So `clients:admin` alone cannot make an `admin` client. Any other
+/// scope is an application's (`invoices:read`): `clients:admin` gives those freely.
+pub fn may_grant(holder: &str, scope: &str) -> bool {
+    let own = scope == "admin"
+        || ["clients:", "keys:", "pki:", "secrets:"]
+            .iter()
+            .any(|ns| scope.starts_with(ns));
+    if !own {
+        return true;
+    }
+    if holder.split(' ').any(|h| h == "admin" || h == scope) {
+        return true;
+    }
+    // `secrets:read:PREFIX` is given by a holder whose scopes would let it read a secret named
+    // PREFIX: the same whole-segment rule as for the secrets themselves.
+    [
+        ("secrets:read:", secret_store::Access::Read),
+        ("secrets:write:", secret_store::Access::Write),
+    ]
+    .iter()
+    .any(|(base, access)| {
+        scope
+            .strip_prefix(base)
+            .is_some_and(|asked| secret_store::scopes_allow(holder, *access, asked))
+    })
+}
+
+pub(crate) fn new_client_row(
+    req: NewClient,
+    now: i64,
+) -> Result<(ClientRow, Zeroizing<String>), ServiceError> {
+    if req.name.is_empty()
+        || req.name.len() > 64
+        || !req
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(ServiceError::Invalid(
+            "client name must be 1-64 characters of letters, digits, '-', '_' and '.'".into(),
+        ));
+    }
+    if req.name.starts_with("cl_") {
+        // `client delete` takes an id or a name: a name that looks like an id could name another
+        // client.
+        return Err(ServiceError::Invalid(
+            "client names may not start with `cl_`, the prefix of client ids".into(),
+        ));
+    }
+    if req.scopes.is_empty() {
+        return Err(ServiceError::Invalid(
+            "a client needs at least one scope".into(),
+        ));
+    }
+    if let Some(bad) = req.scopes.iter().find(|s| !valid_scope_token(s)) {
+        return Err(ServiceError::Invalid(format!(
+            "`{bad}` is not a valid scope (no spaces, quotes or backslashes)"
+        )));
+    }
+    if let Some(aud) = &req.audience
+        && (aud.is_empty() || aud.len() > 512 || aud.chars().any(char::is_whitespace))
+    {
+        return Err(ServiceError::Invalid(
+            "audience must be 1-512 characters without spaces".into(),
+        ));
+    }
+    let ttl = req.token_ttl_secs.unwrap_or(0);
+    if ttl < 0 {
+        return Err(ServiceError::Invalid("token TTL must be positive".into()));
+    }
+    let secret = secret::generate_secret()?;
+    let row = ClientRow {
+        client_id: secret::random_id("cl_", 12)?,
+        name: req.name,
+        secret_hash: secret::hash_secret(&secret),
+        scopes: req.scopes.join(" "),
+        audience: req.audience,
+        token_ttl_secs: ttl,
+        created_at: now,
+    };
+    Ok((row, secret))
+}
+
+/// Creates a client; `max_ttl_secs` bounds its token lifetime.
+pub async fn create_client(
+    store: &Store,
+    req: NewClient,
+    max_ttl_secs: i64,
+    now: i64,
+) -> Result<CreatedClient, ServiceError> {
+    if let Some(ttl) = req.token_ttl_secs
+        && ttl > max_ttl_secs
+    {
+        return Err(ServiceError::Invalid(format!(
+            "token TTL {ttl}s is above the maximum of {max_ttl_secs}s (tokens.max_ttl)"
+        )));
+    }
+    let (row, secret) = new_client_row(req, now)?;
+    store.add_client(&row).await?;
+    Ok(CreatedClient {
+        client: ClientInfo::from(&row),
+        client_secret: secret.to_string(),
+    })
+}
+
+/// Lists clients.
+pub async fn list_clients(store: &Store) -> Result<Vec<ClientInfo>, ServiceError> {
+    Ok(store
+        .clients()
+        .await?
+        .iter()
+        .map(ClientInfo::from)
+        .collect())
+}
+
+/// Deletes a client by id or name.
+pub async fn delete_client(store: &Store, id_or_name: &str) -> Result<(), ServiceError> {
+    if store.delete_client(id_or_name).await? {
+        Ok(())
+    } else {
+        Err(ServiceError::NotFound(format!("client `{id_or_name}`")))
+    }
+}

@@ -1,0 +1,121 @@
+//! `/v1/keys`: the key ring's keys, its plan, rotation, revocation and import.
+
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::ApiPath;
+use super::auth::authorize;
+use super::error::{ApiError, json_rejection};
+use crate::state::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/keys", get(keys_list))
+        .route("/v1/keys/plan", get(keys_plan))
+        .route("/v1/keys/rotate", post(keys_rotate))
+        .route("/v1/keys/import", post(keys_import))
+        .route("/v1/keys/{kid}/revoke", post(keys_revoke))
+}
+
+async fn keys_list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("keys:admin")).await?;
+    Ok(Json(json!({"keys": crate::keys::list(state.store(), state.now()).await?})).into_response())
+}
+
+async fn keys_plan(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("keys:admin")).await?;
+    let events = crate::keys::plan(state.store(), &state.settings().rotation, state.now()).await?;
+    Ok(Json(json!({"events": events})).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    #[serde(default)]
+    now: bool,
+}
+
+async fn keys_rotate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<RotateBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("keys:admin")).await?;
+    let Json(b) = body.map_err(json_rejection)?;
+    let (store, master, policy, now) = (
+        state.store(),
+        state.master(),
+        &state.settings().rotation,
+        state.now(),
+    );
+    let key = if b.now {
+        crate::keys::rotate_now(store, master, policy, now).await?
+    } else {
+        crate::keys::schedule_rotation(store, master, policy, now).await?
+    };
+    let _ = state.refresh().await;
+    Ok(Json(key).into_response())
+}
+
+async fn keys_revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(kid): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("keys:admin")).await?;
+    crate::keys::revoke(state.store(), &kid, state.now()).await?;
+    let _ = state.refresh().await;
+    Ok(Json(json!({"kid": kid, "status": "revoked"})).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportBody {
+    pem: String,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+async fn keys_import(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<ImportBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    // An imported key is one its owner knows: whoever imports one can sign tokens this server and
+    // every verifier accept, for any scope. Only `admin`, which already has every scope, may.
+    authorize(&state, &headers, Some("admin")).await?;
+    let Json(b) = body.map_err(json_rejection)?;
+    let as_current = match b.state.as_deref() {
+        None | Some("retired") => false,
+        Some("current") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("state `{other}`: expected current or retired"),
+            ));
+        }
+    };
+    let key = crate::keys::import(
+        state.store(),
+        state.master(),
+        &b.pem,
+        as_current,
+        &state.settings().rotation,
+        state.now(),
+    )
+    .await?;
+    let _ = state.refresh().await;
+    Ok(Json(key).into_response())
+}

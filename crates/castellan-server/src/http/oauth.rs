@@ -1,0 +1,227 @@
+//! `POST /oauth2/token`: the form, the client's authentication method and RFC 6749 §5.2 errors; the
+//! use case itself is [`crate::tokens::issue`].
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::MAX_BODY;
+use crate::state::AppState;
+use crate::tokens::{self, ClientCredentials, TokenError, TokenRequest};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/oauth2/token", post(token))
+}
+
+/// An RFC 6749 §5.2 error.
+struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+}
+
+fn oauth(status: StatusCode, error: &'static str, description: impl Into<String>) -> OAuthError {
+    OAuthError {
+        status,
+        error,
+        description: description.into(),
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            Json(json!({"error": self.error, "error_description": self.description})),
+        )
+            .into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"castellan\""),
+            );
+        }
+        resp
+    }
+}
+
+async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let issued = match token_request(&headers, body) {
+        Ok((credentials, req)) => tokens::issue(&state, &credentials, &req)
+            .await
+            .map_err(oauth_error),
+        Err(e) => Err(e),
+    };
+    match issued {
+        Ok(t) => {
+            let body = json!({"access_token": t.access_token, "token_type": "Bearer", "expires_in": t.expires_in, "scope": t.scope});
+            (
+                [
+                    (header::CACHE_CONTROL, "no-store"),
+                    (header::PRAGMA, "no-cache"),
+                ],
+                Json(body),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            state.metrics().token_refused();
+            e.into_response()
+        }
+    }
+}
+
+/// The RFC 6749 §5.2 form of a refusal.
+fn oauth_error(e: TokenError) -> OAuthError {
+    let (status, error) = match e {
+        TokenError::UnsupportedGrantType => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+        TokenError::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
+        TokenError::MalformedScope | TokenError::ScopeNotAllowed(_) => {
+            (StatusCode::BAD_REQUEST, "invalid_scope")
+        }
+        TokenError::NoSigningKey => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+        TokenError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+    };
+    oauth(status, error, e.to_string())
+}
+
+/// The client's credentials (exactly one authentication method) and its request, from the form.
+fn token_request(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(ClientCredentials, TokenRequest), OAuthError> {
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            oauth(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                format!("the body is over {MAX_BODY} bytes"),
+            )
+        } else {
+            oauth(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the body could not be read",
+            )
+        }
+    })?;
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return Err(oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    if std::str::from_utf8(&body).is_err() {
+        return Err(oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body is not UTF-8",
+        ));
+    }
+    let mut params: HashMap<String, String> = HashMap::new();
+    for (k, v) in form_urlencoded::parse(&body) {
+        if params.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(oauth(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("parameter `{k}` is repeated"),
+            ));
+        }
+    }
+
+    // Client authentication: exactly one method.
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .map(parse_basic)
+        .transpose()?;
+    let post = match (params.get("client_id"), params.get("client_secret")) {
+        (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
+        _ => None,
+    };
+    let (client_id, client_secret) = match (basic, post) {
+        (Some(_), Some(_)) => {
+            return Err(oauth(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "use one client authentication method, not two",
+            ));
+        }
+        (Some(b), None) | (None, Some(b)) => b,
+        (None, None) => {
+            return Err(oauth(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication is required",
+            ));
+        }
+    };
+
+    let grant = params.get("grant_type").ok_or_else(|| {
+        oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type is missing",
+        )
+    })?;
+    Ok((
+        ClientCredentials {
+            client_id,
+            client_secret: Zeroizing::new(client_secret),
+        },
+        TokenRequest {
+            grant_type: grant.clone(),
+            scope: params.get("scope").cloned(),
+        },
+    ))
+}
+
+fn parse_basic(value: &HeaderValue) -> Result<(String, String), OAuthError> {
+    let bad = || {
+        oauth(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "malformed Basic authorization header",
+        )
+    };
+    let v = value.to_str().map_err(|_| bad())?;
+    let (scheme, rest) = v.split_once(' ').ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    // RFC 6749 §2.3.1: both parts are form-urlencoded.
+    let dec = |s: &str| {
+        form_urlencoded::parse(format!("v={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.to_string())
+    };
+    Ok((dec(id).ok_or_else(bad)?, dec(secret).ok_or_else(bad)?))
+}

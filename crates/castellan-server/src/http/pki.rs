@@ -1,0 +1,199 @@
+//! `/v1/pki`: issuing, signing, revoking and listing certificates, the CA and the CRL.
+
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use castellan_core::pki::{IssueRequest, KeyType, RevocationReason};
+use serde_json::json;
+
+use super::ApiPath;
+use super::auth::authorize;
+use super::error::{ApiError, json_rejection};
+use crate::error::ServiceError;
+use crate::pki::{self, SetJson};
+use crate::state::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/pki/issue/{profile}", post(pki_issue))
+        .route("/v1/pki/sign/{profile}", post(pki_sign))
+        .route("/v1/pki/ca", get(pki_ca))
+        .route("/v1/pki/revoke", post(pki_revoke))
+        .route("/v1/pki/certs", get(pki_list))
+        .route("/v1/pki/crl", get(pki_crl_der))
+        .route("/v1/pki/crl.pem", get(pki_crl_pem))
+}
+
+fn set_response(set: &castellan_core::pki::IssuedSet) -> Response {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(SetJson::from(set)),
+    )
+        .into_response()
+}
+
+async fn pki_issue(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(profile): ApiPath<String>,
+    body: Result<Json<IssueRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("pki:issue")).await?;
+    let Json(req) = body.map_err(json_rejection)?;
+    let set = pki::issue(
+        state.certs(),
+        &state.ca(),
+        &state.settings().profiles,
+        &profile,
+        &req,
+        state.now(),
+    )
+    .await?;
+    tracing::info!(serial = %set.serial_hex, profile, "issued a certificate");
+    Ok(set_response(&set))
+}
+
+/// `POST /v1/pki/sign/{profile}`: a CSR and, optionally, the names and lifetime to give it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignBody {
+    csr: String,
+    #[serde(default)]
+    common_name: Option<String>,
+    #[serde(default)]
+    dns_names: Vec<String>,
+    #[serde(default)]
+    ip_addresses: Vec<std::net::IpAddr>,
+    #[serde(default)]
+    uris: Vec<String>,
+    #[serde(default)]
+    ttl_secs: Option<u64>,
+    #[serde(default)]
+    key_type: Option<KeyType>,
+}
+
+async fn pki_sign(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(profile): ApiPath<String>,
+    body: Result<Json<SignBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("pki:issue")).await?;
+    let Json(b) = body.map_err(json_rejection)?;
+    let req = IssueRequest {
+        common_name: b.common_name,
+        dns_names: b.dns_names,
+        ip_addresses: b.ip_addresses,
+        uris: b.uris,
+        ttl_secs: b.ttl_secs,
+        key_type: b.key_type,
+    };
+    let set = pki::sign_csr(
+        state.certs(),
+        &state.ca(),
+        &state.settings().profiles,
+        &profile,
+        &b.csr,
+        &req,
+        state.now(),
+    )
+    .await?;
+    tracing::info!(serial = %set.serial_hex, profile, "signed a CSR");
+    Ok(set_response(&set))
+}
+
+/// Public: the trust anchors are not secret.
+async fn pki_ca(State(state): State<AppState>) -> Response {
+    let ca = state.ca();
+    Json(json!({
+        "root_pem": ca.issuer.root_pem(),
+        "ca_bundle_pem": ca.issuer.ca_bundle_pem(),
+        "issuing_ca_pem": ca.issuer.ca_cert_pem(),
+        "issuing_ca_subject": ca.issuer.ca_subject(),
+        "issuing_ca_not_after": ca.issuer.ca_not_after(),
+    }))
+    .into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    serial: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn pki_revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<RevokeBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("pki:revoke")).await?;
+    let Json(b) = body.map_err(json_rejection)?;
+    let reason = b
+        .reason
+        .as_deref()
+        .map(str::parse::<RevocationReason>)
+        .transpose()
+        .map_err(ServiceError::from)?;
+    let (outcome, crl) = pki::revoke(
+        state.store(),
+        &state.ca(),
+        &b.serial,
+        reason,
+        state.now(),
+        state.settings().crl_validity_secs,
+    )
+    .await?;
+    let status = if outcome == castellan_store::Revocation::Revoked {
+        "revoked"
+    } else {
+        "already_revoked"
+    };
+    tracing::info!(serial = %b.serial, status, "revocation");
+    Ok(Json(json!({"serial": pki::normalize_serial(&b.serial)?, "status": status, "crl_number": crl.crl_number})).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    expiring_within: Option<i64>,
+}
+
+async fn pki_list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Some("pki:read")).await?;
+    let q = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    let certs = pki::list(state.store(), q.expiring_within, state.now()).await?;
+    Ok(Json(json!({"certificates": certs})).into_response())
+}
+
+async fn crl(state: &AppState) -> Result<castellan_store::CrlRow, ApiError> {
+    Ok(pki::current_crl(
+        state.store(),
+        &state.ca(),
+        state.now(),
+        state.settings().crl_validity_secs,
+        0,
+    )
+    .await?)
+}
+
+/// Public, as a CRL distribution point must be.
+async fn pki_crl_der(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let c = crl(&state).await?;
+    Ok(([(header::CONTENT_TYPE, "application/pkix-crl")], c.der).into_response())
+}
+
+async fn pki_crl_pem(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let c = crl(&state).await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], c.pem).into_response())
+}

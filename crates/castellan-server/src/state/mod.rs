@@ -1,0 +1,385 @@
+//! The state of one server process: the store, the master key, and what is cached from the store
+//! (key ring, clients, issuing CA), refreshed from it. The token path reads only this memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::HeaderValue;
+use castellan_core::Clock;
+use castellan_core::envelope::MasterKey;
+use castellan_core::jwt::AccessClaims;
+use castellan_core::keyring::KeyRing;
+use castellan_core::keys::Alg;
+use castellan_core::pki::{IssueRequest, Profiles};
+use castellan_store::{CertBatcher, ClientRow, Store};
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+use crate::error::ServiceError;
+use crate::metrics::Metrics;
+use crate::pki::{self, LoadedCa};
+
+mod jobs;
+
+/// The profile name recorded for the certificates replicas issue themselves for their own HTTPS.
+pub const OWN_TLS_PROFILE: &str = "castellan-tls";
+
+/// Settings the handlers need.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Token issuer (the public URL).
+    pub issuer: String,
+    /// JWKS `max-age`, seconds.
+    pub jwks_max_age_secs: u64,
+    /// Token lifetime when the client has none.
+    pub default_ttl_secs: i64,
+    /// Longest token lifetime.
+    pub max_ttl_secs: i64,
+    /// This replica's name.
+    pub replica_id: String,
+    /// How often the cache is refreshed from the store.
+    pub refresh_interval: Duration,
+    /// Certificate profiles.
+    pub profiles: Arc<Profiles>,
+    /// CRL validity (nextUpdate − thisUpdate), seconds.
+    pub crl_validity_secs: u64,
+    /// CRL distribution point for issued certificates.
+    pub crl_url: Option<String>,
+    /// Key rotation policy (validated).
+    pub rotation: castellan_core::rotation::Policy,
+}
+
+/// The key ring as served: parsed verifiers, the JWKS bytes and their ETag, computed once per change.
+pub(crate) struct LoadedRing {
+    pub(crate) ring: KeyRing,
+    pub(crate) verifiers: HashMap<String, (DecodingKey, Algorithm)>,
+    pub(crate) etag: HeaderValue,
+    /// The JWKS document, shared by every response (no copy per request).
+    pub(crate) jwks: Bytes,
+    /// Access tokens whose signature and claims verified with this ring, by the SHA-256 of the token
+    /// (see [`authorize`]). Dropped with the ring when its keys change (a revoked key takes its
+    /// tokens with it); bounded by [`VERIFIED_TOKENS`].
+    pub(crate) verified: Mutex<HashMap<Vec<u8>, Arc<AccessClaims>>>,
+}
+
+/// The most verified access tokens remembered per key ring (a digest and a few hundred bytes of claims
+/// each); when full, the memory is cleared and refilled.
+pub(crate) const VERIFIED_TOKENS: usize = 4096;
+
+struct Inner {
+    store: Store,
+    /// `Cache-Control` of the JWKS, from the configured max-age.
+    jwks_cache_control: HeaderValue,
+    /// Records issued certificates in batches (group commit).
+    certs: CertBatcher,
+    master: Arc<MasterKey>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    ring: RwLock<Arc<LoadedRing>>,
+    clients: RwLock<Arc<HashMap<String, Arc<ClientRow>>>>,
+    ca: RwLock<Arc<LoadedCa>>,
+    metrics: Metrics,
+    /// One refresh at a time, so a slower one cannot put back what a newer one replaced (a revoked
+    /// key, a deleted client).
+    refreshing: tokio::sync::Mutex<()>,
+    /// Client ids the store did not know, until when (see [`AppState::lookup_client`]).
+    unknown_clients: Mutex<HashMap<String, std::time::Instant>>,
+    /// Store look-ups of clients the cache does not know, at most this many at once.
+    client_lookups: tokio::sync::Semaphore,
+}
+
+/// How long a client id the store did not know is answered from memory.
+const UNKNOWN_CLIENT_FOR: Duration = Duration::from_secs(2);
+/// The most client ids remembered as unknown; when full, the memory is cleared.
+const UNKNOWN_CLIENTS: usize = 4096;
+/// Concurrent store look-ups of clients missing from the cache.
+const CLIENT_LOOKUPS: usize = 4;
+
+/// Shared state of one server process.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("settings", &self.0.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn loaded(ring: KeyRing) -> Result<LoadedRing, ServiceError> {
+    let mut verifiers = HashMap::new();
+    for k in ring.keys() {
+        let jwk = k.key.jwk();
+        let get = |v: &Option<String>| v.clone().unwrap_or_default();
+        let (dk, alg) = match k.key.alg() {
+            Alg::RS256 => (
+                DecodingKey::from_rsa_components(&get(&jwk.n), &get(&jwk.e)),
+                Algorithm::RS256,
+            ),
+            Alg::ES256 => (
+                DecodingKey::from_ec_components(&get(&jwk.x), &get(&jwk.y)),
+                Algorithm::ES256,
+            ),
+            Alg::EdDSA => (
+                DecodingKey::from_ed_components(&get(&jwk.x)),
+                Algorithm::EdDSA,
+            ),
+        };
+        let dk = dk.map_err(|e| ServiceError::Invalid(format!("key {}: {e}", jwk.kid)))?;
+        verifiers.insert(jwk.kid.clone(), (dk, alg));
+    }
+    let etag = HeaderValue::from_str(&format!("\"{}\"", &ring.fingerprint()[..32]))
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    Ok(LoadedRing {
+        jwks: Bytes::copy_from_slice(ring.jwks()),
+        ring,
+        verifiers,
+        etag,
+        verified: Mutex::new(HashMap::new()),
+    })
+}
+
+impl AppState {
+    /// Loads the key ring and clients. Fails closed: no key ring, no server.
+    pub async fn load(
+        store: Store,
+        master: Arc<MasterKey>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Result<Self, ServiceError> {
+        let ring = crate::keys::load_key_ring(&store, &master, clock.now(), None).await?;
+        ring.signing_key(clock.now())?;
+        let clients = load_clients(&store).await?;
+        let ca = pki::load_ca(&store, &master, settings.crl_url.as_deref()).await?;
+        let jwks_cache_control =
+            HeaderValue::from_str(&format!("public, max-age={}", settings.jwks_max_age_secs))
+                .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        Ok(Self(Arc::new(Inner {
+            jwks_cache_control,
+            certs: CertBatcher::spawn(store.clone()),
+            store,
+            master,
+            clock,
+            settings,
+            ring: RwLock::new(Arc::new(loaded(ring)?)),
+            clients: RwLock::new(Arc::new(clients)),
+            ca: RwLock::new(Arc::new(ca)),
+            metrics: Metrics::default(),
+            refreshing: tokio::sync::Mutex::new(()),
+            unknown_clients: Mutex::new(HashMap::new()),
+            client_lookups: tokio::sync::Semaphore::new(CLIENT_LOOKUPS),
+        })))
+    }
+
+    /// Reloads the key ring and clients from the store.
+    pub async fn refresh(&self) -> Result<(), ServiceError> {
+        let _one_at_a_time = self.0.refreshing.lock().await;
+        let previous = self.ring();
+        let ring = crate::keys::load_key_ring(
+            &self.0.store,
+            &self.0.master,
+            self.0.clock.now(),
+            Some(&previous.ring),
+        )
+        .await?;
+        if ring.fingerprint() != previous.ring.fingerprint() {
+            tracing::info!(
+                fingerprint = ring.fingerprint(),
+                keys = ring.keys().len(),
+                "key ring changed"
+            );
+            let l = Arc::new(loaded(ring)?);
+            if let Ok(mut w) = self.0.ring.write() {
+                *w = l;
+            }
+        }
+        let clients = Arc::new(load_clients(&self.0.store).await?);
+        if let Ok(mut w) = self.0.clients.write() {
+            *w = clients;
+        }
+        if pki::active_ca_id(&self.0.store).await?.as_deref() != Some(self.ca().id.as_str()) {
+            let ca = pki::load_ca(
+                &self.0.store,
+                &self.0.master,
+                self.0.settings.crl_url.as_deref(),
+            )
+            .await?;
+            tracing::info!(ca = %ca.id, subject = ca.issuer.ca_subject(), "issuing CA changed");
+            if let Ok(mut w) = self.0.ca.write() {
+                *w = Arc::new(ca);
+            }
+        }
+        Ok(())
+    }
+
+    /// The issuing CA in force.
+    pub(crate) fn ca(&self) -> Arc<LoadedCa> {
+        match self.0.ca.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The time on this server's clock, unix seconds.
+    pub fn now(&self) -> i64 {
+        self.0.clock.now()
+    }
+
+    /// The store id of the CA this replica issues with now (it follows `pki import-ca` on refresh).
+    pub fn issuing_ca_id(&self) -> String {
+        self.ca().id.clone()
+    }
+
+    /// Records, for `/metrics`, the notAfter of the certificate the HTTPS listener now presents.
+    pub fn tls_certificate_presented(&self, not_after: i64) {
+        self.0.metrics.tls_certificate(not_after);
+    }
+
+    /// Issues this replica's own TLS server certificate (`[tls] mode = "self-issued"`) from the issuing
+    /// CA, for exactly the given names: verified and recorded like every certificate, its key returned
+    /// to the caller only.
+    pub async fn issue_own_certificate(
+        &self,
+        dns_names: Vec<String>,
+        ip_addresses: Vec<std::net::IpAddr>,
+        ttl_secs: u64,
+    ) -> Result<castellan_core::pki::IssuedSet, ServiceError> {
+        let profile = castellan_core::pki::Profile::allow_all(
+            OWN_TLS_PROFILE,
+            castellan_core::pki::Purpose::Server,
+        );
+        let req = IssueRequest {
+            common_name: None,
+            dns_names,
+            ip_addresses,
+            uris: Vec::new(),
+            ttl_secs: Some(ttl_secs),
+            key_type: None,
+        };
+        pki::issue_with(&self.0.certs, &self.ca(), &profile, &req, self.now()).await
+    }
+
+    /// The key ring in force.
+    pub(crate) fn ring(&self) -> Arc<LoadedRing> {
+        match self.0.ring.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn cached_client(&self, id: &str) -> Option<Arc<ClientRow>> {
+        let map = match self.0.clients.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        map.get(id).cloned()
+    }
+
+    /// A client by id: from memory, or from the store when the cache does not know it yet (created on
+    /// another replica since the last refresh).
+    pub(crate) async fn client(&self, id: &str) -> Option<Arc<ClientRow>> {
+        match self.cached_client(id) {
+            Some(c) => Some(c),
+            None => self.lookup_client(id).await,
+        }
+    }
+
+    /// Asks the store for a client the cache does not know. Anyone can send any `client_id` to the
+    /// token endpoint, so an id the store did not know is answered from memory for
+    /// [`UNKNOWN_CLIENT_FOR`], and at most [`CLIENT_LOOKUPS`] look-ups run at once: a flood of made-up
+    /// ids waits its turn instead of taking every connection of the pool.
+    async fn lookup_client(&self, id: &str) -> Option<Arc<ClientRow>> {
+        if id.is_empty() || id.len() > 128 {
+            return None;
+        }
+        let now = std::time::Instant::now();
+        let known_unknown =
+            |m: &HashMap<String, std::time::Instant>| m.get(id).is_some_and(|until| *until > now);
+        if self
+            .0
+            .unknown_clients
+            .lock()
+            .is_ok_and(|m| known_unknown(&m))
+        {
+            return None;
+        }
+        let _turn = self.0.client_lookups.acquire().await.ok()?;
+        // Another look-up may have answered while this one waited.
+        if let Some(c) = self.cached_client(id) {
+            return Some(c);
+        }
+        if self
+            .0
+            .unknown_clients
+            .lock()
+            .is_ok_and(|m| known_unknown(&m))
+        {
+            return None;
+        }
+        let row = match self.0.store.client(id).await {
+            Ok(Some(row)) => Arc::new(row),
+            Ok(None) => {
+                if let Ok(mut m) = self.0.unknown_clients.lock() {
+                    if m.len() >= UNKNOWN_CLIENTS {
+                        m.clear();
+                    }
+                    m.insert(id.to_owned(), now + UNKNOWN_CLIENT_FOR);
+                }
+                return None;
+            }
+            Err(_) => return None,
+        };
+        if let Ok(mut w) = self.0.clients.write() {
+            let mut map = HashMap::clone(&w);
+            map.insert(row.client_id.clone(), row.clone());
+            *w = Arc::new(map);
+        }
+        Some(row)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    /// The master key.
+    pub(crate) fn master(&self) -> &MasterKey {
+        &self.0.master
+    }
+
+    /// The settings the server was started with.
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    /// The counters behind `/metrics`.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// Where issued certificates are recorded (in batches).
+    pub(crate) fn certs(&self) -> &CertBatcher {
+        &self.0.certs
+    }
+
+    /// `Cache-Control` of the JWKS.
+    pub(crate) fn jwks_cache_control(&self) -> &HeaderValue {
+        &self.0.jwks_cache_control
+    }
+
+    /// The current JWKS fingerprint.
+    pub fn fingerprint(&self) -> String {
+        self.ring().ring.fingerprint().to_owned()
+    }
+}
+
+async fn load_clients(store: &Store) -> Result<HashMap<String, Arc<ClientRow>>, ServiceError> {
+    Ok(store
+        .clients()
+        .await?
+        .into_iter()
+        .map(|c| (c.client_id.clone(), Arc::new(c)))
+        .collect())
+}
