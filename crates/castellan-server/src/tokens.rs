@@ -61,6 +61,9 @@ pub enum TokenError {
     /// The client may not ask for this scope.
     #[error("the client may not ask for `{0}`")]
     ScopeNotAllowed(String),
+    /// The client is not in this replica's memory and the store cannot be asked (an outage).
+    #[error("the service cannot check this client now; try again shortly")]
+    Unavailable,
     /// No key of the ring signs now.
     #[error("no signing key is active")]
     NoSigningKey,
@@ -81,6 +84,10 @@ pub async fn issue(
     let client = state
         .client(&credentials.client_id)
         .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "a client unknown to this replica could not be looked up");
+            TokenError::Unavailable
+        })?
         .filter(|c| secret::verify_secret(&credentials.client_secret, &c.secret_hash))
         .ok_or_else(|| {
             // Debug-formatted: a client id is the sender's text, and a newline in it must not start

@@ -41,10 +41,12 @@ macro_rules! cert_select {
 }
 
 mod batch;
+mod changes;
 #[doc(hidden)]
 pub mod testing;
 
 pub use batch::CertBatcher;
+pub use changes::{Change, ChangeKind, ChangeListener, Wake};
 
 /// The latest expiry among the certificates issued for one set of names (see
 /// [`Store::newest_expiry_by_names`]).
@@ -324,6 +326,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/sqlite/0004_secret_heads.sql"),
     ),
+    (5, include_str!("../migrations/sqlite/0005_changes.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -333,6 +336,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/postgres/0004_secret_heads.sql"),
     ),
+    (5, include_str!("../migrations/postgres/0005_changes.sql")),
 ];
 
 /// The store.
@@ -340,6 +344,24 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
 pub struct Store {
     pool: AnyPool,
     kind: StoreKind,
+    url: Url,
+}
+
+/// The database URL, kept for a connection opened beside the pool (the change listener). It may hold
+/// a password, so `Debug` never shows it.
+#[derive(Clone)]
+struct Url(std::sync::Arc<str>);
+
+impl Url {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<database url>")
+    }
 }
 
 /// The `sqlite://` URL of the database file at `path`, created if missing. The driver percent-decodes
@@ -405,7 +427,11 @@ impl Store {
             }
             StoreKind::Postgres => opts.max_connections(8).connect(url).await?,
         };
-        Ok(Self { pool, kind })
+        Ok(Self {
+            pool,
+            kind,
+            url: Url(url.into()),
+        })
     }
 
     /// The store's schema against the migrations this binary carries, read without changing anything.

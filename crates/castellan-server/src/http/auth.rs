@@ -64,7 +64,7 @@ pub async fn authorize(
     }
     let client = state
         .client(&claims.client_id)
-        .await
+        .await?
         .ok_or_else(|| unauthorized("the token's client no longer exists"))?;
     let claims = held_scopes(claims, &client.scopes);
     if let Some(need) = scope {

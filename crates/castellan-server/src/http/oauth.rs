@@ -94,7 +94,9 @@ fn oauth_error(e: TokenError) -> OAuthError {
         TokenError::MalformedScope | TokenError::ScopeNotAllowed(_) => {
             (StatusCode::BAD_REQUEST, "invalid_scope")
         }
-        TokenError::NoSigningKey => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+        TokenError::NoSigningKey | TokenError::Unavailable => {
+            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+        }
         TokenError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     };
     oauth(status, error, e.to_string())

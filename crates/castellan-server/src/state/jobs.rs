@@ -1,6 +1,5 @@
-//! Background work of a replica: the periodic refresh from the store, and the jobs (key rotation,
-//! CRL rebuild) run by the one replica holding the `jobs` lease. Every job is idempotent, so a
-//! replica killed mid-job loses nothing.
+//! The background jobs (key rotation, CRL rebuild, pruning the change feed), run by the one replica
+//! holding the `jobs` lease. Every job is idempotent, so a replica killed mid-job loses nothing.
 
 use std::time::Duration;
 
@@ -50,6 +49,11 @@ impl AppState {
         {
             self.refresh().await?;
         }
+        // The change feed is kept a day (a replica cut off longer reloads whole).
+        self.0
+            .store
+            .prune_changes(now - super::refresh::FEED_KEPT.as_secs() as i64)
+            .await?;
         pki::current_crl(
             &self.0.store,
             &self.ca(),
@@ -59,21 +63,5 @@ impl AppState {
         )
         .await?;
         Ok(true)
-    }
-
-    /// Refreshes every `refresh_interval` until the task is dropped; keeps the last good state on error.
-    pub fn spawn_refresh(&self) -> tokio::task::JoinHandle<()> {
-        let state = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(state.0.settings.refresh_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if let Err(e) = state.refresh().await {
-                    tracing::warn!(error = %e, "refresh from the store failed; serving the last loaded key ring");
-                }
-            }
-        })
     }
 }

@@ -2,8 +2,9 @@
 //! (key ring, clients, issuing CA), refreshed from it. The token path reads only this memory.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::HeaderValue;
@@ -21,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::pki::{self, LoadedCa};
 
 mod jobs;
+mod refresh;
 
 /// The profile name recorded for the certificates replicas issue themselves for their own HTTPS.
 pub const OWN_TLS_PROFILE: &str = "castellan-tls";
@@ -77,11 +79,19 @@ struct Inner {
     clock: Arc<dyn Clock>,
     settings: Settings,
     ring: RwLock<Arc<LoadedRing>>,
-    clients: RwLock<Arc<HashMap<String, Arc<ClientRow>>>>,
+    /// Every client, by id: changed in place, entry by entry, as the change feed says.
+    clients: RwLock<HashMap<String, Arc<ClientRow>>>,
+    /// The number of the last change of the store's feed applied here (see [`refresh`]).
+    seen: AtomicI64,
+    /// When the feed was last read through (a replica cut off for longer than the feed is kept
+    /// reloads whole).
+    caught_up: Mutex<Instant>,
+    /// Wakes the refresh task before its next tick (a PostgreSQL notification).
+    wake: tokio::sync::Notify,
     ca: RwLock<Arc<LoadedCa>>,
     metrics: Metrics,
     /// One refresh at a time, so a slower one cannot put back what a newer one replaced (a revoked
-    /// key, a deleted client).
+    /// key, a deleted client), and the feed is applied in order.
     refreshing: tokio::sync::Mutex<()>,
     /// Client ids the store did not know, until when (see [`AppState::lookup_client`]).
     unknown_clients: Mutex<HashMap<String, std::time::Instant>>,
@@ -142,13 +152,16 @@ fn loaded(ring: KeyRing) -> Result<LoadedRing, ServiceError> {
 }
 
 impl AppState {
-    /// Loads the key ring and clients. Fails closed: no key ring, no server.
+    /// Loads the key ring, the clients (streamed) and the CA. Fails closed: no key ring, no server.
     pub async fn load(
         store: Store,
         master: Arc<MasterKey>,
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Result<Self, ServiceError> {
+        // The feed's head first: what changes while the rest loads is applied again by the first
+        // refresh, which is harmless.
+        let seen = store.change_head().await?;
         let ring = crate::keys::load_key_ring(&store, &master, clock.now(), None).await?;
         ring.signing_key(clock.now())?;
         let clients = load_clients(&store).await?;
@@ -164,54 +177,16 @@ impl AppState {
             clock,
             settings,
             ring: RwLock::new(Arc::new(loaded(ring)?)),
-            clients: RwLock::new(Arc::new(clients)),
+            clients: RwLock::new(clients),
+            seen: AtomicI64::new(seen),
+            caught_up: Mutex::new(Instant::now()),
+            wake: tokio::sync::Notify::new(),
             ca: RwLock::new(Arc::new(ca)),
             metrics: Metrics::default(),
             refreshing: tokio::sync::Mutex::new(()),
             unknown_clients: Mutex::new(HashMap::new()),
             client_lookups: tokio::sync::Semaphore::new(CLIENT_LOOKUPS),
         })))
-    }
-
-    /// Reloads the key ring and clients from the store.
-    pub async fn refresh(&self) -> Result<(), ServiceError> {
-        let _one_at_a_time = self.0.refreshing.lock().await;
-        let previous = self.ring();
-        let ring = crate::keys::load_key_ring(
-            &self.0.store,
-            &self.0.master,
-            self.0.clock.now(),
-            Some(&previous.ring),
-        )
-        .await?;
-        if ring.fingerprint() != previous.ring.fingerprint() {
-            tracing::info!(
-                fingerprint = ring.fingerprint(),
-                keys = ring.keys().len(),
-                "key ring changed"
-            );
-            let l = Arc::new(loaded(ring)?);
-            if let Ok(mut w) = self.0.ring.write() {
-                *w = l;
-            }
-        }
-        let clients = Arc::new(load_clients(&self.0.store).await?);
-        if let Ok(mut w) = self.0.clients.write() {
-            *w = clients;
-        }
-        if pki::active_ca_id(&self.0.store).await?.as_deref() != Some(self.ca().id.as_str()) {
-            let ca = pki::load_ca(
-                &self.0.store,
-                &self.0.master,
-                self.0.settings.crl_url.as_deref(),
-            )
-            .await?;
-            tracing::info!(ca = %ca.id, subject = ca.issuer.ca_subject(), "issuing CA changed");
-            if let Ok(mut w) = self.0.ca.write() {
-                *w = Arc::new(ca);
-            }
-        }
-        Ok(())
     }
 
     /// The issuing CA in force.
@@ -270,18 +245,33 @@ impl AppState {
     }
 
     fn cached_client(&self, id: &str) -> Option<Arc<ClientRow>> {
-        let map = match self.0.clients.read() {
-            Ok(r) => r.clone(),
-            Err(p) => p.into_inner().clone(),
+        match self.0.clients.read() {
+            Ok(r) => r.get(id).cloned(),
+            Err(p) => p.into_inner().get(id).cloned(),
+        }
+    }
+
+    /// Puts a client read from the store into the cache, unless a refresh applied changes since
+    /// `seen_before` (the number of the feed before the read): the row may then be older than what
+    /// the refresh put there (a delete), and the feed, not this read, has the last word.
+    fn cache_client_read_at(&self, row: Arc<ClientRow>, seen_before: i64) {
+        let mut map = match self.0.clients.write() {
+            Ok(w) => w,
+            Err(p) => p.into_inner(),
         };
-        map.get(id).cloned()
+        if self.0.seen.load(Ordering::Acquire) == seen_before {
+            map.insert(row.client_id.clone(), row);
+        }
     }
 
     /// A client by id: from memory, or from the store when the cache does not know it yet (created on
     /// another replica since the last refresh).
-    pub(crate) async fn client(&self, id: &str) -> Option<Arc<ClientRow>> {
+    ///
+    /// A store that cannot answer is an error, not "no such client": a client created just before an
+    /// outage must be told to retry, not that its credentials are wrong.
+    pub(crate) async fn client(&self, id: &str) -> Result<Option<Arc<ClientRow>>, ServiceError> {
         match self.cached_client(id) {
-            Some(c) => Some(c),
+            Some(c) => Ok(Some(c)),
             None => self.lookup_client(id).await,
         }
     }
@@ -290,9 +280,9 @@ impl AppState {
     /// token endpoint, so an id the store did not know is answered from memory for
     /// [`UNKNOWN_CLIENT_FOR`], and at most [`CLIENT_LOOKUPS`] look-ups run at once: a flood of made-up
     /// ids waits its turn instead of taking every connection of the pool.
-    async fn lookup_client(&self, id: &str) -> Option<Arc<ClientRow>> {
+    async fn lookup_client(&self, id: &str) -> Result<Option<Arc<ClientRow>>, ServiceError> {
         if id.is_empty() || id.len() > 128 {
-            return None;
+            return Ok(None);
         }
         let now = std::time::Instant::now();
         let known_unknown =
@@ -303,12 +293,14 @@ impl AppState {
             .lock()
             .is_ok_and(|m| known_unknown(&m))
         {
-            return None;
+            return Ok(None);
         }
-        let _turn = self.0.client_lookups.acquire().await.ok()?;
+        let Ok(_turn) = self.0.client_lookups.acquire().await else {
+            return Ok(None);
+        };
         // Another look-up may have answered while this one waited.
         if let Some(c) = self.cached_client(id) {
-            return Some(c);
+            return Ok(Some(c));
         }
         if self
             .0
@@ -316,8 +308,9 @@ impl AppState {
             .lock()
             .is_ok_and(|m| known_unknown(&m))
         {
-            return None;
+            return Ok(None);
         }
+        let seen_before = self.0.seen.load(Ordering::Acquire);
         let row = match self.0.store.client(id).await {
             Ok(Some(row)) => Arc::new(row),
             Ok(None) => {
@@ -327,16 +320,12 @@ impl AppState {
                     }
                     m.insert(id.to_owned(), now + UNKNOWN_CLIENT_FOR);
                 }
-                return None;
+                return Ok(None);
             }
-            Err(_) => return None,
+            Err(e) => return Err(e.into()),
         };
-        if let Ok(mut w) = self.0.clients.write() {
-            let mut map = HashMap::clone(&w);
-            map.insert(row.client_id.clone(), row.clone());
-            *w = Arc::new(map);
-        }
-        Some(row)
+        self.cache_client_read_at(row.clone(), seen_before);
+        Ok(Some(row))
     }
 
     /// The store.
@@ -376,10 +365,12 @@ impl AppState {
 }
 
 async fn load_clients(store: &Store) -> Result<HashMap<String, Arc<ClientRow>>, ServiceError> {
-    Ok(store
-        .clients()
-        .await?
-        .into_iter()
-        .map(|c| (c.client_id.clone(), Arc::new(c)))
-        .collect())
+    let mut map = HashMap::new();
+    store
+        .each_client(|c| {
+            map.insert(c.client_id.clone(), Arc::new(c));
+        })
+        .await?;
+    map.shrink_to_fit();
+    Ok(map)
 }
