@@ -864,9 +864,10 @@ fn new_client(name: &str, scopes: &[&str], token_ttl_secs: Option<i64>) -> NewCl
 /// A client created on the store directly (as the CLI or another replica would) when the maximum
 /// token lifetime was `max_ttl_secs`, and the token endpoint's answer to its credentials.
 async fn client_and_token(f: &Fixture, req: NewClient, max_ttl_secs: i64) -> (StatusCode, Value) {
-    let created = castellan_server::clients::create_client(f.state.store(), req, max_ttl_secs, f.clock.now())
-        .await
-        .expect("client");
+    let created =
+        castellan_server::clients::create_client(f.state.store(), req, max_ttl_secs, f.clock.now())
+            .await
+            .expect("client");
     let (s, _, b) = send(
         &f.state,
         token_req(

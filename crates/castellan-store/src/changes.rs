@@ -55,13 +55,12 @@ impl Store {
 
     /// At most `limit` changes after `after`, oldest first.
     pub async fn changes_since(&self, after: i64, limit: i64) -> Result<Vec<Change>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, kind, id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT seq, kind, id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2")
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 let kind: String = r.try_get("kind")?;
@@ -93,7 +92,8 @@ impl Store {
 
     /// Calls `each` with every client, read as a stream (the whole table is never held twice).
     pub async fn each_client(&self, mut each: impl FnMut(ClientRow)) -> Result<(), StoreError> {
-        let mut rows = sqlx::query(concat!(client_select!(), " ORDER BY client_id")).fetch(&self.pool);
+        let mut rows =
+            sqlx::query(concat!(client_select!(), " ORDER BY client_id")).fetch(&self.pool);
         while let Some(row) = rows.try_next().await? {
             each(client_from_row(&row)?);
         }
