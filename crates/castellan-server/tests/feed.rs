@@ -263,3 +263,23 @@ async fn postgres_replica_sees_changes_within_a_second_without_polling() {
     .await;
     eprintln!("delete after a lost notification seen after {caught:?}");
 }
+
+/// Issue 21 item 3: with the store unreachable, a client this replica has cached still gets tokens
+/// (they come from memory), and one it has not cached yet is told to retry (503
+/// `temporarily_unavailable`), not that its credentials are wrong (401 `invalid_client`).
+#[tokio::test]
+async fn a_store_outage_is_503_for_an_uncached_client_not_invalid_client() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = castellan_store::sqlite_url(&dir.path().join("c.db"));
+    let (store, master) = initialized(&url).await;
+    let (cached, cached_secret) = new_client(&store, "cached").await;
+    let b = replica(&url, &master, Duration::from_secs(3600)).await;
+    let (fresh, fresh_secret) = new_client(&store, "fresh").await;
+    // The outage: the replica's connections to the store are gone.
+    b.store().close().await;
+    assert_eq!(token_status(&b, &cached, &cached_secret).await, StatusCode::OK);
+    assert_eq!(
+        token_status(&b, &fresh, &fresh_secret).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
