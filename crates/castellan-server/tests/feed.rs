@@ -277,7 +277,10 @@ async fn a_store_outage_is_503_for_an_uncached_client_not_invalid_client() {
     let (fresh, fresh_secret) = new_client(&store, "fresh").await;
     // The outage: the replica's connections to the store are gone.
     b.store().close().await;
-    assert_eq!(token_status(&b, &cached, &cached_secret).await, StatusCode::OK);
+    assert_eq!(
+        token_status(&b, &cached, &cached_secret).await,
+        StatusCode::OK
+    );
     assert_eq!(
         token_status(&b, &fresh, &fresh_secret).await,
         StatusCode::SERVICE_UNAVAILABLE

@@ -1232,7 +1232,6 @@ async fn store_checks(
     now: i64,
     out: &mut Vec<Finding>,
 ) -> Result<()> {
-
     if let Err(e) = store.ping().await {
         out.push(Finding::error(
             codes::STORE_UNREACHABLE,
@@ -1242,7 +1241,10 @@ async fn store_checks(
         ));
         return Ok(());
     }
-    if !castellan_server::init::is_initialized(store).await.unwrap_or(false) {
+    if !castellan_server::init::is_initialized(store)
+        .await
+        .unwrap_or(false)
+    {
         out.push(Finding::error(
             codes::STORE_NOT_INITIALIZED,
             subject,

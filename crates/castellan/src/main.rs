@@ -305,8 +305,13 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
             } else {
                 let cfg = target.store.config()?;
                 let store = common::open_store(&cfg).await?;
-                castellan_server::clients::create_client(&store, req, cfg.tokens.max_ttl.as_secs() as i64, now())
-                    .await?
+                castellan_server::clients::create_client(
+                    &store,
+                    req,
+                    cfg.tokens.max_ttl.as_secs() as i64,
+                    now(),
+                )
+                .await?
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&created)?);
@@ -352,7 +357,8 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
                 remote.delete_client(&client).await?;
             } else {
                 let cfg = target.store.config()?;
-                castellan_server::clients::delete_client(&common::open_store(&cfg).await?, &client).await?;
+                castellan_server::clients::delete_client(&common::open_store(&cfg).await?, &client)
+                    .await?;
             }
             println!("deleted client {client}");
         }

@@ -210,9 +210,7 @@ fn root_and_intermediate_have_the_ca_extensions() {
 /// random bits each: a thousand made within the same milliseconds all differ in their random part.
 #[test]
 fn serials_sort_by_time_and_keep_80_random_bits() {
-    let serials: Vec<[u8; 16]> = (0..1000)
-        .map(|_| new_serial().expect("serial"))
-        .collect();
+    let serials: Vec<[u8; 16]> = (0..1000).map(|_| new_serial().expect("serial")).collect();
     let millis = |s: &[u8; 16]| {
         let mut b = [0u8; 8];
         b[2..].copy_from_slice(&s[..6]);
