@@ -200,6 +200,29 @@ pub async fn list_clients(store: &Store) -> Result<Vec<ClientInfo>, ServiceError
 }
 
 /// Deletes a client by id or name.
+/// Deletes a client for a caller whose token holds `holder`: a client holding Castellan's own scopes
+/// is deleted only by a caller that could have given them ([`may_grant`], the creation rule), so
+/// `clients:admin` alone cannot delete an `admin` client such as the bootstrap admin. The client is
+/// found first and deleted by its id, so a client renamed in between is not the one deleted.
+pub async fn delete_client_as(
+    store: &Store,
+    holder: &str,
+    id_or_name: &str,
+) -> Result<(), ServiceError> {
+    let not_found = || ServiceError::NotFound(format!("client `{id_or_name}`"));
+    let row = store
+        .client_by_id_or_name(id_or_name)
+        .await?
+        .ok_or_else(not_found)?;
+    if let Some(s) = row.scopes.split(' ').find(|s| !may_grant(holder, s)) {
+        return Err(ServiceError::Forbidden(format!(
+            "the token cannot delete a client that holds `{s}`: a client with Castellan's own scopes is deleted only by a caller that holds them"
+        )));
+    }
+    delete_client(store, &row.client_id).await
+}
+
+/// Deletes a client by id, or by name when no id matches (the operator's `client delete` on the store).
 pub async fn delete_client(store: &Store, id_or_name: &str) -> Result<(), ServiceError> {
     if store.delete_client(id_or_name).await? {
         Ok(())

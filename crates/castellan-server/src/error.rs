@@ -29,6 +29,9 @@ pub enum ServiceError {
     /// A unique value is taken.
     #[error("{0} already exists")]
     Conflict(String),
+    /// The caller may not do this (its scopes allow the call, but not on this object).
+    #[error("{0}")]
+    Forbidden(String),
     /// The state changed since the caller read it (a check-and-set failed).
     #[error("{0}")]
     Precondition(String),

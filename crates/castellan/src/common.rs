@@ -12,6 +12,23 @@ use castellan_server::init::Credential;
 use castellan_store::Store;
 use clap::Args;
 
+/// Creates the data directory, if missing, with mode 0700: the store, the master key and the admin
+/// credential are Castellan's alone (an existing directory is left as its owner made it). Missing
+/// parents are created as usual (0755).
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        files::ensure_dir(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        other => other,
+    }
+}
+
 /// Where the store is.
 #[derive(Debug, Args, Clone, Default)]
 pub struct StoreArgs {
@@ -67,7 +84,7 @@ pub fn now() -> i64 {
 /// Opens the configured store (creating the data directory for SQLite).
 pub async fn open_store(cfg: &Config) -> Result<Store> {
     if cfg.database_url.is_none() {
-        files::ensure_dir(&cfg.data_dir)
+        private_dir(&cfg.data_dir)
             .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     }
     Store::connect(&cfg.store_url())
@@ -105,7 +122,7 @@ pub fn load_master_key(cfg: &Config, create: bool) -> Result<MasterKey> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
             let (key, text) = MasterKey::generate()?;
             if let Some(dir) = path.parent() {
-                files::ensure_dir(dir)?;
+                private_dir(dir)?;
             }
             // Written in full beside it and linked into place, never replacing: a crash leaves no
             // empty or partial key file (which every later start would refuse), and two processes

@@ -105,8 +105,11 @@ fn verify_access_token(
     token: &str,
 ) -> Result<AccessClaims, &'static str> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| "the token is malformed")?;
-    if header.typ.as_deref() != Some("at+jwt") {
+    if !header.typ.as_deref().is_some_and(is_access_token_type) {
         return Err("not an access token");
+    }
+    if header.crit.is_some() || raw_header_has_crit(token) {
+        return Err("the token names critical header extensions, which Castellan does not support");
     }
     let (dk, alg) = header
         .kid
@@ -123,6 +126,32 @@ fn verify_access_token(
     jsonwebtoken::decode::<AccessClaims>(token, dk, &v)
         .map(|data| data.claims)
         .map_err(|_| "the token is not valid")
+}
+
+/// `typ` is a media type: `at+jwt` or `application/at+jwt`, compared case-insensitively (RFC 9068
+/// §2.1, RFC 7515 §4.1.9).
+fn is_access_token_type(typ: &str) -> bool {
+    let short = match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ,
+    };
+    short.eq_ignore_ascii_case("at+jwt")
+}
+
+/// Whether the header's own JSON has a `crit` member. jsonwebtoken's `Header` reads `"crit": null` as
+/// absent, and a member name written with escapes (`cr\u0069t`) is still `crit`; RFC 7515 §4.1.11
+/// says a recipient that does not understand the extensions it lists must refuse the token. A header
+/// that cannot be read again counts as having one.
+fn raw_header_has_crit(token: &str) -> bool {
+    use base64::Engine as _;
+    let segment = token.split('.').next().unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .ok()
+        .and_then(|bytes| {
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes).ok()
+        })
+        .is_none_or(|header| header.contains_key("crit"))
 }
 
 /// A valid token whose scopes allow `access` to `name` (see [`secret_store::scopes_allow`]).

@@ -73,8 +73,8 @@ async fn clients_delete(
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("clients:admin")).await?;
-    crate::clients::delete_client(state.store(), &id).await?;
+    let caller = authorize(&state, &headers, Some("clients:admin")).await?;
+    crate::clients::delete_client_as(state.store(), &caller.scope, &id).await?;
     let _ = state.refresh().await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -59,6 +59,7 @@ impl From<ServiceError> for ApiError {
                 "conflict",
                 format!("{m} already exists"),
             ),
+            ServiceError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
             ServiceError::Precondition(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             ServiceError::NotInitialized => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -1,0 +1,7 @@
+//! Server integration tests: the HTTP API, rotation, the change feed.
+//!
+//! One test binary for the crate (one link instead of one per file); each module is one area.
+
+mod feed;
+mod http;
+mod rotation;

@@ -1,0 +1,221 @@
+//! The rows the store reads and writes, as plain structs (no behaviour beyond redacting `Debug`).
+
+/// The latest expiry among the certificates issued for one set of names (see
+/// [`Store::newest_expiry_by_names`](crate::Store::newest_expiry_by_names)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamesExpiry {
+    /// The profile.
+    pub profile: String,
+    /// The common name, if any.
+    pub common_name: Option<String>,
+    /// The SANs, as stored (`dns:… ip:…`).
+    pub sans: String,
+    /// The latest `not_after` of those not revoked.
+    pub newest_not_after: i64,
+}
+
+/// A stored data key, wrapped by the master key.
+#[derive(Debug, Clone)]
+pub struct DataKeyRow {
+    /// Its id, recorded beside every value it seals.
+    pub id: String,
+    /// The key sealed by the master key.
+    pub wrapped: Vec<u8>,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A stored token signing key.
+#[derive(Debug, Clone)]
+pub struct SigningKeyRow {
+    /// RFC 7638 thumbprint.
+    pub kid: String,
+    /// JOSE algorithm name.
+    pub alg: String,
+    /// The data key that sealed the private key.
+    pub dek_id: String,
+    /// PKCS#8, sealed.
+    pub sealed_key: Vec<u8>,
+    /// When it starts signing.
+    pub activate_at: i64,
+    /// When it leaves the JWKS.
+    pub remove_at: Option<i64>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A stored OAuth client.
+#[derive(Debug, Clone)]
+pub struct ClientRow {
+    /// The public id.
+    pub client_id: String,
+    /// A unique human name.
+    pub name: String,
+    /// SHA-256 of the secret.
+    pub secret_hash: Vec<u8>,
+    /// Space-separated scopes the client may ask for.
+    pub scopes: String,
+    /// The `aud` of its tokens (the issuer when unset).
+    pub audience: Option<String>,
+    /// Token lifetime.
+    pub token_ttl_secs: i64,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// Everything `castellan init` creates, written in one transaction or not at all.
+#[derive(Debug)]
+pub struct InitBundle {
+    /// The master key's check value.
+    pub master_key_check: String,
+    /// The first data key.
+    pub data_key: DataKeyRow,
+    /// The first signing key.
+    pub signing_key: SigningKeyRow,
+    /// The admin client.
+    pub admin_client: ClientRow,
+    /// Extra meta rows (name, value).
+    pub meta: Vec<(String, String)>,
+    /// The CA hierarchy.
+    pub ca: CaRow,
+}
+
+/// A stored issuing CA with its chain. The newest row is the one that issues.
+#[derive(Debug, Clone)]
+pub struct CaRow {
+    /// Id (random).
+    pub id: String,
+    /// The issuing CA certificate, PEM.
+    pub ca_cert_pem: String,
+    /// CA certificates between it and the root, PEM (may be empty).
+    pub intermediates_pem: String,
+    /// The root, PEM.
+    pub root_pem: String,
+    /// The data key that sealed the keys.
+    pub dek_id: String,
+    /// The issuing CA's PKCS#8 key, sealed.
+    pub sealed_key: Vec<u8>,
+    /// The root's key, sealed; `None` when it is kept offline or was never ours.
+    pub root_sealed_key: Option<Vec<u8>>,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A stored issued certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertRow {
+    /// Serial, lowercase hex.
+    pub serial: String,
+    /// The CA that issued it.
+    pub ca_id: String,
+    /// Profile name.
+    pub profile: String,
+    /// Subject CN.
+    pub common_name: Option<String>,
+    /// SANs as space-separated text.
+    pub sans: String,
+    /// notBefore.
+    pub not_before: i64,
+    /// notAfter.
+    pub not_after: i64,
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// Revocation time.
+    pub revoked_at: Option<i64>,
+    /// RFC 5280 reason name.
+    pub revocation_reason: Option<String>,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A stored CRL.
+#[derive(Debug, Clone)]
+pub struct CrlRow {
+    /// The CA that signed it.
+    pub ca_id: String,
+    /// Its CRL number.
+    pub crl_number: i64,
+    /// DER.
+    pub der: Vec<u8>,
+    /// PEM.
+    pub pem: String,
+    /// thisUpdate.
+    pub this_update: i64,
+    /// nextUpdate.
+    pub next_update: i64,
+}
+
+/// One stored version of a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    /// The secret's name.
+    pub name: String,
+    /// Its version, from 1.
+    pub version: i64,
+    /// The data key that sealed the value.
+    pub dek_id: String,
+    /// The value, sealed.
+    pub sealed_value: Vec<u8>,
+    /// When this version was written.
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for SecretRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRow")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("dek_id", &self.dek_id)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A secret as listed (also the JSON of `GET /v1/secrets` and `castellan secret list`): never its
+/// value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SecretSummary {
+    /// The secret's name.
+    pub name: String,
+    /// Its newest version.
+    pub version: i64,
+    /// How many versions are kept.
+    pub versions: i64,
+    /// When the newest version was written.
+    pub updated_at: i64,
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// Revoked now.
+    Revoked,
+    /// It was revoked before; nothing changed.
+    AlreadyRevoked,
+    /// No certificate has that serial.
+    NotFound,
+}
+
+/// A store's schema against the migrations this binary carries ([`Store::schema_status`](crate::Store::schema_status)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// The versions applied to the database, in order; empty when it holds no Castellan schema.
+    pub applied: Vec<i64>,
+    /// Versions this binary carries that the database lacks: a server of this version applies them.
+    pub missing: Vec<i64>,
+    /// Versions in the database this binary does not know: a newer Castellan migrated it.
+    pub unknown: Vec<i64>,
+}
+
+/// What the store says about a master key's check value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterKeyCheck {
+    /// The store has never been initialized.
+    Uninitialized,
+    /// The value matches.
+    Matches,
+    /// The store was initialized with another master key.
+    Mismatch,
+}

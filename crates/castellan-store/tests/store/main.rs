@@ -1,0 +1,5 @@
+//! The store conformance suite, on SQLite and PostgreSQL.
+//!
+//! One test binary for the crate (one link instead of one per file); each module is one area.
+
+mod conformance;

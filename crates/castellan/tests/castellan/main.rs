@@ -1,0 +1,17 @@
+//! End-to-end tests of the `castellan` binary: serve, init, PKI, agent, doctor, secrets, TLS.
+//!
+//! One test binary for the crate (one link instead of one per file); each module is one area.
+
+mod pki_support;
+mod support;
+
+mod agent;
+mod doctor;
+mod foundation;
+mod http_limits;
+mod master_key;
+mod pki;
+mod pki_crl_dp;
+mod rotation_e2e;
+mod secrets;
+mod tls;
