@@ -55,8 +55,17 @@ impl Metrics {
     }
 
     /// Renders the exposition text.
-    pub fn render(&self, fingerprint: &str, current_kid: &str, keys: usize) -> String {
+    pub fn render(
+        &self,
+        fingerprint: &str,
+        current_kid: &str,
+        keys: usize,
+        store_up: bool,
+    ) -> String {
         let mut out = String::with_capacity(2048);
+        out.push_str("# HELP castellan_store_up Whether the store answered its last check (1) or is unreachable (0).\n");
+        out.push_str("# TYPE castellan_store_up gauge\n");
+        let _ = writeln!(out, "castellan_store_up {}", u8::from(store_up));
         out.push_str("# HELP castellan_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE castellan_http_requests_total counter\n");
         if let Ok(m) = self.requests.lock() {

@@ -49,7 +49,7 @@ impl Store {
             }
             StoreKind::Postgres => "SELECT seq FROM change_seq WHERE id = 1",
         };
-        let (seq,): (i64,) = sqlx::query_as(sql).fetch_one(&self.pool).await?;
+        let (seq,): (i64,) = sqlx::query_as(sql).fetch_one(self.pool()?).await?;
         Ok(seq)
     }
 
@@ -59,7 +59,7 @@ impl Store {
             sqlx::query("SELECT seq, kind, id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2")
                 .bind(after)
                 .bind(limit)
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool()?)
                 .await?;
         rows.iter()
             .map(|r| {
@@ -85,7 +85,7 @@ impl Store {
             "DELETE FROM changes WHERE at < $1 AND seq < (SELECT MAX(seq) FROM changes)",
         )
         .bind(before)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?
         .rows_affected())
     }
@@ -93,7 +93,7 @@ impl Store {
     /// Calls `each` with every client, read as a stream (the whole table is never held twice).
     pub async fn each_client(&self, mut each: impl FnMut(ClientRow)) -> Result<(), StoreError> {
         let mut rows =
-            sqlx::query(concat!(client_select!(), " ORDER BY client_id")).fetch(&self.pool);
+            sqlx::query(concat!(client_select!(), " ORDER BY client_id")).fetch(self.pool()?);
         while let Some(row) = rows.try_next().await? {
             each(client_from_row(&row)?);
         }

@@ -5,7 +5,7 @@ use super::*;
 impl Store {
     /// Adds a client; a taken name or id is a [`StoreError::Conflict`].
     pub async fn add_client(&self, row: &ClientRow) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         insert_client(&mut tx, row).await?;
         tx.commit().await?;
         Ok(())
@@ -15,7 +15,7 @@ impl Store {
     pub async fn client(&self, client_id: &str) -> Result<Option<ClientRow>, StoreError> {
         let row = sqlx::query(concat!(client_select!(), " WHERE client_id = $1"))
             .bind(client_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool()?)
             .await?;
         row.as_ref().map(client_from_row).transpose()
     }
@@ -23,7 +23,7 @@ impl Store {
     /// Every client, by name.
     pub async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
         let rows = sqlx::query(concat!(client_select!(), " ORDER BY name"))
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool()?)
             .await?;
         rows.iter().map(client_from_row).collect()
     }
@@ -39,7 +39,7 @@ impl Store {
         }
         sqlx::query(concat!(client_select!(), " WHERE name = $1"))
             .bind(id_or_name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool()?)
             .await?
             .map(|r| client_from_row(&r))
             .transpose()
@@ -55,7 +55,7 @@ impl Store {
         ] {
             let n = sqlx::query(by)
                 .bind(id_or_name)
-                .execute(&self.pool)
+                .execute(self.pool()?)
                 .await?
                 .rows_affected();
             if n > 0 {

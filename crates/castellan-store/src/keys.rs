@@ -16,7 +16,7 @@ impl Store {
     pub async fn meta(&self, name: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT value FROM meta WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool()?)
             .await?;
         Ok(row.map(|r| r.try_get::<String, _>("value")).transpose()?)
     }
@@ -24,7 +24,7 @@ impl Store {
     /// Writes everything `init` creates in one transaction, unless the store is initialized already.
     /// Returns `true` when this call initialized the store. Safe to race: exactly one call wins.
     pub async fn initialize(&self, bundle: &InitBundle) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         let won = sqlx::query(
             "INSERT INTO meta (name, value) VALUES ('master_key_check', $1) ON CONFLICT DO NOTHING",
         )
@@ -61,7 +61,7 @@ impl Store {
         new_check: &str,
         rows: &[DataKeyRow],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         // First the write that takes the lock (SQLite's writer lock, PostgreSQL's row lock).
         let swapped = sqlx::query(
             "UPDATE meta SET value = $1 WHERE name = 'master_key_check' AND value = $2",
@@ -106,7 +106,7 @@ impl Store {
     /// Every data key.
     pub async fn data_keys(&self) -> Result<Vec<DataKeyRow>, StoreError> {
         let rows = sqlx::query("SELECT id, wrapped, created_at FROM data_keys ORDER BY id")
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool()?)
             .await?;
         rows.iter()
             .map(|r| {
@@ -128,7 +128,7 @@ impl Store {
         row: &DataKeyRow,
         master_check: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         // A write first: it waits for a master key change in progress (SQLite's writer lock,
         // PostgreSQL's row lock) and then sees its result.
         let current = sqlx::query(
@@ -158,14 +158,14 @@ impl Store {
              WHERE revoked_at IS NULL AND (remove_at IS NULL OR remove_at > $1) ORDER BY kid",
         )
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await?;
         rows.iter().map(signing_key_from_row).collect()
     }
 
     /// Adds a signing key.
     pub async fn add_signing_key(&self, row: &SigningKeyRow) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         insert_signing_key(&mut tx, row).await?;
         tx.commit().await?;
         Ok(())
@@ -181,7 +181,7 @@ impl Store {
         row: &SigningKeyRow,
         removals: &[(String, i64)],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         let won =
             sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(marker)
@@ -215,7 +215,7 @@ impl Store {
         )
         .bind(kid)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?
         .rows_affected();
         Ok(n > 0)

@@ -74,6 +74,9 @@ pub enum StoreError {
     /// A file system path could not be used for the SQLite database.
     #[error("cannot use the data directory: {0}")]
     Path(String),
+    /// The database cannot be reached now (named cause); callers answer "retry later".
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
     /// The background writer stopped (the process is shutting down).
     #[error("the certificate writer has stopped")]
     WriterStopped,
@@ -113,6 +116,25 @@ pub struct Store {
     pool: AnyPool,
     kind: StoreKind,
     url: Url,
+    health: std::sync::Arc<Health>,
+}
+
+/// What the store last learned about reaching its database, shared by every clone of one [`Store`].
+/// While an outage is known, calls fail at once with [`StoreError::Unavailable`] instead of each
+/// waiting out the pool's acquire timeout; [`Store::probe`] finds the outage and its end.
+#[derive(Debug, Default)]
+struct Health {
+    outage: std::sync::Mutex<Option<Outage>>,
+}
+
+/// A known outage of the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    /// When it was found, seconds since the epoch.
+    pub since: i64,
+    /// Why the database cannot be reached (`connection refused at db:5432`); never holds the URL's
+    /// password.
+    pub cause: String,
 }
 
 /// The database URL, kept for a connection opened beside the pool (the change listener). It may hold
@@ -238,13 +260,88 @@ impl Store {
                     .connect(url)
                     .await?
             }
-            StoreKind::Postgres => opts.max_connections(8).connect(url).await?,
+            StoreKind::Postgres => match opts.max_connections(8).connect(url).await {
+                Ok(pool) => pool,
+                // The pool retries a refused connection until its time-out and then says only
+                // that it timed out: one direct attempt names the cause.
+                Err(sqlx::Error::PoolTimedOut) => {
+                    return Err(StoreError::Unavailable(unreachable_cause(url).await));
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
         Ok(Self {
             pool,
             kind,
             url: Url(url.into()),
+            health: std::sync::Arc::default(),
         })
+    }
+
+    /// The pool, unless an outage is known: then the call fails at once, naming the cause.
+    fn pool(&self) -> Result<&AnyPool, StoreError> {
+        match &*self
+            .health
+            .outage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some(outage) => Err(StoreError::Unavailable(outage.cause.clone())),
+            None => Ok(&self.pool),
+        }
+    }
+
+    /// The outage known now, if any (for `/v1/sys/status` and `/metrics`).
+    pub fn outage(&self) -> Option<Outage> {
+        self.health
+            .outage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Checks that the database answers within `timeout` (a `SELECT 1` through the pool, past the
+    /// outage gate) and records the answer: a failure starts an outage, with its cause found by one
+    /// direct connection attempt; a success ends one. `now` is seconds since the epoch.
+    pub async fn probe(&self, timeout: Duration, now: i64) -> Result<(), StoreError> {
+        let answered = tokio::time::timeout(timeout, async {
+            let mut conn = self.pool.acquire().await?;
+            sqlx::query("SELECT 1").execute(&mut *conn).await?;
+            Ok::<_, sqlx::Error>(())
+        })
+        .await;
+        let outage = || async {
+            let cause = match &answered {
+                Ok(Err(e)) if !matches!(e, sqlx::Error::PoolTimedOut) => {
+                    describe(e, self.url.as_str())
+                }
+                _ => tokio::time::timeout(timeout, unreachable_cause(self.url.as_str()))
+                    .await
+                    .unwrap_or_else(|_| format!("no answer within {} ms", timeout.as_millis())),
+            };
+            let mut known = self
+                .health
+                .outage
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let since = known.as_ref().map_or(now, |o| o.since);
+            *known = Some(Outage {
+                since,
+                cause: cause.clone(),
+            });
+            StoreError::Unavailable(cause)
+        };
+        match answered {
+            Ok(Ok(())) => {
+                *self
+                    .health
+                    .outage
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                Ok(())
+            }
+            _ => Err(outage().await),
+        }
     }
 
     /// Which backend this is.
@@ -263,7 +360,7 @@ impl Store {
     /// On SQLite it does not checkpoint the log inside its commits: the writer schedules checkpoints
     /// itself (see `batch.rs`), so a commit does not wait for a checkpoint's writes and fsync.
     pub(crate) async fn dedicated(&self) -> Result<sqlx::AnyConnection, StoreError> {
-        let mut conn = self.pool.acquire().await?.detach();
+        let mut conn = self.pool()?.acquire().await?.detach();
         if self.kind == StoreKind::Sqlite {
             sqlx::raw_sql("PRAGMA wal_autocheckpoint = 0")
                 .execute(&mut conn)
@@ -290,7 +387,7 @@ impl Store {
         .bind(holder)
         .bind(now + ttl)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?
         .rows_affected();
         Ok(n == 1)
@@ -298,7 +395,7 @@ impl Store {
 
     /// Cheap liveness check.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(self.pool()?).await?;
         Ok(())
     }
 }
@@ -322,5 +419,36 @@ impl FromStr for StoreKind {
             "postgres" => Ok(StoreKind::Postgres),
             _ => Err(StoreError::UnsupportedUrl),
         }
+    }
+}
+
+/// Why the database at `url` cannot be reached: one direct connection attempt (outside the pool,
+/// which hides the cause behind its time-out), its error named with the host and port.
+async fn unreachable_cause(url: &str) -> String {
+    use sqlx::Connection as _;
+    match sqlx::AnyConnection::connect(url).await {
+        Ok(_) => {
+            "the connection pool timed out, though the database accepts connections".to_owned()
+        }
+        Err(e) => describe(&e, url),
+    }
+}
+
+/// An error of a connection to `url`, with where it was going (host and port, never the password).
+fn describe(e: &sqlx::Error, url: &str) -> String {
+    let what = match e {
+        sqlx::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+            std::io::ErrorKind::TimedOut => "connection timed out".to_owned(),
+            _ => io.to_string(),
+        },
+        sqlx::Error::PoolTimedOut => "no connection within the pool's time-out".to_owned(),
+        other => other.to_string(),
+    };
+    match sqlx::postgres::PgConnectOptions::from_str(url) {
+        Ok(o) if url.starts_with("postgres") => {
+            format!("{what} at {}:{}", o.get_host(), o.get_port())
+        }
+        _ => what,
     }
 }

@@ -38,12 +38,12 @@ impl Store {
                  WHERE table_schema = current_schema() AND table_name = 'schema_migrations'"
             }
         };
-        let (tables,): (i64,) = sqlx::query_as(exists).fetch_one(&self.pool).await?;
+        let (tables,): (i64,) = sqlx::query_as(exists).fetch_one(self.pool()?).await?;
         let applied: Vec<i64> = if tables == 0 {
             Vec::new()
         } else {
             sqlx::query_as::<_, (i64,)>("SELECT version FROM schema_migrations ORDER BY version")
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool()?)
                 .await?
                 .into_iter()
                 .map(|(v,)| v)
@@ -80,7 +80,7 @@ impl Store {
                 // Setting it needs a lock busy_timeout cannot wait on, so retry briefly.
                 for attempt in 0..50 {
                     match sqlx::raw_sql("PRAGMA journal_mode = WAL")
-                        .execute(&self.pool)
+                        .execute(self.pool()?)
                         .await
                     {
                         Ok(_) => break,
@@ -110,7 +110,7 @@ impl Store {
     }
 
     pub(crate) async fn apply(&self, migrations: &[(i64, &'static str)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         if self.kind == StoreKind::Postgres {
             sqlx::raw_sql("SELECT pg_advisory_xact_lock(7240981312)")
                 .execute(&mut *tx)

@@ -9,14 +9,14 @@ impl Store {
             ca_select!(),
             " ORDER BY created_at DESC, id DESC LIMIT 1"
         ))
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool()?)
         .await?;
         row.as_ref().map(ca_from_row).transpose()
     }
 
     /// Adds a CA (it becomes the issuing one if it is the newest).
     pub async fn add_ca(&self, row: &CaRow) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         insert_ca(&mut tx, row).await?;
         tx.commit().await?;
         Ok(())
@@ -32,7 +32,7 @@ impl Store {
         &self,
         rows: &[impl std::borrow::Borrow<CertRow>],
     ) -> Result<(), StoreError> {
-        insert_certificates(&self.pool, rows).await
+        insert_certificates(self.pool()?, rows).await
     }
 
     /// Issued certificates, soonest expiry first; with `not_after_before`, only those expiring before it.
@@ -45,7 +45,7 @@ impl Store {
             " WHERE not_after < $1 ORDER BY not_after, serial"
         ))
         .bind(not_after_before.unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await?;
         rows.iter().map(cert_from_row).collect()
     }
@@ -57,7 +57,7 @@ impl Store {
             "SELECT profile, common_name, sans, MAX(not_after) AS newest FROM certificates \
              WHERE revoked_at IS NULL GROUP BY profile, common_name, sans",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -75,7 +75,7 @@ impl Store {
     pub async fn certificate(&self, serial: &str) -> Result<Option<CertRow>, StoreError> {
         let row = sqlx::query(concat!(cert_select!(), " WHERE serial = $1"))
             .bind(serial)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool()?)
             .await?;
         row.as_ref().map(cert_from_row).transpose()
     }
@@ -93,7 +93,7 @@ impl Store {
         .bind(serial)
         .bind(at)
         .bind(reason)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?
         .rows_affected();
         if n > 0 {
@@ -117,7 +117,7 @@ impl Store {
         ))
         .bind(ca_id)
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await?;
         rows.iter().map(cert_from_row).collect()
     }
@@ -129,7 +129,7 @@ impl Store {
              ORDER BY crl_number DESC LIMIT 1",
         )
         .bind(ca_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool()?)
         .await?;
         row.map(|r| {
             Ok(CrlRow {
@@ -156,7 +156,7 @@ impl Store {
         .bind(&row.pem)
         .bind(row.this_update)
         .bind(row.next_update)
-        .execute(&self.pool)
+        .execute(self.pool()?)
         .await?
         .rows_affected();
         Ok(n == 1)

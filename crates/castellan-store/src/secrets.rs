@@ -7,7 +7,7 @@ impl Store {
     pub async fn latest_secret_version(&self, name: &str) -> Result<Option<i64>, StoreError> {
         let row = sqlx::query("SELECT MAX(version) AS v FROM secrets WHERE name = $1")
             .bind(name)
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool()?)
             .await?;
         Ok(row.try_get::<Option<i64>, _>("v")?)
     }
@@ -17,7 +17,7 @@ impl Store {
     pub async fn highest_secret_version(&self, name: &str) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT MAX(latest) AS v FROM secret_heads WHERE name = $1")
             .bind(name)
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool()?)
             .await?;
         Ok(row.try_get::<Option<i64>, _>("v")?.unwrap_or(0))
     }
@@ -28,7 +28,7 @@ impl Store {
     pub async fn add_secret_version(&self, row: &SecretRow, keep: i64) -> Result<(), StoreError> {
         let taken =
             || StoreError::Conflict(format!("version {} of secret {}", row.version, row.name));
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         let above = sqlx::query(
             "INSERT INTO secret_heads (name, latest) VALUES ($1, $2) ON CONFLICT (name) \
              DO UPDATE SET latest = excluded.latest WHERE secret_heads.latest < excluded.latest",
@@ -77,7 +77,7 @@ impl Store {
                 sqlx::query(concat!(secret_select!(), " ORDER BY version DESC LIMIT 1")).bind(name)
             }
         };
-        let Some(r) = q.fetch_optional(&self.pool).await? else {
+        let Some(r) = q.fetch_optional(self.pool()?).await? else {
             return Ok(None);
         };
         Ok(Some(SecretRow {
@@ -95,7 +95,7 @@ impl Store {
             "SELECT name, MAX(version) AS version, COUNT(*) AS versions, MAX(created_at) AS updated_at \
              FROM secrets GROUP BY name ORDER BY name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -113,7 +113,7 @@ impl Store {
     pub async fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
         let n = sqlx::query("DELETE FROM secrets WHERE name = $1")
             .bind(name)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await?
             .rows_affected();
         Ok(n > 0)

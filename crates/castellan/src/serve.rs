@@ -185,6 +185,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     );
     let refresher = state.spawn_refresh();
     let jobs = state.spawn_jobs();
+    let probe = state.spawn_store_probe();
     let router = http::router(state);
     let limits = cfg.http_limits();
     match tls {
@@ -206,6 +207,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     }
     refresher.abort();
     jobs.abort();
+    probe.abort();
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -41,6 +41,10 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"castellan\""),
             );
         }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         resp
     }
 }
@@ -81,6 +85,13 @@ impl From<ServiceError> for ApiError {
                 }
                 other => ApiError::new(StatusCode::BAD_REQUEST, other.code(), other.to_string()),
             },
+            // The cause (host and port of the database) is for the operator: in the log once, when the
+            // probe finds the outage, and in `/v1/sys/status`; not in every answer to every caller.
+            ServiceError::Store(castellan_store::StoreError::Unavailable(_)) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the store is unreachable; retry shortly",
+            ),
             other => {
                 tracing::error!(error = %other, "request failed");
                 ApiError::new(

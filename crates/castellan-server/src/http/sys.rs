@@ -95,9 +95,12 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .signing_key(state.now())
         .map(|k| k.key.kid().to_owned())
         .unwrap_or_default();
-    let body = state
-        .metrics()
-        .render(ring.ring.fingerprint(), &kid, ring.ring.keys().len());
+    let body = state.metrics().render(
+        ring.ring.fingerprint(),
+        &kid,
+        ring.ring.keys().len(),
+        state.store().outage().is_none(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -109,6 +112,7 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         .signing_key(state.now())
         .map(|k| k.key.kid().to_owned())
         .ok();
+    let outage = state.store().outage();
     Ok(Json(json!({
         "replica_id": state.settings().replica_id,
         "store": state.store().kind().as_str(),
@@ -116,6 +120,8 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         "keyring_fingerprint": ring.ring.fingerprint(),
         "current_kid": kid,
         "keys": ring.ring.keys().len(),
+        "store_reachable": outage.is_none(),
+        "store_outage": outage.map(|o| json!({"since": o.since, "cause": o.cause})),
         "version": env!("CARGO_PKG_VERSION"),
     }))
     .into_response())

@@ -8,7 +8,46 @@ use crate::pki;
 
 use super::AppState;
 
+/// How often the store is checked, and how long its answer may take: an outage is known (and calls
+/// that need the store refused at once) within about 1.5 s of its start, and its end within 0.5 s.
+pub const STORE_PROBE_EVERY: Duration = Duration::from_millis(500);
+/// See [`STORE_PROBE_EVERY`].
+pub const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 impl AppState {
+    /// Checks the store every [`STORE_PROBE_EVERY`] (see [`castellan_store::Store::probe`]): while it
+    /// is unreachable, calls that need it answer 503 with `Retry-After` at once instead of waiting out
+    /// the pool's time-out, and tokens for the clients in memory are still issued. Logs the start of an
+    /// outage with its cause, and its end; the end also wakes the refresh, to catch up at once.
+    pub fn spawn_store_probe(&self) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(STORE_PROBE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut down = false;
+            loop {
+                tick.tick().await;
+                let answer = state
+                    .0
+                    .store
+                    .probe(STORE_PROBE_TIMEOUT, state.0.clock.now())
+                    .await;
+                match answer {
+                    Err(e) if !down => {
+                        down = true;
+                        tracing::error!(error = %e, "the store is unreachable: calls that need it get 503 until it answers; tokens for the clients in memory are still issued");
+                    }
+                    Ok(()) if down => {
+                        down = false;
+                        tracing::info!("the store answers again");
+                        state.0.wake.notify_one();
+                    }
+                    _ => {}
+                }
+            }
+        })
+    }
+
     /// Runs the background jobs (key rotation, CRL rebuild before its nextUpdate) on the one replica holding the
     /// `jobs` lease in the store; every job is idempotent, so a replica killed mid-job loses nothing.
     pub fn spawn_jobs(&self) -> tokio::task::JoinHandle<()> {

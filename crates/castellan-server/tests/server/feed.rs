@@ -19,7 +19,7 @@ use castellan_server::state::{AppState, Settings};
 use castellan_store::{ChangeKind, Store, testing};
 use tower::ServiceExt;
 
-fn settings(refresh: Duration) -> Settings {
+pub(crate) fn settings(refresh: Duration) -> Settings {
     Settings {
         issuer: "http://castellan.test".into(),
         jwks_max_age_secs: 300,

@@ -4,4 +4,5 @@
 
 mod feed;
 mod http;
+mod outage;
 mod rotation;
