@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use castellan_core::keys::Alg;
+use castellan_core::token::Alg;
 use castellan_verify::{Error, ManualClock, SystemClock, Verifier};
 use common::*;
 

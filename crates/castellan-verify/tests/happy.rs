@@ -2,8 +2,8 @@
 
 mod common;
 
-use castellan_core::keyring::{KeyRing, RingKey};
-use castellan_core::keys::Alg;
+use castellan_core::token::Alg;
+use castellan_core::token::{KeyRing, RingKey};
 use castellan_verify::{DEFAULT_FETCH_TIMEOUT, Error, HttpFetcher, Verifier};
 use common::*;
 use serde_json::json;

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use castellan_core::keys::Alg;
+use castellan_core::token::Alg;
 use castellan_verify::{HttpFetcher, JwksFetcher};
 use common::*;
 
