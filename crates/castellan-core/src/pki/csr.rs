@@ -36,36 +36,6 @@ pub fn new_key_and_csr(
     Ok((Zeroizing::new(key.serialize_pem()), csr))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pki::{CaOptions, IssueRequest, Issuer, Profile, Purpose, create_ca, verify_set};
-
-    #[test]
-    fn a_generated_csr_is_signed_and_the_set_verifies_with_the_local_key() {
-        let now = 1_800_000_000;
-        let ca = create_ca(&CaOptions::root(), &CaOptions::intermediate(), now).expect("ca");
-        let issuer = Issuer::from_ca(&ca.root, &ca.intermediate).expect("issuer");
-        for kt in [KeyType::P256, KeyType::Ed25519] {
-            let (key_pem, csr_pem) = new_key_and_csr(kt, Some("app")).expect("csr");
-            assert!(key_pem.contains("BEGIN PRIVATE KEY"));
-            let req = IssueRequest {
-                dns_names: vec!["app.internal".into()],
-                ttl_secs: Some(3600),
-                ..IssueRequest::default()
-            };
-            let profile = Profile::builtin("client").expect("profile");
-            let set = issuer
-                .sign_csr(&profile, &csr_pem, &req, now)
-                .expect("sign");
-            assert!(set.key_pem.is_none());
-            let mut pems = set.pems();
-            pems.key_pem = Some(&key_pem);
-            verify_set(&pems, Purpose::Client, now).expect("the local key matches the certificate");
-        }
-    }
-}
-
 /// What Castellan takes from a CSR.
 pub(super) struct Csr {
     pub(super) spki_der: Vec<u8>,
@@ -164,5 +134,35 @@ impl Csr {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{CaOptions, IssueRequest, Issuer, Profile, Purpose, create_ca, verify_set};
+
+    #[test]
+    fn a_generated_csr_is_signed_and_the_set_verifies_with_the_local_key() {
+        let now = 1_800_000_000;
+        let ca = create_ca(&CaOptions::root(), &CaOptions::intermediate(), now).expect("ca");
+        let issuer = Issuer::from_ca(&ca.root, &ca.intermediate).expect("issuer");
+        for kt in [KeyType::P256, KeyType::Ed25519] {
+            let (key_pem, csr_pem) = new_key_and_csr(kt, Some("app")).expect("csr");
+            assert!(key_pem.contains("BEGIN PRIVATE KEY"));
+            let req = IssueRequest {
+                dns_names: vec!["app.internal".into()],
+                ttl_secs: Some(3600),
+                ..IssueRequest::default()
+            };
+            let profile = Profile::builtin("client").expect("profile");
+            let set = issuer
+                .sign_csr(&profile, &csr_pem, &req, now)
+                .expect("sign");
+            assert!(set.key_pem.is_none());
+            let mut pems = set.pems();
+            pems.key_pem = Some(&key_pem);
+            verify_set(&pems, Purpose::Client, now).expect("the local key matches the certificate");
+        }
     }
 }
