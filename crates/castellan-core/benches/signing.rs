@@ -1,8 +1,8 @@
 //! Criterion: raw signature vs a whole access token (claims → JSON → base64 → signature), per algorithm.
 //! `cargo bench -p castellan-core --bench signing`
 
-use castellan_core::jwt::{AccessClaims, sign_access_token};
-use castellan_core::keys::{Alg, SigningKey};
+use castellan_core::token::{AccessClaims, sign_access_token};
+use castellan_core::token::{Alg, SigningKey};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn bench(c: &mut Criterion) {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use castellan_core::keys::{Alg, SigningKey};
+use castellan_core::token::{Alg, SigningKey};
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -1,4 +1,12 @@
-//! The one error type of the core.
+//! The one error type of the core: the errors of envelope encryption and secrets, and one variant per
+//! capability that has its own error type ([`TokenError`], [`PkiError`]).
+//!
+//! A capability's functions return its own type; `?` turns it into [`Error`] where a caller wants one
+//! type for all of the core. Every message is the capability's own (the wrapping variants are
+//! transparent).
+
+pub use crate::pki::PkiError;
+pub use crate::token::TokenError;
 
 /// Errors from the core. None of them carries key material.
 #[derive(Debug, thiserror::Error)]
@@ -7,12 +15,6 @@ pub enum Error {
     /// A random number or a key could not be generated.
     #[error("key generation failed")]
     KeyGeneration,
-    /// Stored or supplied key bytes do not form a key of the expected kind.
-    #[error("the key is not a valid {0} private key")]
-    InvalidKey(&'static str),
-    /// Signing failed inside the crypto library.
-    #[error("signing failed")]
-    Signing,
     /// A sealed value could not be opened: wrong master key, wrong data key, or tampered bytes.
     #[error("decryption failed: the value was sealed under another key or has been altered")]
     Decrypt,
@@ -24,28 +26,16 @@ pub enum Error {
         "the master key must be 32 random bytes, base64-encoded (for example `openssl rand -base64 32`)"
     )]
     MasterKeyFormat,
-    /// An unknown algorithm or key type name.
-    #[error("unknown {kind} `{value}` (expected one of: {expected})")]
-    UnknownName {
-        /// What was being named.
-        kind: &'static str,
-        /// What was given.
-        value: String,
-        /// What is accepted.
-        expected: &'static str,
-    },
-    /// The key type cannot be used with the algorithm.
-    #[error("key type {key_type} cannot sign {alg}")]
-    KeyTypeMismatch {
-        /// The algorithm.
-        alg: &'static str,
-        /// The key type.
-        key_type: &'static str,
-    },
-    /// The key ring has no key whose activation time has come.
-    #[error("the key ring has no active signing key")]
-    NoActiveKey,
-    /// JSON encoding failed.
-    #[error("encoding failed: {0}")]
-    Encoding(String),
+    /// Token signing keys, the key ring or token signing failed.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// A certificate request or CA was refused, or certificate work failed.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+}
+
+impl From<crate::token::PolicyError> for Error {
+    fn from(e: crate::token::PolicyError) -> Self {
+        Error::Token(e.into())
+    }
 }

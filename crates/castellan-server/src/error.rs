@@ -40,10 +40,25 @@ pub enum ServiceError {
     Store(StoreError),
     /// The core failed (key generation, decryption).
     #[error(transparent)]
-    Core(#[from] castellan_core::Error),
+    Core(castellan_core::Error),
     /// A certificate request or CA was refused, or issuance failed.
     #[error(transparent)]
     Pki(#[from] castellan_core::pki::PkiError),
+}
+
+impl From<castellan_core::Error> for ServiceError {
+    fn from(e: castellan_core::Error) -> Self {
+        match e {
+            castellan_core::Error::Pki(p) => ServiceError::Pki(p),
+            other => ServiceError::Core(other),
+        }
+    }
+}
+
+impl From<castellan_core::token::TokenError> for ServiceError {
+    fn from(e: castellan_core::token::TokenError) -> Self {
+        ServiceError::Core(e.into())
+    }
 }
 
 impl From<StoreError> for ServiceError {

@@ -1,7 +1,8 @@
 //! `castellan init`: the key ring, the CA and the admin client, once per store.
 
+use castellan_core::KeyType;
 use castellan_core::envelope::{DataKey, MasterKey};
-use castellan_core::keys::{Alg, KeyType};
+use castellan_core::token::Alg;
 use castellan_store::{DataKeyRow, InitBundle, MasterKeyCheck, Store};
 use zeroize::Zeroizing;
 

@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use castellan_core::KeyType;
 use castellan_core::envelope::{DataKey, MasterKey};
-use castellan_core::keyring::{KeyRing, RingKey};
-use castellan_core::keys::{Alg, KeyType, SigningKey};
-use castellan_core::rotation::{self, Policy, Scheduled, Step};
+use castellan_core::token::rotation::{self, Policy, Scheduled, Step};
+use castellan_core::token::{Alg, SigningKey};
+use castellan_core::token::{KeyRing, RingKey};
 use castellan_store::{MasterKeyCheck, SigningKeyRow, Store};
 
 use crate::data_keys::{self, check_master_key};
@@ -223,11 +224,11 @@ async fn insert_next(
                 .as_ref()
                 .map_or(2048, |n| n.len() * 6);
             Some(if bits > 3500 {
-                castellan_core::keys::KeyType::Rsa4096
+                KeyType::Rsa4096
             } else if bits > 2500 {
-                castellan_core::keys::KeyType::Rsa3072
+                KeyType::Rsa3072
             } else {
-                castellan_core::keys::KeyType::Rsa2048
+                KeyType::Rsa2048
             })
         }
         _ => None,

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use castellan_core::keys::Alg;
+use castellan_core::token::Alg;
 
 /// The counters.
 #[derive(Debug, Default)]

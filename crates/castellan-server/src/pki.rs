@@ -503,8 +503,8 @@ impl SetJson {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use castellan_core::keys::Alg;
     use castellan_core::pki::KeyType;
+    use castellan_core::token::Alg;
 
     /// Records nothing and is ready at once, so an issuance that never waits on a thread of its own
     /// finishes within the first poll of its task.

@@ -2,8 +2,8 @@
 //! request come in; a signed RFC 9068 access token or a typed refusal goes out. It reads only memory
 //! (the cached key ring and clients, see [`AppState`]).
 
-use castellan_core::jwt::{AccessClaims, sign_access_token};
 use castellan_core::secret;
+use castellan_core::token::{AccessClaims, sign_access_token};
 use zeroize::Zeroizing;
 
 use crate::clients::valid_scope_token;

@@ -33,8 +33,8 @@ use aws_lc_rs::signature::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use castellan_core::jwt::{AccessClaims, sign_access_token};
-use castellan_core::keys::{Alg, SigningKey};
+use castellan_core::token::{AccessClaims, sign_access_token};
+use castellan_core::token::{Alg, SigningKey};
 use castellan_verify::{BoxFuture, FetchError, Fetched, JwksFetcher, Verifier};
 use criterion::{Criterion, criterion_group, criterion_main};
 

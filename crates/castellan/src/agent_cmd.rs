@@ -10,8 +10,8 @@ use castellan_agent::{
     SecretDelivery, unix_now,
 };
 use castellan_core::envelope::MasterKey;
-use castellan_core::keys::Alg;
 use castellan_core::pki::{IssueRequest, Profiles};
+use castellan_core::token::Alg;
 use castellan_server::config::Config;
 use castellan_server::error::ServiceError;
 use castellan_server::init::InitOptions;

@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use castellan_core::keys::{Alg, KeyType};
+use castellan_core::KeyType;
+use castellan_core::token::Alg;
 use castellan_server::clients::NewClient;
 use castellan_server::files::Reserved;
 use castellan_server::init::InitOptions;
@@ -210,7 +211,11 @@ fn redact_url(url: &str) -> String {
 async fn init(args: InitArgs) -> Result<ExitCode> {
     let cfg = args.store.config()?;
     let alg: Alg = args.alg.parse()?;
-    let key_type: Option<KeyType> = args.key_type.as_deref().map(str::parse).transpose()?;
+    let key_type: Option<KeyType> = args
+        .key_type
+        .as_deref()
+        .map(KeyType::parse_signing)
+        .transpose()?;
     let store = common::open_store(&cfg).await?;
     let master = common::load_master_key(&cfg, true)?;
     // Once init commits, the admin credential and an offline root key exist only in memory until

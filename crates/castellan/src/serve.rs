@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use castellan_core::SystemClock;
-use castellan_core::keys::Alg;
+use castellan_core::token::Alg;
 use castellan_server::config::{Config, LogFormat, TlsMode};
 use castellan_server::error::ServiceError;
 use castellan_server::http;

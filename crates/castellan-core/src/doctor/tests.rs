@@ -613,7 +613,7 @@ fn presented_chains_are_judged_like_files() {
 }
 
 fn signed_token(claims: serde_json::Value) -> (String, String) {
-    let (key, _) = crate::keys::SigningKey::generate(crate::keys::Alg::ES256, None).expect("key");
+    let (key, _) = crate::token::SigningKey::generate(crate::token::Alg::ES256, None).expect("key");
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let header = serde_json::json!({"alg": "ES256", "kid": key.kid(), "typ": "at+jwt"});

@@ -1,8 +1,8 @@
-//! Certificate key types: generation, loading from PKCS#8, and recognising a public key's type.
+//! Certificate keys: generating a [`KeyType`]'s key pair, loading from PKCS#8, and recognising a public
+//! key's type.
 
 use rcgen::{KeyPair, PublicKeyData, RsaKeySize};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
     OID_SIG_ED25519,
@@ -12,56 +12,9 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 use zeroize::Zeroizing;
 
 use super::PkiError;
-
-/// The key of a certificate. P-256 is the default.
-///
-/// Not the same as [`crate::keys::KeyType`] (token signing keys): certificates also allow P-384.
-/// Names are `p-256`, `p-384`, `ed25519`, `rsa-2048`, `rsa-3072` and `rsa-4096` (case-insensitive).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-pub enum KeyType {
-    /// ECDSA on NIST P-256, signing with SHA-256 (the default).
-    #[default]
-    P256,
-    /// ECDSA on NIST P-384, signing with SHA-384.
-    P384,
-    /// Ed25519. Fine for TLS 1.3 between modern peers; some older clients do not accept it.
-    Ed25519,
-    /// RSA with a 2048-bit modulus, signing with PKCS#1 v1.5 and SHA-256. Generation takes ≈60 ms.
-    Rsa2048,
-    /// RSA with a 3072-bit modulus. Generation is slow (hundreds of ms).
-    Rsa3072,
-    /// RSA with a 4096-bit modulus. Generation is slow (up to seconds).
-    Rsa4096,
-}
+use crate::key_type::KeyType;
 
 impl KeyType {
-    /// Every key type, in a stable order.
-    pub const ALL: [KeyType; 6] = [
-        KeyType::P256,
-        KeyType::P384,
-        KeyType::Ed25519,
-        KeyType::Rsa2048,
-        KeyType::Rsa3072,
-        KeyType::Rsa4096,
-    ];
-
-    /// The command-line and config name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyType::P256 => "p-256",
-            KeyType::P384 => "p-384",
-            KeyType::Ed25519 => "ed25519",
-            KeyType::Rsa2048 => "rsa-2048",
-            KeyType::Rsa3072 => "rsa-3072",
-            KeyType::Rsa4096 => "rsa-4096",
-        }
-    }
-
-    /// Whether this is an RSA key (its certificates also get keyUsage keyEncipherment).
-    pub fn is_rsa(self) -> bool {
-        matches!(self, KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096)
-    }
-
     /// Generates a key pair of this type.
     pub(crate) fn generate(self) -> Result<KeyPair, PkiError> {
         let rsa = |size| KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size);
@@ -146,38 +99,6 @@ fn modulus_bits(bytes: &[u8]) -> usize {
     (trimmed.len() - 1) * 8 + lead
 }
 
-impl std::fmt::Display for KeyType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for KeyType {
-    type Err = PkiError;
-    fn from_str(s: &str) -> Result<Self, PkiError> {
-        let lower = s.trim().to_ascii_lowercase();
-        KeyType::ALL
-            .into_iter()
-            .find(|k| k.as_str() == lower)
-            .ok_or_else(|| PkiError::UnknownKeyType {
-                value: s.to_owned(),
-            })
-    }
-}
-
-impl Serialize for KeyType {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for KeyType {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// Loads a PKCS#8 private key (DER). Other encodings (SEC1, PKCS#1) are refused.
 pub(crate) fn load_pkcs8(der: &[u8], what: &str) -> Result<(KeyPair, KeyType), PkiError> {
     let malformed = |reason: &str| PkiError::MalformedKey {
@@ -254,21 +175,6 @@ pub(crate) fn key_matches_spki(pair: &KeyPair, cert_spki_der: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_round_trip_and_unknown_is_refused() {
-        for k in KeyType::ALL {
-            assert_eq!(k.as_str().parse::<KeyType>().expect("parse"), k);
-            assert_eq!(serde_json::to_string(&k).expect("ser"), format!("\"{k}\""));
-        }
-        assert_eq!("P-256".parse::<KeyType>().expect("case"), KeyType::P256);
-        assert!(matches!(
-            "rsa-1024".parse::<KeyType>(),
-            Err(PkiError::UnknownKeyType { .. })
-        ));
-        assert!(serde_json::from_str::<KeyType>("\"dsa\"").is_err());
-        assert_eq!(KeyType::default(), KeyType::P256);
-    }
 
     #[test]
     fn modulus_bits_counts_from_the_first_set_bit() {

@@ -32,12 +32,12 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
+pub use crate::key_type::KeyType;
 pub use ca::{CaCert, CaOptions, NewCa, create_ca, create_intermediate_ca, create_root_ca};
 pub use crl::{Crl, RevocationReason, RevokedCert};
 pub use csr::new_key_and_csr;
 pub use error::PkiError;
 pub use issuer::{ImportedCa, IssueRequest, IssuedSet, Issuer, import_ca};
-pub use key::KeyType;
 pub use parse::{CertInfo, parse_cert_der, parse_cert_pem, parse_certs_pem};
 pub use profile::{BUILTIN_MAX_TTL, MAX_SANS, Names, Profile, Profiles, Purpose, SanKind};
 pub use verify::{SetPems, verify_set};

@@ -44,7 +44,7 @@ fn finding_doctor_accepts_a_jwk_with_an_unknown_alg() {
 
 /// Regression (found by the properties above, fixed): an explicitly requested common name of 65 characters is refused ("longer than 64
 /// characters"), but the same name as a DNS SAN with no common name requested is accepted and
-/// becomes the subject CN of the issued certificate (`profile.rs` `check_names`:
+/// becomes the subject CN of the issued certificate (`profile/mod.rs` `check_names`:
 /// `None => out.dns.first().cloned()` skips `check_cn`). RFC 5280 bounds the CN at 64 characters.
 #[test]
 fn finding_a_long_dns_name_becomes_an_overlong_common_name() {

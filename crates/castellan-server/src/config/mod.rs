@@ -539,9 +539,9 @@ impl Config {
 
     /// The rotation policy, checked against the token lifetimes and the JWKS max-age: a configuration
     /// whose windows cannot work is refused with the reason.
-    pub fn rotation_policy(&self) -> Result<castellan_core::rotation::Policy, ConfigError> {
+    pub fn rotation_policy(&self) -> Result<castellan_core::token::Policy, ConfigError> {
         let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
-        let policy = castellan_core::rotation::Policy {
+        let policy = castellan_core::token::Policy {
             rotation_period: secs(self.keys.rotation_period),
             prepublish: secs(self.keys.prepublish),
             retire_after: secs(self.keys.retire_after),

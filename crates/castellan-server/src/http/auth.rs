@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode, header};
-use castellan_core::jwt::AccessClaims;
 use castellan_core::secret;
 use castellan_core::secret_store::{self, Access};
+use castellan_core::token::AccessClaims;
 use jsonwebtoken::Validation;
 
 use super::error::ApiError;

@@ -10,10 +10,10 @@ use axum::body::Bytes;
 use axum::http::HeaderValue;
 use castellan_core::Clock;
 use castellan_core::envelope::MasterKey;
-use castellan_core::jwt::AccessClaims;
-use castellan_core::keyring::KeyRing;
-use castellan_core::keys::Alg;
 use castellan_core::pki::{IssueRequest, Profiles};
+use castellan_core::token::AccessClaims;
+use castellan_core::token::Alg;
+use castellan_core::token::KeyRing;
 use castellan_store::{CertBatcher, ClientRow, Store};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
@@ -49,7 +49,7 @@ pub struct Settings {
     /// CRL distribution point for issued certificates.
     pub crl_url: Option<String>,
     /// Key rotation policy (validated).
-    pub rotation: castellan_core::rotation::Policy,
+    pub rotation: castellan_core::token::Policy,
 }
 
 /// The key ring as served: parsed verifiers, the JWKS bytes and their ETag, computed once per change.

@@ -10,7 +10,7 @@ use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
 use base64::Engine;
 use castellan_core::envelope::MasterKey;
-use castellan_core::keys::Alg;
+use castellan_core::token::Alg;
 use castellan_core::{Clock, SystemClock};
 use castellan_server::clients::{NewClient, create_client, delete_client};
 use castellan_server::http::router;

@@ -7,7 +7,7 @@ use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
 use base64::Engine;
 use castellan_core::envelope::MasterKey;
-use castellan_core::keys::Alg;
+use castellan_core::token::Alg;
 use castellan_core::{Clock, ManualClock};
 use castellan_server::clients::NewClient;
 use castellan_server::http::router;
@@ -732,7 +732,7 @@ async fn clients_admin_gives_only_the_castellan_scopes_it_holds() {
 async fn importing_a_signing_key_takes_admin_not_just_keys_admin() {
     let f = fixture().await;
     let keys_admin = token_with_scopes(&f, "keyman", &["keys:admin"]).await;
-    let (_, der) = castellan_core::keys::SigningKey::generate(Alg::RS256, None).expect("key");
+    let (_, der) = castellan_core::token::SigningKey::generate(Alg::RS256, None).expect("key");
     let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec()));
     let body = serde_json::json!({"pem": pem, "state": "retired"});
     let (s, _, b) = secret_call(
@@ -1547,7 +1547,7 @@ async fn a_wrong_method_or_a_path_that_is_not_utf8_is_a_json_error() {
 #[tokio::test]
 async fn the_v1_bearer_check_reads_typ_as_a_media_type_and_refuses_crit() {
     let f = fixture().await;
-    let (key, der) = castellan_core::keys::SigningKey::generate(Alg::RS256, None).expect("key");
+    let (key, der) = castellan_core::token::SigningKey::generate(Alg::RS256, None).expect("key");
     let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec()));
     let admin = admin_token(&f).await;
     let body = serde_json::json!({"pem": pem, "state": "retired"});

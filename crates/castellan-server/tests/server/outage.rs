@@ -11,7 +11,7 @@ use axum::body::{Body, to_bytes};
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use base64::Engine;
 use castellan_core::envelope::MasterKey;
-use castellan_core::keys::Alg;
+use castellan_core::token::Alg;
 use castellan_core::{Clock, SystemClock};
 use castellan_server::http::router;
 use castellan_server::init::InitOptions;

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use castellan_core::envelope::MasterKey;
-use castellan_core::keys::Alg;
-use castellan_core::rotation::Policy;
+use castellan_core::token::Alg;
+use castellan_core::token::Policy;
 use castellan_server::init::InitOptions;
 use castellan_server::keys;
 use castellan_store::Store;

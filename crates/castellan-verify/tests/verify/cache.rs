@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::common::*;
-use castellan_core::keys::Alg;
+use castellan_core::token::Alg;
 use castellan_verify::{Error, ManualClock, SystemClock, Verifier};
 
 /// A verifier that has fetched `server`'s JWKS, served with a cache time of `max_age` seconds, and

@@ -1,8 +1,8 @@
 //! Tokens Castellan issues verify, for every algorithm, with keys fetched over real HTTP.
 
 use crate::common::*;
-use castellan_core::keyring::{KeyRing, RingKey};
-use castellan_core::keys::Alg;
+use castellan_core::token::Alg;
+use castellan_core::token::{KeyRing, RingKey};
 use castellan_verify::{DEFAULT_FETCH_TIMEOUT, Error, HttpFetcher, Verifier};
 use serde_json::json;
 

@@ -8,7 +8,7 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::KeyPair;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
-use castellan_core::keys::{Alg, SigningKey};
+use castellan_core::token::{Alg, SigningKey};
 use castellan_verify::{Error, ManualClock, Verifier};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};

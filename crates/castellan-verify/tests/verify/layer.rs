@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use axum::routing::get;
 use axum::{Extension, Router};
-use castellan_core::keys::Alg;
+use castellan_core::token::Alg;
 use castellan_verify::{Claims, Verifier, VerifyLayer};
 use tower::ServiceExt;
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
-use castellan_core::keys::Alg;
+use castellan_core::token::Alg;
 use castellan_verify::{HttpFetcher, JwksFetcher};
 
 const CHILD: &str = "CASTELLAN_VERIFY_PROXY_TEST_CHILD";

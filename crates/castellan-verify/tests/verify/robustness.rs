@@ -17,8 +17,8 @@ use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use castellan_core::jwt::{AccessClaims, sign_access_token};
-use castellan_core::keys::{Alg, SigningKey};
+use castellan_core::token::{AccessClaims, sign_access_token};
+use castellan_core::token::{Alg, SigningKey};
 use castellan_verify::{
     BoxFuture, Error, FetchError, Fetched, JwksFetcher, ManualClock, Verifier, VerifyLayer,
     parse_max_age,

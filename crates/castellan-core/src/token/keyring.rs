@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::error::Error;
-use crate::keys::{Jwk, SigningKey};
+use super::error::TokenError;
+use super::keys::{Jwk, SigningKey};
 
 /// Where a key stands at a given moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -48,13 +48,13 @@ struct Jwks<'a> {
 
 impl KeyRing {
     /// Builds a ring from its keys (any order).
-    pub fn new(mut keys: Vec<RingKey>) -> Result<Self, Error> {
+    pub fn new(mut keys: Vec<RingKey>) -> Result<Self, TokenError> {
         keys.sort_by(|a, b| a.key.kid().cmp(b.key.kid()));
         keys.dedup_by(|a, b| a.key.kid() == b.key.kid());
         let jwks = serde_json::to_vec(&Jwks {
             keys: keys.iter().map(|k| k.key.jwk()).collect(),
         })
-        .map_err(|e| Error::Encoding(e.to_string()))?;
+        .map_err(|e| TokenError::Encoding(e.to_string()))?;
         let fingerprint =
             hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &jwks).as_ref());
         Ok(Self {
@@ -75,7 +75,7 @@ impl KeyRing {
     }
 
     /// The signing key at `now`: the latest `activate_at <= now`, ties broken by the greater kid.
-    pub fn signing_key(&self, now: i64) -> Result<&RingKey, Error> {
+    pub fn signing_key(&self, now: i64) -> Result<&RingKey, TokenError> {
         self.keys
             .iter()
             .filter(|k| k.activate_at <= now)
@@ -84,7 +84,7 @@ impl KeyRing {
                     .cmp(&b.activate_at)
                     .then_with(|| a.key.kid().cmp(b.key.kid()))
             })
-            .ok_or(Error::NoActiveKey)
+            .ok_or(TokenError::NoActiveKey)
     }
 
     /// The state of the key `kid` at `now`, or `None` if the ring does not hold it.
@@ -118,7 +118,7 @@ impl KeyRing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::Alg;
+    use crate::token::Alg;
 
     fn key(activate_at: i64) -> RingKey {
         let (k, _) = SigningKey::generate(Alg::EdDSA, None).expect("key");

@@ -7,8 +7,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
-use crate::keys::SigningKey;
+use super::error::TokenError;
+use super::keys::SigningKey;
 
 /// The claims of a Castellan access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,14 +41,14 @@ struct Header<'a> {
 }
 
 /// Signs `claims` as a compact JWS with header `{alg, kid, typ: "at+jwt"}`.
-pub fn sign_access_token(key: &SigningKey, claims: &AccessClaims) -> Result<String, Error> {
+pub fn sign_access_token(key: &SigningKey, claims: &AccessClaims) -> Result<String, TokenError> {
     let header = Header {
         alg: key.alg().as_str(),
         kid: key.kid(),
         typ: "at+jwt",
     };
-    let header = serde_json::to_vec(&header).map_err(|e| Error::Encoding(e.to_string()))?;
-    let payload = serde_json::to_vec(claims).map_err(|e| Error::Encoding(e.to_string()))?;
+    let header = serde_json::to_vec(&header).map_err(|e| TokenError::Encoding(e.to_string()))?;
+    let payload = serde_json::to_vec(claims).map_err(|e| TokenError::Encoding(e.to_string()))?;
     let mut token = String::with_capacity(header.len() * 2 + payload.len() * 2 + 400);
     B64.encode_string(&header, &mut token);
     token.push('.');
@@ -62,7 +62,7 @@ pub fn sign_access_token(key: &SigningKey, claims: &AccessClaims) -> Result<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::Alg;
+    use crate::token::Alg;
     use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
 
     fn claims() -> AccessClaims {

@@ -12,7 +12,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::error::Error;
+use super::error::TokenError;
+use crate::key_type::KeyType;
 
 /// A JWS signing algorithm Castellan issues tokens with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -55,13 +56,13 @@ impl std::fmt::Display for Alg {
 }
 
 impl std::str::FromStr for Alg {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
+    type Err = TokenError;
+    fn from_str(s: &str) -> Result<Self, TokenError> {
         match s {
             "RS256" => Ok(Alg::RS256),
             "ES256" => Ok(Alg::ES256),
             "EdDSA" => Ok(Alg::EdDSA),
-            _ => Err(Error::UnknownName {
+            _ => Err(TokenError::UnknownName {
                 kind: "algorithm",
                 value: s.to_owned(),
                 expected: "RS256, ES256, EdDSA",
@@ -70,33 +71,26 @@ impl std::str::FromStr for Alg {
     }
 }
 
-/// The key behind an algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyType {
-    /// RSA, 2048-bit modulus.
-    Rsa2048,
-    /// RSA, 3072-bit modulus.
-    Rsa3072,
-    /// RSA, 4096-bit modulus.
-    Rsa4096,
-    /// ECDSA on NIST P-256.
-    P256,
-    /// Ed25519.
-    Ed25519,
-}
-
 impl KeyType {
-    /// The command-line and config name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyType::Rsa2048 => "rsa-2048",
-            KeyType::Rsa3072 => "rsa-3072",
-            KeyType::Rsa4096 => "rsa-4096",
-            KeyType::P256 => "p-256",
-            KeyType::Ed25519 => "ed25519",
+    /// Reads the name of a token signing key type: `rsa-2048`, `rsa-3072`, `rsa-4096`, `p-256` (or
+    /// `p256`) or `ed25519`, case-insensitive. P-384 signs no token algorithm and is refused here (a
+    /// certificate key type's name is read by [`str::parse`]).
+    pub fn parse_signing(s: &str) -> Result<Self, TokenError> {
+        match s.to_ascii_lowercase().as_str() {
+            "rsa-2048" => Ok(KeyType::Rsa2048),
+            "rsa-3072" => Ok(KeyType::Rsa3072),
+            "rsa-4096" => Ok(KeyType::Rsa4096),
+            "p-256" | "p256" => Ok(KeyType::P256),
+            "ed25519" => Ok(KeyType::Ed25519),
+            _ => Err(TokenError::UnknownName {
+                kind: "key type",
+                value: s.to_owned(),
+                expected: "rsa-2048, rsa-3072, rsa-4096, p-256, ed25519",
+            }),
         }
     }
 
+    /// Whether a key of this type can sign `alg`.
     fn fits(self, alg: Alg) -> bool {
         matches!(
             (alg, self),
@@ -106,24 +100,6 @@ impl KeyType {
             ) | (Alg::ES256, KeyType::P256)
                 | (Alg::EdDSA, KeyType::Ed25519)
         )
-    }
-}
-
-impl std::str::FromStr for KeyType {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        match s.to_ascii_lowercase().as_str() {
-            "rsa-2048" => Ok(KeyType::Rsa2048),
-            "rsa-3072" => Ok(KeyType::Rsa3072),
-            "rsa-4096" => Ok(KeyType::Rsa4096),
-            "p-256" | "p256" => Ok(KeyType::P256),
-            "ed25519" => Ok(KeyType::Ed25519),
-            _ => Err(Error::UnknownName {
-                kind: "key type",
-                value: s.to_owned(),
-                expected: "rsa-2048, rsa-3072, rsa-4096, p-256, ed25519",
-            }),
-        }
     }
 }
 
@@ -185,44 +161,47 @@ impl SigningKey {
     pub fn generate(
         alg: Alg,
         key_type: Option<KeyType>,
-    ) -> Result<(Self, Zeroizing<Vec<u8>>), Error> {
+    ) -> Result<(Self, Zeroizing<Vec<u8>>), TokenError> {
         let key_type = key_type.unwrap_or(alg.default_key_type());
+        let mismatch = TokenError::KeyTypeMismatch {
+            alg: alg.as_str(),
+            key_type: key_type.as_str(),
+        };
         if !key_type.fits(alg) {
-            return Err(Error::KeyTypeMismatch {
-                alg: alg.as_str(),
-                key_type: key_type.as_str(),
-            });
+            return Err(mismatch);
         }
         let der: Zeroizing<Vec<u8>> = match key_type {
+            // P-384 fits no algorithm (refused above).
+            KeyType::P384 => return Err(mismatch),
             KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => {
                 let size = match key_type {
                     KeyType::Rsa3072 => KeySize::Rsa3072,
                     KeyType::Rsa4096 => KeySize::Rsa4096,
                     _ => KeySize::Rsa2048,
                 };
-                let kp = RsaKeyPair::generate(size).map_err(|_| Error::KeyGeneration)?;
+                let kp = RsaKeyPair::generate(size).map_err(|_| TokenError::KeyGeneration)?;
                 Zeroizing::new(
                     kp.as_der()
-                        .map_err(|_| Error::KeyGeneration)?
+                        .map_err(|_| TokenError::KeyGeneration)?
                         .as_ref()
                         .to_vec(),
                 )
             }
             KeyType::P256 => {
                 let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-                    .map_err(|_| Error::KeyGeneration)?;
+                    .map_err(|_| TokenError::KeyGeneration)?;
                 Zeroizing::new(
                     kp.to_pkcs8v1()
-                        .map_err(|_| Error::KeyGeneration)?
+                        .map_err(|_| TokenError::KeyGeneration)?
                         .as_ref()
                         .to_vec(),
                 )
             }
             KeyType::Ed25519 => {
-                let kp = Ed25519KeyPair::generate().map_err(|_| Error::KeyGeneration)?;
+                let kp = Ed25519KeyPair::generate().map_err(|_| TokenError::KeyGeneration)?;
                 Zeroizing::new(
                     kp.to_pkcs8v1()
-                        .map_err(|_| Error::KeyGeneration)?
+                        .map_err(|_| TokenError::KeyGeneration)?
                         .as_ref()
                         .to_vec(),
                 )
@@ -233,12 +212,12 @@ impl SigningKey {
     }
 
     /// Parses a PKCS#8 private key for `alg`.
-    pub fn from_pkcs8(alg: Alg, der: &[u8]) -> Result<Self, Error> {
+    pub fn from_pkcs8(alg: Alg, der: &[u8]) -> Result<Self, TokenError> {
         let (pair, jwk) = match alg {
             Alg::RS256 => {
-                let kp = RsaKeyPair::from_pkcs8(der).map_err(|_| Error::InvalidKey("RSA"))?;
+                let kp = RsaKeyPair::from_pkcs8(der).map_err(|_| TokenError::InvalidKey("RSA"))?;
                 if kp.public_modulus_len() < 256 {
-                    return Err(Error::InvalidKey("RSA (at least 2048 bits)"));
+                    return Err(TokenError::InvalidKey("RSA (at least 2048 bits)"));
                 }
                 let public = kp.public_key();
                 let n = B64.encode(public.modulus().big_endian_without_leading_zero());
@@ -250,10 +229,10 @@ impl SigningKey {
             }
             Alg::ES256 => {
                 let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
-                    .map_err(|_| Error::InvalidKey("P-256"))?;
+                    .map_err(|_| TokenError::InvalidKey("P-256"))?;
                 let point = kp.public_key().as_ref();
                 if point.len() != 65 || point[0] != 4 {
-                    return Err(Error::InvalidKey("P-256"));
+                    return Err(TokenError::InvalidKey("P-256"));
                 }
                 let x = B64.encode(&point[1..33]);
                 let y = B64.encode(&point[33..65]);
@@ -263,8 +242,8 @@ impl SigningKey {
                 )
             }
             Alg::EdDSA => {
-                let kp =
-                    Ed25519KeyPair::from_pkcs8(der).map_err(|_| Error::InvalidKey("Ed25519"))?;
+                let kp = Ed25519KeyPair::from_pkcs8(der)
+                    .map_err(|_| TokenError::InvalidKey("Ed25519"))?;
                 let x = B64.encode(kp.public_key().as_ref());
                 (
                     Pair::Ed(kp),
@@ -291,7 +270,7 @@ impl SigningKey {
     }
 
     /// Signs `message` (the JWS signing input) and returns the raw JWS signature bytes.
-    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, TokenError> {
         match &self.pair {
             Pair::Rsa(kp) => {
                 let mut sig = vec![0u8; kp.public_modulus_len()];
@@ -301,13 +280,13 @@ impl SigningKey {
                     message,
                     &mut sig,
                 )
-                .map_err(|_| Error::Signing)?;
+                .map_err(|_| TokenError::Signing)?;
                 Ok(sig)
             }
             Pair::Ec(kp) => kp
                 .sign(&aws_lc_rs::rand::SystemRandom::new(), message)
                 .map(|s| s.as_ref().to_vec())
-                .map_err(|_| Error::Signing),
+                .map_err(|_| TokenError::Signing),
             Pair::Ed(kp) => Ok(kp.sign(message).as_ref().to_vec()),
         }
     }
@@ -392,9 +371,9 @@ mod tests {
     fn key_type_must_fit_alg() {
         assert!(matches!(
             SigningKey::generate(Alg::ES256, Some(KeyType::Rsa2048)),
-            Err(Error::KeyTypeMismatch { .. })
+            Err(TokenError::KeyTypeMismatch { .. })
         ));
-        assert!("rsa-1024".parse::<KeyType>().is_err());
+        assert!(KeyType::parse_signing("rsa-1024").is_err());
         assert!("HS256".parse::<Alg>().is_err());
     }
 }
