@@ -13,19 +13,34 @@ fn a_read_failure_names_its_cause() {
     assert_eq!(f.severity, Severity::Error);
     let f = read_failure("/etc/x.pem", ErrorKind::PermissionDenied, "denied");
     assert_eq!(f.code, codes::NOT_READABLE);
-    assert!(f.fix.contains("castellan doctor files /etc/x.pem"), "{}", f.fix);
+    assert!(
+        f.fix.contains("castellan doctor files /etc/x.pem"),
+        "{}",
+        f.fix
+    );
     let f = read_failure("/etc", ErrorKind::IsADirectory, "is a directory");
     assert!(f.message.contains("is a directory, not a file"));
-    let f = read_failure("/etc/x.pem", ErrorKind::InvalidData, "stream did not contain UTF-8");
+    let f = read_failure(
+        "/etc/x.pem",
+        ErrorKind::InvalidData,
+        "stream did not contain UTF-8",
+    );
     assert_eq!(f.code, codes::NOT_READABLE);
-    assert!(f.message.ends_with("stream did not contain UTF-8"), "{}", f.message);
+    assert!(
+        f.message.ends_with("stream did not contain UTF-8"),
+        "{}",
+        f.message
+    );
 }
 
 #[test]
 fn a_key_is_known_by_its_contents_else_by_its_name() {
     let key = b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n";
     assert!(is_key_file("cert.pem", Some(key)));
-    assert!(!is_key_file("server-key.pem", Some(b"-----BEGIN CERTIFICATE-----\n")));
+    assert!(!is_key_file(
+        "server-key.pem",
+        Some(b"-----BEGIN CERTIFICATE-----\n")
+    ));
     assert!(is_key_file("/etc/tls/Server-KEY.pem", None));
     assert!(is_key_file("client.key", None));
     assert!(!is_key_file("/etc/tls/cert.pem", None));

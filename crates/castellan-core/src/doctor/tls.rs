@@ -409,6 +409,9 @@ mod unusable_key_tests {
             1_800_000_000,
         );
         assert!(f.iter().any(|f| f.code == codes::PEM_INVALID), "{f:?}");
-        assert!(f.iter().all(|f| f.code != codes::TRUST_NOT_CHECKED), "{f:?}");
+        assert!(
+            f.iter().all(|f| f.code != codes::TRUST_NOT_CHECKED),
+            "{f:?}"
+        );
     }
 }
