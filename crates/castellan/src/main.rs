@@ -3,7 +3,7 @@
 
 mod agent_cmd;
 mod common;
-mod doctor_cmd;
+mod doctor;
 mod keys_cmd;
 mod pki_cmd;
 mod remote;
@@ -66,7 +66,7 @@ enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Name the root cause of broken chains, TLS endpoints, file layouts, JWKS and tokens.
-    Doctor(doctor_cmd::DoctorArgs),
+    Doctor(doctor::DoctorArgs),
     /// Print an access token for a credential file (client_credentials grant).
     ///
     /// For curl and scripts: `curl -H "Authorization: Bearer $(castellan token --credential
@@ -179,7 +179,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Agent(args) => agent_cmd::agent(args).await,
         Command::Dev(cmd) => agent_cmd::dev(cmd).await,
         Command::Keys(cmd) => keys_cmd::run(cmd).await,
-        Command::Doctor(args) => Ok(doctor_cmd::run(args).await),
+        Command::Doctor(args) => Ok(doctor::run(args).await),
         Command::Token(args) => token_cmd::run(args).await,
         Command::Config(ConfigCommand::Check { file }) => {
             let cfg = castellan_server::config::Config::from_file(&file)?;

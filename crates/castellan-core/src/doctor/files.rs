@@ -323,6 +323,46 @@ pub fn check_file(facts: &FileFacts, who: &Identity, expected_owner: Option<u32>
     let path = facts.path.as_str();
     let user = who.label.as_str();
 
+    let blocked = check_parents(facts, who, &mut out);
+    let Some(st) = found_stat(facts, blocked, &mut out) else {
+        return out;
+    };
+    check_readable(facts, who, st, &mut out);
+    if facts.is_key && !st.is_dir {
+        out.extend(key_exposure(path, st));
+    }
+
+    if let Some(owner) = expected_owner
+        && st.uid != owner
+        && st.uid != 0
+    {
+        out.push(Finding::warning(
+            codes::WRONG_OWNER,
+            path,
+            format!(
+                "{path} belongs to uid {} but {user} (uid {owner}) is expected to own it ({})",
+                st.uid,
+                describe(st)
+            ),
+            format!("chown {owner} {path}"),
+        ));
+    }
+
+    if !out.iter().any(|f| f.severity == super::Severity::Error) && !blocked {
+        out.push(Finding::info(
+            codes::FILE_OK,
+            path,
+            format!("{user} can read {path} ({})", describe(st)),
+            "nothing to do",
+        ));
+    }
+    out
+}
+
+/// One finding per parent directory `who` cannot search; whether there was any.
+fn check_parents(facts: &FileFacts, who: &Identity, out: &mut Vec<Finding>) -> bool {
+    let path = facts.path.as_str();
+    let user = who.label.as_str();
     let mut blocked = false;
     for (dir, st) in &facts.parents {
         if !can(who, st, Access::Search) {
@@ -344,8 +384,14 @@ pub fn check_file(facts: &FileFacts, who: &Identity, expected_owner: Option<u32>
             ));
         }
     }
+    blocked
+}
 
-    let st = match &facts.found {
+/// The file's `stat`, or `None` (with a finding, unless a blocked parent already explains it) when
+/// it is missing or could not be examined.
+fn found_stat<'a>(facts: &'a FileFacts, blocked: bool, out: &mut Vec<Finding>) -> Option<&'a Stat> {
+    let path = facts.path.as_str();
+    match &facts.found {
         Found::Missing(first) => {
             let detail = if first != path {
                 format!(" (the directory {first} does not exist)")
@@ -359,7 +405,7 @@ pub fn check_file(facts: &FileFacts, who: &Identity, expected_owner: Option<u32>
                 "write the file there (castellan pki issue --out DIR, or castellan agent), or fix \
                  the path in the configuration that names it",
             ));
-            return out;
+            None
         }
         Found::Unknown(why) => {
             if !blocked {
@@ -370,11 +416,16 @@ pub fn check_file(facts: &FileFacts, who: &Identity, expected_owner: Option<u32>
                     "run the doctor as root (or as the file's owner) to see the cause",
                 ));
             }
-            return out;
+            None
         }
-        Found::Exists(st) => st,
-    };
+        Found::Exists(st) => Some(st),
+    }
+}
 
+/// Whether `who` can read the file (list and enter it, for a directory).
+fn check_readable(facts: &FileFacts, who: &Identity, st: &Stat, out: &mut Vec<Finding>) {
+    let path = facts.path.as_str();
+    let user = who.label.as_str();
     if st.is_dir {
         if !can(who, st, Access::Read) || !can(who, st, Access::Search) {
             out.push(Finding::error(
@@ -413,80 +464,125 @@ pub fn check_file(facts: &FileFacts, who: &Identity, expected_owner: Option<u32>
             fix,
         ));
     }
+}
 
-    if facts.is_key
-        && !st.is_dir
-        && let Some(acl) = &st.acl
-    {
+/// A private key (not a directory) that others than its owner can read or write: by its ACL where it
+/// has one, else by its mode bits.
+fn key_exposure(path: &str, st: &Stat) -> Option<Finding> {
+    if let Some(acl) = &st.acl {
         let others = acl.others_with_access();
-        if !others.is_empty() {
-            let everyone = acl.perm(AclTag::Other).is_some_and(|p| p & 6 != 0);
-            let message = format!(
-                "{path} holds a private key that its ACL lets others read or write ({}; {})",
-                others.join(", "),
-                describe(st)
-            );
-            let fix = format!(
-                "setfacl -b {path} && chmod 600 {path}, unless those entries exist to share this key"
-            );
-            out.push(if everyone {
-                Finding::error(codes::KEY_TOO_OPEN, path, message, fix)
-            } else {
-                Finding::warning(codes::KEY_TOO_OPEN, path, message, fix)
-            });
+        if others.is_empty() {
+            return None;
         }
-    } else if facts.is_key && !st.is_dir {
-        if st.mode & 0o004 != 0 || st.mode & 0o002 != 0 {
-            out.push(Finding::error(
-                codes::KEY_TOO_OPEN,
-                path,
-                format!(
-                    "{path} holds a private key and every user on the machine can read it ({}); \
-                     Mosquitto, PostgreSQL and ssh refuse such keys",
-                    describe(st)
-                ),
-                format!(
-                    "chmod 600 {path} (and treat the key as exposed if others had access); use \
-                     0640 with a dedicated group only if a second user must read it"
-                ),
-            ));
-        } else if st.mode & 0o070 != 0 {
-            out.push(Finding::warning(
-                codes::KEY_TOO_OPEN,
-                path,
-                format!(
-                    "{path} holds a private key that members of group {} can read or write ({})",
-                    st.gid,
-                    describe(st)
-                ),
-                format!("chmod 600 {path}, unless that group exists to share this key"),
-            ));
-        }
+        let everyone = acl.perm(AclTag::Other).is_some_and(|p| p & 6 != 0);
+        let message = format!(
+            "{path} holds a private key that its ACL lets others read or write ({}; {})",
+            others.join(", "),
+            describe(st)
+        );
+        let fix = format!(
+            "setfacl -b {path} && chmod 600 {path}, unless those entries exist to share this key"
+        );
+        return Some(if everyone {
+            Finding::error(codes::KEY_TOO_OPEN, path, message, fix)
+        } else {
+            Finding::warning(codes::KEY_TOO_OPEN, path, message, fix)
+        });
     }
-
-    if let Some(owner) = expected_owner
-        && st.uid != owner
-        && st.uid != 0
-    {
-        out.push(Finding::warning(
-            codes::WRONG_OWNER,
+    if st.mode & 0o004 != 0 || st.mode & 0o002 != 0 {
+        Some(Finding::error(
+            codes::KEY_TOO_OPEN,
             path,
             format!(
-                "{path} belongs to uid {} but {user} (uid {owner}) is expected to own it ({})",
-                st.uid,
+                "{path} holds a private key and every user on the machine can read it ({}); \
+                 Mosquitto, PostgreSQL and ssh refuse such keys",
                 describe(st)
             ),
-            format!("chown {owner} {path}"),
-        ));
-    }
-
-    if !out.iter().any(|f| f.severity == super::Severity::Error) && !blocked {
-        out.push(Finding::info(
-            codes::FILE_OK,
+            format!(
+                "chmod 600 {path} (and treat the key as exposed if others had access); use \
+                 0640 with a dedicated group only if a second user must read it"
+            ),
+        ))
+    } else if st.mode & 0o070 != 0 {
+        Some(Finding::warning(
+            codes::KEY_TOO_OPEN,
             path,
-            format!("{user} can read {path} ({})", describe(st)),
-            "nothing to do",
-        ));
+            format!(
+                "{path} holds a private key that members of group {} can read or write ({})",
+                st.gid,
+                describe(st)
+            ),
+            format!("chmod 600 {path}, unless that group exists to share this key"),
+        ))
+    } else {
+        None
+    }
+}
+
+/// Why a file the doctor was asked to judge could not be read, as a finding; `kind` and `error` are
+/// what reading it failed with.
+pub fn read_failure(name: &str, kind: std::io::ErrorKind, error: &str) -> Finding {
+    let (code, message, fix) = match kind {
+        std::io::ErrorKind::NotFound => (
+            codes::FILE_MISSING,
+            format!("{name} does not exist: `No such file or directory`"),
+            "check the path".to_owned(),
+        ),
+        std::io::ErrorKind::PermissionDenied => (
+            codes::NOT_READABLE,
+            format!("{name} cannot be read: `permission denied`"),
+            format!("run `castellan doctor files {name}` to see which permission is missing"),
+        ),
+        std::io::ErrorKind::IsADirectory => (
+            codes::NOT_READABLE,
+            format!("{name} is a directory, not a file"),
+            "name the file inside it".to_owned(),
+        ),
+        _ => (
+            codes::NOT_READABLE,
+            format!("{name} cannot be read: {error}"),
+            "check the path and the file".to_owned(),
+        ),
+    };
+    Finding::error(code, name, message, fix)
+}
+
+/// Whether a file holds a private key: from the head of its contents when they could be read, else
+/// from its name (`…key….pem`, `…key….key`).
+pub fn is_key_file(path: &str, head: Option<&[u8]>) -> bool {
+    match head {
+        Some(bytes) => super::holds_private_key(bytes),
+        None => {
+            let lower = path.to_ascii_lowercase();
+            lower.contains("key") && (lower.ends_with(".pem") || lower.ends_with(".key"))
+        }
+    }
+}
+
+/// Judges several files for `who` (see [`check_file`]), naming each blocked directory once however many
+/// of the files sit below it.
+pub fn check_files(
+    facts: &[FileFacts],
+    who: &Identity,
+    expected_owner: Option<u32>,
+) -> Vec<Finding> {
+    let mut out: Vec<Finding> = Vec::new();
+    for f in facts
+        .iter()
+        .flat_map(|f| check_file(f, who, expected_owner))
+    {
+        if f.code == codes::DIR_NOT_SEARCHABLE
+            && out
+                .iter()
+                .any(|o| o.code == f.code && o.subject == f.subject)
+        {
+            continue;
+        }
+        out.push(f);
     }
     out
 }
+
+#[cfg(test)]
+#[path = "files_tests.rs"]
+mod tests;

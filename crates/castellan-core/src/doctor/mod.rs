@@ -15,6 +15,8 @@
 //! * [`tls`]: what a TLS handshake showed (the caller connects; this judges).
 //! * [`files`]: who can reach and read a file, given modes and owners the caller collected.
 //! * [`token`]: JWKS documents of several replicas and a token.
+//! * [`service`]: a Castellan server or store: health, published keys, schema, key ring, CA, secrets,
+//!   and certificates whose renewal was missed.
 //!
 //! This module does **not** open files or sockets, read the clock or the environment: callers do. It
 //! parses PEM with `pem`, certificates with x509-parser, verifies with rustls-webpki and decodes JWTs
@@ -23,6 +25,7 @@
 pub mod chain;
 pub mod files;
 mod input;
+pub mod service;
 pub mod tls;
 pub mod token;
 

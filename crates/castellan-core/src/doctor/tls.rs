@@ -6,7 +6,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
 
 use super::chain::check_presented;
-use super::{Finding, Input, codes};
+use super::{ChainRequest, Finding, Input, check_chain, codes};
 use crate::pki::Purpose;
 
 /// What happened after the client's side of the handshake completed.
@@ -185,8 +185,25 @@ pub fn check_tls(obs: &TlsObservation, ca: Option<Input<'_>>, now: i64) -> Vec<F
     let client_alert = alert.filter(|a| {
         is_client_cert_alert(*a) && (obs.client_cert_requested || obs.client_cert_sent || *a == 116)
     });
-    match (client_alert, obs.client_cert_sent) {
-        (Some(a), false) => out.push(Finding::error(
+    match client_alert {
+        Some(a) => out.push(client_cert_alert(obs, a)),
+        None => out.extend(handshake_failure(obs, alert)),
+    }
+
+    if let Outcome::Completed { after } = &obs.outcome
+        && client_alert.is_none()
+    {
+        completed(obs, after, &mut out);
+    }
+    out
+}
+
+/// The server answered with an alert about the client certificate: it wanted one, or refused the one
+/// sent.
+fn client_cert_alert(obs: &TlsObservation, a: u8) -> Finding {
+    let ep = obs.endpoint.as_str();
+    if !obs.client_cert_sent {
+        return Finding::error(
             codes::CLIENT_CERT_REQUIRED,
             ep,
             format!(
@@ -197,120 +214,204 @@ pub fn check_tls(obs: &TlsObservation, ca: Option<Input<'_>>, now: i64) -> Vec<F
             ),
             "connect with a client certificate issued by a CA the server trusts: --cert \
              client-chain.pem --key client-key.pem (castellan pki issue --profile client)",
-        )),
-        (Some(a), true) => out.push(Finding::error(
-            codes::CLIENT_CERT_REJECTED,
-            ep,
-            format!(
-                "{ep} rejected the client certificate with the `{}` alert: {}.{}",
-                alert_name(a),
-                rejection_meaning(a),
-                ca_names(obs)
-            ),
-            match a {
-                48 => "use a client certificate issued by a CA in the server's CA file (or add \
-                       your CA's root to it), and send your intermediate: --cert should be the \
-                       client's chain.pem"
-                    .to_owned(),
-                45 => "renew the client certificate".to_owned(),
-                51 => "use the key that belongs to the client certificate".to_owned(),
-                _ => "check the client certificate with castellan doctor chain --cert CERT --key \
-                      KEY --ca SERVER-CA --purpose client"
-                    .to_owned(),
-            },
-        )),
-        (None, _) => {
-            if let Some(a) = alert {
-                let error = match &obs.outcome {
-                    Outcome::HandshakeFailed { error, .. } => error.clone(),
-                    _ => String::new(),
-                };
-                out.push(Finding::error(
-                    codes::TLS_HANDSHAKE_FAILED,
-                    ep,
-                    format!(
-                        "the TLS handshake with {ep} failed: the server sent the `{}` alert{}",
-                        alert_name(a),
-                        match a {
-                            40 => " (no protocol version, cipher suite or signature scheme in \
-                                   common — or, with TLS 1.2, a client certificate was required)"
-                                .to_owned(),
-                            70 => " (no TLS version in common)".to_owned(),
-                            112 => format!(
-                                " (the server has no certificate for the name `{}`)",
-                                obs.server_name
-                            ),
-                            _ if !error.is_empty() => format!(" ({error})"),
-                            _ => String::new(),
-                        }
-                    ),
-                    "check the server's TLS settings and log for the reason it gives",
-                ));
-            } else if let Outcome::HandshakeFailed { error, .. } = &obs.outcome {
-                out.push(Finding::error(
-                    codes::TLS_HANDSHAKE_FAILED,
-                    ep,
-                    format!("the TLS handshake with {ep} failed: {error}"),
-                    "check that the port speaks TLS (not plain TCP or HTTP) and the server's log",
-                ));
-            }
-        }
+        );
     }
+    Finding::error(
+        codes::CLIENT_CERT_REJECTED,
+        ep,
+        format!(
+            "{ep} rejected the client certificate with the `{}` alert: {}.{}",
+            alert_name(a),
+            rejection_meaning(a),
+            ca_names(obs)
+        ),
+        match a {
+            48 => "use a client certificate issued by a CA in the server's CA file (or add \
+                   your CA's root to it), and send your intermediate: --cert should be the \
+                   client's chain.pem"
+                .to_owned(),
+            45 => "renew the client certificate".to_owned(),
+            51 => "use the key that belongs to the client certificate".to_owned(),
+            _ => "check the client certificate with castellan doctor chain --cert CERT --key \
+                  KEY --ca SERVER-CA --purpose client"
+                .to_owned(),
+        },
+    )
+}
 
-    if let Outcome::Completed { after } = &obs.outcome
-        && client_alert.is_none()
-    {
-        if obs.client_cert_sent {
-            match after {
-                AfterHandshake::Closed => out.push(Finding::error(
-                    codes::CLIENT_CERT_REJECTED,
-                    ep,
-                    format!(
-                        "{ep} closed the connection right after the handshake, without an \
-                         alert: it probably refused the client certificate.{}",
-                        ca_names(obs)
-                    ),
-                    "check the server's log for why it closed the connection",
-                )),
-                AfterHandshake::Error(e) => out.push(Finding::error(
-                    codes::CLIENT_CERT_REJECTED,
-                    ep,
-                    format!(
-                        "{ep} broke the connection right after the handshake ({e}): it \
-                         probably refused the client certificate.{}",
-                        ca_names(obs)
-                    ),
-                    "check the server's log for why it closed the connection",
-                )),
-                _ => out.push(Finding::info(
-                    codes::CLIENT_CERT_ACCEPTED,
-                    ep,
-                    format!("{ep} accepted the client certificate"),
-                    "nothing to do",
-                )),
-            }
-        } else if obs.client_cert_requested {
-            out.push(Finding::info(
-                codes::CLIENT_CERT_ACCEPTED,
-                ep,
-                format!("{ep} asks for a client certificate but accepts connections without one"),
-                "if clients must authenticate, make the certificate mandatory (Mosquitto: \
-                 require_certificate true)",
-            ));
-        }
-        out.push(Finding::info(
-            codes::TLS_CONNECTED,
+/// A handshake that failed for a reason other than the client certificate (an alert, or an error of
+/// the client's own); `None` when it did not fail.
+fn handshake_failure(obs: &TlsObservation, alert: Option<u8>) -> Option<Finding> {
+    let ep = obs.endpoint.as_str();
+    if let Some(a) = alert {
+        let error = match &obs.outcome {
+            Outcome::HandshakeFailed { error, .. } => error.clone(),
+            _ => String::new(),
+        };
+        return Some(Finding::error(
+            codes::TLS_HANDSHAKE_FAILED,
             ep,
             format!(
-                "TLS handshake with {ep} completed{}; the server presented {} certificate(s)",
-                obs.negotiated
-                    .as_deref()
-                    .map(|n| format!(" ({n})"))
-                    .unwrap_or_default(),
-                obs.presented.len()
+                "the TLS handshake with {ep} failed: the server sent the `{}` alert{}",
+                alert_name(a),
+                match a {
+                    40 => " (no protocol version, cipher suite or signature scheme in \
+                           common — or, with TLS 1.2, a client certificate was required)"
+                        .to_owned(),
+                    70 => " (no TLS version in common)".to_owned(),
+                    112 => format!(
+                        " (the server has no certificate for the name `{}`)",
+                        obs.server_name
+                    ),
+                    _ if !error.is_empty() => format!(" ({error})"),
+                    _ => String::new(),
+                }
             ),
-            "nothing to do",
+            "check the server's TLS settings and log for the reason it gives",
         ));
     }
-    out
+    if let Outcome::HandshakeFailed { error, .. } = &obs.outcome {
+        return Some(Finding::error(
+            codes::TLS_HANDSHAKE_FAILED,
+            ep,
+            format!("the TLS handshake with {ep} failed: {error}"),
+            "check that the port speaks TLS (not plain TCP or HTTP) and the server's log",
+        ));
+    }
+    None
+}
+
+/// A completed handshake without a client-certificate alert: what became of the client certificate,
+/// and the summary.
+fn completed(obs: &TlsObservation, after: &AfterHandshake, out: &mut Vec<Finding>) {
+    let ep = obs.endpoint.as_str();
+    if obs.client_cert_sent {
+        match after {
+            AfterHandshake::Closed => out.push(Finding::error(
+                codes::CLIENT_CERT_REJECTED,
+                ep,
+                format!(
+                    "{ep} closed the connection right after the handshake, without an \
+                     alert: it probably refused the client certificate.{}",
+                    ca_names(obs)
+                ),
+                "check the server's log for why it closed the connection",
+            )),
+            AfterHandshake::Error(e) => out.push(Finding::error(
+                codes::CLIENT_CERT_REJECTED,
+                ep,
+                format!(
+                    "{ep} broke the connection right after the handshake ({e}): it \
+                     probably refused the client certificate.{}",
+                    ca_names(obs)
+                ),
+                "check the server's log for why it closed the connection",
+            )),
+            _ => out.push(Finding::info(
+                codes::CLIENT_CERT_ACCEPTED,
+                ep,
+                format!("{ep} accepted the client certificate"),
+                "nothing to do",
+            )),
+        }
+    } else if obs.client_cert_requested {
+        out.push(Finding::info(
+            codes::CLIENT_CERT_ACCEPTED,
+            ep,
+            format!("{ep} asks for a client certificate but accepts connections without one"),
+            "if clients must authenticate, make the certificate mandatory (Mosquitto: \
+             require_certificate true)",
+        ));
+    }
+    out.push(Finding::info(
+        codes::TLS_CONNECTED,
+        ep,
+        format!(
+            "TLS handshake with {ep} completed{}; the server presented {} certificate(s)",
+            obs.negotiated
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default(),
+            obs.presented.len()
+        ),
+        "nothing to do",
+    ));
+}
+
+/// Judges the client certificate and key files before they are presented: as a chain for a TLS client,
+/// without the trust summary (the server's CA file decides trust, and the handshake tells).
+pub fn check_client_files(cert: Input<'_>, key: Input<'_>, now: i64) -> Vec<Finding> {
+    let req = ChainRequest {
+        cert,
+        key: Some(key),
+        ca: None,
+        host: None,
+        purpose: Some(Purpose::Client),
+        now,
+    };
+    check_chain(&req)
+        .into_iter()
+        .filter(|f| f.code != codes::TRUST_NOT_CHECKED && f.code != codes::CHAIN_OK)
+        .collect()
+}
+
+/// Why the TLS client could not use the client certificate and key, so it sent none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientKeyUnusable {
+    /// The certificate file holds no certificate, or the key file no key, the TLS stack can read.
+    NotLoaded,
+    /// The TLS stack refused the key: why.
+    Refused(String),
+}
+
+/// The finding for a client certificate or key the TLS client could not use.
+pub fn client_key_unusable(cert_name: &str, key_name: &str, why: &ClientKeyUnusable) -> Finding {
+    match why {
+        ClientKeyUnusable::NotLoaded => Finding::warning(
+            codes::KEY_INVALID,
+            format!("{cert_name}, {key_name}"),
+            "the client certificate or key cannot be used, so no client certificate was sent",
+            "fix the findings about these files first",
+        ),
+        ClientKeyUnusable::Refused(e) => Finding::warning(
+            codes::KEY_INVALID,
+            key_name,
+            format!("rustls cannot use the client key ({e}), so no certificate was sent"),
+            "use a PKCS#8, SEC1 or PKCS#1 key of a supported type",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod unusable_key_tests {
+    use super::*;
+
+    #[test]
+    fn an_unusable_client_key_says_no_certificate_was_sent() {
+        let f = client_key_unusable("c.pem", "k.pem", &ClientKeyUnusable::NotLoaded);
+        assert_eq!(f.code, codes::KEY_INVALID);
+        assert_eq!(f.subject, "c.pem, k.pem");
+        assert_eq!(f.severity, super::super::Severity::Warning);
+        let f = client_key_unusable(
+            "c.pem",
+            "k.pem",
+            &ClientKeyUnusable::Refused("unsupported curve".to_owned()),
+        );
+        assert_eq!(f.subject, "k.pem");
+        assert!(f.message.contains("(unsupported curve)"), "{}", f.message);
+    }
+
+    #[test]
+    fn unreadable_client_files_are_findings_not_trust_summaries() {
+        let f = check_client_files(
+            Input::new("c.pem", b"not pem"),
+            Input::new("k.pem", b"not pem either"),
+            1_800_000_000,
+        );
+        assert!(f.iter().any(|f| f.code == codes::PEM_INVALID), "{f:?}");
+        assert!(
+            f.iter().all(|f| f.code != codes::TRUST_NOT_CHECKED),
+            "{f:?}"
+        );
+    }
 }
