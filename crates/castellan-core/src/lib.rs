@@ -11,6 +11,7 @@
 
 pub mod clock;
 pub mod doctor;
+pub mod duration;
 pub mod envelope;
 pub mod error;
 pub mod jwt;
