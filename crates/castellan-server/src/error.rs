@@ -43,6 +43,12 @@ pub enum ServiceError {
     Pki(#[from] castellan_core::pki::PkiError),
 }
 
+impl From<castellan_wire::Invalid> for ServiceError {
+    fn from(e: castellan_wire::Invalid) -> Self {
+        ServiceError::Invalid(e.0)
+    }
+}
+
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {

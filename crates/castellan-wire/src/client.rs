@@ -100,9 +100,7 @@ pub async fn read_body(
         // Reserved ahead so that growing never leaves an unwiped copy behind.
         if buf.capacity() < buf.len() + chunk.len() {
             let mut bigger = Zeroizing::new(Vec::with_capacity(
-                (buf.len() + chunk.len())
-                    .max(buf.capacity() * 2)
-                    .min(max),
+                (buf.len() + chunk.len()).max(buf.capacity() * 2).min(max),
             ));
             bigger.extend_from_slice(&buf);
             buf = bigger;

@@ -56,9 +56,8 @@ impl std::error::Error for CredentialError {
 impl CredentialFile {
     /// Reads and parses the credential file at `path`.
     pub fn read(path: &Path) -> Result<Self, CredentialError> {
-        let text = zeroize::Zeroizing::new(
-            std::fs::read_to_string(path).map_err(CredentialError::Read)?,
-        );
+        let text =
+            zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(CredentialError::Read)?);
         serde_json::from_str(&text).map_err(CredentialError::Parse)
     }
 }
