@@ -332,7 +332,7 @@ fn check_secret_path(path: &Path) -> Result<(), String> {
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    let parsed = castellan_server::config::parse_duration(&s).map_err(serde::de::Error::custom)?;
+    let parsed = castellan_core::duration::parse_duration(&s).map_err(serde::de::Error::custom)?;
     // Lifetimes and intervals count whole seconds: `0s` or `500ms` would be a zero TTL (refused at
     // issuance) or a busy loop.
     if parsed.as_secs() == 0 {
@@ -349,11 +349,9 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
 
 fn opt_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     let s = String::deserialize(d)?;
-    castellan_server::files::parse_mode(&s)
-        .map(Some)
-        .ok_or_else(|| {
-            serde::de::Error::custom(format!("`{s}` is not an octal file mode like \"0640\""))
-        })
+    castellan_files::parse_mode(&s).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!("`{s}` is not an octal file mode like \"0640\""))
+    })
 }
 
 fn mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use castellan_core::pki::IssueRequest;
-use castellan_server::pki::SetJson;
-use castellan_server::secrets::SecretJson;
+use castellan_wire::client::{self, TokenError, api_error, error_json, read_body, read_json};
+use castellan_wire::{CaJson, CredentialError, CredentialFile, SecretJson, SetJson, SignBody};
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
@@ -30,12 +30,6 @@ impl std::fmt::Debug for HttpBackend {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct Cred {
-    client_id: String,
-    client_secret: String,
-}
-
 impl HttpBackend {
     /// A backend for `server`, authenticating with the credential file; an `https://` server is
     /// trusted through the certificates of `ca_file` alone when it is given (the system's roots
@@ -45,24 +39,23 @@ impl HttpBackend {
         credential_file: &Path,
         ca_file: Option<&Path>,
     ) -> Result<Self, AgentError> {
-        let text = std::fs::read_to_string(credential_file).map_err(|e| {
-            AgentError::Config(format!(
-                "credential_file {}: {e}",
-                credential_file.display()
-            ))
-        })?;
-        let cred: Cred = serde_json::from_str(&text).map_err(|e| {
-            AgentError::Config(format!(
-                "credential_file {}: expected {{\"client_id\", \"client_secret\"}}: {e}",
-                credential_file.display()
-            ))
+        let cred = CredentialFile::read(credential_file).map_err(|e| {
+            AgentError::Config(match e {
+                CredentialError::Read(e) => {
+                    format!("credential_file {}: {e}", credential_file.display())
+                }
+                CredentialError::Parse(e) => format!(
+                    "credential_file {}: expected {{\"client_id\", \"client_secret\"}}: {e}",
+                    credential_file.display()
+                ),
+            })
         })?;
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .connect_timeout(Duration::from_secs(5));
         if let Some(ca) = ca_file {
-            builder =
-                trust_only(builder, ca).map_err(|e| AgentError::Config(format!("ca_file {e}")))?;
+            builder = client::trust_only(builder, ca)
+                .map_err(|e| AgentError::Config(format!("ca_file {e}")))?;
         }
         let http = builder
             .build()
@@ -91,30 +84,30 @@ impl HttpBackend {
         {
             return Ok(t.clone());
         }
-        let resp = self
-            .http
-            .post(format!("{}/oauth2/token", self.base))
-            .basic_auth(&self.client_id, Some(self.client_secret.as_str()))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = error_json(resp).await;
-            return Err(AgentError::Server(format!(
+        let answer = client::request_token(
+            &self.http,
+            &format!("{}/oauth2/token", self.base),
+            &self.client_id,
+            &self.client_secret,
+            None,
+        )
+        .await
+        .map_err(|e| match e {
+            TokenError::Unreachable(e) => self.unreachable(&e),
+            TokenError::Refused { status, body } => AgentError::Server(format!(
                 "the server refused the agent's credential ({status}: {})",
-                body["error_description"].as_str().unwrap_or("no details")
-            )));
-        }
-        let body: serde_json::Value = json(resp, "/oauth2/token").await?;
-        let token = body["access_token"]
-            .as_str()
-            .ok_or_else(|| AgentError::Server("no access_token in the answer".into()))?
-            .to_owned();
+                body.as_ref()
+                    .and_then(|b| b["error_description"].as_str())
+                    .unwrap_or("no details")
+            )),
+            TokenError::Unreadable { error, .. } => AgentError::Server(error.to_string()),
+            TokenError::NoAccessToken => AgentError::Server("no access_token in the answer".into()),
+        })?;
+        let expires_in = answer.expires_in.and_then(|e| u64::try_from(e).ok());
+        let token = answer.access_token.clone();
         *slot = Some((
-            token.clone(),
-            token_good_until(Instant::now(), body["expires_in"].as_u64()),
+            answer.access_token,
+            token_good_until(Instant::now(), expires_in),
         ));
         Ok(token)
     }
@@ -140,7 +133,7 @@ impl HttpBackend {
         ))
     }
 
-    async fn post(&self, path: &str, body: &serde_json::Value) -> Result<SetJson, AgentError> {
+    async fn post(&self, path: &str, body: &impl serde::Serialize) -> Result<SetJson, AgentError> {
         let resp = self
             .authorized(|token| {
                 self.http
@@ -158,6 +151,16 @@ impl HttpBackend {
     }
 }
 
+/// The JSON answer of a successful request, read within the size limit.
+async fn json<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+    what: &str,
+) -> Result<T, AgentError> {
+    read_json(resp, what)
+        .await
+        .map_err(|e| AgentError::Server(e.to_string()))
+}
+
 /// When a cached access token is renewed: 30 s before it expires (`expires_in`, 60 s when the answer
 /// has none), and at the latest after a day, whatever the server says (a huge `expires_in` would
 /// overflow the clock).
@@ -166,109 +169,24 @@ fn token_good_until(now: Instant, expires_in: Option<u64>) -> Instant {
     now + Duration::from_secs(secs)
 }
 
-/// The most the agent reads of an answer: a certificate set or a secret is a few kilobytes.
-const MAX_ANSWER_BYTES: usize = 1 << 20;
-
-/// The body of `resp`, refused when it is larger than `MAX_ANSWER_BYTES` (what is read is wiped: it
-/// may hold a secret or a key).
-async fn body(mut resp: reqwest::Response, what: &str) -> Result<Zeroizing<Vec<u8>>, AgentError> {
-    let too_large = || {
-        AgentError::Server(format!(
-            "the answer to {what} is larger than {} MiB; refused",
-            MAX_ANSWER_BYTES >> 20
-        ))
-    };
-    if resp
-        .content_length()
-        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
-    {
-        return Err(too_large());
-    }
-    let mut buf = Zeroizing::new(Vec::new());
-    while let Some(chunk) = resp.chunk().await.map_err(|e| {
-        AgentError::Server(format!("reading the answer to {what}: {}", innermost(&e)))
-    })? {
-        if buf.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(too_large());
-        }
-        // Reserved ahead so that growing never leaves an unwiped copy behind.
-        if buf.capacity() < buf.len() + chunk.len() {
-            let mut bigger = Zeroizing::new(Vec::with_capacity(
-                (buf.len() + chunk.len())
-                    .max(buf.capacity() * 2)
-                    .min(MAX_ANSWER_BYTES),
-            ));
-            bigger.extend_from_slice(&buf);
-            buf = bigger;
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf)
-}
-
-/// The JSON answer of a successful request, read within the size limit.
-async fn json<T: serde::de::DeserializeOwned>(
-    resp: reqwest::Response,
-    what: &str,
-) -> Result<T, AgentError> {
-    let bytes = body(resp, what).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| AgentError::Server(format!("unreadable answer from {what}: {e}")))
-}
-
-/// The JSON of an error answer, or `null` when it is none (or too large): only for the message.
-async fn error_json(resp: reqwest::Response) -> serde_json::Value {
-    match body(resp, "an error").await {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-        Err(_) => serde_json::Value::Null,
-    }
-}
-
 fn refused(what: &str, status: reqwest::StatusCode, v: &serde_json::Value) -> AgentError {
+    let (code, message) = api_error(v);
     AgentError::Server(format!(
-        "the server refused {what} ({status}, {}): {}",
-        v["error"]["code"].as_str().unwrap_or("error"),
-        v["error"]["message"].as_str().unwrap_or("no details")
+        "the server refused {what} ({status}, {code}): {message}"
     ))
-}
-
-/// Makes `builder` trust only the certificates of the PEM file `ca_file` for HTTPS (for a Castellan
-/// serving with its own CA: the `root.pem` of `castellan pki ca --out DIR`). Errors name the file.
-pub fn trust_only(
-    builder: reqwest::ClientBuilder,
-    ca_file: &Path,
-) -> Result<reqwest::ClientBuilder, String> {
-    let pem = std::fs::read(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("{}: not PEM certificates ({e})", ca_file.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: holds no certificate", ca_file.display()));
-    }
-    Ok(builder.tls_certs_only(certs))
 }
 
 /// What a failed request's innermost cause says, with a hint when it is the server's certificate that
 /// was not trusted.
 fn root_cause(e: &reqwest::Error) -> String {
-    let msg = innermost(e);
-    if msg.contains("certificate") || msg.contains("UnknownIssuer") {
+    let msg = client::innermost(e);
+    if client::is_untrusted_certificate(&msg) {
         format!(
             "{msg} (trust Castellan's CA with `ca_file`, e.g. the root.pem of `castellan pki ca --out DIR`)"
         )
     } else {
         msg
     }
-}
-
-/// The innermost cause of `e`.
-pub fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg = s.to_string();
-        src = s.source();
-    }
-    msg
 }
 
 impl Backend for HttpBackend {
@@ -285,10 +203,8 @@ impl Backend for HttpBackend {
                 resp.status()
             )));
         }
-        let v: serde_json::Value = json(resp, "GET /v1/pki/ca").await?;
-        v["ca_bundle_pem"]
-            .as_str()
-            .map(str::to_owned)
+        let ca: CaJson = json(resp, "GET /v1/pki/ca").await?;
+        ca.ca_bundle_pem
             .ok_or_else(|| AgentError::Server("no ca_bundle_pem in /v1/pki/ca".into()))
     }
 
@@ -298,15 +214,15 @@ impl Backend for HttpBackend {
         csr_pem: &str,
         req: &IssueRequest,
     ) -> Result<SetJson, AgentError> {
-        let mut body = serde_json::to_value(req).map_err(|e| AgentError::Server(e.to_string()))?;
-        if let Some(o) = body.as_object_mut() {
-            o.retain(|_, v| !v.is_null());
-            o.insert("csr".into(), serde_json::Value::String(csr_pem.to_owned()));
-        }
-        self.post(&format!("/v1/pki/sign/{profile}"), &body).await
+        self.post(
+            &format!("/v1/pki/sign/{profile}"),
+            &SignBody::new(csr_pem, req),
+        )
+        .await
     }
 
     async fn issue(&self, profile: &str, req: &IssueRequest) -> Result<SetJson, AgentError> {
+        // As a map (sorted keys): the bytes the agent has always sent.
         let body = serde_json::to_value(req).map_err(|e| AgentError::Server(e.to_string()))?;
         self.post(&format!("/v1/pki/issue/{profile}"), &body).await
     }
@@ -345,7 +261,9 @@ impl Backend for HttpBackend {
                 _ => Err(refused(&what, status, &v)),
             };
         }
-        let body = body(resp, &what).await?;
+        let body = read_body(resp, &what, client::MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| AgentError::Server(e.to_string()))?;
         // Only the error's position is reported: serde's message may quote a piece of the answer.
         let mut json: SecretJson = serde_json::from_slice(&body).map_err(|e| {
             AgentError::Server(format!(

@@ -63,7 +63,7 @@ impl Status {
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let mut json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         json.push(b'\n');
-        castellan_server::files::write_atomic(path, &json, 0o644, None)
+        castellan_files::write_atomic(path, &json, 0o644, None)
     }
 
     /// The Prometheus exposition text.

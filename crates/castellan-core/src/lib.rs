@@ -13,6 +13,7 @@
 
 pub mod clock;
 pub mod doctor;
+pub mod duration;
 pub mod envelope;
 pub mod error;
 mod key_type;

@@ -3,72 +3,20 @@
 use castellan_core::secret;
 use castellan_core::secret_store;
 use castellan_store::{ClientRow, Store};
+pub use castellan_wire::clients::{ClientInfo, CreatedClient, NewClient};
 use zeroize::Zeroizing;
 
 use crate::error::ServiceError;
 
-/// A client to create.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewClient {
-    /// Unique name.
-    pub name: String,
-    /// Scopes it may ask for.
-    pub scopes: Vec<String>,
-    /// `aud` of its tokens; the issuer when unset.
-    #[serde(default)]
-    pub audience: Option<String>,
-    /// Token lifetime in seconds; the server default when unset.
-    #[serde(default)]
-    pub token_ttl_secs: Option<i64>,
-}
-
-/// A client as shown to people (no secret, no hash).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ClientInfo {
-    /// Client id.
-    pub client_id: String,
-    /// Name.
-    pub name: String,
-    /// Scopes.
-    pub scopes: Vec<String>,
-    /// Audience, if set.
-    pub audience: Option<String>,
-    /// Token lifetime, seconds (0: the server default).
-    pub token_ttl_secs: i64,
-    /// Creation time.
-    pub created_at: i64,
-}
-
-impl From<&ClientRow> for ClientInfo {
-    fn from(c: &ClientRow) -> Self {
-        Self {
-            client_id: c.client_id.clone(),
-            name: c.name.clone(),
-            scopes: c.scopes.split_whitespace().map(str::to_owned).collect(),
-            audience: c.audience.clone(),
-            token_ttl_secs: c.token_ttl_secs,
-            created_at: c.created_at,
-        }
-    }
-}
-
-/// A newly created client with its secret, shown once.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct CreatedClient {
-    /// The client.
-    #[serde(flatten)]
-    pub client: ClientInfo,
-    /// The secret; not stored, only its hash is.
-    pub client_secret: String,
-}
-
-impl std::fmt::Debug for CreatedClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreatedClient")
-            .field("client", &self.client)
-            .field("client_secret", &"<redacted>")
-            .finish()
+/// A client as shown to people.
+fn client_info(c: &ClientRow) -> ClientInfo {
+    ClientInfo {
+        client_id: c.client_id.clone(),
+        name: c.name.clone(),
+        scopes: c.scopes.split_whitespace().map(str::to_owned).collect(),
+        audience: c.audience.clone(),
+        token_ttl_secs: c.token_ttl_secs,
+        created_at: c.created_at,
     }
 }
 
@@ -184,19 +132,14 @@ pub async fn create_client(
     let (row, secret) = new_client_row(req, now)?;
     store.add_client(&row).await?;
     Ok(CreatedClient {
-        client: ClientInfo::from(&row),
+        client: client_info(&row),
         client_secret: secret.to_string(),
     })
 }
 
 /// Lists clients.
 pub async fn list_clients(store: &Store) -> Result<Vec<ClientInfo>, ServiceError> {
-    Ok(store
-        .clients()
-        .await?
-        .iter()
-        .map(ClientInfo::from)
-        .collect())
+    Ok(store.clients().await?.iter().map(client_info).collect())
 }
 
 /// Deletes a client by id or name.

@@ -61,6 +61,12 @@ impl From<castellan_core::token::TokenError> for ServiceError {
     }
 }
 
+impl From<castellan_wire::Invalid> for ServiceError {
+    fn from(e: castellan_wire::Invalid) -> Self {
+        ServiceError::Invalid(e.0)
+    }
+}
+
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -13,7 +13,6 @@ pub mod clients;
 pub mod config;
 pub mod data_keys;
 pub mod error;
-pub mod files;
 pub mod http;
 pub mod init;
 pub mod keys;

@@ -1,7 +1,6 @@
 //! PKI use cases: the CA created at init, issuance (server-generated key or CSR), revocation, CRLs and
 //! CA import. Every issued set is verified by the core before it leaves this module.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use castellan_core::envelope::{DataKey, MasterKey};
@@ -13,6 +12,7 @@ use castellan_core::secret;
 use castellan_store::{
     CaRow, CertBatcher, CertRow, CrlRow, DataKeyRow, Revocation, Store, StoreError,
 };
+pub use castellan_wire::pki::{CertSummary, SetJson};
 use zeroize::Zeroizing;
 
 use crate::data_keys;
@@ -303,27 +303,6 @@ pub async fn current_crl(
     }
 }
 
-/// An issued certificate as listed.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct CertSummary {
-    /// Serial, hex.
-    pub serial: String,
-    /// Profile.
-    pub profile: String,
-    /// Subject CN.
-    pub common_name: Option<String>,
-    /// SANs (`dns:`, `ip:`, `uri:` prefixed).
-    pub sans: Vec<String>,
-    /// notBefore.
-    pub not_before: i64,
-    /// notAfter.
-    pub not_after: i64,
-    /// Revocation time, if revoked.
-    pub revoked_at: Option<i64>,
-    /// Revocation reason, if given.
-    pub revocation_reason: Option<String>,
-}
-
 /// Lists issued certificates, soonest expiry first; with `within_secs`, only those expiring by then.
 pub async fn list(
     store: &Store,
@@ -397,107 +376,6 @@ pub async fn import_ca(
 
 async fn latest_created(store: &Store) -> Result<i64, ServiceError> {
     Ok(store.active_ca().await?.map_or(0, |r| r.created_at))
-}
-
-/// The JSON form of an issued set (API responses and what `--out` writes).
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-pub struct SetJson {
-    /// Serial, hex.
-    pub serial: String,
-    /// Profile.
-    pub profile: String,
-    /// `server`, `client` or `peer`.
-    pub purpose: pki::Purpose,
-    /// notBefore.
-    pub not_before: i64,
-    /// notAfter.
-    pub not_after: i64,
-    /// `cert.pem`.
-    pub cert_pem: String,
-    /// `chain.pem`.
-    pub chain_pem: String,
-    /// `ca-bundle.pem`.
-    pub ca_bundle_pem: String,
-    /// `root.pem`.
-    pub root_pem: String,
-    /// `key.pem` (absent for a signed CSR).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub key_pem: Option<String>,
-}
-
-impl std::fmt::Debug for SetJson {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SetJson")
-            .field("serial", &self.serial)
-            .field("profile", &self.profile)
-            .field("purpose", &self.purpose)
-            .field("not_after", &self.not_after)
-            .field("key_pem", &self.key_pem.as_ref().map(|_| "<redacted>"))
-            .finish_non_exhaustive()
-    }
-}
-
-impl From<&IssuedSet> for SetJson {
-    fn from(s: &IssuedSet) -> Self {
-        Self {
-            serial: s.serial_hex.clone(),
-            profile: s.profile.clone(),
-            purpose: s.purpose,
-            not_before: s.not_before,
-            not_after: s.not_after,
-            cert_pem: s.cert_pem.clone(),
-            chain_pem: s.chain_pem.clone(),
-            ca_bundle_pem: s.ca_bundle_pem.clone(),
-            root_pem: s.root_pem.clone(),
-            key_pem: s.key_pem.as_ref().map(|k| k.to_string()),
-        }
-    }
-}
-
-impl SetJson {
-    /// The PEMs for verification.
-    pub fn pems(&self) -> pki::SetPems<'_> {
-        pki::SetPems {
-            cert_pem: &self.cert_pem,
-            chain_pem: &self.chain_pem,
-            ca_bundle_pem: &self.ca_bundle_pem,
-            root_pem: &self.root_pem,
-            key_pem: self.key_pem.as_deref(),
-        }
-    }
-
-    /// Verifies the set (chain, purpose, key match) and writes it into `dir`: `cert.pem`, `chain.pem`,
-    /// `ca-bundle.pem`, `root.pem` (0644) and `key.pem` (0600) when present. Nothing is written unless
-    /// the whole set verifies. File names can be overridden through `names`.
-    pub fn verify_and_write(
-        &self,
-        dir: &std::path::Path,
-        now: i64,
-        names: &HashMap<&str, String>,
-    ) -> Result<(), ServiceError> {
-        pki::verify_set(&self.pems(), self.purpose, now)?;
-        let name = |k: &str| names.get(k).cloned().unwrap_or_else(|| k.to_owned());
-        let mut files: Vec<(String, &[u8], u32)> = vec![
-            (name("cert.pem"), self.cert_pem.as_bytes(), 0o644),
-            (name("chain.pem"), self.chain_pem.as_bytes(), 0o644),
-            (name("ca-bundle.pem"), self.ca_bundle_pem.as_bytes(), 0o644),
-            (name("root.pem"), self.root_pem.as_bytes(), 0o644),
-        ];
-        if let Some(k) = &self.key_pem {
-            files.push((name("key.pem"), k.as_bytes(), 0o600));
-        }
-        let files: Vec<crate::files::OutFile<'_>> = files
-            .iter()
-            .map(|(n, b, m)| crate::files::OutFile {
-                path: dir.join(n),
-                bytes: b,
-                mode: *m,
-                owner: None,
-            })
-            .collect();
-        crate::files::write_all_atomic(&files)
-            .map_err(|e| ServiceError::Invalid(format!("writing into {}: {e}", dir.display())))
-    }
 }
 
 #[cfg(test)]

@@ -3,27 +3,13 @@
 //! write is a new version (optionally only if the newest is the one the writer read), and the newest
 //! [`KEEP_VERSIONS`] are kept.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use castellan_core::envelope::MasterKey;
 use castellan_core::secret_store::{self, KEEP_VERSIONS, SecretValue};
 use castellan_store::{SecretRow, SecretSummary, Store, StoreError};
-use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
+pub use castellan_wire::secrets::{PutSecret, SecretJson, SecretMeta};
 
 use crate::data_keys;
 use crate::error::ServiceError;
-
-/// A version as written or read, without its value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SecretMeta {
-    /// The secret's name.
-    pub name: String,
-    /// The version.
-    pub version: i64,
-    /// When it was written (seconds since the epoch).
-    pub created_at: i64,
-}
 
 /// A secret read back.
 #[derive(Debug, Clone)]
@@ -34,105 +20,10 @@ pub struct Secret {
     pub value: SecretValue,
 }
 
-/// `GET /v1/secrets/{name}`'s answer, also what the agent and `castellan secret get --server` read.
-/// `value_base64` always; `value` too when the bytes are UTF-8. `Debug` hides both. Fields added to
-/// the answer later are ignored by readers of this version.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct SecretJson {
-    /// The secret's name.
-    pub name: String,
-    /// The version.
-    pub version: i64,
-    /// When it was written.
-    pub created_at: i64,
-    /// The value, base64 (standard alphabet, padded).
-    pub value_base64: String,
-    /// The value as text, when it is UTF-8.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-}
-
-impl std::fmt::Debug for SecretJson {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretJson")
-            .field("name", &self.name)
-            .field("version", &self.version)
-            .finish_non_exhaustive()
-    }
-}
-
 impl From<&Secret> for SecretJson {
     fn from(s: &Secret) -> Self {
-        let bytes = s.value.expose();
-        Self {
-            name: s.meta.name.clone(),
-            version: s.meta.version,
-            created_at: s.meta.created_at,
-            value_base64: B64.encode(bytes),
-            value: std::str::from_utf8(bytes).ok().map(str::to_owned),
-        }
+        SecretJson::new(&s.meta, s.value.expose())
     }
-}
-
-impl SecretJson {
-    /// The value's bytes (from `value_base64`, which must agree with `value` when both are given).
-    pub fn decode(&self) -> Result<SecretValue, ServiceError> {
-        let bytes = decode_base64(&self.value_base64)?;
-        if let Some(text) = &self.value
-            && text.as_bytes() != bytes.as_slice()
-        {
-            return Err(ServiceError::Invalid(
-                "`value` and `value_base64` differ".into(),
-            ));
-        }
-        Ok(SecretValue::new(bytes))
-    }
-}
-
-/// `PUT /v1/secrets/{name}`'s body: the value as text or as base64 (exactly one), and optionally the
-/// version the writer expects to replace (`0`: the secret must not exist yet).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PutSecret {
-    /// The value as UTF-8 text.
-    #[serde(default)]
-    pub value: Option<Zeroizing<String>>,
-    /// The value, base64.
-    #[serde(default)]
-    pub value_base64: Option<Zeroizing<String>>,
-    /// Write only if the newest version is this one (check-and-set).
-    #[serde(default)]
-    pub cas: Option<i64>,
-}
-
-impl std::fmt::Debug for PutSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PutSecret")
-            .field("cas", &self.cas)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PutSecret {
-    /// The value's bytes.
-    pub fn bytes(&self) -> Result<SecretValue, ServiceError> {
-        let bytes = match (&self.value, &self.value_base64) {
-            (Some(text), None) => Zeroizing::new(text.as_bytes().to_vec()),
-            (None, Some(b64)) => decode_base64(b64.trim())?,
-            _ => {
-                return Err(ServiceError::Invalid(
-                    "give exactly one of `value` (text) and `value_base64`".into(),
-                ));
-            }
-        };
-        Ok(SecretValue::new(bytes))
-    }
-}
-
-fn decode_base64(text: &str) -> Result<Zeroizing<Vec<u8>>, ServiceError> {
-    B64.decode(text)
-        .map(Zeroizing::new)
-        .map_err(|_| ServiceError::Invalid("`value_base64` is not valid base64".into()))
 }
 
 fn check_name(name: &str) -> Result<(), ServiceError> {

@@ -15,8 +15,9 @@ use castellan_core::token::Alg;
 use castellan_server::config::Config;
 use castellan_server::error::ServiceError;
 use castellan_server::init::InitOptions;
-use castellan_server::pki::{self as svc, LoadedCa, SetJson};
+use castellan_server::pki::{self as svc, LoadedCa};
 use castellan_store::Store;
+use castellan_wire::SetJson;
 use clap::{Args, Subcommand};
 
 use crate::common;

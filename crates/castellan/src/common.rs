@@ -6,10 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use castellan_core::envelope::MasterKey;
+use castellan_files as files;
 use castellan_server::config::Config;
-use castellan_server::files;
 use castellan_server::init::Credential;
 use castellan_store::Store;
+use castellan_wire::CredentialError;
+pub use castellan_wire::CredentialFile;
 use clap::Args;
 
 /// Creates the data directory, if missing, with mode 0700: the store, the master key and the admin
@@ -150,38 +152,17 @@ pub fn load_master_key(cfg: &Config, create: bool) -> Result<MasterKey> {
     }
 }
 
-/// The credential file: `{client_id, client_secret, token_endpoint}`, mode 0600.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct CredentialFile {
-    pub client_id: String,
-    pub client_secret: String,
-    #[serde(default)]
-    pub token_endpoint: Option<String>,
-}
-
-/// Without the secret: a `{:?}` in an error or a log line must not leak it.
-impl std::fmt::Debug for CredentialFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CredentialFile")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
-            .field("token_endpoint", &self.token_endpoint)
-            .finish()
-    }
-}
-
-impl CredentialFile {
-    /// Reads a credential file, naming the file in every error.
-    pub fn read(path: &std::path::Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is not a credential file (JSON with client_id and client_secret)",
-                path.display()
-            )
-        })
-    }
+/// Reads a credential file, naming the file in every error.
+pub fn read_credential(path: &std::path::Path) -> Result<CredentialFile> {
+    CredentialFile::read(path).map_err(|e| match e {
+        CredentialError::Read(e) => {
+            anyhow::Error::new(e).context(format!("reading {}", path.display()))
+        }
+        CredentialError::Parse(e) => anyhow::Error::new(e).context(format!(
+            "{} is not a credential file (JSON with client_id and client_secret)",
+            path.display()
+        )),
+    })
 }
 
 /// Writes a credential file atomically with mode 0600.
@@ -205,21 +186,6 @@ pub fn credential_json(cred: &Credential, issuer: &str) -> Result<zeroize::Zeroi
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_credential_file_never_shows_its_secret_in_debug() {
-        let file = CredentialFile {
-            client_id: "agent".into(),
-            client_secret: "s3cr3t-value".into(),
-            token_endpoint: None,
-        };
-        let text = format!("{file:?} {file:#?}");
-        assert!(!text.contains("s3cr3t"), "{text}");
-        assert!(
-            text.contains("agent") && text.contains("redacted"),
-            "{text}"
-        );
-    }
 
     #[test]
     fn a_generated_master_key_appears_whole_and_is_kept() {

@@ -17,9 +17,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use castellan_core::KeyType;
 use castellan_core::token::Alg;
-use castellan_server::clients::NewClient;
-use castellan_server::files::Reserved;
+use castellan_files::Reserved;
 use castellan_server::init::InitOptions;
+use castellan_wire::NewClient;
 use clap::{Args, Parser, Subcommand};
 
 use crate::common::{StoreArgs, now};
@@ -295,7 +295,7 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
         } => {
             let token_ttl_secs = token_ttl
                 .as_deref()
-                .map(|t| castellan_server::config::parse_duration(t).map(|d| d.as_secs() as i64))
+                .map(|t| castellan_core::duration::parse_duration(t).map(|d| d.as_secs() as i64))
                 .transpose()
                 .map_err(anyhow::Error::msg)
                 .context("--token-ttl")?;

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use castellan_core::duration::parse_duration;
 use castellan_core::pki::{IssueRequest, KeyType, RevocationReason};
-use castellan_server::config::parse_duration;
-use castellan_server::pki::{self as svc, SetJson};
+use castellan_files::{OutFile, write_all_atomic};
+use castellan_server::pki as svc;
+use castellan_wire::pki::{CaJson, CertList, SetJson, SignBody};
 use clap::{Args, Subcommand};
 
 use crate::Target;
@@ -149,7 +151,7 @@ impl NameArgs {
 fn deliver(set: &SetJson, output: &OutArgs) -> Result<()> {
     if let Some(dir) = &output.out {
         // Verified again here, whoever issued it: a set that does not verify is never written.
-        set.verify_and_write(dir, now(), &HashMap::new())?;
+        verify_and_write(set, dir, now(), &HashMap::new())?;
         eprintln!(
             "wrote {} (serial {}, expires {})",
             ["cert.pem", "chain.pem", "ca-bundle.pem", "root.pem"]
@@ -168,6 +170,44 @@ fn deliver(set: &SetJson, output: &OutArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(set)?);
     }
     Ok(())
+}
+
+/// Verifies the set (chain, purpose, key match) and writes it into `dir`: `cert.pem`, `chain.pem`,
+/// `ca-bundle.pem`, `root.pem` (0644) and `key.pem` (0600) when present. Nothing is written unless
+/// the whole set verifies. File names can be overridden through `names`.
+fn verify_and_write(
+    set: &SetJson,
+    dir: &std::path::Path,
+    now: i64,
+    names: &HashMap<&str, String>,
+) -> Result<()> {
+    castellan_core::pki::verify_set(&set.pems(), set.purpose, now)
+        .map_err(castellan_server::error::ServiceError::from)?;
+    let name = |k: &str| names.get(k).cloned().unwrap_or_else(|| k.to_owned());
+    let mut files: Vec<(String, &[u8], u32)> = vec![
+        (name("cert.pem"), set.cert_pem.as_bytes(), 0o644),
+        (name("chain.pem"), set.chain_pem.as_bytes(), 0o644),
+        (name("ca-bundle.pem"), set.ca_bundle_pem.as_bytes(), 0o644),
+        (name("root.pem"), set.root_pem.as_bytes(), 0o644),
+    ];
+    if let Some(k) = &set.key_pem {
+        files.push((name("key.pem"), k.as_bytes(), 0o600));
+    }
+    let files: Vec<OutFile<'_>> = files
+        .iter()
+        .map(|(n, b, m)| OutFile {
+            path: dir.join(n),
+            bytes: b,
+            mode: *m,
+            owner: None,
+        })
+        .collect();
+    write_all_atomic(&files).map_err(|e| {
+        anyhow::Error::from(castellan_server::error::ServiceError::Invalid(format!(
+            "writing into {}: {e}",
+            dir.display()
+        )))
+    })
 }
 
 fn need_output(output: &OutArgs) -> Result<()> {
@@ -198,219 +238,244 @@ pub async fn run(cmd: PkiCommand) -> Result<ExitCode> {
             key_type,
             output,
             target,
-        } => {
-            need_output(&output)?;
-            let req = names.request(key_type)?;
-            let set = if let Some(remote) = target.remote.client().await? {
-                remote
-                    .post(
-                        &format!("/v1/pki/issue/{profile}"),
-                        &serde_json::to_value(&req)?,
-                    )
-                    .await?
-            } else {
-                let (cfg, store, ca) = local(&target).await?;
-                SetJson::from(
-                    &svc::issue(&store, &ca, &cfg.profiles()?, &profile, &req, now()).await?,
-                )
-            };
-            deliver(&set, &output)?;
-        }
+        } => issue(&profile, &names, key_type, &output, &target).await?,
         PkiCommand::Sign {
             profile,
             csr,
             names,
             output,
             target,
-        } => {
-            need_output(&output)?;
-            let csr_pem = std::fs::read_to_string(&csr)
-                .with_context(|| format!("reading {}", csr.display()))?;
-            let req = names.request(None)?;
-            let set = if let Some(remote) = target.remote.client().await? {
-                let mut body = serde_json::to_value(&req)?;
-                body["csr"] = serde_json::Value::String(csr_pem);
-                if let Some(o) = body.as_object_mut() {
-                    o.retain(|_, v| !v.is_null());
-                }
-                remote
-                    .post(&format!("/v1/pki/sign/{profile}"), &body)
-                    .await?
-            } else {
-                let (cfg, store, ca) = local(&target).await?;
-                SetJson::from(
-                    &svc::sign_csr(
-                        &store,
-                        &ca,
-                        &cfg.profiles()?,
-                        &profile,
-                        &csr_pem,
-                        &req,
-                        now(),
-                    )
-                    .await?,
-                )
-            };
-            deliver(&set, &output)?;
-        }
-        PkiCommand::Ca { out, json, target } => {
-            let (root, bundle) = if let Some(remote) = target.remote.client().await? {
-                let v: serde_json::Value = remote.get("/v1/pki/ca").await?;
-                (
-                    v["root_pem"].as_str().context("root_pem")?.to_owned(),
-                    v["ca_bundle_pem"]
-                        .as_str()
-                        .context("ca_bundle_pem")?
-                        .to_owned(),
-                )
-            } else {
-                let (_, _, ca) = local(&target).await?;
-                (
-                    ca.issuer.root_pem().to_owned(),
-                    ca.issuer.ca_bundle_pem().to_owned(),
-                )
-            };
-            if let Some(dir) = &out {
-                use castellan_server::files::{OutFile, write_all_atomic};
-                write_all_atomic(&[
-                    OutFile {
-                        path: dir.join("root.pem"),
-                        bytes: root.as_bytes(),
-                        mode: 0o644,
-                        owner: None,
-                    },
-                    OutFile {
-                        path: dir.join("ca-bundle.pem"),
-                        bytes: bundle.as_bytes(),
-                        mode: 0o644,
-                        owner: None,
-                    },
-                ])
-                .with_context(|| format!("writing into {}", dir.display()))?;
-                eprintln!(
-                    "wrote {} and {}",
-                    dir.join("root.pem").display(),
-                    dir.join("ca-bundle.pem").display()
-                );
-            }
-            if json || out.is_none() {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"root_pem": root, "ca_bundle_pem": bundle})
-                    )?
-                );
-            }
-        }
+        } => sign(&profile, &csr, &names, &output, &target).await?,
+        PkiCommand::Ca { out, json, target } => ca(out.as_deref(), json, &target).await?,
         PkiCommand::Revoke {
             serial,
             reason,
             target,
-        } => {
-            let (status, crl_number) = if let Some(remote) = target.remote.client().await? {
-                let body =
-                    serde_json::json!({"serial": serial, "reason": reason.map(|r| r.as_str())});
-                let v: serde_json::Value = remote.post("/v1/pki/revoke", &body).await?;
-                (
-                    v["status"].as_str().unwrap_or("revoked").to_owned(),
-                    v["crl_number"].as_i64().unwrap_or(0),
-                )
-            } else {
-                let (cfg, store, ca) = local(&target).await?;
-                let (outcome, crl) = svc::revoke(
-                    &store,
-                    &ca,
-                    &serial,
-                    reason,
-                    now(),
-                    cfg.pki.crl_validity.as_secs(),
-                )
-                .await?;
-                let s = if outcome == castellan_store::Revocation::Revoked {
-                    "revoked"
-                } else {
-                    "already_revoked"
-                };
-                (s.to_owned(), crl.crl_number)
-            };
-            println!("{serial}: {status} (CRL number {crl_number})");
-        }
+        } => revoke(&serial, reason, &target).await?,
         PkiCommand::List {
             expiring_within,
             json,
             target,
-        } => {
-            let within = expiring_within
-                .as_deref()
-                .map(|d| parse_duration(d).map(|d| d.as_secs() as i64))
-                .transpose()
-                .map_err(anyhow::Error::msg)
-                .context("--expiring-within")?;
-            let certs: Vec<svc::CertSummary> = if let Some(remote) = target.remote.client().await? {
-                let q = within
-                    .map(|w| format!("?expiring_within={w}"))
-                    .unwrap_or_default();
-                let v: serde_json::Value = remote.get(&format!("/v1/pki/certs{q}")).await?;
-                serde_json::from_value(v["certificates"].clone())?
-            } else {
-                let cfg = target.store.config()?;
-                svc::list(&common::open_store(&cfg).await?, within, now()).await?
-            };
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({"certificates": certs}))?
-                );
-            } else {
-                let width = certs.iter().map(|c| c.profile.len()).fold(8, usize::max);
-                println!(
-                    "{:<34} {:<width$} {:<21} {:<8} SUBJECT",
-                    "SERIAL", "PROFILE", "NOT_AFTER", "STATUS"
-                );
-                for c in certs {
-                    let when = humantime::format_rfc3339_seconds(
-                        std::time::UNIX_EPOCH
-                            + std::time::Duration::from_secs(c.not_after.max(0) as u64),
-                    );
-                    let status = if c.revoked_at.is_some() {
-                        "revoked"
-                    } else {
-                        "valid"
-                    };
-                    let subject = c.common_name.clone().unwrap_or_else(|| c.sans.join(","));
-                    println!(
-                        "{:<34} {:<width$} {:<21} {:<8} {}",
-                        c.serial, c.profile, when, status, subject
-                    );
-                }
-            }
-        }
+        } => list(expiring_within.as_deref(), json, &target).await?,
         PkiCommand::ImportCa {
             cert,
             key,
             chain,
             store,
-        } => {
-            let read = |p: &PathBuf| {
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
-            };
-            let (cert_pem, key_pem) = (read(&cert)?, read(&key)?);
-            let chain_pem = chain.as_ref().map(read).transpose()?;
-            let (st, master) = common::unlocked_store(&store.config()?).await?;
-            let id = svc::import_ca(
-                &st,
-                &master,
-                &cert_pem,
-                &key_pem,
-                chain_pem.as_deref(),
-                now(),
-            )
-            .await?;
-            println!(
-                "imported {} as the issuing CA ({id}); running servers switch to it within their refresh interval",
-                cert.display()
-            );
-        }
+        } => import_ca(&cert, &key, chain.as_ref(), &store).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn issue(
+    profile: &str,
+    names: &NameArgs,
+    key_type: Option<KeyType>,
+    output: &OutArgs,
+    target: &Target,
+) -> Result<()> {
+    need_output(output)?;
+    let req = names.request(key_type)?;
+    let set = if let Some(remote) = target.remote.client().await? {
+        // As a map (sorted keys): the bytes the CLI has always sent.
+        remote
+            .post(
+                &format!("/v1/pki/issue/{profile}"),
+                &serde_json::to_value(&req)?,
+            )
+            .await?
+    } else {
+        let (cfg, store, ca) = local(target).await?;
+        SetJson::from(&svc::issue(&store, &ca, &cfg.profiles()?, profile, &req, now()).await?)
+    };
+    deliver(&set, output)
+}
+
+async fn sign(
+    profile: &str,
+    csr: &std::path::Path,
+    names: &NameArgs,
+    output: &OutArgs,
+    target: &Target,
+) -> Result<()> {
+    need_output(output)?;
+    let csr_pem =
+        std::fs::read_to_string(csr).with_context(|| format!("reading {}", csr.display()))?;
+    let req = names.request(None)?;
+    let set = if let Some(remote) = target.remote.client().await? {
+        remote
+            .post(
+                &format!("/v1/pki/sign/{profile}"),
+                &SignBody::new(&csr_pem, &req),
+            )
+            .await?
+    } else {
+        let (cfg, store, ca) = local(target).await?;
+        SetJson::from(
+            &svc::sign_csr(
+                &store,
+                &ca,
+                &cfg.profiles()?,
+                profile,
+                &csr_pem,
+                &req,
+                now(),
+            )
+            .await?,
+        )
+    };
+    deliver(&set, output)
+}
+
+async fn ca(out: Option<&std::path::Path>, json: bool, target: &Target) -> Result<()> {
+    let (root, bundle) = if let Some(remote) = target.remote.client().await? {
+        let v: CaJson = remote.get("/v1/pki/ca").await?;
+        (
+            v.root_pem.context("root_pem")?,
+            v.ca_bundle_pem.context("ca_bundle_pem")?,
+        )
+    } else {
+        let (_, _, ca) = local(target).await?;
+        (
+            ca.issuer.root_pem().to_owned(),
+            ca.issuer.ca_bundle_pem().to_owned(),
+        )
+    };
+    if let Some(dir) = out {
+        write_all_atomic(&[
+            OutFile {
+                path: dir.join("root.pem"),
+                bytes: root.as_bytes(),
+                mode: 0o644,
+                owner: None,
+            },
+            OutFile {
+                path: dir.join("ca-bundle.pem"),
+                bytes: bundle.as_bytes(),
+                mode: 0o644,
+                owner: None,
+            },
+        ])
+        .with_context(|| format!("writing into {}", dir.display()))?;
+        eprintln!(
+            "wrote {} and {}",
+            dir.join("root.pem").display(),
+            dir.join("ca-bundle.pem").display()
+        );
+    }
+    if json || out.is_none() {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"root_pem": root, "ca_bundle_pem": bundle})
+            )?
+        );
+    }
+    Ok(())
+}
+
+async fn revoke(serial: &str, reason: Option<RevocationReason>, target: &Target) -> Result<()> {
+    let (status, crl_number) = if let Some(remote) = target.remote.client().await? {
+        let body = serde_json::json!({"serial": serial, "reason": reason.map(|r| r.as_str())});
+        let v: serde_json::Value = remote.post("/v1/pki/revoke", &body).await?;
+        (
+            v["status"].as_str().unwrap_or("revoked").to_owned(),
+            v["crl_number"].as_i64().unwrap_or(0),
+        )
+    } else {
+        let (cfg, store, ca) = local(target).await?;
+        let (outcome, crl) = svc::revoke(
+            &store,
+            &ca,
+            serial,
+            reason,
+            now(),
+            cfg.pki.crl_validity.as_secs(),
+        )
+        .await?;
+        let s = if outcome == castellan_store::Revocation::Revoked {
+            "revoked"
+        } else {
+            "already_revoked"
+        };
+        (s.to_owned(), crl.crl_number)
+    };
+    println!("{serial}: {status} (CRL number {crl_number})");
+    Ok(())
+}
+
+async fn list(expiring_within: Option<&str>, json: bool, target: &Target) -> Result<()> {
+    let within = expiring_within
+        .map(|d| parse_duration(d).map(|d| d.as_secs() as i64))
+        .transpose()
+        .map_err(anyhow::Error::msg)
+        .context("--expiring-within")?;
+    let certs: Vec<svc::CertSummary> = if let Some(remote) = target.remote.client().await? {
+        let q = within
+            .map(|w| format!("?expiring_within={w}"))
+            .unwrap_or_default();
+        remote
+            .get::<CertList>(&format!("/v1/pki/certs{q}"))
+            .await?
+            .certificates
+    } else {
+        let cfg = target.store.config()?;
+        svc::list(&common::open_store(&cfg).await?, within, now()).await?
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"certificates": certs}))?
+        );
+        return Ok(());
+    }
+    let width = certs.iter().map(|c| c.profile.len()).fold(8, usize::max);
+    println!(
+        "{:<34} {:<width$} {:<21} {:<8} SUBJECT",
+        "SERIAL", "PROFILE", "NOT_AFTER", "STATUS"
+    );
+    for c in certs {
+        let when = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.not_after.max(0) as u64),
+        );
+        let status = if c.revoked_at.is_some() {
+            "revoked"
+        } else {
+            "valid"
+        };
+        let subject = c.common_name.clone().unwrap_or_else(|| c.sans.join(","));
+        println!(
+            "{:<34} {:<width$} {:<21} {:<8} {}",
+            c.serial, c.profile, when, status, subject
+        );
+    }
+    Ok(())
+}
+
+async fn import_ca(
+    cert: &PathBuf,
+    key: &PathBuf,
+    chain: Option<&PathBuf>,
+    store: &common::StoreArgs,
+) -> Result<()> {
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    };
+    let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+    let chain_pem = chain.map(read).transpose()?;
+    let (st, master) = common::unlocked_store(&store.config()?).await?;
+    let id = svc::import_ca(
+        &st,
+        &master,
+        &cert_pem,
+        &key_pem,
+        chain_pem.as_deref(),
+        now(),
+    )
+    .await?;
+    println!(
+        "imported {} as the issuing CA ({id}); running servers switch to it within their refresh interval",
+        cert.display()
+    );
+    Ok(())
 }

@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
-use castellan_server::clients::{ClientInfo, CreatedClient, NewClient};
+use anyhow::{Result, bail};
+use castellan_wire::client::{self, TokenError, api_error, error_json};
+use castellan_wire::clients::ClientList;
+use castellan_wire::{ClientInfo, CreatedClient, CredentialFile, NewClient, TokenAnswer};
 use clap::Args;
 
-use crate::common::CredentialFile;
+use crate::common::read_credential;
 
 /// How to reach a running server.
 #[derive(Debug, Args, Clone, Default)]
@@ -46,7 +48,7 @@ impl RemoteArgs {
         let http = http_client(self.ca_file.as_deref())?;
         let token = match (&self.token, &self.credential) {
             (Some(t), _) => t.clone(),
-            (None, Some(path)) => fetch_token(&http, &base, &CredentialFile::read(path)?).await?,
+            (None, Some(path)) => fetch_token(&http, &base, &read_credential(path)?).await?,
             (None, None) => {
                 bail!("--server needs --token (or CASTELLAN_TOKEN) or --credential FILE")
             }
@@ -59,8 +61,7 @@ impl RemoteArgs {
 pub fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
     if let Some(ca) = ca_file {
-        builder = castellan_agent::http::trust_only(builder, ca)
-            .map_err(|e| anyhow::anyhow!("--ca-file {e}"))?;
+        builder = client::trust_only(builder, ca).map_err(|e| anyhow::anyhow!("--ca-file {e}"))?;
     }
     Ok(builder.build()?)
 }
@@ -68,8 +69,8 @@ pub fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client>
 /// A request that got no answer, with the reason and, when the server's certificate was not trusted,
 /// what to do about it.
 fn unanswered(e: &reqwest::Error, target: &str) -> anyhow::Error {
-    let cause = castellan_agent::http::innermost(e);
-    if cause.contains("certificate") || cause.contains("UnknownIssuer") {
+    let cause = client::innermost(e);
+    if client::is_untrusted_certificate(&cause) {
         anyhow::anyhow!(
             "cannot reach {target}: {cause} (if it serves with Castellan's own CA, pass --ca-file with \
              the root.pem of `castellan pki ca --out DIR`)"
@@ -85,11 +86,8 @@ pub async fn fetch_token(
     base: &str,
     cred: &CredentialFile,
 ) -> Result<String> {
-    let body = request_token(http, &format!("{base}/oauth2/token"), cred, None).await?;
-    body["access_token"]
-        .as_str()
-        .map(str::to_owned)
-        .context("no access_token in the response")
+    let answer = request_token(http, &format!("{base}/oauth2/token"), cred, None).await?;
+    Ok(answer.access_token)
 }
 
 /// The token endpoint's whole answer for `cred` (client_secret_basic), optionally asking for `scope`.
@@ -98,36 +96,29 @@ pub async fn request_token(
     endpoint: &str,
     cred: &CredentialFile,
     scope: Option<&str>,
-) -> Result<serde_json::Value> {
-    let mut form = vec![("grant_type", "client_credentials")];
-    if let Some(scope) = scope {
-        form.push(("scope", scope));
-    }
-    let resp = http
-        .post(endpoint)
-        .basic_auth(&cred.client_id, Some(&cred.client_secret))
-        .form(&form)
-        .send()
+) -> Result<TokenAnswer> {
+    client::request_token(http, endpoint, &cred.client_id, &cred.client_secret, scope)
         .await
-        .map_err(|e| unanswered(&e, &format!("the token endpoint {endpoint}")))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp
-        .json()
-        .await
-        .with_context(|| format!("{endpoint} did not answer with JSON ({status})"))?;
-    if !status.is_success() {
-        bail!(
-            "the server refused the request: {} ({})",
-            body["error"].as_str().unwrap_or("no error code"),
-            body["error_description"]
-                .as_str()
-                .unwrap_or("no description")
-        );
-    }
-    if body["access_token"].as_str().is_none() {
-        bail!("no access_token in the answer of {endpoint}");
-    }
-    Ok(body)
+        .map_err(|e| match e {
+            TokenError::Unreachable(e) => unanswered(&e, &format!("the token endpoint {endpoint}")),
+            TokenError::Refused { status, body: None } => {
+                anyhow::anyhow!("{endpoint} did not answer with JSON ({status})")
+            }
+            TokenError::Refused {
+                body: Some(body), ..
+            } => anyhow::anyhow!(
+                "the server refused the request: {} ({})",
+                body["error"].as_str().unwrap_or("no error code"),
+                body["error_description"]
+                    .as_str()
+                    .unwrap_or("no description")
+            ),
+            TokenError::Unreadable { status, error } => anyhow::Error::new(error)
+                .context(format!("{endpoint} did not answer with JSON ({status})")),
+            TokenError::NoAccessToken => {
+                anyhow::anyhow!("no access_token in the answer of {endpoint}")
+            }
+        })
 }
 
 impl Remote {
@@ -141,9 +132,8 @@ impl Remote {
             return Ok(resp);
         }
         let status = resp.status();
-        let body: serde_json::Value = resp.json().await.unwrap_or_default();
-        let code = body["error"]["code"].as_str().unwrap_or("error");
-        let msg = body["error"]["message"].as_str().unwrap_or("no details");
+        let body = error_json(resp).await;
+        let (code, msg) = api_error(&body);
         bail!("the server answered {status} ({code}): {msg}")
     }
 
@@ -151,7 +141,7 @@ impl Remote {
     pub async fn post<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &impl serde::Serialize,
     ) -> Result<T> {
         self.send_json(reqwest::Method::POST, path, body).await
     }
@@ -161,7 +151,7 @@ impl Remote {
         &self,
         method: reqwest::Method,
         path: &str,
-        body: &serde_json::Value,
+        body: &impl serde::Serialize,
     ) -> Result<T> {
         Ok(self
             .call(
@@ -191,18 +181,11 @@ impl Remote {
     }
 
     pub async fn create_client(&self, req: &NewClient) -> Result<CreatedClient> {
-        let body = serde_json::json!({
-            "name": req.name, "scopes": req.scopes, "audience": req.audience, "token_ttl_secs": req.token_ttl_secs,
-        });
-        self.post("/v1/clients", &body).await
+        self.post("/v1/clients", req).await
     }
 
     pub async fn list_clients(&self) -> Result<Vec<ClientInfo>> {
-        #[derive(serde::Deserialize)]
-        struct List {
-            clients: Vec<ClientInfo>,
-        }
-        Ok(self.get::<List>("/v1/clients").await?.clients)
+        Ok(self.get::<ClientList>("/v1/clients").await?.clients)
     }
 
     pub async fn delete_client(&self, id: &str) -> Result<()> {

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use castellan_core::secret_store::{MAX_VALUE_BYTES, SecretValue};
-use castellan_server::files::{OutFile, write_all_atomic};
-use castellan_server::secrets::{self as svc, SecretJson, SecretMeta};
+use castellan_files::{OutFile, write_all_atomic};
+use castellan_server::secrets as svc;
+use castellan_wire::{PutSecret, SecretJson, SecretMeta};
 use clap::Subcommand;
 use zeroize::Zeroizing;
 
@@ -79,7 +80,7 @@ pub enum SecretCommand {
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
-    castellan_server::files::parse_mode(s)
+    castellan_files::parse_mode(s)
         .filter(|m| *m <= 0o777)
         .ok_or_else(|| format!("`{s}` is not an octal file mode such as 0600"))
 }
@@ -135,10 +136,7 @@ pub async fn run(cmd: SecretCommand) -> Result<ExitCode> {
                 None => read_value(file.as_ref())?,
             };
             let meta: SecretMeta = if let Some(remote) = target.remote.client().await? {
-                let mut body = serde_json::json!({ "value_base64": base64_of(&value).as_str() });
-                if let Some(c) = cas {
-                    body["cas"] = c.into();
-                }
+                let body = PutSecret::base64(value.expose(), cas);
                 remote
                     .send_json(reqwest::Method::PUT, &format!("/v1/secrets/{name}"), &body)
                     .await?
@@ -238,9 +236,4 @@ pub async fn run(cmd: SecretCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn base64_of(value: &SecretValue) -> Zeroizing<String> {
-    use base64::Engine;
-    Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(value.expose()))
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use crate::common::CredentialFile;
+use crate::common::read_credential;
 use crate::remote::{http_client, request_token};
 
 /// Arguments of `castellan token`.
@@ -31,7 +31,7 @@ pub struct TokenArgs {
 
 /// Prints the token (or the response) on stdout.
 pub async fn run(args: TokenArgs) -> Result<ExitCode> {
-    let cred = CredentialFile::read(&args.credential)?;
+    let cred = read_credential(&args.credential)?;
     let endpoint = match (&args.server, &cred.token_endpoint) {
         (Some(server), _) => format!("{}/oauth2/token", server.trim_end_matches('/')),
         (None, Some(endpoint)) => endpoint.clone(),
@@ -45,8 +45,8 @@ pub async fn run(args: TokenArgs) -> Result<ExitCode> {
     let body = request_token(&http, &endpoint, &cred, scope.as_deref()).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&body)?);
-    } else if let Some(token) = body["access_token"].as_str() {
-        println!("{token}");
+    } else {
+        println!("{}", body.access_token);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 //! malformed (a mode that is not octal or too large, an owner id out of range, a duration that is
 //! not one) must be refused with an error.
 //!
-//! Also covers `castellan_server::config::parse_duration` (the TTL parser behind `--ttl 720h`), a
+//! Also covers `castellan_core::duration::parse_duration` (the TTL parser behind `--ttl 720h`), a
 //! dependency of the agent with the same duration syntax as `ttl` here.
 //!
 //! Case counts are modest so that the suite stays fast in debug builds; set `PROPTEST_CASES` to run
@@ -303,22 +303,22 @@ proptest! {
         let text = format!("{ws}{n}{unit}{ws}");
         let expected = Duration::from_secs(n * secs);
         let fields = Fields { ttl: quoted(&text), ca_check: quoted(&text), ..Fields::default() };
-        if expected > castellan_server::config::MAX_DURATION {
+        if expected > castellan_core::duration::MAX_DURATION {
             prop_assert!(parse(&config(&fields)).is_err(), "over 100 years: {}", text);
-            prop_assert!(castellan_server::config::parse_duration(&text).is_err());
+            prop_assert!(castellan_core::duration::parse_duration(&text).is_err());
             return Ok(());
         }
         let c = parse(&config(&fields)).expect("a duration is accepted");
         prop_assert_eq!(c.certificates[0].ttl, Some(expected));
         prop_assert_eq!(c.ca_check_interval, expected);
-        prop_assert_eq!(castellan_server::config::parse_duration(&text), Ok(expected));
+        prop_assert_eq!(castellan_core::duration::parse_duration(&text), Ok(expected));
     }
 
     /// Arbitrary duration texts: no panic; text without a digit is never a duration.
     #[test]
     fn durations_survive_arbitrary_text(text in prop_oneof![any::<String>(), "[0-9a-z .]{0,16}", "[0-9]{15,30}[smhdy]"]) {
         let got = parse(&config(&Fields { ttl: quoted(&text), ..Fields::default() }));
-        let server = castellan_server::config::parse_duration(&text);
+        let server = castellan_core::duration::parse_duration(&text);
         if !text.bytes().any(|b| b.is_ascii_digit()) {
             prop_assert!(got.is_err());
             prop_assert!(server.is_err());

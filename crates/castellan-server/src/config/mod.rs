@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use castellan_core::duration::{MAX_DURATION, parse_duration};
 use serde::{Deserialize, Deserializer};
 
 /// A configuration problem, naming the field (and, from a file, its line).
@@ -281,18 +282,6 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
-/// Parses `15m`, `24h`, `30d`, `90s`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration like 90s, 15m, 24h or 30d ({e})"))?;
-    // Nothing here lasts a century; the bound also keeps every duration's seconds within an i64.
-    if d > MAX_DURATION {
-        return Err(format!("`{s}` is longer than 100 years"));
-    }
-    Ok(d)
-}
-
-/// The longest duration [`parse_duration`] accepts.
 /// Sorts names into IP addresses and DNS names (lowercase, checked for shape).
 fn split_names(names: &[String]) -> Result<(Vec<String>, Vec<std::net::IpAddr>), String> {
     let mut dns = Vec::new();
@@ -324,8 +313,6 @@ fn split_names(names: &[String]) -> Result<(Vec<String>, Vec<std::net::IpAddr>),
     }
     Ok((dns, ips))
 }
-
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// The environment variables that override settings, and the field each sets.
 pub const ENV_VARS: &[(&str, &str)] = &[

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use serde_json::json;
+use castellan_wire::clients::ClientList;
 
 use super::ApiPath;
 use super::auth::authorize;
@@ -25,10 +25,10 @@ async fn clients_list(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Some("clients:admin")).await?;
-    Ok(
-        Json(json!({"clients": crate::clients::list_clients(state.store()).await?}))
-            .into_response(),
-    )
+    Ok(Json(ClientList {
+        clients: crate::clients::list_clients(state.store()).await?,
+    })
+    .into_response())
 }
 
 async fn clients_create(

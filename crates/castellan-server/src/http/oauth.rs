@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
+use castellan_wire::TokenAnswer;
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -72,7 +73,7 @@ async fn token(
     };
     match issued {
         Ok(t) => {
-            let body = json!({"access_token": t.access_token, "token_type": "Bearer", "expires_in": t.expires_in, "scope": t.scope});
+            let body = TokenAnswer::bearer(t.access_token, t.expires_in, t.scope);
             (
                 [
                     (header::CACHE_CONTROL, "no-store"),

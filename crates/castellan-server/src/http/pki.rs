@@ -6,7 +6,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use castellan_core::pki::{IssueRequest, KeyType, RevocationReason};
+use castellan_core::pki::{IssueRequest, RevocationReason};
+use castellan_wire::pki::{CaJson, CertList, SignBody};
 use serde_json::json;
 
 use super::ApiPath;
@@ -56,25 +57,6 @@ async fn pki_issue(
     Ok(set_response(&set))
 }
 
-/// `POST /v1/pki/sign/{profile}`: a CSR and, optionally, the names and lifetime to give it.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignBody {
-    csr: String,
-    #[serde(default)]
-    common_name: Option<String>,
-    #[serde(default)]
-    dns_names: Vec<String>,
-    #[serde(default)]
-    ip_addresses: Vec<std::net::IpAddr>,
-    #[serde(default)]
-    uris: Vec<String>,
-    #[serde(default)]
-    ttl_secs: Option<u64>,
-    #[serde(default)]
-    key_type: Option<KeyType>,
-}
-
 async fn pki_sign(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -83,20 +65,13 @@ async fn pki_sign(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Some("pki:issue")).await?;
     let Json(b) = body.map_err(json_rejection)?;
-    let req = IssueRequest {
-        common_name: b.common_name,
-        dns_names: b.dns_names,
-        ip_addresses: b.ip_addresses,
-        uris: b.uris,
-        ttl_secs: b.ttl_secs,
-        key_type: b.key_type,
-    };
+    let (csr, req) = b.into_parts();
     let set = pki::sign_csr(
         state.certs(),
         &state.ca(),
         &state.settings().profiles,
         &profile,
-        &b.csr,
+        &csr,
         &req,
         state.now(),
     )
@@ -108,13 +83,13 @@ async fn pki_sign(
 /// Public: the trust anchors are not secret.
 async fn pki_ca(State(state): State<AppState>) -> Response {
     let ca = state.ca();
-    Json(json!({
-        "root_pem": ca.issuer.root_pem(),
-        "ca_bundle_pem": ca.issuer.ca_bundle_pem(),
-        "issuing_ca_pem": ca.issuer.ca_cert_pem(),
-        "issuing_ca_subject": ca.issuer.ca_subject(),
-        "issuing_ca_not_after": ca.issuer.ca_not_after(),
-    }))
+    Json(CaJson {
+        ca_bundle_pem: Some(ca.issuer.ca_bundle_pem().to_owned()),
+        issuing_ca_not_after: Some(ca.issuer.ca_not_after()),
+        issuing_ca_pem: Some(ca.issuer.ca_cert_pem().to_owned()),
+        issuing_ca_subject: Some(ca.issuer.ca_subject().to_owned()),
+        root_pem: Some(ca.issuer.root_pem().to_owned()),
+    })
     .into_response()
 }
 
@@ -173,7 +148,10 @@ async fn pki_list(
     let q = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     let certs = pki::list(state.store(), q.expiring_within, state.now()).await?;
-    Ok(Json(json!({"certificates": certs})).into_response())
+    Ok(Json(CertList {
+        certificates: certs,
+    })
+    .into_response())
 }
 
 async fn crl(state: &AppState) -> Result<castellan_store::CrlRow, ApiError> {

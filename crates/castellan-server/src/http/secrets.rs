@@ -79,7 +79,7 @@ async fn secrets_put(
         state.store(),
         state.master(),
         &name,
-        &req.bytes()?,
+        &req.bytes().map_err(crate::error::ServiceError::from)?,
         req.cas,
         state.now(),
     )

@@ -1,6 +1,13 @@
-//! Writing files the way every Castellan output is written: a temp file in the same directory, fsync,
-//! rename. The mode (and owner, when asked) is set on the file before it is renamed into place; a
-//! directory that already exists is never touched, and a missing one is created 0755.
+//! Castellan's file writing, shared by the server, the CLI and the agent: atomic, no-follow, exact
+//! modes.
+//!
+//! Every output is written the same way: a temp file in the same directory, fsync, rename. The mode
+//! (and owner, when asked) is set on the file before it is renamed into place; a directory that
+//! already exists is never touched, and a missing one is created 0755 through a handle that does not
+//! follow a symlink. [`parse_mode`] reads octal modes as people write them.
+//!
+//! This crate writes files only; what goes into them is its callers' business.
+#![forbid(unsafe_code)]
 
 use std::ffi::OsStr;
 use std::io::Write;
