@@ -184,13 +184,26 @@ pub struct Reserved {
 }
 
 impl Reserved {
-    /// Reserves `path` (mode `mode`); an existing directory there is an error now rather than later.
+    /// Reserves `path` (mode `mode`). Anything but a regular file already there is an error now rather
+    /// than later: a directory, and also a symlink, device or pipe (`/dev/stdout`), which the rename
+    /// would replace with a file instead of writing through it.
     pub fn new(path: &Path, mode: u32) -> std::io::Result<Self> {
-        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::IsADirectory,
-                format!("{} is a directory", path.display()),
-            ));
+        if let Ok(m) = std::fs::symlink_metadata(path) {
+            if m.is_dir() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::IsADirectory,
+                    format!("{} is a directory", path.display()),
+                ));
+            }
+            if !m.is_file() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} is not a regular file (a symlink, device or pipe), and is never replaced",
+                        path.display()
+                    ),
+                ));
+            }
         }
         ensure_dir(parent(path))?;
         let tmp = temp_path(path)?;

@@ -84,7 +84,9 @@ struct InitArgs {
     /// Key type for the algorithm (RS256: rsa-2048, rsa-3072, rsa-4096; ES256: p-256; EdDSA: ed25519).
     #[arg(long)]
     key_type: Option<String>,
-    /// Where to write the admin credential (default: <data-dir>/admin-credential.json, mode 0600).
+    /// Where to write the admin credential (default: <data-dir>/admin-credential.json, mode 0600);
+    /// `-` prints it on standard output (and the messages on standard error). A path that is not a
+    /// regular file (a symlink such as /dev/stdout, a device, a pipe) is refused, never replaced.
     #[arg(long)]
     admin_credential_out: Option<PathBuf>,
     /// Keep the root CA key offline: write it to DIR/root-key.pem (mode 0600) and do not store it.
@@ -226,12 +228,26 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
         .admin_credential_out
         .clone()
         .unwrap_or_else(|| cfg.data_dir.join("admin-credential.json"));
-    let cred_file = Reserved::new(&cred_path, 0o600).with_context(|| {
-        format!(
-            "cannot write the admin credential to {}",
-            cred_path.display()
-        )
-    })?;
+    // `-`: the credential is the only thing on standard output, so `init ... > cred.json` or a pipe
+    // gets exactly the JSON; the messages go to standard error.
+    let to_stdout = cred_path.as_os_str() == "-";
+    let say = |line: String| {
+        if to_stdout {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    let cred_file = if to_stdout {
+        None
+    } else {
+        Some(Reserved::new(&cred_path, 0o600).with_context(|| {
+            format!(
+                "cannot write the admin credential to {}",
+                cred_path.display()
+            )
+        })?)
+    };
     let root_key_file = args
         .root_key_out
         .as_ref()
@@ -250,34 +266,45 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
     let outcome = castellan_server::init::initialize(&store, &master, now(), &opts).await?;
     match outcome.admin {
         None => {
-            println!(
+            say(format!(
                 "already initialized: the store at {} has its key ring; nothing changed",
                 redact_url(&cfg.store_url())
-            );
+            ));
         }
         Some(cred) => {
-            println!(
+            say(format!(
                 "initialized {} ({} key ring, root and intermediate CA)",
                 redact_url(&cfg.store_url()),
                 alg
-            );
+            ));
             // The root key first: unlike a credential, it can never be made again.
             if let (Some((key_path, file)), Some(root_key)) = (root_key_file, &outcome.root_key_pem)
             {
                 file.commit(root_key.as_bytes())
                     .with_context(|| format!("writing {}", key_path.display()))?;
-                println!(
+                say(format!(
                     "root CA key written to {} (mode 0600) and not stored: keep it offline",
                     key_path.display()
-                );
+                ));
             }
-            cred_file
-                .commit(&common::credential_json(&cred, &cfg.issuer())?)
-                .with_context(|| format!("writing {}", cred_path.display()))?;
-            println!(
-                "admin credential written to {} (mode 0600)",
-                cred_path.display()
-            );
+            let json = common::credential_json(&cred, &cfg.issuer())?;
+            match cred_file {
+                Some(file) => {
+                    file.commit(&json)
+                        .with_context(|| format!("writing {}", cred_path.display()))?;
+                    say(format!(
+                        "admin credential written to {} (mode 0600)",
+                        cred_path.display()
+                    ));
+                }
+                None => {
+                    use std::io::Write as _;
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&json)
+                        .and_then(|()| out.flush())
+                        .context("writing the admin credential to standard output")?;
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

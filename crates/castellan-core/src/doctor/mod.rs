@@ -66,6 +66,27 @@ impl std::fmt::Display for Severity {
     }
 }
 
+/// `text` made safe to print on a terminal: control characters (C0, DEL, C1, which start escape
+/// sequences) and the bidirectional-override characters (which reorder what the eye reads) are written
+/// as `\u{..}`; everything else is kept. Certificates, tokens and remote TLS servers supply much of
+/// what the doctor prints, and none of it may drive the operator's terminal.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// One thing the doctor found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {

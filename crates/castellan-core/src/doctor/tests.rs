@@ -716,3 +716,25 @@ fn jwks_divergence_names_replicas_and_kids() {
     );
     assert_eq!(codes_of(&f), vec![codes::JWKS_UNREACHABLE]);
 }
+
+/// Issue 21 item 9: what the doctor prints as text cannot drive the terminal.
+#[test]
+fn terminal_safe_escapes_control_and_bidi_characters_only() {
+    use super::terminal_safe;
+    assert_eq!(terminal_safe("CN=web.example, é ✓"), "CN=web.example, é ✓");
+    assert!(matches!(
+        terminal_safe("plain"),
+        std::borrow::Cow::Borrowed(_)
+    ));
+    assert_eq!(
+        terminal_safe("evil\u{1b}]0;pwned\u{7}\u{1b}[2J"),
+        "evil\\u{1b}]0;pwned\\u{7}\\u{1b}[2J"
+    );
+    assert_eq!(
+        terminal_safe("a\nb\r\u{7f}\u{9b}"),
+        "a\\u{a}b\\u{d}\\u{7f}\\u{9b}"
+    );
+    assert_eq!(terminal_safe("abc\u{202e}gpj.exe"), "abc\\u{202e}gpj.exe");
+    let all: String = (0u32..0x2100).filter_map(char::from_u32).collect();
+    assert!(!terminal_safe(&all).chars().any(|c| c.is_control()));
+}

@@ -1082,7 +1082,7 @@ proptest! {
     }
 
     /// URI globs: `*` stays within one path segment, so a URI is accepted exactly when it is the
-    /// glob's prefix followed by one segment that is neither `.` nor `..`.
+    /// glob's prefix followed by one segment that is not empty (issue 21 item 7), `.` or `..`.
     #[test]
     fn uri_globs_accept_only_matching_uris(
         tail in "[a-z0-9._~/-]{0,12}",
@@ -1102,7 +1102,7 @@ proptest! {
         let got = profile.check_names(Some("x"), &[], &[], std::slice::from_ref(&uri));
         let one_segment = uri
             .strip_prefix("spiffe://c.local/ns/prod/")
-            .is_some_and(|seg| !seg.contains('/') && seg != "." && seg != "..");
+            .is_some_and(|seg| !seg.is_empty() && !seg.contains('/') && seg != "." && seg != "..");
         prop_assert_eq!(got.is_ok(), one_segment, "{:?}", uri);
     }
 

@@ -1,7 +1,8 @@
-//! The findings on stdout: one block per finding and a count, or `{"findings": [...]}` as JSON.
+//! The findings on stdout: one block per finding and a count (control characters escaped: see
+//! [`terminal_safe`]), or `{"findings": [...]}` as JSON (where serde escapes them).
 
 use anyhow::Result;
-use castellan_core::doctor::{Finding, Severity};
+use castellan_core::doctor::{Finding, Severity, terminal_safe};
 
 /// Prints the findings.
 pub(super) fn render(findings: &[Finding], json: bool) -> Result<()> {
@@ -22,10 +23,10 @@ pub(super) fn render(findings: &[Finding], json: bool) -> Result<()> {
             "{:<7} {}  {}: {}",
             f.severity.as_str(),
             f.code,
-            f.subject,
-            f.message
+            terminal_safe(&f.subject),
+            terminal_safe(&f.message)
         )?;
-        writeln!(w, "        fix: {}", f.fix)?;
+        writeln!(w, "        fix: {}", terminal_safe(&f.fix))?;
     }
     let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
     let (e, wn) = (count(Severity::Error), count(Severity::Warning));

@@ -4,7 +4,7 @@
 
 use crate::pki_support;
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -884,6 +884,72 @@ fn init_that_cannot_write_the_admin_credential_commits_nothing_and_loses_no_root
         let temps = temp_files(&d.join(sub));
         assert!(temps.is_empty(), "{sub}: {temps:?}");
     }
+}
+
+/// Issue 21 item 10: `--admin-credential-out -` prints the credential (and only it) on standard
+/// output; a path that is not a regular file (the `/dev/stdout` symlink, a symlink to a file, a FIFO)
+/// is refused before anything is committed, and never replaced.
+#[test]
+fn init_writes_the_credential_to_stdout_for_dash_and_never_replaces_a_non_regular_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(d.join("real.json"), "keep").expect("file");
+    std::os::unix::fs::symlink(d.join("real.json"), d.join("link.json")).expect("symlink");
+    std::os::unix::fs::symlink("/dev/stdout", d.join("stdout")).expect("symlink");
+    let fifo = d.join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success(),
+        "mkfifo"
+    );
+    for target in ["link.json", "stdout", "fifo"] {
+        let out = run(
+            &["init", "--data-dir", "d", "--admin-credential-out", target],
+            d,
+        );
+        assert!(!out.status.success(), "{target} refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not a regular file"), "{target}: {err}");
+        assert!(
+            std::fs::symlink_metadata(d.join(target))
+                .expect("still there")
+                .file_type()
+                .is_symlink()
+                || target == "fifo",
+            "{target} is not replaced"
+        );
+    }
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .expect("fifo")
+            .file_type()
+            .is_fifo(),
+        "the FIFO is still a FIFO"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("real.json")).expect("read"),
+        "keep"
+    );
+    let out = run(
+        &["init", "--data-dir", "d", "--admin-credential-out", "-"],
+        d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cred: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is the JSON alone");
+    assert!(
+        cred["client_id"].is_string() && cred["client_secret"].is_string(),
+        "{cred}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("initialized"));
+    assert!(!d.join("-").exists(), "no file named -");
 }
 
 #[test]

@@ -166,8 +166,8 @@ pub(super) fn glob(pattern: &str, value: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
-/// A URI glob: `*` matches any run of characters within one path segment (it never matches `/`),
-/// `**` any run at all; everything else is literal. URI SANs reaching it have passed [`check_uri`], so
+/// A URI glob: `*` matches a run of at least one character within one path segment (it never matches
+/// `/`, and `…/prod/*` never matches the empty segment of `…/prod/`), `**` any run at all; everything else is literal. URI SANs reaching it have passed [`check_uri`], so
 /// no dot-segment, percent-escape, query or fragment can make a name look inside a prefix it is not.
 pub(super) fn uri_glob(pattern: &str, value: &str) -> bool {
     enum Tok {
@@ -198,7 +198,8 @@ pub(super) fn uri_glob(pattern: &str, value: &str) -> bool {
         for j in 0..=v.len() {
             next[j] = match tok {
                 Tok::Lit(c) => j > 0 && m[j - 1] && v[j - 1] == *c,
-                Tok::Star => m[j] || (j > 0 && next[j - 1] && v[j - 1] != b'/'),
+                // At least one byte: the previous token's match extended by one, or this star's.
+                Tok::Star => j > 0 && v[j - 1] != b'/' && (m[j - 1] || next[j - 1]),
                 Tok::AnyDepth => m[j] || (j > 0 && next[j - 1]),
             };
         }
@@ -257,6 +258,14 @@ pub(super) fn check_uri(uri: &str) -> Result<(), PkiError> {
     };
     if path.split('/').any(|seg| seg == "." || seg == "..") {
         return Err(invalid("`.` and `..` path segments are not allowed"));
+    }
+    // `a//b` and `a/b/` name the same thing as `a/b` to a verifier that normalizes, and an empty
+    // segment is what a one-segment glob (`…/prod/*`) must never stand for.
+    let segments = path.strip_prefix('/').unwrap_or(path);
+    if !segments.is_empty() && segments.split('/').any(str::is_empty) {
+        return Err(invalid(
+            "empty path segments (`//`, or a `/` at the end) are not allowed",
+        ));
     }
     Ok(())
 }
@@ -352,5 +361,34 @@ mod tests {
         assert!(!glob("ab*ba", "aba"));
         assert!(glob("exact", "exact"));
         assert!(!glob("exact", "exactly"));
+    }
+
+    /// Issue 21 item 7: a one-segment URI glob needs at least one character, and URI SANs with an
+    /// empty path segment are refused before any pattern sees them.
+    #[test]
+    fn a_uri_glob_segment_is_never_empty() {
+        let p = "spiffe://c.local/ns/prod/*";
+        assert!(uri_glob(p, "spiffe://c.local/ns/prod/web"));
+        assert!(!uri_glob(p, "spiffe://c.local/ns/prod/"));
+        assert!(!uri_glob(p, "spiffe://c.local/ns/prod/a/b"));
+        assert!(uri_glob("spiffe://c.local/sa-*", "spiffe://c.local/sa-x"));
+        assert!(!uri_glob("spiffe://c.local/sa-*", "spiffe://c.local/sa-"));
+        assert!(uri_glob("spiffe://c.local/**", "spiffe://c.local/a/b"));
+        for bad in [
+            "spiffe://c.local/ns/prod/",
+            "spiffe://c.local/ns//prod",
+            "spiffe://c.local//x",
+            "urn:a/b/",
+        ] {
+            assert!(check_uri(bad).is_err(), "{bad} is refused");
+        }
+        for good in [
+            "spiffe://c.local/ns/prod/web",
+            "https://h.example/",
+            "spiffe://c.local",
+            "urn:uuid:1",
+        ] {
+            assert!(check_uri(good).is_ok(), "{good} is accepted");
+        }
     }
 }
