@@ -4,7 +4,8 @@
 # - client creation per second (wrk, 8 connections; every request a new client) in each round;
 # - idle CPU of the server over IDLE seconds (utime+stime from /proc), resident memory (VmRSS);
 # - ready time after a restart at full size (until /readyz answers 200);
-# - client_credentials tokens/s (ES256) for one client, with 1 client in the store and with TARGET.
+# - client_credentials tokens/s (ES256) for one client, with 1 client in the store and with TARGET
+#   (median of three 8 s runs, with the slowest and fastest).
 # The server runs on CPU 0, wrk on CPU 1.
 #
 # usage: bench/scale.sh [TARGET] [ROUND_SECONDS] [IDLE]     (defaults: 100000 clients, 10 s, 20 s)
@@ -39,9 +40,12 @@ idle_cpu() {
   local a b; a=$(cpu_ticks); sleep "$IDLE"; b=$(cpu_ticks)
   awk -v a="$a" -v b="$b" -v t="$IDLE" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", 100*(b-a)/hz/t}'
 }
+# Three 8 s runs after a 2 s warm-up: "median (min-max)".
 tokens() {
   AUTH="$auth" taskset -c 1 wrk -t1 -c32 -d2s -s bench/token.lua "$url/oauth2/token" >/dev/null
-  AUTH="$auth" taskset -c 1 wrk -t1 -c32 -d8s -s bench/token.lua "$url/oauth2/token" | grep '^RESULT' | sed -E 's/.*rps=([0-9.]+).*/\1/'
+  for _ in 1 2 3; do
+    AUTH="$auth" taskset -c 1 wrk -t1 -c32 -d8s -s bench/token.lua "$url/oauth2/token" | grep '^RESULT' | sed -E 's/.*rps=([0-9.]+).*/\1/'
+  done | sort -n | paste -sd' ' | awk '{printf "%s (%s-%s)", $2, $1, $3}'
 }
 
 start
