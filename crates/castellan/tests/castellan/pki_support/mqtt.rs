@@ -135,6 +135,20 @@ impl Broker {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The log written since byte `from`, once it holds `needle` or after 5 s, whichever comes
+    /// first: the broker logs a refused handshake a moment after the client has seen it refused.
+    pub fn log_since_once_it_says(&self, from: usize, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let log = self.log_text();
+            let since = log.get(from..).unwrap_or_default().to_owned();
+            if since.contains(needle) || std::time::Instant::now() > deadline {
+                return since;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Broker {
