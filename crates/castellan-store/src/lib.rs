@@ -127,6 +127,15 @@ struct Health {
     outage: std::sync::Mutex<Option<Outage>>,
 }
 
+impl Health {
+    /// The outage slot (a panic elsewhere while it was held leaves a value that is still whole).
+    fn known(&self) -> std::sync::MutexGuard<'_, Option<Outage>> {
+        self.outage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// A known outage of the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outage {
@@ -280,12 +289,7 @@ impl Store {
 
     /// The pool, unless an outage is known: then the call fails at once, naming the cause.
     fn pool(&self) -> Result<&AnyPool, StoreError> {
-        match &*self
-            .health
-            .outage
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
+        match &*self.health.known() {
             Some(outage) => Err(StoreError::Unavailable(outage.cause.clone())),
             None => Ok(&self.pool),
         }
@@ -293,11 +297,7 @@ impl Store {
 
     /// The outage known now, if any (for `/v1/sys/status` and `/metrics`).
     pub fn outage(&self) -> Option<Outage> {
-        self.health
-            .outage
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.health.known().clone()
     }
 
     /// Checks that the database answers within `timeout` (a `SELECT 1` through the pool, past the
@@ -310,38 +310,25 @@ impl Store {
             Ok::<_, sqlx::Error>(())
         })
         .await;
-        let outage = || async {
-            let cause = match &answered {
-                Ok(Err(e)) if !matches!(e, sqlx::Error::PoolTimedOut) => {
-                    describe(e, self.url.as_str())
-                }
-                _ => tokio::time::timeout(timeout, unreachable_cause(self.url.as_str()))
-                    .await
-                    .unwrap_or_else(|_| format!("no answer within {} ms", timeout.as_millis())),
-            };
-            let mut known = self
-                .health
-                .outage
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let since = known.as_ref().map_or(now, |o| o.since);
-            *known = Some(Outage {
-                since,
-                cause: cause.clone(),
-            });
-            StoreError::Unavailable(cause)
-        };
-        match answered {
+        let cause = match answered {
             Ok(Ok(())) => {
-                *self
-                    .health
-                    .outage
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-                Ok(())
+                *self.health.known() = None;
+                return Ok(());
             }
-            _ => Err(outage().await),
-        }
+            Ok(Err(e)) if !matches!(e, sqlx::Error::PoolTimedOut) => {
+                describe(&e, self.url.as_str())
+            }
+            _ => tokio::time::timeout(timeout, unreachable_cause(self.url.as_str()))
+                .await
+                .unwrap_or_else(|_| format!("no answer within {} ms", timeout.as_millis())),
+        };
+        let mut known = self.health.known();
+        let since = known.as_ref().map_or(now, |o| o.since);
+        *known = Some(Outage {
+            since,
+            cause: cause.clone(),
+        });
+        Err(StoreError::Unavailable(cause))
     }
 
     /// Which backend this is.
