@@ -2,8 +2,9 @@
 
 use castellan_core::secret;
 use castellan_core::secret_store;
-use castellan_store::{ClientRow, Store};
-pub use castellan_wire::clients::{ClientInfo, CreatedClient, NewClient};
+use castellan_core::signin::redirect;
+use castellan_store::{ClientApp, ClientRow, Store};
+pub use castellan_wire::clients::{AppRegistration, ClientInfo, CreatedClient, NewClient};
 use zeroize::Zeroizing;
 
 use crate::error::ServiceError;
@@ -17,7 +18,92 @@ fn client_info(c: &ClientRow) -> ClientInfo {
         audience: c.audience.clone(),
         token_ttl_secs: c.token_ttl_secs,
         created_at: c.created_at,
+        app: (c.app != ClientApp::default()).then(|| AppRegistration {
+            grant_types: words(&c.app.grant_types),
+            redirect_uris: words(&c.app.redirect_uris),
+            post_logout_redirect_uris: words(&c.app.post_logout_redirect_uris),
+            public: c.app.public_client,
+            require_mfa: c.app.require_mfa,
+            user_claims: words(&c.app.user_claims),
+        }),
     }
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The grant types a client may be registered for.
+pub const GRANT_TYPES: [&str; 3] = ["client_credentials", "authorization_code", "refresh_token"];
+
+/// Checks an app's registration: grant types, exact redirect URIs (RFC 8252 rules for native apps),
+/// post-logout URIs, and that a public client asks for no `client_credentials`.
+fn app_settings(app: Option<AppRegistration>) -> Result<ClientApp, ServiceError> {
+    let Some(app) = app else {
+        return Ok(ClientApp::default());
+    };
+    let invalid = |m: String| ServiceError::Invalid(m);
+    if app.grant_types.is_empty() {
+        return Err(invalid("an app needs at least one grant type".into()));
+    }
+    if let Some(g) = app
+        .grant_types
+        .iter()
+        .find(|g| !GRANT_TYPES.contains(&g.as_str()))
+    {
+        return Err(invalid(format!(
+            "`{}` is not a grant type Castellan issues for (client_credentials, authorization_code, refresh_token)",
+            g.escape_debug()
+        )));
+    }
+    let has = |g: &str| app.grant_types.iter().any(|x| x == g);
+    if has("authorization_code") && app.redirect_uris.is_empty() {
+        return Err(invalid(
+            "the authorization_code grant needs at least one --redirect-uri".into(),
+        ));
+    }
+    if has("refresh_token") && !has("authorization_code") {
+        return Err(invalid(
+            "the refresh_token grant comes with the authorization_code grant".into(),
+        ));
+    }
+    if app.public && has("client_credentials") {
+        return Err(invalid(
+            "a public client has no secret, so it cannot use client_credentials".into(),
+        ));
+    }
+    for uri in app
+        .redirect_uris
+        .iter()
+        .chain(&app.post_logout_redirect_uris)
+    {
+        redirect::validate(uri).map_err(|e| invalid(e.to_string()))?;
+    }
+    if let Some(c) = app.user_claims.iter().find(|c| {
+        c.is_empty()
+            || c.len() > 64
+            || !c
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    }) {
+        return Err(invalid(format!(
+            "`{}` is not a claim name",
+            c.escape_debug()
+        )));
+    }
+    let mut grants: Vec<&str> = GRANT_TYPES.iter().copied().filter(|g| has(g)).collect();
+    grants.dedup();
+    Ok(ClientApp {
+        redirect_uris: app.redirect_uris.join(" "),
+        post_logout_redirect_uris: app.post_logout_redirect_uris.join(" "),
+        grant_types: grants.join(" "),
+        public_client: app.public,
+        require_mfa: app.require_mfa,
+        user_claims: app.user_claims.join(" "),
+    })
 }
 
 /// True for an RFC 6749 scope-token.
@@ -81,7 +167,7 @@ pub(crate) fn new_client_row(
             "client names may not start with `cl_`, the prefix of client ids".into(),
         ));
     }
-    if req.scopes.is_empty() {
+    if req.scopes.is_empty() && req.app.is_none() {
         return Err(ServiceError::Invalid(
             "a client needs at least one scope".into(),
         ));
@@ -102,15 +188,26 @@ pub(crate) fn new_client_row(
     if ttl < 0 {
         return Err(ServiceError::Invalid("token TTL must be positive".into()));
     }
-    let secret = secret::generate_secret()?;
+    let app = app_settings(req.app)?;
+    let secret = if app.public_client {
+        Zeroizing::new(String::new())
+    } else {
+        secret::generate_secret()?
+    };
     let row = ClientRow {
         client_id: secret::random_id("cl_", 12)?,
         name: req.name,
-        secret_hash: secret::hash_secret(&secret),
+        // A public client has no secret: an empty hash, which no presented secret matches.
+        secret_hash: if app.public_client {
+            Vec::new()
+        } else {
+            secret::hash_secret(&secret)
+        },
         scopes: req.scopes.join(" "),
         audience: req.audience,
         token_ttl_secs: ttl,
         created_at: now,
+        app,
     };
     Ok((row, secret))
 }

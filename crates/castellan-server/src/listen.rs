@@ -37,6 +37,7 @@ pub async fn serve<L>(
     shutdown: impl Future<Output = ()>,
 ) where
     L: axum::serve::Listener,
+    L::Addr: Clone + Send + Sync + 'static,
 {
     let places = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
@@ -49,13 +50,16 @@ pub async fn serve<L>(
             },
             () = &mut shutdown => break,
         };
-        let (io, _peer) = tokio::select! {
+        let (io, peer) = tokio::select! {
             c = listener.accept() => c,
             () = &mut shutdown => break,
         };
         let router = router.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let router = router.clone();
+            // The peer's address, for what counts per source (failed sign-ins).
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer.clone()));
             async move {
                 // Only a request with a body can be dragged out by its client once its headers are
                 // in; the others (most of them: JWKS, health, reads) skip the timer.

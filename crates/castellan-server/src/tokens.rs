@@ -13,8 +13,8 @@ use crate::state::AppState;
 pub struct ClientCredentials {
     /// The client id.
     pub client_id: String,
-    /// The client secret.
-    pub client_secret: Zeroizing<String>,
+    /// The client secret; `None` for a public client (`token_endpoint_auth_method=none`).
+    pub client_secret: Option<Zeroizing<String>>,
 }
 
 impl std::fmt::Debug for ClientCredentials {
@@ -26,16 +26,46 @@ impl std::fmt::Debug for ClientCredentials {
 }
 
 /// What the client asks for.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TokenRequest {
     /// `grant_type`.
     pub grant_type: String,
     /// `scope`, space-separated; every scope of the client when absent.
     pub scope: Option<String>,
+    /// `code` (authorization_code).
+    pub code: Option<String>,
+    /// `redirect_uri` (authorization_code).
+    pub redirect_uri: Option<String>,
+    /// `code_verifier` (authorization_code, PKCE).
+    pub code_verifier: Option<String>,
+    /// `refresh_token` (refresh_token).
+    pub refresh_token: Option<Zeroizing<String>>,
 }
 
-/// An issued access token.
-#[derive(Debug)]
+impl TokenRequest {
+    /// A request of `grant_type` with no other parameter.
+    pub fn grant(grant_type: &str, scope: Option<String>) -> Self {
+        Self {
+            grant_type: grant_type.to_owned(),
+            scope,
+            code: None,
+            redirect_uri: None,
+            code_verifier: None,
+            refresh_token: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("grant_type", &self.grant_type)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An issued access token (with an ID token and a refresh token for the grants people use).
 pub struct IssuedToken {
     /// The JWT.
     pub access_token: String,
@@ -43,6 +73,19 @@ pub struct IssuedToken {
     pub expires_in: i64,
     /// The scopes it carries.
     pub scope: String,
+    /// The ID token.
+    pub id_token: Option<String>,
+    /// The refresh token.
+    pub refresh_token: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why no token was issued (RFC 6749 §5.2).
@@ -50,8 +93,17 @@ pub struct IssuedToken {
 #[non_exhaustive]
 pub enum TokenError {
     /// The grant type is not one Castellan issues for.
-    #[error("only the client_credentials grant is supported")]
+    #[error("the grant type must be client_credentials, authorization_code or refresh_token")]
     UnsupportedGrantType,
+    /// The client is not registered for this grant type.
+    #[error("the client is not registered for this grant type")]
+    UnauthorizedClient,
+    /// A code or refresh token that is not (or no longer) valid.
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    /// A parameter is missing or malformed.
+    #[error("{0}")]
+    InvalidRequest(String),
     /// Unknown client or wrong secret (which of the two is not said).
     #[error("client authentication failed")]
     InvalidClient,
@@ -72,15 +124,12 @@ pub enum TokenError {
     Internal,
 }
 
-/// Issues a `client_credentials` access token.
-pub async fn issue(
+/// Authenticates the client: a confidential client by its secret (compared in constant time), a
+/// public one by its id alone (PKCE is its proof), never one kind as the other.
+pub async fn authenticate(
     state: &AppState,
     credentials: &ClientCredentials,
-    req: &TokenRequest,
-) -> Result<IssuedToken, TokenError> {
-    if req.grant_type != "client_credentials" {
-        return Err(TokenError::UnsupportedGrantType);
-    }
+) -> Result<std::sync::Arc<castellan_store::ClientRow>, TokenError> {
     let client = state
         .client(&credentials.client_id)
         .await
@@ -88,13 +137,73 @@ pub async fn issue(
             tracing::warn!(error = %e, "a client unknown to this replica could not be looked up");
             TokenError::Unavailable
         })?
-        .filter(|c| secret::verify_secret(&credentials.client_secret, &c.secret_hash))
+        .filter(|c| match &credentials.client_secret {
+            Some(s) => !c.app.public_client && secret::verify_secret(s, &c.secret_hash),
+            None => c.app.public_client,
+        })
         .ok_or_else(|| {
             // Debug-formatted: a client id is the sender's text, and a newline in it must not start
             // a line of its own in the log.
             tracing::info!(client_id = ?credentials.client_id.chars().take(64).collect::<String>(), "client authentication failed");
             TokenError::InvalidClient
         })?;
+    Ok(client)
+}
+
+/// Issues tokens for any grant type the token endpoint takes.
+pub async fn issue(
+    state: &AppState,
+    credentials: &ClientCredentials,
+    req: &TokenRequest,
+) -> Result<IssuedToken, TokenError> {
+    if !["client_credentials", "authorization_code", "refresh_token"]
+        .contains(&req.grant_type.as_str())
+    {
+        return Err(TokenError::UnsupportedGrantType);
+    }
+    let client = authenticate(state, credentials).await?;
+    let user_tokens = match req.grant_type.as_str() {
+        "authorization_code" => {
+            let code = req
+                .code
+                .as_deref()
+                .ok_or_else(|| TokenError::InvalidRequest("code is missing".into()))?;
+            crate::signin::grants::authorization_code(
+                state,
+                &client,
+                code,
+                req.redirect_uri.as_deref(),
+                req.code_verifier.as_deref(),
+            )
+            .await?
+        }
+        "refresh_token" => {
+            let token = req
+                .refresh_token
+                .as_deref()
+                .ok_or_else(|| TokenError::InvalidRequest("refresh_token is missing".into()))?;
+            crate::signin::grants::refresh(state, &client, token, req.scope.as_deref()).await?
+        }
+        _ => return client_credentials(state, &client, req),
+    };
+    Ok(IssuedToken {
+        access_token: user_tokens.access_token,
+        expires_in: user_tokens.expires_in,
+        scope: user_tokens.scope,
+        id_token: user_tokens.id_token,
+        refresh_token: user_tokens.refresh_token,
+    })
+}
+
+/// The `client_credentials` grant: a token for the client itself.
+fn client_credentials(
+    state: &AppState,
+    client: &castellan_store::ClientRow,
+    req: &TokenRequest,
+) -> Result<IssuedToken, TokenError> {
+    if client.app.public_client || !client.app.allows_grant("client_credentials") {
+        return Err(TokenError::UnauthorizedClient);
+    }
     let scope = granted_scope(&client.scopes, req.scope.as_deref())?;
 
     let now = state.now();
@@ -132,6 +241,8 @@ pub async fn issue(
         access_token,
         expires_in: ttl,
         scope,
+        id_token: None,
+        refresh_token: None,
     })
 }
 

@@ -68,8 +68,9 @@ impl Store {
 
 pub(crate) async fn insert_client(tx: &mut Tx<'_>, row: &ClientRow) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO clients (client_id, name, secret_hash, scopes, audience, token_ttl_secs, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO clients (client_id, name, secret_hash, scopes, audience, token_ttl_secs, created_at, \
+         redirect_uris, post_logout_redirect_uris, grant_types, public_client, require_mfa, user_claims) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&row.client_id)
     .bind(&row.name)
@@ -78,6 +79,12 @@ pub(crate) async fn insert_client(tx: &mut Tx<'_>, row: &ClientRow) -> Result<()
     .bind(&row.audience)
     .bind(row.token_ttl_secs)
     .bind(row.created_at)
+    .bind(&row.app.redirect_uris)
+    .bind(&row.app.post_logout_redirect_uris)
+    .bind(&row.app.grant_types)
+    .bind(i64::from(row.app.public_client))
+    .bind(i64::from(row.app.require_mfa))
+    .bind(&row.app.user_claims)
     .execute(&mut **tx)
     .await
     .map_err(conflict(&format!("a client named `{}`", row.name)))?;
@@ -93,5 +100,13 @@ pub(crate) fn client_from_row(r: &AnyRow) -> Result<ClientRow, StoreError> {
         audience: r.try_get("audience")?,
         token_ttl_secs: r.try_get("token_ttl_secs")?,
         created_at: r.try_get("created_at")?,
+        app: ClientApp {
+            redirect_uris: r.try_get("redirect_uris")?,
+            post_logout_redirect_uris: r.try_get("post_logout_redirect_uris")?,
+            grant_types: r.try_get("grant_types")?,
+            public_client: r.try_get::<i64, _>("public_client")? != 0,
+            require_mfa: r.try_get::<i64, _>("require_mfa")? != 0,
+            user_claims: r.try_get("user_claims")?,
+        },
     })
 }

@@ -17,7 +17,8 @@ use sqlx::{AnyPool, Row};
 
 macro_rules! client_select {
     () => {
-        "SELECT client_id, name, secret_hash, scopes, audience, token_ttl_secs, created_at FROM clients"
+        "SELECT client_id, name, secret_hash, scopes, audience, token_ttl_secs, created_at, redirect_uris, \
+         post_logout_redirect_uris, grant_types, public_client, require_mfa, user_claims FROM clients"
     };
 }
 
@@ -48,8 +49,10 @@ mod migrate;
 mod pki;
 mod rows;
 mod secrets;
+mod signin;
 #[doc(hidden)]
 pub mod testing;
+mod users;
 
 pub use batch::CertBatcher;
 pub use changes::{Change, ChangeKind, ChangeListener, Wake};

@@ -12,6 +12,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0004_secret_heads.sql"),
     ),
     (5, include_str!("../migrations/sqlite/0005_changes.sql")),
+    (7, include_str!("../migrations/sqlite/0007_signin.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -22,6 +23,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0004_secret_heads.sql"),
     ),
     (5, include_str!("../migrations/postgres/0005_changes.sql")),
+    (7, include_str!("../migrations/postgres/0007_signin.sql")),
 ];
 
 /// The store.

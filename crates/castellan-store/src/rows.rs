@@ -63,6 +63,45 @@ pub struct ClientRow {
     pub token_ttl_secs: i64,
     /// Creation time.
     pub created_at: i64,
+    /// How it signs people in, when it is an app that does.
+    pub app: ClientApp,
+}
+
+/// What a client that signs people in is registered with (all empty for a service client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientApp {
+    /// Space-separated exact redirect URIs.
+    pub redirect_uris: String,
+    /// Space-separated URIs RP-initiated logout may return to.
+    pub post_logout_redirect_uris: String,
+    /// Space-separated grant types (`client_credentials`, `authorization_code`, `refresh_token`).
+    pub grant_types: String,
+    /// A public client: no secret, PKCE is its proof.
+    pub public_client: bool,
+    /// Users of this app must sign in with a second factor.
+    pub require_mfa: bool,
+    /// Space-separated user claims its tokens carry (`groups`, `email`, or a claim set with `--claim`).
+    pub user_claims: String,
+}
+
+impl Default for ClientApp {
+    fn default() -> Self {
+        Self {
+            redirect_uris: String::new(),
+            post_logout_redirect_uris: String::new(),
+            grant_types: "client_credentials".into(),
+            public_client: false,
+            require_mfa: false,
+            user_claims: String::new(),
+        }
+    }
+}
+
+impl ClientApp {
+    /// Whether it may use a grant type.
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.split(' ').any(|g| g == grant)
+    }
 }
 
 /// Everything `castellan init` creates, written in one transaction or not at all.
@@ -218,4 +257,164 @@ pub enum MasterKeyCheck {
     Matches,
     /// The store was initialized with another master key.
     Mismatch,
+}
+
+/// A person who signs in.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// Stable id (`usr_…`): the `sub` of their tokens.
+    pub user_id: String,
+    /// Unique sign-in name.
+    pub name: String,
+    /// E-mail address.
+    pub email: Option<String>,
+    /// argon2id PHC string; `None`: no password sign-in.
+    pub password_hash: Option<String>,
+    /// Space-separated groups.
+    pub groups: String,
+    /// Claims as a JSON object.
+    pub claims: String,
+    /// When disabled, if it is.
+    pub disabled_at: Option<i64>,
+    /// The data key that sealed the TOTP secret.
+    pub totp_dek_id: Option<String>,
+    /// The TOTP secret, sealed; `None` until enrolled.
+    pub totp_sealed: Option<Vec<u8>>,
+    /// Must sign in with a second factor.
+    pub totp_required: bool,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for UserRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRow")
+            .field("user_id", &self.user_id)
+            .field("name", &self.name)
+            .field("disabled_at", &self.disabled_at)
+            .field("totp", &self.totp_sealed.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signed-in browser's session. The cookie's value is kept only as its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// Public id (the `sid` claim).
+    pub sid: String,
+    /// SHA-256 of the cookie's value.
+    pub secret_hash: Vec<u8>,
+    /// The user.
+    pub user_id: String,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// Space-separated RFC 8176 methods (`pwd`, `pwd otp`).
+    pub amr: String,
+    /// The password was right and a second factor is still to come.
+    pub pending_mfa: bool,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last use.
+    pub last_seen_at: i64,
+    /// Absolute end.
+    pub expires_at: i64,
+    /// When it was ended (logout, user disabled), if it was.
+    pub ended_at: Option<i64>,
+}
+
+/// An authorization code. The code itself is kept only as its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRow {
+    /// SHA-256 of the code.
+    pub code_hash: Vec<u8>,
+    /// The app it was issued to.
+    pub client_id: String,
+    /// The user.
+    pub user_id: String,
+    /// The session.
+    pub sid: String,
+    /// The redirect URI of the request.
+    pub redirect_uri: String,
+    /// PKCE `S256` challenge.
+    pub code_challenge: String,
+    /// Granted scopes.
+    pub scope: String,
+    /// The request's nonce.
+    pub nonce: Option<String>,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// Methods.
+    pub amr: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// End of validity.
+    pub expires_at: i64,
+    /// When it was redeemed, if it was.
+    pub used_at: Option<i64>,
+    /// The grant its redemption started.
+    pub grant_id: Option<String>,
+}
+
+/// A grant: the family of refresh tokens one code exchange started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRow {
+    /// Id.
+    pub grant_id: String,
+    /// The app.
+    pub client_id: String,
+    /// The user.
+    pub user_id: String,
+    /// The session it came from.
+    pub sid: String,
+    /// Granted scopes.
+    pub scope: String,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// Methods.
+    pub amr: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Absolute end (no refresh beyond it).
+    pub expires_at: i64,
+    /// When revoked, if it was.
+    pub revoked_at: Option<i64>,
+    /// Why (`reuse`, `revoked`, `logout`, `user-disabled`, `code-reuse`).
+    pub revoked_why: Option<String>,
+}
+
+/// A refresh token of a grant. The token itself is kept only as its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRow {
+    /// SHA-256 of the token.
+    pub token_hash: Vec<u8>,
+    /// Its family.
+    pub grant_id: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// End of validity (the idle lifetime, never past the grant's end).
+    pub expires_at: i64,
+    /// When it was rotated (used), if it was.
+    pub used_at: Option<i64>,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was current: it is now used, and the new one stored; the grant is returned.
+    Rotated(GrantRow),
+    /// The token had been rotated already: the whole family is now revoked.
+    Reused,
+    /// Unknown, expired, or its family is revoked or over.
+    Invalid,
+}
+
+/// What redeeming a code did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redemption {
+    /// Redeemed now; its grant was stored.
+    Redeemed,
+    /// Redeemed before: what that redemption issued is now revoked.
+    Reused,
 }

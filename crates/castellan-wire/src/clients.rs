@@ -15,6 +15,32 @@ pub struct NewClient {
     /// Token lifetime in seconds; the server default when unset.
     #[serde(default)]
     pub token_ttl_secs: Option<i64>,
+    /// How it signs people in; absent for a service client (`client_credentials` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppRegistration>,
+}
+
+/// What an app that signs people in registers (`client create --redirect-uri … --grant …`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppRegistration {
+    /// Grant types: `authorization_code`, `refresh_token`, `client_credentials`.
+    pub grant_types: Vec<String>,
+    /// Exact redirect URIs.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the browser back to.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A public client (a browser or native app): no secret, PKCE is its proof.
+    #[serde(default)]
+    pub public: bool,
+    /// Its users must sign in with a second factor (TOTP).
+    #[serde(default)]
+    pub require_mfa: bool,
+    /// User claims its tokens carry: `groups`, `email`, or the name of a user's `--claim`.
+    #[serde(default)]
+    pub user_claims: Vec<String>,
 }
 
 /// A client as shown to people (no secret, no hash).
@@ -32,6 +58,9 @@ pub struct ClientInfo {
     pub token_ttl_secs: i64,
     /// Creation time.
     pub created_at: i64,
+    /// How it signs people in, for an app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppRegistration>,
 }
 
 /// `GET /v1/clients`.
@@ -47,7 +76,8 @@ pub struct CreatedClient {
     /// The client.
     #[serde(flatten)]
     pub client: ClientInfo,
-    /// The secret; not stored, only its hash is.
+    /// The secret (none for a public client); not stored, only its hash is.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub client_secret: String,
 }
 
@@ -71,6 +101,7 @@ mod tests {
             name: "app".into(),
             scopes: vec!["read".into()],
             token_ttl_secs: Some(60),
+            app: None,
         };
         let old = serde_json::json!({
             "name": c.name, "scopes": c.scopes, "audience": c.audience, "token_ttl_secs": c.token_ttl_secs,

@@ -15,6 +15,7 @@ pub mod credential;
 pub mod pki;
 pub mod secrets;
 pub mod token;
+pub mod users;
 
 #[cfg(feature = "client")]
 pub mod client;

@@ -9,6 +9,12 @@ pub struct TokenAnswer {
     /// Its lifetime, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<i64>,
+    /// The OpenID Connect ID token (authorization code grant with the `openid` scope).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    /// The refresh token (apps registered for the `refresh_token` grant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     /// The scopes it carries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
@@ -33,6 +39,8 @@ impl TokenAnswer {
         Self {
             access_token,
             expires_in: Some(expires_in),
+            id_token: None,
+            refresh_token: None,
             scope: Some(scope),
             token_type: Some("Bearer".into()),
         }

@@ -10,6 +10,7 @@ mod remote;
 mod secret_cmd;
 mod serve;
 mod token_cmd;
+mod user_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,9 +46,14 @@ enum Command {
     /// Running it again changes nothing and says so. Concurrent runs against one store create exactly
     /// one key ring. The admin credential is written to a 0600 file, never printed.
     Init(InitArgs),
-    /// Create, list and delete OAuth clients (directly on the store, or through --server).
+    /// Create, list and delete OAuth clients: services, and apps that sign people in (directly on
+    /// the store, or through --server).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// People who sign in: create, list, show, passwd, disable, enable, delete (on the store, or
+    /// through --server with the `users:admin` scope).
+    #[command(subcommand)]
+    User(user_cmd::UserCommand),
     /// The token key ring: list, plan, rotate (scheduled or --now), revoke, import.
     #[command(subcommand)]
     Keys(keys_cmd::KeysCommand),
@@ -100,9 +106,31 @@ enum ClientCommand {
     Create {
         /// A unique name (letters, digits, '-', '_', '.').
         name: String,
-        /// A scope the client may ask for (repeat for several).
-        #[arg(long = "scope", required = true, num_args = 1..)]
+        /// A scope the client may ask for (repeat for several). Apps that sign people in may also
+        /// ask for openid, profile, email, groups and offline_access.
+        #[arg(long = "scope", required_unless_present = "grants", num_args = 1..)]
         scopes: Vec<String>,
+        /// A grant type for an app that signs people in: authorization_code, refresh_token,
+        /// client_credentials (repeat; default: client_credentials alone).
+        #[arg(long = "grant", value_name = "GRANT", num_args = 1..)]
+        grants: Vec<String>,
+        /// An exact redirect URI of the app (repeat). https, http on a loopback host, or a
+        /// private-use scheme (com.example.app:/cb); a loopback IP (127.0.0.1, [::1]) accepts any port.
+        #[arg(long = "redirect-uri", value_name = "URL", num_args = 1..)]
+        redirect_uris: Vec<String>,
+        /// Where RP-initiated logout may send the browser back to (repeat).
+        #[arg(long = "post-logout-redirect-uri", value_name = "URL", num_args = 1..)]
+        post_logout_redirect_uris: Vec<String>,
+        /// A public client (a browser or native app): no secret; PKCE is its proof.
+        #[arg(long)]
+        public: bool,
+        /// Its users must sign in with a second factor (TOTP).
+        #[arg(long)]
+        require_mfa: bool,
+        /// A user claim its access tokens carry: groups, email, preferred_username, or a name given
+        /// with `user create --claim` (repeat).
+        #[arg(long = "user-claim", value_name = "CLAIM", num_args = 1..)]
+        user_claims: Vec<String>,
         /// The `aud` of its tokens (default: the issuer).
         #[arg(long)]
         audience: Option<String>,
@@ -176,6 +204,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => serve::run(args).await,
         Command::Init(args) => init(args).await,
         Command::Client(cmd) => client(cmd).await,
+        Command::User(cmd) => user_cmd::run(cmd).await,
         Command::Pki(cmd) => pki_cmd::run(cmd).await,
         Command::Secret(cmd) => secret_cmd::run(cmd).await,
         Command::Agent(args) => agent_cmd::agent(args).await,
@@ -319,7 +348,31 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
             token_ttl,
             json,
             target,
+            grants,
+            redirect_uris,
+            post_logout_redirect_uris,
+            public,
+            require_mfa,
+            user_claims,
         } => {
+            let app = (!grants.is_empty()
+                || !redirect_uris.is_empty()
+                || public
+                || require_mfa
+                || !user_claims.is_empty()
+                || !post_logout_redirect_uris.is_empty())
+            .then(|| castellan_wire::clients::AppRegistration {
+                grant_types: if grants.is_empty() {
+                    vec!["authorization_code".into()]
+                } else {
+                    grants
+                },
+                redirect_uris,
+                post_logout_redirect_uris,
+                public,
+                require_mfa,
+                user_claims,
+            });
             let token_ttl_secs = token_ttl
                 .as_deref()
                 .map(|t| castellan_core::duration::parse_duration(t).map(|d| d.as_secs() as i64))
@@ -331,6 +384,7 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
                 scopes,
                 audience,
                 token_ttl_secs,
+                app,
             };
             let created = if let Some(remote) = target.remote.client().await? {
                 remote.create_client(&req).await?
@@ -349,7 +403,11 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&created)?);
             } else {
                 println!("client_id:     {}", created.client.client_id);
-                println!("client_secret: {}", created.client_secret);
+                if created.client_secret.is_empty() {
+                    println!("client_secret: (none: a public client)");
+                } else {
+                    println!("client_secret: {}", created.client_secret);
+                }
                 println!("scopes:        {}", created.client.scopes.join(" "));
                 eprintln!("The secret is shown once and stored only as a hash: keep it now.");
             }

@@ -164,6 +164,22 @@ impl Remote {
             .await?)
     }
 
+    /// Sends JSON to `path` with `method`, expecting an answer without a body.
+    pub async fn send_empty(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<()> {
+        self.call(
+            self.http
+                .request(method, format!("{}{path}", self.base))
+                .json(body),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// DELETEs `path`.
     pub async fn delete(&self, path: &str) -> Result<()> {
         self.call(self.http.delete(format!("{}{path}", self.base)))

@@ -153,6 +153,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         crl_validity_secs: cfg.pki.crl_validity.as_secs(),
         crl_url: cfg.crl_url(),
         rotation: cfg.rotation_policy()?,
+        signin: cfg.signin.settings()?,
     };
     let state = match AppState::load(store, Arc::new(master), Arc::new(SystemClock), settings).await
     {

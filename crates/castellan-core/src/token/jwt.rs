@@ -42,10 +42,37 @@ struct Header<'a> {
 
 /// Signs `claims` as a compact JWS with header `{alg, kid, typ: "at+jwt"}`.
 pub fn sign_access_token(key: &SigningKey, claims: &AccessClaims) -> Result<String, TokenError> {
+    sign_jwt(key, "at+jwt", claims)
+}
+
+/// The claims of an access token issued to an app for a signed-in user: the RFC 9068 claims (`sub`
+/// is the user's stable id), the session's id and sign-in time, and the user's claims the app was
+/// configured to receive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserAccessClaims {
+    /// The RFC 9068 claims.
+    #[serde(flatten)]
+    pub base: AccessClaims,
+    /// The session the user signed in with.
+    pub sid: String,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// The user's groups and claims, as configured for the app.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Signs any claims as a compact JWS with header `{alg, kid, typ}` (`at+jwt` for access tokens,
+/// `JWT` for ID tokens).
+pub fn sign_jwt<T: Serialize>(
+    key: &SigningKey,
+    typ: &str,
+    claims: &T,
+) -> Result<String, TokenError> {
     let header = Header {
         alg: key.alg().as_str(),
         kid: key.kid(),
-        typ: "at+jwt",
+        typ,
     };
     let header = serde_json::to_vec(&header).map_err(|e| TokenError::Encoding(e.to_string()))?;
     let payload = serde_json::to_vec(claims).map_err(|e| TokenError::Encoding(e.to_string()))?;

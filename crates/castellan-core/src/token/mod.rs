@@ -13,7 +13,7 @@ pub mod keys;
 pub mod rotation;
 
 pub use error::TokenError;
-pub use jwt::{AccessClaims, sign_access_token};
+pub use jwt::{AccessClaims, UserAccessClaims, sign_access_token, sign_jwt};
 pub use keyring::{KeyRing, KeyState, RingKey};
 pub use keys::{Alg, Jwk, SigningKey, thumbprint};
 pub use rotation::{Policy, PolicyError};

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use castellan_core::duration::{MAX_DURATION, parse_duration};
+pub use signin::SigninConfig;
+
+mod signin;
 use serde::{Deserialize, Deserializer};
 
 /// A configuration problem, naming the field (and, from a file, its line).
@@ -91,6 +94,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Limits of the HTTP server.
     pub http: HttpConfig,
+    /// How people sign in.
+    pub signin: SigninConfig,
 }
 
 /// `[http]`: how long clients may take and how many connections may be open at once.
@@ -255,6 +260,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             tls: TlsConfig::default(),
             http: HttpConfig::default(),
+            signin: SigninConfig::default(),
         }
     }
 }
@@ -489,6 +495,7 @@ impl Config {
         self.profiles()?;
         self.rotation_policy()?;
         self.tls_source()?;
+        self.signin.settings()?;
         let h = &self.http;
         for (field, d, max) in [
             (

@@ -6,10 +6,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use castellan_core::secret;
 use castellan_core::secret_store::{self, Access};
 use castellan_core::token::AccessClaims;
-use jsonwebtoken::Validation;
 
 use super::error::ApiError;
-use crate::state::{AppState, LoadedRing, VERIFIED_TOKENS};
+use crate::own_tokens;
+use crate::state::{AppState, VERIFIED_TOKENS};
 
 /// Clock skew allowed when checking `exp` and `nbf` of tokens presented to /v1.
 const LEEWAY_SECS: i64 = 60;
@@ -50,7 +50,16 @@ pub async fn authorize(
     let fresh = remembered.is_none();
     let claims = match remembered {
         Some(claims) => claims,
-        None => Arc::new(verify_access_token(state, &ring, token).map_err(unauthorized)?),
+        None => Arc::new(
+            own_tokens::verify(
+                state,
+                &ring,
+                token,
+                Some(&state.settings().issuer),
+                own_tokens::Kind::Access,
+            )
+            .map_err(unauthorized)?,
+        ),
     };
     let now = state.now();
     if claims.exp + LEEWAY_SECS <= now || claims.nbf - LEEWAY_SECS > now {
@@ -96,62 +105,6 @@ fn held_scopes(claims: Arc<AccessClaims>, client_scopes: &str) -> Arc<AccessClai
         scope,
         ..AccessClaims::clone(&claims)
     })
-}
-
-/// The signature, type, issuer and audience of an access token (not its times: see [`authorize`]).
-fn verify_access_token(
-    state: &AppState,
-    ring: &LoadedRing,
-    token: &str,
-) -> Result<AccessClaims, &'static str> {
-    let header = jsonwebtoken::decode_header(token).map_err(|_| "the token is malformed")?;
-    if !header.typ.as_deref().is_some_and(is_access_token_type) {
-        return Err("not an access token");
-    }
-    if header.crit.is_some() || raw_header_has_crit(token) {
-        return Err("the token names critical header extensions, which Castellan does not support");
-    }
-    let (dk, alg) = header
-        .kid
-        .as_deref()
-        .and_then(|kid| ring.verifiers.get(kid))
-        .ok_or("the token was signed by an unknown key")?;
-    let mut v = Validation::new(*alg);
-    v.set_issuer(&[&state.settings().issuer]);
-    v.set_audience(&[&state.settings().issuer]);
-    v.set_required_spec_claims(&["exp", "iss", "aud", "nbf"]);
-    // Expiry is judged against the state's clock (a parameter), by the caller.
-    v.validate_exp = false;
-    v.validate_nbf = false;
-    jsonwebtoken::decode::<AccessClaims>(token, dk, &v)
-        .map(|data| data.claims)
-        .map_err(|_| "the token is not valid")
-}
-
-/// `typ` is a media type: `at+jwt` or `application/at+jwt`, compared case-insensitively (RFC 9068
-/// §2.1, RFC 7515 §4.1.9).
-fn is_access_token_type(typ: &str) -> bool {
-    let short = match typ.get(..12) {
-        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
-        _ => typ,
-    };
-    short.eq_ignore_ascii_case("at+jwt")
-}
-
-/// Whether the header's own JSON has a `crit` member. jsonwebtoken's `Header` reads `"crit": null` as
-/// absent, and a member name written with escapes (`cr\u0069t`) is still `crit`; RFC 7515 §4.1.11
-/// says a recipient that does not understand the extensions it lists must refuse the token. A header
-/// that cannot be read again counts as having one.
-fn raw_header_has_crit(token: &str) -> bool {
-    use base64::Engine as _;
-    let segment = token.split('.').next().unwrap_or_default();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(segment)
-        .ok()
-        .and_then(|bytes| {
-            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes).ok()
-        })
-        .is_none_or(|header| header.contains_key("crit"))
 }
 
 /// A valid token whose scopes allow `access` to `name` (see [`secret_store::scopes_allow`]).

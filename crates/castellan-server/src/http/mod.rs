@@ -16,7 +16,9 @@ mod keys;
 mod oauth;
 mod pki;
 mod secrets;
+mod signin;
 mod sys;
+mod users;
 
 pub use auth::authorize;
 pub use error::ApiError;
@@ -33,6 +35,8 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::routes())
         .merge(pki::routes())
         .merge(secrets::routes())
+        .merge(signin::routes())
+        .merge(users::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -20,7 +20,10 @@ use crate::state::AppState;
 use crate::tokens::{self, ClientCredentials, TokenError, TokenRequest};
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/oauth2/token", post(token))
+    Router::new()
+        .route("/oauth2/token", post(token))
+        .route("/oauth2/revoke", post(revoke))
+        .route("/oauth2/introspect", post(introspect))
 }
 
 /// An RFC 6749 §5.2 error.
@@ -65,15 +68,20 @@ async fn token(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let issued = match token_request(&headers, body) {
-        Ok((credentials, req)) => tokens::issue(&state, &credentials, &req)
-            .await
-            .map_err(oauth_error),
+    let issued = match client_form(&headers, body) {
+        Ok((credentials, mut params)) => match token_request(&mut params) {
+            Ok(req) => tokens::issue(&state, &credentials, &req)
+                .await
+                .map_err(oauth_error),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     match issued {
         Ok(t) => {
-            let body = TokenAnswer::bearer(t.access_token, t.expires_in, t.scope);
+            let mut body = TokenAnswer::bearer(t.access_token, t.expires_in, t.scope);
+            body.id_token = t.id_token;
+            body.refresh_token = t.refresh_token.map(|r| r.to_string());
             (
                 [
                     (header::CACHE_CONTROL, "no-store"),
@@ -94,6 +102,9 @@ async fn token(
 fn oauth_error(e: TokenError) -> OAuthError {
     let (status, error) = match e {
         TokenError::UnsupportedGrantType => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+        TokenError::UnauthorizedClient => (StatusCode::BAD_REQUEST, "unauthorized_client"),
+        TokenError::InvalidGrant(_) => (StatusCode::BAD_REQUEST, "invalid_grant"),
+        TokenError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
         TokenError::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
         TokenError::MalformedScope | TokenError::ScopeNotAllowed(_) => {
             (StatusCode::BAD_REQUEST, "invalid_scope")
@@ -106,11 +117,30 @@ fn oauth_error(e: TokenError) -> OAuthError {
     oauth(status, error, e.to_string())
 }
 
-/// The client's credentials (exactly one authentication method) and its request, from the form.
-fn token_request(
+/// The token request's parameters (the client's credentials taken out).
+fn token_request(params: &mut HashMap<String, String>) -> Result<TokenRequest, OAuthError> {
+    let grant = params.remove("grant_type").ok_or_else(|| {
+        oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type is missing",
+        )
+    })?;
+    Ok(TokenRequest {
+        grant_type: grant,
+        scope: params.remove("scope"),
+        code: params.remove("code"),
+        redirect_uri: params.remove("redirect_uri"),
+        code_verifier: params.remove("code_verifier"),
+        refresh_token: params.remove("refresh_token").map(Zeroizing::new),
+    })
+}
+
+/// The client's credentials (exactly one authentication method) and the form's other parameters.
+fn client_form(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(ClientCredentials, TokenRequest), OAuthError> {
+) -> Result<(ClientCredentials, HashMap<String, String>), OAuthError> {
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             oauth(
@@ -159,25 +189,39 @@ fn token_request(
         }
     }
 
-    // Client authentication: exactly one method.
+    // Client authentication: exactly one method. A public client sends only its `client_id`.
     let basic = headers
         .get(header::AUTHORIZATION)
         .map(parse_basic)
         .transpose()?;
-    let post = match (params.get("client_id"), params.get("client_secret")) {
-        (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
-        _ => None,
-    };
-    let (client_id, client_secret) = match (basic, post) {
-        (Some(_), Some(_)) => {
+    let secret = params.remove("client_secret");
+    let form_id = params.remove("client_id");
+    let credentials = match (basic, form_id, secret) {
+        (Some(_), _, Some(_)) => {
             return Err(oauth(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "use one client authentication method, not two",
             ));
         }
-        (Some(b), None) | (None, Some(b)) => b,
-        (None, None) => {
+        (Some((id, s)), form_id, None) => {
+            if form_id.is_some_and(|f| f != id) {
+                return Err(oauth(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "client_id differs from the one in the Authorization header",
+                ));
+            }
+            ClientCredentials {
+                client_id: id,
+                client_secret: Some(Zeroizing::new(s)),
+            }
+        }
+        (None, Some(id), secret) => ClientCredentials {
+            client_id: id,
+            client_secret: secret.map(Zeroizing::new),
+        },
+        (None, None, _) => {
             return Err(oauth(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
@@ -185,24 +229,77 @@ fn token_request(
             ));
         }
     };
+    Ok((credentials, params))
+}
 
-    let grant = params.get("grant_type").ok_or_else(|| {
-        oauth(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "grant_type is missing",
-        )
-    })?;
-    Ok((
-        ClientCredentials {
-            client_id,
-            client_secret: Zeroizing::new(client_secret),
-        },
-        TokenRequest {
-            grant_type: grant.clone(),
-            scope: params.get("scope").cloned(),
-        },
-    ))
+async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let (credentials, params) = client_form(&headers, body)?;
+        let client = tokens::authenticate(&state, &credentials)
+            .await
+            .map_err(oauth_error)?;
+        let token = params.get("token").ok_or_else(|| {
+            oauth(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "token is missing",
+            )
+        })?;
+        crate::signin::introspection::revoke(&state, &client, token)
+            .await
+            .map_err(oauth_error)
+    }
+    .await;
+    match result {
+        Ok(()) => (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let (credentials, params) = client_form(&headers, body)?;
+        if credentials.client_secret.is_none() {
+            return Err(oauth(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "introspection needs a confidential client",
+            ));
+        }
+        let client = tokens::authenticate(&state, &credentials)
+            .await
+            .map_err(oauth_error)?;
+        let token = params.get("token").ok_or_else(|| {
+            oauth(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "token is missing",
+            )
+        })?;
+        crate::signin::introspection::introspect(&state, &client, token)
+            .await
+            .map_err(|e| match e {
+                TokenError::ScopeNotAllowed(_) => oauth(
+                    StatusCode::FORBIDDEN,
+                    "insufficient_scope",
+                    "the client needs the tokens:introspect scope",
+                ),
+                e => oauth_error(e),
+            })
+    }
+    .await;
+    match result {
+        Ok(v) => ([(header::CACHE_CONTROL, "no-store")], Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 fn parse_basic(value: &HeaderValue) -> Result<(String, String), OAuthError> {

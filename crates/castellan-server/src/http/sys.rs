@@ -58,13 +58,28 @@ async fn discovery(State(state): State<AppState>) -> Response {
         .collect();
     algs.sort_unstable();
     algs.dedup();
+    // Exactly what exists: the endpoints, grants, methods and algorithms this server implements.
     let doc = json!({
         "issuer": iss,
         "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+        "authorization_endpoint": format!("{iss}/oauth2/authorize"),
         "token_endpoint": format!("{iss}/oauth2/token"),
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "response_types_supported": ["token"],
+        "userinfo_endpoint": format!("{iss}/oauth2/userinfo"),
+        "revocation_endpoint": format!("{iss}/oauth2/revoke"),
+        "introspection_endpoint": format!("{iss}/oauth2/introspect"),
+        "end_session_endpoint": format!("{iss}/oauth2/logout"),
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "scopes_supported": castellan_core::signin::OIDC_SCOPES,
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "amr",
+            "preferred_username", "email", "groups"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "authorization_response_iss_parameter_supported": true,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algs,
         "access_token_signing_alg_values_supported": algs,

@@ -50,6 +50,8 @@ pub struct Settings {
     pub crl_url: Option<String>,
     /// Key rotation policy (validated).
     pub rotation: castellan_core::token::Policy,
+    /// How people sign in.
+    pub signin: crate::signin::SigninSettings,
 }
 
 /// The key ring as served: parsed verifiers, the JWKS bytes and their ETag, computed once per change.
@@ -97,6 +99,8 @@ struct Inner {
     unknown_clients: Mutex<HashMap<String, std::time::Instant>>,
     /// Store look-ups of clients the cache does not know, at most this many at once.
     client_lookups: tokio::sync::Semaphore,
+    /// Password hashing, bounded.
+    hashing: crate::signin::Hashing,
 }
 
 /// How long a client id the store did not know is answered from memory.
@@ -175,7 +179,6 @@ impl AppState {
             store,
             master,
             clock,
-            settings,
             ring: RwLock::new(Arc::new(loaded(ring)?)),
             clients: RwLock::new(clients),
             seen: AtomicI64::new(seen),
@@ -186,6 +189,8 @@ impl AppState {
             refreshing: tokio::sync::Mutex::new(()),
             unknown_clients: Mutex::new(HashMap::new()),
             client_lookups: tokio::sync::Semaphore::new(CLIENT_LOOKUPS),
+            hashing: crate::signin::Hashing::new(&settings.signin),
+            settings,
         })))
     }
 
@@ -343,6 +348,11 @@ impl AppState {
         &self.0.settings
     }
 
+    /// Password hashing (bounded).
+    pub(crate) fn hashing(&self) -> &crate::signin::Hashing {
+        &self.0.hashing
+    }
+
     /// The counters behind `/metrics`.
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.0.metrics
@@ -356,6 +366,11 @@ impl AppState {
     /// `Cache-Control` of the JWKS.
     pub(crate) fn jwks_cache_control(&self) -> &HeaderValue {
         &self.0.jwks_cache_control
+    }
+
+    /// The JWKS document served now.
+    pub fn jwks_bytes(&self) -> Bytes {
+        self.ring().jwks.clone()
     }
 
     /// The current JWKS fingerprint.

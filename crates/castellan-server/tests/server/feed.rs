@@ -33,6 +33,7 @@ pub(crate) fn settings(refresh: Duration) -> Settings {
         rotation: castellan_server::config::Config::default()
             .rotation_policy()
             .expect("policy"),
+        signin: Default::default(),
     }
 }
 
@@ -75,6 +76,7 @@ async fn new_client(store: &Store, name: &str) -> (String, String) {
             scopes: vec!["read".into()],
             audience: None,
             token_ttl_secs: None,
+            app: None,
         },
         86400,
         SystemClock.now(),

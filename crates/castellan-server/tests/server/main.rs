@@ -6,3 +6,4 @@ mod feed;
 mod http;
 mod outage;
 mod rotation;
+mod signin;

@@ -1,8 +1,9 @@
 //! One conformance suite, run against SQLite and PostgreSQL.
 
 use castellan_store::{
-    CaRow, CertBatcher, CertRow, ClientRow, CrlRow, DataKeyRow, InitBundle, MasterKeyCheck,
-    NamesExpiry, Revocation, SecretRow, SecretSummary, SigningKeyRow, Store, StoreError, StoreKind,
+    CaRow, CertBatcher, CertRow, ClientApp, ClientRow, CrlRow, DataKeyRow, InitBundle,
+    MasterKeyCheck, NamesExpiry, Revocation, SecretRow, SecretSummary, SigningKeyRow, Store,
+    StoreError, StoreKind,
 };
 
 fn bundle(tag: &str) -> InitBundle {
@@ -67,6 +68,7 @@ fn client(name: &str, id: &str) -> ClientRow {
         audience: Some("aud".into()),
         token_ttl_secs: 900,
         created_at: 5,
+        app: ClientApp::default(),
     }
 }
 

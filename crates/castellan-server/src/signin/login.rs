@@ -1,0 +1,179 @@
+//! Signing a person in: the password (checked by argon2id with a bounded number of hashes at once),
+//! throttling of failures per account and per source address, and the session.
+
+use std::net::IpAddr;
+
+use castellan_core::secret;
+use castellan_core::signin::throttle::{Counter, refused_until};
+use castellan_store::{SessionRow, UserRow};
+use zeroize::Zeroizing;
+
+use super::opaque;
+use crate::state::AppState;
+
+/// Why a sign-in did not succeed. The message never says which of name or password was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown name, wrong password, or no password set.
+    #[error("the name or password is not right")]
+    Failed,
+    /// Too many failures: try again at this time (unix seconds).
+    #[error("too many failed sign-ins; try again in {0} seconds")]
+    Throttled(i64),
+    /// The account is disabled (said only after the password was right).
+    #[error("this account is disabled")]
+    Disabled,
+    /// The store cannot answer now.
+    #[error("sign-in is not available right now; try again shortly")]
+    Unavailable,
+}
+
+/// A session just made: the cookie's value (shown to the browser once) and its row.
+pub struct NewSession {
+    /// The cookie's value.
+    pub cookie: Zeroizing<String>,
+    /// The session.
+    pub session: SessionRow,
+    /// Its user.
+    pub user: UserRow,
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSession")
+            .field("sid", &self.session.sid)
+            .finish_non_exhaustive()
+    }
+}
+
+fn throttle_keys(name: &str, address: Option<IpAddr>) -> Vec<String> {
+    let mut keys = vec![format!("account:{}", name.to_ascii_lowercase())];
+    if let Some(a) = address {
+        keys.push(format!("address:{a}"));
+    }
+    keys
+}
+
+/// Checks a name and password and makes a session; `second_factor` says whether the session must
+/// still pass a second factor (it is then made pending).
+pub async fn password(
+    state: &AppState,
+    name: &str,
+    password: Zeroizing<String>,
+    address: Option<IpAddr>,
+    second_factor: impl Fn(&UserRow) -> bool,
+) -> Result<NewSession, LoginError> {
+    let now = state.now();
+    let limits = state.settings().signin.throttle;
+    let keys = throttle_keys(name, address);
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let counters = state
+        .store()
+        .signin_failures(&key_refs)
+        .await
+        .map_err(|_| LoginError::Unavailable)?;
+    let limit_of = |k: &str| {
+        if k.starts_with("account:") {
+            limits.per_account
+        } else {
+            limits.per_address
+        }
+    };
+    if let Some(until) = keys
+        .iter()
+        .zip(&counters)
+        .filter_map(|(k, c)| {
+            let c = c.map(|(window_start, failures)| Counter {
+                window_start,
+                failures,
+            });
+            refused_until(c, limit_of(k), limits.window_secs, now)
+        })
+        .max()
+    {
+        return Err(LoginError::Throttled((until - now).max(1)));
+    }
+    let user = if castellan_core::signin::valid_user_name(name) {
+        state
+            .store()
+            .user_by_name(name)
+            .await
+            .map_err(|_| LoginError::Unavailable)?
+    } else {
+        None
+    };
+    let phc = user.as_ref().and_then(|u| u.password_hash.clone());
+    let ok = state.hashing().verify(password, phc.clone()).await && phc.is_some();
+    let Some(user) = user.filter(|_| ok) else {
+        let _ = state
+            .store()
+            .record_signin_failure(&key_refs, limits.window_secs, now)
+            .await;
+        tracing::info!(user = ?name.chars().take(64).collect::<String>(), "sign-in failed");
+        return Err(LoginError::Failed);
+    };
+    if user.disabled_at.is_some() {
+        return Err(LoginError::Disabled);
+    }
+    let pending = second_factor(&user);
+    new_session(state, user, "pwd", pending, now).await
+}
+
+/// Stores a new session for `user`.
+pub(crate) async fn new_session(
+    state: &AppState,
+    user: UserRow,
+    amr: &str,
+    pending_mfa: bool,
+    now: i64,
+) -> Result<NewSession, LoginError> {
+    let (cookie, secret_hash) = opaque().map_err(|_| LoginError::Unavailable)?;
+    let session = SessionRow {
+        sid: secret::random_id("ses_", 16).map_err(|_| LoginError::Unavailable)?,
+        secret_hash,
+        user_id: user.user_id.clone(),
+        auth_time: now,
+        amr: amr.to_owned(),
+        pending_mfa,
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + state.settings().signin.session_ttl_secs,
+        ended_at: None,
+    };
+    state
+        .store()
+        .add_session(&session)
+        .await
+        .map_err(|_| LoginError::Unavailable)?;
+    Ok(NewSession {
+        cookie,
+        session,
+        user,
+    })
+}
+
+/// The live session a cookie's value names, with its user (`None`: no such session, ended,
+/// expired, or its user is gone or disabled).
+pub async fn session_of(
+    state: &AppState,
+    cookie: &str,
+) -> Result<Option<(SessionRow, UserRow)>, castellan_store::StoreError> {
+    if cookie.is_empty() || cookie.len() > 128 {
+        return Ok(None);
+    }
+    let now = state.now();
+    let Some(s) = state
+        .store()
+        .session_by_secret(&secret::hash_secret(cookie))
+        .await?
+        .filter(|s| s.ended_at.is_none() && s.expires_at > now)
+    else {
+        return Ok(None);
+    };
+    Ok(state
+        .store()
+        .user(&s.user_id)
+        .await?
+        .filter(|u| u.disabled_at.is_none())
+        .map(|u| (s, u)))
+}

@@ -1,0 +1,95 @@
+-- Sign-in for people. Apps that sign people in are clients with redirect URIs and grant types.
+-- None of these tables is cached by replicas (each is read by its key on every request that needs
+-- it, so a session ended or a refresh family revoked on one replica is ended on all at once), and
+-- so none of them is in the change feed; the clients table already is.
+ALTER TABLE clients ADD COLUMN IF NOT EXISTS redirect_uris TEXT NOT NULL DEFAULT '';
+ALTER TABLE clients ADD COLUMN IF NOT EXISTS post_logout_redirect_uris TEXT NOT NULL DEFAULT '';
+ALTER TABLE clients ADD COLUMN IF NOT EXISTS grant_types TEXT NOT NULL DEFAULT 'client_credentials';
+ALTER TABLE clients ADD COLUMN IF NOT EXISTS public_client BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE clients ADD COLUMN IF NOT EXISTS require_mfa BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE clients ADD COLUMN IF NOT EXISTS user_claims TEXT NOT NULL DEFAULT '';
+CREATE TABLE IF NOT EXISTS users (
+    user_id       TEXT PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    email         TEXT,
+    password_hash TEXT,
+    groups        TEXT NOT NULL DEFAULT '',
+    claims        TEXT NOT NULL DEFAULT '{}',
+    disabled_at   BIGINT,
+    totp_dek_id   TEXT,
+    totp_sealed   BYTEA,
+    totp_required BIGINT NOT NULL DEFAULT 0,
+    created_at    BIGINT NOT NULL,
+    updated_at    BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS recovery_codes (
+    code_hash BYTEA PRIMARY KEY,
+    user_id   TEXT NOT NULL,
+    used_at   BIGINT
+);
+CREATE INDEX IF NOT EXISTS recovery_codes_user ON recovery_codes (user_id);
+-- A session: the cookie's value is kept only as its SHA-256 (secret_hash); sid is its public id
+-- (the ID token's sid claim).
+CREATE TABLE IF NOT EXISTS sessions (
+    sid          TEXT PRIMARY KEY,
+    secret_hash  BYTEA NOT NULL UNIQUE,
+    user_id      TEXT NOT NULL,
+    auth_time    BIGINT NOT NULL,
+    amr          TEXT NOT NULL,
+    pending_mfa  BIGINT NOT NULL DEFAULT 0,
+    created_at   BIGINT NOT NULL,
+    last_seen_at BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL,
+    ended_at     BIGINT
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
+CREATE INDEX IF NOT EXISTS sessions_expires ON sessions (expires_at);
+CREATE TABLE IF NOT EXISTS auth_codes (
+    code_hash      BYTEA PRIMARY KEY,
+    client_id      TEXT NOT NULL,
+    user_id        TEXT NOT NULL,
+    sid            TEXT NOT NULL,
+    redirect_uri   TEXT NOT NULL,
+    code_challenge TEXT NOT NULL,
+    scope          TEXT NOT NULL,
+    nonce          TEXT,
+    auth_time      BIGINT NOT NULL,
+    amr            TEXT NOT NULL,
+    created_at     BIGINT NOT NULL,
+    expires_at     BIGINT NOT NULL,
+    used_at        BIGINT,
+    grant_id       TEXT
+);
+CREATE INDEX IF NOT EXISTS auth_codes_expires ON auth_codes (expires_at);
+-- A grant: what one code exchange started (the refresh token family). Revoking it revokes every
+-- refresh token of the family and makes its access tokens inactive at introspection.
+CREATE TABLE IF NOT EXISTS grants (
+    grant_id   TEXT PRIMARY KEY,
+    client_id  TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    sid        TEXT NOT NULL,
+    scope      TEXT NOT NULL,
+    auth_time  BIGINT NOT NULL,
+    amr        TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    revoked_at BIGINT,
+    revoked_why TEXT
+);
+CREATE INDEX IF NOT EXISTS grants_user ON grants (user_id);
+CREATE INDEX IF NOT EXISTS grants_sid ON grants (sid);
+CREATE INDEX IF NOT EXISTS grants_expires ON grants (expires_at);
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    token_hash BYTEA PRIMARY KEY,
+    grant_id   TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at    BIGINT
+);
+CREATE INDEX IF NOT EXISTS refresh_tokens_grant ON refresh_tokens (grant_id);
+-- Failed sign-ins per account and per source address, in fixed windows (see core signin::throttle).
+CREATE TABLE IF NOT EXISTS signin_failures (
+    key          TEXT PRIMARY KEY,
+    window_start BIGINT NOT NULL,
+    failures     BIGINT NOT NULL
+);
