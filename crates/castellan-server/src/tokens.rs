@@ -95,7 +95,17 @@ pub async fn issue(
             tracing::info!(client_id = ?credentials.client_id.chars().take(64).collect::<String>(), "client authentication failed");
             TokenError::InvalidClient
         })?;
-    let scope = granted_scope(&client.scopes, req.scope.as_deref())?;
+    sign_for(state, &client, req.scope.as_deref())
+}
+
+/// Signs an access token for an authenticated `client` (from the store, or mapped from a client
+/// assertion, see [`crate::assertion`]) with the scopes it asks for among those it holds.
+pub(crate) fn sign_for(
+    state: &AppState,
+    client: &castellan_store::ClientRow,
+    requested_scope: Option<&str>,
+) -> Result<IssuedToken, TokenError> {
+    let scope = granted_scope(&client.scopes, requested_scope)?;
 
     let now = state.now();
     let ring = state.ring();

@@ -11,6 +11,9 @@ use std::time::Duration;
 pub use castellan_core::duration::{MAX_DURATION, parse_duration};
 use serde::{Deserialize, Deserializer};
 
+pub mod trusted_issuer;
+pub use trusted_issuer::TrustedIssuerConfig;
+
 /// A configuration problem, naming the field (and, from a file, its line).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -91,6 +94,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Limits of the HTTP server.
     pub http: HttpConfig,
+    /// Issuers whose tokens workloads sign in with (RFC 7523 client assertions).
+    pub trusted_issuer: Vec<TrustedIssuerConfig>,
 }
 
 /// `[http]`: how long clients may take and how many connections may be open at once.
@@ -255,6 +260,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             tls: TlsConfig::default(),
             http: HttpConfig::default(),
+            trusted_issuer: Vec::new(),
         }
     }
 }
@@ -488,6 +494,7 @@ impl Config {
         }
         self.profiles()?;
         self.rotation_policy()?;
+        trusted_issuer::validate(&self.trusted_issuer, self.tokens.max_ttl)?;
         self.tls_source()?;
         let h = &self.http;
         for (field, d, max) in [

@@ -16,8 +16,15 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::MAX_BODY;
+use crate::assertion::{self, ClientAssertion};
 use crate::state::AppState;
 use crate::tokens::{self, ClientCredentials, TokenError, TokenRequest};
+
+/// How the client authenticated: a secret, or an RFC 7523 assertion.
+enum ClientAuth {
+    Secret(ClientCredentials),
+    Assertion(ClientAssertion),
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/oauth2/token", post(token))
@@ -66,7 +73,10 @@ async fn token(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let issued = match token_request(&headers, body) {
-        Ok((credentials, req)) => tokens::issue(&state, &credentials, &req)
+        Ok((ClientAuth::Secret(credentials), req)) => tokens::issue(&state, &credentials, &req)
+            .await
+            .map_err(oauth_error),
+        Ok((ClientAuth::Assertion(a), req)) => assertion::issue(&state, &a, &req)
             .await
             .map_err(oauth_error),
         Err(e) => Err(e),
@@ -110,7 +120,7 @@ fn oauth_error(e: TokenError) -> OAuthError {
 fn token_request(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(ClientCredentials, TokenRequest), OAuthError> {
+) -> Result<(ClientAuth, TokenRequest), OAuthError> {
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             oauth(
@@ -160,6 +170,7 @@ fn token_request(
     }
 
     // Client authentication: exactly one method.
+    let asserted = client_assertion(headers, &params)?;
     let basic = headers
         .get(header::AUTHORIZATION)
         .map(parse_basic)
@@ -169,6 +180,8 @@ fn token_request(
         _ => None,
     };
     let (client_id, client_secret) = match (basic, post) {
+        // An assertion excludes the other methods (checked by `client_assertion`).
+        (None, None) if asserted.is_some() => (String::new(), String::new()),
         (Some(_), Some(_)) => {
             return Err(oauth(
                 StatusCode::BAD_REQUEST,
@@ -193,16 +206,57 @@ fn token_request(
             "grant_type is missing",
         )
     })?;
-    Ok((
-        ClientCredentials {
+    let auth = match asserted {
+        Some(a) => ClientAuth::Assertion(a),
+        None => ClientAuth::Secret(ClientCredentials {
             client_id,
             client_secret: Zeroizing::new(client_secret),
-        },
+        }),
+    };
+    Ok((
+        auth,
         TokenRequest {
             grant_type: grant.clone(),
             scope: params.get("scope").cloned(),
         },
     ))
+}
+
+/// An RFC 7523 client assertion from the form, when one is sent (`client_assertion_type` and
+/// `client_assertion` together; `client_id` may come with it).
+fn client_assertion(
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Option<ClientAssertion>, OAuthError> {
+    let (kind, jwt) = match (params.get("client_assertion_type"), params.get("client_assertion")) {
+        (None, None) => return Ok(None),
+        (Some(k), Some(j)) => (k, j),
+        _ => {
+            return Err(oauth(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "client_assertion_type and client_assertion go together",
+            ));
+        }
+    };
+    if kind != assertion::JWT_BEARER {
+        return Err(oauth(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            format!("client_assertion_type must be {}", assertion::JWT_BEARER),
+        ));
+    }
+    if headers.contains_key(header::AUTHORIZATION) || params.contains_key("client_secret") {
+        return Err(oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "use one client authentication method, not two",
+        ));
+    }
+    Ok(Some(ClientAssertion {
+        client_id: params.get("client_id").cloned(),
+        assertion: Zeroizing::new(jwt.clone()),
+    }))
 }
 
 fn parse_basic(value: &HeaderValue) -> Result<(String, String), OAuthError> {

@@ -97,6 +97,8 @@ struct Inner {
     unknown_clients: Mutex<HashMap<String, std::time::Instant>>,
     /// Store look-ups of clients the cache does not know, at most this many at once.
     client_lookups: tokio::sync::Semaphore,
+    /// `[[trusted_issuer]]`: whose tokens clients may authenticate with (set once, at start-up).
+    trusted: std::sync::OnceLock<Arc<crate::assertion::TrustedIssuers>>,
 }
 
 /// How long a client id the store did not know is answered from memory.
@@ -186,6 +188,7 @@ impl AppState {
             refreshing: tokio::sync::Mutex::new(()),
             unknown_clients: Mutex::new(HashMap::new()),
             client_lookups: tokio::sync::Semaphore::new(CLIENT_LOOKUPS),
+            trusted: std::sync::OnceLock::new(),
         })))
     }
 
@@ -326,6 +329,27 @@ impl AppState {
         };
         self.cache_client_read_at(row.clone(), seen_before);
         Ok(Some(row))
+    }
+
+    /// Sets the trusted issuers of client assertions (once; a second call is refused).
+    pub fn set_trusted_issuers(
+        &self,
+        t: Arc<crate::assertion::TrustedIssuers>,
+    ) -> Result<(), ServiceError> {
+        self.0
+            .trusted
+            .set(t)
+            .map_err(|_| ServiceError::Invalid("the trusted issuers are set already".into()))
+    }
+
+    /// The trusted issuers of client assertions, when any are configured.
+    pub(crate) fn trusted_issuers(&self) -> Option<&crate::assertion::TrustedIssuers> {
+        self.0.trusted.get().map(|t| &**t)
+    }
+
+    /// The scopes a `[[trusted_issuer]]` entry gives `client_id`, when one maps to it.
+    pub(crate) fn mapped_client_scopes(&self, client_id: &str) -> Option<String> {
+        self.trusted_issuers()?.scopes_of(client_id)
     }
 
     /// The store.
