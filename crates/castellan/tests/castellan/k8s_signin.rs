@@ -211,12 +211,12 @@ fn every_bad_assertion_is_invalid_client_for_its_own_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (issuer, server) = setup(dir.path());
     let cases: Vec<(&str, Value, &str)> = vec![
+        ("another key", json!({"key": "other"}), "InvalidSignature"),
         ("wrong audience", json!({"aud": "kubernetes"}), "InvalidAudience"),
         ("another namespace", json!({"namespace": "billing"}), "no trusted_issuer entry maps"),
         ("expired", json!({"exp_in": -3600}), "has expired"),
         ("not yet valid", json!({"nbf_in": 3600, "exp_in": 7200}), "not valid yet"),
         ("unknown issuer", json!({"iss": "https://evil.example"}), "issuer is not trusted"),
-        ("another key", json!({"key": "other"}), "InvalidSignature"),
         ("alg none", json!({"alg": "none"}), "not a JWT with a known alg"),
         ("HS256", json!({"alg": "HS256"}), "HS256"),
         ("sub not the kubernetes.io claims", json!({"sub": "system:serviceaccount:payments:admin", "sa": "other"}), "does not match the kubernetes.io"),
