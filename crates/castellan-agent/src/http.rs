@@ -67,7 +67,9 @@ impl HttpBackend {
     /// A backend for the configuration's server, signing in as its `auth` says.
     pub fn for_config(cfg: &AgentConfig) -> Result<Self, AgentError> {
         match (cfg.auth, &cfg.credential_file) {
-            (AuthMethod::ClientSecret, Some(f)) => Self::new(&cfg.server, f, cfg.ca_file.as_deref()),
+            (AuthMethod::ClientSecret, Some(f)) => {
+                Self::new(&cfg.server, f, cfg.ca_file.as_deref())
+            }
             (AuthMethod::ClientSecret, None) => {
                 Err(AgentError::Config("credential_file is required".into()))
             }
@@ -119,7 +121,9 @@ impl HttpBackend {
     /// The projected token as it is in the file now (the kubelet replaces it as it rotates).
     async fn read_token_file(path: &Path) -> Result<Zeroizing<String>, AgentError> {
         let bad = |e: String| AgentError::Server(format!("token_file {}: {e}", path.display()));
-        let meta = tokio::fs::metadata(path).await.map_err(|e| bad(e.to_string()))?;
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
         if meta.len() > MAX_TOKEN_FILE_BYTES {
             return Err(bad(format!("over {MAX_TOKEN_FILE_BYTES} bytes")));
         }

@@ -202,12 +202,12 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 
 impl TrustedIssuers {
     /// Builds the issuers from validated configuration (no fetch yet).
-    pub fn new(
-        entries: &[TrustedIssuerConfig],
-    ) -> Result<Self, crate::error::ServiceError> {
+    pub fn new(entries: &[TrustedIssuerConfig]) -> Result<Self, crate::error::ServiceError> {
         let mut by_issuer: HashMap<String, Issuer> = HashMap::new();
         for e in entries {
-            let bad = |m: String| crate::error::ServiceError::Invalid(format!("trusted_issuer `{}`: {m}", e.issuer));
+            let bad = |m: String| {
+                crate::error::ServiceError::Invalid(format!("trusted_issuer `{}`: {m}", e.issuer))
+            };
             if !by_issuer.contains_key(&e.issuer) {
                 let mut algorithms = Vec::new();
                 let mut validation = HashMap::new();
@@ -368,7 +368,10 @@ fn render(template: &str, k: Option<&KubernetesClaims>, pod: Option<&str>) -> Op
     let mut out = template.to_owned();
     for (name, value) in [
         ("{namespace}", k.map(|k| k.namespace.as_str())),
-        ("{serviceaccount}", k.map(|k| k.serviceaccount.name.as_str())),
+        (
+            "{serviceaccount}",
+            k.map(|k| k.serviceaccount.name.as_str()),
+        ),
         ("{pod}", pod),
     ] {
         if out.contains(name) {

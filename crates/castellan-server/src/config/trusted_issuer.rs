@@ -75,12 +75,9 @@ fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duratio
 impl TrustedIssuerConfig {
     /// The algorithms accepted.
     pub fn algorithms(&self) -> Vec<String> {
-        self.algorithms.clone().unwrap_or_else(|| {
-            DEFAULT_ALGORITHMS
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect()
-        })
+        self.algorithms
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ALGORITHMS.iter().map(|s| (*s).to_owned()).collect())
     }
 
     /// Where the keys come from, as one comparable value.
@@ -101,7 +98,9 @@ fn invalid(message: String) -> ConfigError {
 }
 
 fn http_url(s: &str) -> bool {
-    (s.starts_with("https://") || s.starts_with("http://")) && s.len() > 8 && !s.contains(char::is_whitespace)
+    (s.starts_with("https://") || s.starts_with("http://"))
+        && s.len() > 8
+        && !s.contains(char::is_whitespace)
 }
 
 /// Checks every entry, and that entries sharing an issuer share its key source and algorithms.
@@ -115,7 +114,9 @@ pub fn validate(entries: &[TrustedIssuerConfig], max_ttl: Duration) -> Result<()
             + usize::from(e.jwks_url.is_some())
             + usize::from(e.jwks_file.is_some());
         if sources != 1 {
-            return Err(at("give exactly one of discovery = true, jwks_url, jwks_file"));
+            return Err(at(
+                "give exactly one of discovery = true, jwks_url, jwks_file",
+            ));
         }
         if let Some(u) = &e.jwks_url
             && !http_url(u)
@@ -130,14 +131,18 @@ pub fn validate(entries: &[TrustedIssuerConfig], max_ttl: Duration) -> Result<()
         }
         if e.client_id.is_empty()
             || e.client_id.len() > 128
-            || e.client_id.chars().any(|c| c.is_control() || c.is_whitespace() || c == '*')
+            || e.client_id
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || c == '*')
         {
             return Err(at(
                 "client_id must be 1-128 characters without spaces, control characters or `*`",
             ));
         }
         if e.client_id.starts_with("cl_") {
-            return Err(at("client_id may not start with `cl_`, the prefix of the store's client ids"));
+            return Err(at(
+                "client_id may not start with `cl_`, the prefix of the store's client ids",
+            ));
         }
         if e.scopes.is_empty() {
             return Err(at("scopes must name at least one scope"));
@@ -152,13 +157,18 @@ pub fn validate(entries: &[TrustedIssuerConfig], max_ttl: Duration) -> Result<()
         if let Some(ttl) = e.token_ttl
             && (ttl.is_zero() || ttl > max_ttl)
         {
-            return Err(at("token_ttl must be more than zero and at most tokens.max_ttl"));
+            return Err(at(
+                "token_ttl must be more than zero and at most tokens.max_ttl",
+            ));
         }
         let algs = e.algorithms();
         if algs.is_empty() {
             return Err(at("algorithms must name at least one algorithm"));
         }
-        if let Some(bad) = algs.iter().find(|a| !ALLOWED_ALGORITHMS.contains(&a.as_str())) {
+        if let Some(bad) = algs
+            .iter()
+            .find(|a| !ALLOWED_ALGORITHMS.contains(&a.as_str()))
+        {
             return Err(at(&format!(
                 "algorithm `{bad}` is not accepted (only {})",
                 ALLOWED_ALGORITHMS.join(", ")
@@ -221,7 +231,11 @@ token_ttl = "10m"
             ("audience = \"castellan\"", "audience = \"\"", "audience"),
             ("[\"secrets:read:payments\"]", "[]", "scopes"),
             ("[\"secrets:read:payments\"]", "[\"a b\"]", "valid scope"),
-            ("\"https://kubernetes.default.svc\"", "\"kubernetes\"", "http(s)"),
+            (
+                "\"https://kubernetes.default.svc\"",
+                "\"kubernetes\"",
+                "http(s)",
+            ),
             ("\"k8s:{namespace}:{serviceaccount}\"", "\"cl_x\"", "cl_"),
             ("\"k8s:{namespace}:{serviceaccount}\"", "\"k8s:*\"", "`*`"),
         ] {
@@ -230,7 +244,12 @@ token_ttl = "10m"
             assert!(err.contains(says), "{to}: {err}");
         }
         let two = format!("{ENTRY}{}", ENTRY.replace("jwks.json", "other.json"));
-        assert!(parse(&two).expect_err("two sources").to_string().contains("same key source"));
+        assert!(
+            parse(&two)
+                .expect_err("two sources")
+                .to_string()
+                .contains("same key source")
+        );
         let unknown = ENTRY.replace("token_ttl", "tokn_ttl");
         assert!(parse(&unknown).is_err());
     }

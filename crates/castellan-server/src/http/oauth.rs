@@ -228,7 +228,10 @@ fn client_assertion(
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<Option<ClientAssertion>, OAuthError> {
-    let (kind, jwt) = match (params.get("client_assertion_type"), params.get("client_assertion")) {
+    let (kind, jwt) = match (
+        params.get("client_assertion_type"),
+        params.get("client_assertion"),
+    ) {
         (None, None) => return Ok(None),
         (Some(k), Some(j)) => (k, j),
         _ => {

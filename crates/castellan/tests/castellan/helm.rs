@@ -63,7 +63,13 @@ impl Rendered {
     fn kinds(&self) -> Vec<String> {
         self.docs
             .iter()
-            .map(|d| format!("{}/{}", d["kind"].as_str().unwrap_or(""), d["metadata"]["name"].as_str().unwrap_or("")))
+            .map(|d| {
+                format!(
+                    "{}/{}",
+                    d["kind"].as_str().unwrap_or(""),
+                    d["metadata"]["name"].as_str().unwrap_or("")
+                )
+            })
             .collect()
     }
 
@@ -77,7 +83,14 @@ impl Rendered {
 fn render(helm: &Path, validate: &Path, dir: &Path, label: &str, values: &Value) -> Rendered {
     let values_file = dir.join(format!("{label}.values.json"));
     std::fs::write(&values_file, values.to_string()).expect("values");
-    run_ok(Command::new(helm).arg("lint").arg("--strict").arg(chart()).arg("-f").arg(&values_file));
+    run_ok(
+        Command::new(helm)
+            .arg("lint")
+            .arg("--strict")
+            .arg(chart())
+            .arg("-f")
+            .arg(&values_file),
+    );
     let yaml = run_ok(
         Command::new(helm)
             .args(["template", "rel", "--namespace", "castellan"])
@@ -102,11 +115,17 @@ fn render(helm: &Path, validate: &Path, dir: &Path, label: &str, values: &Value)
             .arg(values.to_string()),
     );
     let v: Value = serde_json::from_str(&summary).expect("summary JSON");
-    let toml = v["castellan_toml"].as_str().expect("castellan.toml").to_owned();
+    let toml = v["castellan_toml"]
+        .as_str()
+        .expect("castellan.toml")
+        .to_owned();
     // The rendered configuration is one the server accepts.
     let toml_file = dir.join(format!("{label}.castellan.toml"));
     std::fs::write(&toml_file, &toml).expect("toml");
-    ok(&["config", "check", toml_file.to_str().expect("utf-8")], dir);
+    ok(
+        &["config", "check", toml_file.to_str().expect("utf-8")],
+        dir,
+    );
     Rendered {
         docs: v["docs"].as_array().expect("docs").clone(),
         toml,
@@ -126,7 +145,9 @@ fn env_of<'a>(container: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn the_default_chart_renders_three_restricted_replicas_with_probes_and_a_pdb() {
-    let Some((helm, validate)) = tools() else { return };
+    let Some((helm, validate)) = tools() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let r = render(&helm, &validate, dir.path(), "defaults", &json!({}));
     let deploys = r.of_kind("Deployment");
@@ -145,7 +166,10 @@ fn the_default_chart_renders_three_restricted_replicas_with_probes_and_a_pdb() {
         .iter()
         .map(|t| t["topologyKey"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(keys, ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]);
+    assert_eq!(
+        keys,
+        ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+    );
     assert_eq!(r.of_kind("PodDisruptionBudget").len(), 1);
     assert_eq!(r.of_kind("Service").len(), 1);
     // The init Job is a pre-install/pre-upgrade hook.
@@ -160,7 +184,13 @@ fn the_default_chart_renders_three_restricted_replicas_with_probes_and_a_pdb() {
         .expect("script");
     assert!(script.contains("--admin-credential-out -"), "{script}");
     // Nothing optional by default.
-    for kind in ["HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy", "RequestAuthentication", "CronJob"] {
+    for kind in [
+        "HorizontalPodAutoscaler",
+        "ServiceMonitor",
+        "NetworkPolicy",
+        "RequestAuthentication",
+        "CronJob",
+    ] {
         assert!(r.of_kind(kind).is_empty(), "{kind} rendered by default");
     }
     assert!(!r.toml.contains("trusted_issuer"));
@@ -168,7 +198,9 @@ fn the_default_chart_renders_three_restricted_replicas_with_probes_and_a_pdb() {
 
 #[test]
 fn every_optional_object_renders_valid_with_the_examples() {
-    let Some((helm, validate)) = tools() else { return };
+    let Some((helm, validate)) = tools() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let values = json!({
         "hpa": {"enabled": true},
@@ -187,35 +219,82 @@ fn every_optional_object_renders_valid_with_the_examples() {
         "serviceAccount": {"automountToken": true},
     });
     let r = render(&helm, &validate, dir.path(), "all", &values);
-    for kind in ["HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy", "RequestAuthentication", "AuthorizationPolicy", "CronJob"] {
+    for kind in [
+        "HorizontalPodAutoscaler",
+        "ServiceMonitor",
+        "NetworkPolicy",
+        "RequestAuthentication",
+        "AuthorizationPolicy",
+        "CronJob",
+    ] {
         assert_eq!(r.of_kind(kind).len(), 1, "{kind}: {:?}", r.kinds());
     }
     // With an HPA the Deployment leaves replicas to it.
-    let server = r.of_kind("Deployment").into_iter().find(|d| d["metadata"]["name"] == "rel-castellan").expect("server");
+    let server = r
+        .of_kind("Deployment")
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == "rel-castellan")
+        .expect("server");
     assert!(server["spec"]["replicas"].is_null());
     let authz = &r.of_kind("AuthorizationPolicy")[0]["spec"]["rules"][0];
     assert_eq!(authz["when"][0]["key"], "request.auth.claims[scope]");
     let ra = &r.of_kind("RequestAuthentication")[0]["spec"]["jwtRules"][0];
-    assert_eq!(ra["jwksUri"], "https://castellan.example.com/.well-known/jwks.json");
+    assert_eq!(
+        ra["jwksUri"],
+        "https://castellan.example.com/.well-known/jwks.json"
+    );
     // The agent example: an init container and a sidecar sharing an emptyDir with the broker and
     // the app, signing in with a projected token of the configured audience.
-    let ex = r.of_kind("Deployment").into_iter().find(|d| d["metadata"]["name"] == "rel-castellan-example-broker").expect("example");
+    let ex = r
+        .of_kind("Deployment")
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == "rel-castellan-example-broker")
+        .expect("example");
     let spec = &ex["spec"]["template"]["spec"];
-    assert_eq!(spec["initContainers"][0]["args"], json!(["agent", "--config", "/etc/agent/agent.toml", "--once"]));
-    let names: Vec<&str> = spec["containers"].as_array().expect("c").iter().map(|c| c["name"].as_str().unwrap_or("")).collect();
+    assert_eq!(
+        spec["initContainers"][0]["args"],
+        json!(["agent", "--config", "/etc/agent/agent.toml", "--once"])
+    );
+    let names: Vec<&str> = spec["containers"]
+        .as_array()
+        .expect("c")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(names, ["broker", "app", "agent"]);
-    let token = spec["volumes"].as_array().expect("v").iter().find(|v| v["name"] == "castellan-token").expect("token volume");
-    assert_eq!(token["projected"]["sources"][0]["serviceAccountToken"]["audience"], "castellan");
-    let shared = spec["volumes"].as_array().expect("v").iter().find(|v| v["name"] == "shared").expect("shared");
+    let token = spec["volumes"]
+        .as_array()
+        .expect("v")
+        .iter()
+        .find(|v| v["name"] == "castellan-token")
+        .expect("token volume");
+    assert_eq!(
+        token["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+        "castellan"
+    );
+    let shared = spec["volumes"]
+        .as_array()
+        .expect("v")
+        .iter()
+        .find(|v| v["name"] == "shared")
+        .expect("shared");
     assert!(shared["emptyDir"].is_object());
     // The agent configuration it mounts is one the agent accepts (parsed by the agent's own parser
     // through `castellan agent --help`-free validation: the config is checked by parsing it here).
-    let cm = r.of_kind("ConfigMap").into_iter().find(|c| c["metadata"]["name"] == "rel-castellan-example-broker").expect("agent cm");
+    let cm = r
+        .of_kind("ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "rel-castellan-example-broker")
+        .expect("agent cm");
     let agent_toml = cm["data"]["agent.toml"].as_str().expect("agent.toml");
     let parsed = castellan_agent_config(agent_toml);
     assert!(parsed.contains("auth = \"kubernetes\""), "{parsed}");
     // The server's configuration carries the trusted issuer.
-    assert!(r.toml.contains("[[trusted_issuer]]") && r.toml.contains("discovery = true"), "{}", r.toml);
+    assert!(
+        r.toml.contains("[[trusted_issuer]]") && r.toml.contains("discovery = true"),
+        "{}",
+        r.toml
+    );
 }
 
 /// The agent configuration text, after the agent's own parser accepted it.
@@ -227,7 +306,9 @@ fn castellan_agent_config(text: &str) -> String {
 
 #[test]
 fn configured_labels_reach_every_object_and_pod_template() {
-    let Some((helm, validate)) = tools() else { return };
+    let Some((helm, validate)) = tools() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let values = json!({
         "commonLabels": {"stage": "prod", "team": "identity"},
@@ -247,7 +328,12 @@ fn configured_labels_reach_every_object_and_pod_template() {
     assert_eq!(pod["annotations"]["owner"], "identity@example.com");
     // The Secret and ConfigMap the Jobs write carry the labels too (the admission policy sees them).
     let job = &r.of_kind("Job")[0]["spec"]["template"]["spec"]["containers"][0];
-    assert!(env_of(job, "LABELS")["value"].as_str().expect("labels").contains("stage: prod"));
+    assert!(
+        env_of(job, "LABELS")["value"]
+            .as_str()
+            .expect("labels")
+            .contains("stage: prod")
+    );
     // The checker itself refuses a template without them: a values file asking for a label the chart
     // does not add (podLabels checked against commonLabels only) is caught.
     let out = Command::new("python3")
@@ -256,13 +342,18 @@ fn configured_labels_reach_every_object_and_pod_template() {
         .arg(json!({"commonLabels": {"stage": "dev"}}).to_string())
         .output()
         .expect("python3");
-    assert!(!out.status.success(), "the checker accepted a missing label");
+    assert!(
+        !out.status.success(),
+        "the checker accepted a missing label"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("lack"));
 }
 
 #[test]
 fn store_url_and_master_key_come_from_the_named_existing_secrets() {
-    let Some((helm, validate)) = tools() else { return };
+    let Some((helm, validate)) = tools() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let values = json!({
         "database": {"existingSecret": "pg-from-eso", "key": "DATABASE_URL"},
@@ -282,20 +373,40 @@ fn store_url_and_master_key_come_from_the_named_existing_secrets() {
         let db = &env_of(c, "CASTELLAN_DATABASE_URL")["valueFrom"]["secretKeyRef"];
         assert_eq!(db["name"], "pg-from-eso");
         assert_eq!(db["key"], "DATABASE_URL");
-        assert_eq!(env_of(c, "CASTELLAN_MASTER_KEY_FILE")["value"], "/etc/castellan/master-key/key.b64");
-        let vol = pod["volumes"].as_array().expect("volumes").iter().find(|v| v["name"] == "master-key").expect("master-key volume");
+        assert_eq!(
+            env_of(c, "CASTELLAN_MASTER_KEY_FILE")["value"],
+            "/etc/castellan/master-key/key.b64"
+        );
+        let vol = pod["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .find(|v| v["name"] == "master-key")
+            .expect("master-key volume");
         assert_eq!(vol["secret"]["secretName"], "sealed-master");
     }
     // No Secret is rendered by the chart: they exist already (the Job writes only the admin one).
     assert!(r.of_kind("Secret").is_empty());
-    let role = r.of_kind("Role").into_iter().find(|o| o["metadata"]["name"] == "rel-castellan-init").expect("role");
-    assert_eq!(role["rules"][0]["resourceNames"], json!(["castellan-admin"]));
+    let role = r
+        .of_kind("Role")
+        .into_iter()
+        .find(|o| o["metadata"]["name"] == "rel-castellan-init")
+        .expect("role");
+    assert_eq!(
+        role["rules"][0]["resourceNames"],
+        json!(["castellan-admin"])
+    );
 }
 
 #[test]
 fn a_typo_or_a_bad_value_fails_at_install() {
     let Some((helm, _)) = tools() else { return };
-    for set in ["replicaCont=2", "publicUrl=castellan", "trustedIssuers[0].issuer=https://k", "topologySpread.nodes=Maybe"] {
+    for set in [
+        "replicaCont=2",
+        "publicUrl=castellan",
+        "trustedIssuers[0].issuer=https://k",
+        "topologySpread.nodes=Maybe",
+    ] {
         let out = Command::new(&helm)
             .args(["template", "rel"])
             .arg(chart())
@@ -303,6 +414,10 @@ fn a_typo_or_a_bad_value_fails_at_install() {
             .output()
             .expect("helm");
         assert!(!out.status.success(), "{set} was accepted");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("schema"), "{set}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("schema"),
+            "{set}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

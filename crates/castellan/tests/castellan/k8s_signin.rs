@@ -15,7 +15,9 @@ const AUDIENCE: &str = "castellan";
 const FILE_ISSUER: &str = "https://oidc.file-cluster.example";
 
 fn script(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/castellan").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/castellan")
+        .join(name)
 }
 
 /// A process killed on drop.
@@ -48,7 +50,11 @@ impl Issuer {
             .arg(&keys)
             .output()
             .expect("python3");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         std::fs::write(
@@ -63,7 +69,14 @@ impl Issuer {
         std::fs::copy(keys.join("jwks.json"), dir.join("file-jwks.json")).expect("jwks file");
         let http = Killed(
             Command::new("python3")
-                .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+                .args([
+                    "-m",
+                    "http.server",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--directory",
+                ])
                 .arg(&site)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -75,7 +88,11 @@ impl Issuer {
             assert!(Instant::now() < deadline, "http.server did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Issuer { dir: keys, url, _http: http }
+        Issuer {
+            dir: keys,
+            url,
+            _http: http,
+        }
     }
 
     /// A token; `spec` overrides the defaults (this issuer, audience castellan, payments/invoicer,
@@ -92,8 +109,15 @@ impl Issuer {
             .arg(s.to_string())
             .output()
             .expect("python3");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
     }
 }
 
@@ -133,7 +157,10 @@ fn setup(dir: &Path) -> (Issuer, Server) {
 fn assert_with(server: &Server, assertion: &str, extra: &[(&str, &str)]) -> reqwest::Resp {
     let mut form = vec![
         ("grant_type", "client_credentials"),
-        ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
         ("client_assertion", assertion),
     ];
     form.extend_from_slice(extra);
@@ -159,7 +186,11 @@ fn verified_by_pyjwt(dir: &Path, server: &Server, token: &str) -> Value {
         .arg(&server.url)
         .output()
         .expect("python3");
-    assert!(out.status.success(), "PyJWT: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "PyJWT: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("claims")
 }
 
@@ -169,7 +200,11 @@ fn a_service_account_token_signs_in_as_its_mapped_client_with_its_scopes() {
     let (issuer, server) = setup(dir.path());
     let r = assert_with(&server, &issuer.token(json!({})), &[]);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let claims = verified_by_pyjwt(dir.path(), &server, r.json()["access_token"].as_str().expect("token"));
+    let claims = verified_by_pyjwt(
+        dir.path(),
+        &server,
+        r.json()["access_token"].as_str().expect("token"),
+    );
     assert_eq!(claims["sub"], "k8s:payments:invoicer");
     assert_eq!(claims["client_id"], "k8s:payments:invoicer");
     assert_eq!(claims["scope"], "secrets:read:payments invoices:read");
@@ -182,12 +217,25 @@ fn a_service_account_token_signs_in_as_its_mapped_client_with_its_scopes() {
             .send()
             .expect("get")
     };
-    assert_eq!(get("payments/none").status, 404, "{}", String::from_utf8_lossy(&get("payments/none").body));
+    assert_eq!(
+        get("payments/none").status,
+        404,
+        "{}",
+        String::from_utf8_lossy(&get("payments/none").body)
+    );
     assert_eq!(get("billing/none").status, 403);
     // The mapping's placeholders follow the token: another service account of the namespace.
-    let r = assert_with(&server, &issuer.token(json!({"sa": "billing"})), &[("scope", "invoices:read")]);
+    let r = assert_with(
+        &server,
+        &issuer.token(json!({"sa": "billing"})),
+        &[("scope", "invoices:read")],
+    );
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let claims = verified_by_pyjwt(dir.path(), &server, r.json()["access_token"].as_str().expect("token"));
+    let claims = verified_by_pyjwt(
+        dir.path(),
+        &server,
+        r.json()["access_token"].as_str().expect("token"),
+    );
     assert_eq!(claims["sub"], "k8s:payments:billing");
     assert_eq!(claims["scope"], "invoices:read");
     // A scope the mapping does not give.
@@ -195,7 +243,9 @@ fn a_service_account_token_signs_in_as_its_mapped_client_with_its_scopes() {
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"], "invalid_scope");
     // The file issuer, with its pod pattern and lifetime.
-    let file_token = issuer.token(json!({"iss": FILE_ISSUER, "namespace": "agents", "sa": "agent", "pod": "agent-5c7d"}));
+    let file_token = issuer.token(
+        json!({"iss": FILE_ISSUER, "namespace": "agents", "sa": "agent", "pod": "agent-5c7d"}),
+    );
     let r = assert_with(&server, &file_token, &[]);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["expires_in"], 2);
@@ -212,26 +262,63 @@ fn every_bad_assertion_is_invalid_client_for_its_own_reason() {
     let (issuer, server) = setup(dir.path());
     let cases: Vec<(&str, Value, &str)> = vec![
         ("another key", json!({"key": "other"}), "InvalidSignature"),
-        ("wrong audience", json!({"aud": "kubernetes"}), "InvalidAudience"),
-        ("another namespace", json!({"namespace": "billing"}), "no trusted_issuer entry maps"),
+        (
+            "wrong audience",
+            json!({"aud": "kubernetes"}),
+            "InvalidAudience",
+        ),
+        (
+            "another namespace",
+            json!({"namespace": "billing"}),
+            "no trusted_issuer entry maps",
+        ),
         ("expired", json!({"exp_in": -3600}), "has expired"),
-        ("not yet valid", json!({"nbf_in": 3600, "exp_in": 7200}), "not valid yet"),
-        ("unknown issuer", json!({"iss": "https://evil.example"}), "issuer is not trusted"),
-        ("alg none", json!({"alg": "none"}), "not a JWT with a known alg"),
+        (
+            "not yet valid",
+            json!({"nbf_in": 3600, "exp_in": 7200}),
+            "not valid yet",
+        ),
+        (
+            "unknown issuer",
+            json!({"iss": "https://evil.example"}),
+            "issuer is not trusted",
+        ),
+        (
+            "alg none",
+            json!({"alg": "none"}),
+            "not a JWT with a known alg",
+        ),
         ("HS256", json!({"alg": "HS256"}), "HS256"),
-        ("sub not the kubernetes.io claims", json!({"sub": "system:serviceaccount:payments:admin", "sa": "other"}), "does not match the kubernetes.io"),
-        ("pod not matching", json!({"iss": FILE_ISSUER, "namespace": "agents", "sa": "agent", "pod": "intruder-1"}), "no trusted_issuer entry maps"),
+        (
+            "sub not the kubernetes.io claims",
+            json!({"sub": "system:serviceaccount:payments:admin", "sa": "other"}),
+            "does not match the kubernetes.io",
+        ),
+        (
+            "pod not matching",
+            json!({"iss": FILE_ISSUER, "namespace": "agents", "sa": "agent", "pod": "intruder-1"}),
+            "no trusted_issuer entry maps",
+        ),
     ];
     for (what, spec, reason) in cases {
         let before = server.log_text().matches(reason).count();
         let r = assert_with(&server, &issuer.token(spec), &[]);
-        assert_eq!(r.status, 401, "{what}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            401,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         assert_eq!(r.json()["error"], "invalid_client", "{what}");
         assert!(r.headers.contains_key("www-authenticate"), "{what}");
         // Refused for the reason of the case, not another one.
         let deadline = Instant::now() + Duration::from_secs(5);
         while server.log_text().matches(reason).count() <= before {
-            assert!(Instant::now() < deadline, "{what}: `{reason}` not in the log:\n{}", server.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "{what}: `{reason}` not in the log:\n{}",
+                server.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -239,11 +326,19 @@ fn every_bad_assertion_is_invalid_client_for_its_own_reason() {
     assert_eq!(assert_with(&server, "not-a-jwt", &[]).status, 401);
     let r = reqwest::blocking_client()
         .post(format!("{}/oauth2/token", server.url))
-        .form(&[("grant_type", "client_credentials"), ("client_assertion_type", "urn:x"), ("client_assertion", "a.b.c")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:x"),
+            ("client_assertion", "a.b.c"),
+        ])
         .send()
         .expect("token");
     assert_eq!(r.status, 401);
-    let r = assert_with(&server, &issuer.token(json!({})), &[("client_id", "x"), ("client_secret", "y")]);
+    let r = assert_with(
+        &server,
+        &issuer.token(json!({})),
+        &[("client_id", "x"), ("client_secret", "y")],
+    );
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"], "invalid_request");
     // The assertion never reaches the log.
@@ -263,15 +358,29 @@ fn wait_for_file(path: &Path, want: &str, limit: Duration) {
             Instant::now() < deadline,
             "{} never held {want:?}; agent log:\n{}",
             path.display(),
-            std::fs::read_to_string(path.parent().and_then(Path::parent).map(|d| d.join("agent.log")).unwrap_or_default()).unwrap_or_default()
+            std::fs::read_to_string(
+                path.parent()
+                    .and_then(Path::parent)
+                    .map(|d| d.join("agent.log"))
+                    .unwrap_or_default()
+            )
+            .unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 fn put_secret(dir: &Path, value: &str) {
-    let out = run_with_stdin(&["secret", "put", "app/db", "--data-dir", "d"], dir, value.as_bytes());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_with_stdin(
+        &["secret", "put", "app/db", "--data-dir", "d"],
+        dir,
+        value.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Replaces the token file the way the kubelet does: a new file renamed over the old one.
@@ -304,7 +413,11 @@ fn the_agent_signs_in_with_its_projected_token_and_follows_its_rotation() {
     std::fs::write(d.join("bad.toml"), format!("server = \"{}\"\nauth = \"kubernetes\"\ncredential_file = \"x.json\"\n[[secret]]\nname = \"app/db\"\npath = \"out/x\"\n", server.url)).expect("bad");
     let out = run(&["agent", "--config", "bad.toml", "--once"], d);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("token_file"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("token_file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let _agent = Killed(
         Command::new(bin())
@@ -321,7 +434,11 @@ fn the_agent_signs_in_with_its_projected_token_and_follows_its_rotation() {
     while Instant::now() < first_dies {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(assert_with(&server, &first, &[]).status, 401, "the first token still signs in");
+    assert_eq!(
+        assert_with(&server, &first, &[]).status,
+        401,
+        "the first token still signs in"
+    );
     put_secret(d, "v2");
     wait_for_file(&d.join("out/db"), "v2", Duration::from_secs(15));
 
