@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-fn chart() -> PathBuf {
+pub(crate) fn chart() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/helm/castellan")
 }
 
@@ -21,7 +21,7 @@ fn in_ci() -> bool {
 }
 
 /// A tool from PATH or the k8s-tools directory; `None` (a skip) when missing outside CI.
-fn tool(name: &str) -> Option<PathBuf> {
+pub(crate) fn tool(name: &str) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
@@ -42,7 +42,7 @@ fn tool(name: &str) -> Option<PathBuf> {
     None
 }
 
-fn run_ok(cmd: &mut Command) -> String {
+pub(crate) fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),

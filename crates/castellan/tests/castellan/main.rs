@@ -9,6 +9,7 @@ mod agent;
 mod doctor;
 mod foundation;
 mod helm;
+mod helm_init;
 mod http_limits;
 mod k8s_signin;
 mod master_key;
