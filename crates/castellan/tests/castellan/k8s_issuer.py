@@ -3,10 +3,11 @@
   k8s_issuer.py keys DIR            RSA key pairs DIR/issuer.pem and DIR/other.pem; DIR/jwks.json with
                                     the issuer's public key (kid "issuer-key-1", as the API server
                                     publishes at /openid/v1/jwks)
+  k8s_issuer.py rotate DIR KID     a new issuer key pair; DIR/jwks.json then holds only its key, as KID
   k8s_issuer.py token DIR JSON      prints a token shaped like a projected service-account token; JSON
                                     gives iss, aud, namespace, sa, pod, exp_in (seconds from now), and
                                     optionally nbf_in, key ("issuer" or "other": another key under the
-                                    issuer's kid), alg ("RS256", "HS256", "none")
+                                    issuer's kid), alg ("RS256", "HS256", "none"), kid
 """
 import base64
 import hashlib
@@ -27,15 +28,15 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def keys(d):
-    for name in ("issuer", "other"):
+def keys(d, kid=KID, names=("issuer", "other")):
+    for name in names:
         k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption())
         open(f"{d}/{name}.pem", "wb").write(pem)
         if name == "issuer":
             jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(k.public_key()))
-            jwk.update({"kid": KID, "use": "sig", "alg": "RS256"})
+            jwk.update({"kid": kid, "use": "sig", "alg": "RS256"})
             open(f"{d}/jwks.json", "w").write(json.dumps({"keys": [jwk]}))
 
 
@@ -72,11 +73,13 @@ def token(d, spec):
         mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
         return f"{signing_input}.{b64(mac)}"
     key = open(f"{d}/{spec.get('key', 'issuer')}.pem", "rb").read()
-    return jwt.encode(claims, key, algorithm=alg, headers={"kid": KID})
+    return jwt.encode(claims, key, algorithm=alg, headers={"kid": spec.get("kid", KID)})
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "keys":
         keys(sys.argv[2])
+    elif sys.argv[1] == "rotate":
+        keys(sys.argv[2], kid=sys.argv[3], names=("issuer",))
     else:
         print(token(sys.argv[2], json.loads(sys.argv[3])))

@@ -348,6 +348,48 @@ fn every_bad_assertion_is_invalid_client_for_its_own_reason() {
     assert!(!server.log_text().contains(sig), "the assertion was logged");
 }
 
+#[test]
+fn a_rotated_issuer_key_is_fetched_on_its_first_token_but_not_more_often_than_the_cool_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (issuer, server) = setup(d);
+    let started = Instant::now();
+    let file = |kid: &str| {
+        issuer.token(json!({"iss": FILE_ISSUER, "namespace": "agents", "sa": "agent", "pod": "agent-1", "kid": kid}))
+    };
+    assert_eq!(assert_with(&server, &file("issuer-key-1"), &[]).status, 200);
+    let rotate_jwks = |kid: &str| {
+        let out = Command::new("python3")
+            .arg(script("k8s_issuer.py"))
+            .args(["rotate"])
+            .arg(&issuer.dir)
+            .arg(kid)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::copy(issuer.dir.join("jwks.json"), d.join("file-jwks.json")).expect("jwks file");
+    };
+    // Past the cool-down of the start-up fetch, the cluster rotates its key: the first token with the
+    // new kid makes the server read the JWKS again, and it signs in.
+    std::thread::sleep(Duration::from_secs(11).saturating_sub(started.elapsed()));
+    rotate_jwks("issuer-key-2");
+    assert_eq!(assert_with(&server, &file("issuer-key-2"), &[]).status, 200);
+    // Another rotation at once: within the cool-down the new kid is unknown, and stays so...
+    rotate_jwks("issuer-key-3");
+    let third = file("issuer-key-3");
+    let r = assert_with(&server, &third, &[]);
+    assert_eq!(r.status, 401);
+    let log = server.log_text();
+    assert!(log.contains("no key of the issuer verifies it"), "{log}");
+    // ... until the cool-down has passed.
+    std::thread::sleep(Duration::from_secs(11));
+    assert_eq!(assert_with(&server, &third, &[]).status, 200);
+}
+
 fn wait_for_file(path: &Path, want: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
