@@ -24,7 +24,8 @@ use crate::common;
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The agent configuration (TOML): server, credential_file, [[certificate]] and [[secret]] entries.
+    /// The agent configuration (TOML): server, credential_file (or auth = "kubernetes" and token_file:
+    /// a projected service-account token, read again for every sign-in), [[certificate]] and [[secret]] entries.
     #[arg(long)]
     config: PathBuf,
     /// One pass, then exit: status 0 when every certificate and secret is delivered, 1 otherwise.
