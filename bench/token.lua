@@ -7,7 +7,9 @@ wrk.method = "POST"
 local body = os.getenv("BODY")
 wrk.body = (body and body ~= "") and body or "grant_type=client_credentials"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.headers["Authorization"] = os.getenv("AUTH")
+-- No AUTH (or an empty one): no Authorization header (a client assertion in the body instead).
+local auth = os.getenv("AUTH")
+if auth and auth ~= "" then wrk.headers["Authorization"] = auth end
 
 done = function(summary, latency, requests)
   io.write(string.format("RESULT rps=%.1f p50_ms=%.3f p99_ms=%.3f non2xx=%d errors=%d bytes_per_response=%.0f\n",

@@ -97,6 +97,8 @@ def main() -> None:
 
     for alg in ["RS256", "ES256", "EdDSA"]:
         compare("tokens", alg, f"`client_credentials` tokens/s, {ALG_NAMES[alg]}", True)
+    compare("tokens-assertion", "RS256",
+            "`client_credentials` tokens/s, RS256, client assertion (service-account token, RS256)", False)
     compare("jwks", "RS256", "JWKS requests/s (one RSA key)", False)
     compare("certs", "P-256", "P-256 leaves/s, server-generated key, over HTTP", False)
 
@@ -148,6 +150,11 @@ def main() -> None:
     if c_es and o_rs:
         v = rps(c_es) / rps(o_rs)
         target("ES256 tokens/s ≥ 8× node oidc-provider RS256", v, v >= 8, lambda x: f"{x:.1f}×")
+    ca_rs = get("tokens-assertion", "castellan", "RS256")
+    if ca_rs and c_rs:
+        v = rps(ca_rs) / rps(c_rs)
+        target("client-assertion tokens/s ≥ 0.8 of client_secret_basic, RS256, same server (issue 19)", v,
+               v >= 0.8, lambda x: f"{x:.2f}")
     cj, oj = get("jwks", "castellan", "RS256"), get("jwks", "oidc-provider", "RS256")
     if cj and oj:
         v = rps(cj) / rps(oj)

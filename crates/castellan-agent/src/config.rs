@@ -13,6 +13,20 @@ use serde::{Deserialize, Deserializer};
 
 use crate::AgentError;
 
+/// How the agent signs in to the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// `credential_file`: a client id and secret (client_secret_basic).
+    #[default]
+    ClientSecret,
+    /// `token_file`: a Kubernetes projected service-account token (a client assertion).
+    Kubernetes,
+}
+
+/// Where a projected service-account token is mounted when `token_file` is not given.
+pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/castellan/token";
+
 /// The agent's configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,9 +37,19 @@ pub struct AgentConfig {
     /// system's roots when absent.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// How the agent signs in: `client_secret` (the default: `credential_file`) or `kubernetes` (the
+    /// pod's projected service-account token in `token_file`, sent as an RFC 7523 client assertion and
+    /// read again for every token request, so a token the kubelet rotated is picked up).
+    #[serde(default)]
+    pub auth: AuthMethod,
     /// JSON file with `client_id` and `client_secret` of a client with scope `pki:issue` (for
-    /// `[[certificate]]`) and `secrets:read` (for `[[secret]]`).
-    pub credential_file: PathBuf,
+    /// `[[certificate]]`) and `secrets:read` (for `[[secret]]`); required with `auth = "client_secret"`.
+    #[serde(default)]
+    pub credential_file: Option<PathBuf>,
+    /// `auth = "kubernetes"`: the projected token file (default
+    /// `/var/run/secrets/castellan/token`).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
     /// Where to write the status (JSON): per certificate expiry, last success, last error.
     #[serde(default)]
     pub status_file: Option<PathBuf>,
@@ -240,6 +264,20 @@ impl AgentConfig {
     pub fn validate(&self) -> Result<(), String> {
         if !(self.server.starts_with("http://") || self.server.starts_with("https://")) {
             return Err(format!("server: `{}` must be an http(s) URL", self.server));
+        }
+        match self.auth {
+            AuthMethod::ClientSecret if self.credential_file.is_none() => {
+                return Err("credential_file is required (or auth = \"kubernetes\")".into());
+            }
+            AuthMethod::Kubernetes if self.credential_file.is_some() => {
+                return Err(
+                    "credential_file is not used with auth = \"kubernetes\" (token_file is)".into(),
+                );
+            }
+            _ => {}
+        }
+        if self.auth == AuthMethod::ClientSecret && self.token_file.is_some() {
+            return Err("token_file is used only with auth = \"kubernetes\"".into());
         }
         if self.certificates.is_empty() && self.secrets.is_empty() {
             return Err("no [[certificate]] or [[secret]] to deliver".into());

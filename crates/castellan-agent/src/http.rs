@@ -1,7 +1,7 @@
 //! The agent's HTTP backend: client credentials → access token (cached) → the /v1/pki and /v1/secrets
 //! APIs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use castellan_core::pki::IssueRequest;
@@ -10,14 +10,41 @@ use castellan_wire::{CaJson, CredentialError, CredentialFile, SecretJson, SetJso
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
+use crate::config::{AgentConfig, AuthMethod, DEFAULT_TOKEN_FILE};
 use crate::{AgentError, Backend, FetchedSecret};
+
+fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, AgentError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .connect_timeout(Duration::from_secs(5));
+    if let Some(ca) = ca_file {
+        builder = client::trust_only(builder, ca)
+            .map_err(|e| AgentError::Config(format!("ca_file {e}")))?;
+    }
+    builder
+        .build()
+        .map_err(|e| AgentError::Server(e.to_string()))
+}
+
+/// How the backend signs in.
+enum SignIn {
+    /// A client id and secret (client_secret_basic).
+    Secret {
+        client_id: String,
+        client_secret: Zeroizing<String>,
+    },
+    /// A projected service-account token, read from this file for every token request.
+    Kubernetes { token_file: PathBuf },
+}
+
+/// The longest token file read (a projected token is about 1 KiB).
+const MAX_TOKEN_FILE_BYTES: u64 = 16 * 1024;
 
 /// Talks to a Castellan server.
 pub struct HttpBackend {
     http: reqwest::Client,
     base: String,
-    client_id: String,
-    client_secret: Zeroizing<String>,
+    sign_in: SignIn,
     token: Mutex<Option<(String, Instant)>>,
 }
 
@@ -25,12 +52,42 @@ impl std::fmt::Debug for HttpBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpBackend")
             .field("base", &self.base)
-            .field("client_id", &self.client_id)
+            .field(
+                "client_id",
+                &match &self.sign_in {
+                    SignIn::Secret { client_id, .. } => client_id.as_str(),
+                    SignIn::Kubernetes { .. } => "(service-account token)",
+                },
+            )
             .finish_non_exhaustive()
     }
 }
 
 impl HttpBackend {
+    /// A backend for the configuration's server, signing in as its `auth` says.
+    pub fn for_config(cfg: &AgentConfig) -> Result<Self, AgentError> {
+        match (cfg.auth, &cfg.credential_file) {
+            (AuthMethod::ClientSecret, Some(f)) => {
+                Self::new(&cfg.server, f, cfg.ca_file.as_deref())
+            }
+            (AuthMethod::ClientSecret, None) => {
+                Err(AgentError::Config("credential_file is required".into()))
+            }
+            (AuthMethod::Kubernetes, _) => {
+                let token_file = cfg
+                    .token_file
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_TOKEN_FILE));
+                Ok(Self {
+                    http: http_client(cfg.ca_file.as_deref())?,
+                    base: cfg.server.trim_end_matches('/').to_owned(),
+                    sign_in: SignIn::Kubernetes { token_file },
+                    token: Mutex::new(None),
+                })
+            }
+        }
+    }
+
     /// A backend for `server`, authenticating with the credential file; an `https://` server is
     /// trusted through the certificates of `ca_file` alone when it is given (the system's roots
     /// otherwise).
@@ -50,23 +107,36 @@ impl HttpBackend {
                 ),
             })
         })?;
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(5));
-        if let Some(ca) = ca_file {
-            builder = client::trust_only(builder, ca)
-                .map_err(|e| AgentError::Config(format!("ca_file {e}")))?;
-        }
-        let http = builder
-            .build()
-            .map_err(|e| AgentError::Server(e.to_string()))?;
         Ok(Self {
-            http,
+            http: http_client(ca_file)?,
             base: server.trim_end_matches('/').to_owned(),
-            client_id: cred.client_id,
-            client_secret: Zeroizing::new(cred.client_secret),
+            sign_in: SignIn::Secret {
+                client_id: cred.client_id,
+                client_secret: Zeroizing::new(cred.client_secret),
+            },
             token: Mutex::new(None),
         })
+    }
+
+    /// The projected token as it is in the file now (the kubelet replaces it as it rotates).
+    async fn read_token_file(path: &Path) -> Result<Zeroizing<String>, AgentError> {
+        let bad = |e: String| AgentError::Server(format!("token_file {}: {e}", path.display()));
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        if meta.len() > MAX_TOKEN_FILE_BYTES {
+            return Err(bad(format!("over {MAX_TOKEN_FILE_BYTES} bytes")));
+        }
+        let text = Zeroizing::new(
+            tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| bad(e.to_string()))?,
+        );
+        let token = Zeroizing::new(text.trim().to_owned());
+        if token.is_empty() {
+            return Err(bad("empty".into()));
+        }
+        Ok(token)
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> AgentError {
@@ -84,14 +154,17 @@ impl HttpBackend {
         {
             return Ok(t.clone());
         }
-        let answer = client::request_token(
-            &self.http,
-            &format!("{}/oauth2/token", self.base),
-            &self.client_id,
-            &self.client_secret,
-            None,
-        )
-        .await
+        let endpoint = format!("{}/oauth2/token", self.base);
+        let answer = match &self.sign_in {
+            SignIn::Secret {
+                client_id,
+                client_secret,
+            } => client::request_token(&self.http, &endpoint, client_id, client_secret, None).await,
+            SignIn::Kubernetes { token_file } => {
+                let assertion = Self::read_token_file(token_file).await?;
+                client::request_token_with_assertion(&self.http, &endpoint, &assertion, None).await
+            }
+        }
         .map_err(|e| match e {
             TokenError::Unreachable(e) => self.unreachable(&e),
             TokenError::Refused { status, body } => AgentError::Server(format!(

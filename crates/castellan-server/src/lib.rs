@@ -9,6 +9,7 @@
 //! This crate does not parse command lines or choose where the store lives; the binary does.
 #![forbid(unsafe_code)]
 
+pub mod assertion;
 pub mod clients;
 pub mod config;
 pub mod data_keys;

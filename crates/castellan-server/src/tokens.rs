@@ -204,7 +204,17 @@ fn client_credentials(
     if client.app.public_client || !client.app.allows_grant("client_credentials") {
         return Err(TokenError::UnauthorizedClient);
     }
-    let scope = granted_scope(&client.scopes, req.scope.as_deref())?;
+    sign_for(state, client, req.scope.as_deref())
+}
+
+/// Signs an access token for an authenticated `client` (from the store, or mapped from a client
+/// assertion, see [`crate::assertion`]) with the scopes it asks for among those it holds.
+pub(crate) fn sign_for(
+    state: &AppState,
+    client: &castellan_store::ClientRow,
+    requested_scope: Option<&str>,
+) -> Result<IssuedToken, TokenError> {
+    let scope = granted_scope(&client.scopes, requested_scope)?;
 
     let now = state.now();
     let ring = state.ring();

@@ -24,7 +24,8 @@ use crate::common;
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The agent configuration (TOML): server, credential_file, [[certificate]] and [[secret]] entries.
+    /// The agent configuration (TOML): server, credential_file (or auth = "kubernetes" and token_file:
+    /// a projected service-account token, read again for every sign-in), [[certificate]] and [[secret]] entries.
     #[arg(long)]
     config: PathBuf,
     /// One pass, then exit: status 0 when every certificate and secret is delivered, 1 otherwise.
@@ -85,7 +86,7 @@ fn report(results: &PassReport) -> bool {
 pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
     let cfg = AgentConfig::from_file(&args.config)?;
     init_logging(args.log_format == "json");
-    let backend = HttpBackend::new(&cfg.server, &cfg.credential_file, cfg.ca_file.as_deref())?;
+    let backend = HttpBackend::for_config(&cfg)?;
     let listen = cfg.listen;
     let agent = Agent::new(cfg, backend);
     if args.once {
@@ -405,7 +406,9 @@ async fn dev_up(config: &Path) -> Result<ExitCode> {
         let agent_cfg = AgentConfig {
             server: cfg.issuer(),
             ca_file: None,
-            credential_file: cred_path.clone(),
+            auth: castellan_agent::config::AuthMethod::ClientSecret,
+            credential_file: Some(cred_path.clone()),
+            token_file: None,
             status_file: None,
             listen: None,
             ca_check_interval: Duration::from_secs(300),

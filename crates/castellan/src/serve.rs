@@ -160,6 +160,14 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    if !cfg.trusted_issuer.is_empty() {
+        let trusted = Arc::new(castellan_server::assertion::TrustedIssuers::new(
+            &cfg.trusted_issuer,
+        )?);
+        state.set_trusted_issuers(trusted.clone())?;
+        // The keys are fetched once now; a failure is logged and the fetch retried when a token comes.
+        tokio::spawn(async move { trusted.warm_up().await });
+    }
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;

@@ -14,6 +14,9 @@ pub use signin::SigninConfig;
 mod signin;
 use serde::{Deserialize, Deserializer};
 
+pub mod trusted_issuer;
+pub use trusted_issuer::TrustedIssuerConfig;
+
 /// A configuration problem, naming the field (and, from a file, its line).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -96,6 +99,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// How people sign in.
     pub signin: SigninConfig,
+    /// Issuers whose tokens workloads sign in with (RFC 7523 client assertions).
+    pub trusted_issuer: Vec<TrustedIssuerConfig>,
 }
 
 /// `[http]`: how long clients may take and how many connections may be open at once.
@@ -261,6 +266,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             http: HttpConfig::default(),
             signin: SigninConfig::default(),
+            trusted_issuer: Vec::new(),
         }
     }
 }
@@ -494,6 +500,7 @@ impl Config {
         }
         self.profiles()?;
         self.rotation_policy()?;
+        trusted_issuer::validate(&self.trusted_issuer, self.tokens.max_ttl)?;
         self.tls_source()?;
         self.signin.settings()?;
         let h = &self.http;

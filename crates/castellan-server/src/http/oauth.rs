@@ -16,8 +16,15 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::MAX_BODY;
+use crate::assertion::{self, ClientAssertion};
 use crate::state::AppState;
 use crate::tokens::{self, ClientCredentials, TokenError, TokenRequest};
+
+/// How the client authenticated: a secret, or an RFC 7523 assertion.
+enum ClientAuth {
+    Secret(ClientCredentials),
+    Assertion(ClientAssertion),
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -69,11 +76,14 @@ async fn token(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let issued = match client_form(&headers, body) {
-        Ok((credentials, mut params)) => match token_request(&mut params) {
-            Ok(req) => tokens::issue(&state, &credentials, &req)
+        Ok((auth, mut params)) => match (auth, token_request(&mut params)) {
+            (_, Err(e)) => Err(e),
+            (ClientAuth::Secret(credentials), Ok(req)) => tokens::issue(&state, &credentials, &req)
                 .await
                 .map_err(oauth_error),
-            Err(e) => Err(e),
+            (ClientAuth::Assertion(a), Ok(req)) => assertion::issue(&state, &a, &req)
+                .await
+                .map_err(oauth_error),
         },
         Err(e) => Err(e),
     };
@@ -140,7 +150,7 @@ fn token_request(params: &mut HashMap<String, String>) -> Result<TokenRequest, O
 fn client_form(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(ClientCredentials, HashMap<String, String>), OAuthError> {
+) -> Result<(ClientAuth, HashMap<String, String>), OAuthError> {
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             oauth(
@@ -190,6 +200,12 @@ fn client_form(
     }
 
     // Client authentication: exactly one method. A public client sends only its `client_id`.
+    if let Some(a) = client_assertion(headers, &params)? {
+        for k in ["client_id", "client_assertion", "client_assertion_type"] {
+            params.remove(k);
+        }
+        return Ok((ClientAuth::Assertion(a), params));
+    }
     let basic = headers
         .get(header::AUTHORIZATION)
         .map(parse_basic)
@@ -229,7 +245,19 @@ fn client_form(
             ));
         }
     };
-    Ok((credentials, params))
+    Ok((ClientAuth::Secret(credentials), params))
+}
+
+/// Revocation and introspection take a client's secret (or a public client's id), not an assertion.
+fn secret_only(auth: ClientAuth) -> Result<ClientCredentials, OAuthError> {
+    match auth {
+        ClientAuth::Secret(c) => Ok(c),
+        ClientAuth::Assertion(_) => Err(oauth(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "this endpoint takes client_secret_basic, client_secret_post or a public client's id",
+        )),
+    }
 }
 
 async fn revoke(
@@ -238,7 +266,8 @@ async fn revoke(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let (credentials, params) = client_form(&headers, body)?;
+        let (auth, params) = client_form(&headers, body)?;
+        let credentials = secret_only(auth)?;
         let client = tokens::authenticate(&state, &credentials)
             .await
             .map_err(oauth_error)?;
@@ -266,7 +295,8 @@ async fn introspect(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let (credentials, params) = client_form(&headers, body)?;
+        let (auth, params) = client_form(&headers, body)?;
+        let credentials = secret_only(auth)?;
         if credentials.client_secret.is_none() {
             return Err(oauth(
                 StatusCode::UNAUTHORIZED,
@@ -300,6 +330,46 @@ async fn introspect(
         Ok(v) => ([(header::CACHE_CONTROL, "no-store")], Json(v)).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// An RFC 7523 client assertion from the form, when one is sent (`client_assertion_type` and
+/// `client_assertion` together; `client_id` may come with it).
+fn client_assertion(
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Option<ClientAssertion>, OAuthError> {
+    let (kind, jwt) = match (
+        params.get("client_assertion_type"),
+        params.get("client_assertion"),
+    ) {
+        (None, None) => return Ok(None),
+        (Some(k), Some(j)) => (k, j),
+        _ => {
+            return Err(oauth(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "client_assertion_type and client_assertion go together",
+            ));
+        }
+    };
+    if kind != assertion::JWT_BEARER {
+        return Err(oauth(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            format!("client_assertion_type must be {}", assertion::JWT_BEARER),
+        ));
+    }
+    if headers.contains_key(header::AUTHORIZATION) || params.contains_key("client_secret") {
+        return Err(oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "use one client authentication method, not two",
+        ));
+    }
+    Ok(Some(ClientAssertion {
+        client_id: params.get("client_id").cloned(),
+        assertion: Zeroizing::new(jwt.clone()),
+    }))
 }
 
 fn parse_basic(value: &HeaderValue) -> Result<(String, String), OAuthError> {

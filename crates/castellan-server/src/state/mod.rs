@@ -101,6 +101,8 @@ struct Inner {
     client_lookups: tokio::sync::Semaphore,
     /// Password hashing, bounded.
     hashing: crate::signin::Hashing,
+    /// `[[trusted_issuer]]`: whose tokens clients may authenticate with (set once, at start-up).
+    trusted: std::sync::OnceLock<Arc<crate::assertion::TrustedIssuers>>,
 }
 
 /// How long a client id the store did not know is answered from memory.
@@ -191,6 +193,7 @@ impl AppState {
             client_lookups: tokio::sync::Semaphore::new(CLIENT_LOOKUPS),
             hashing: crate::signin::Hashing::new(&settings.signin),
             settings,
+            trusted: std::sync::OnceLock::new(),
         })))
     }
 
@@ -331,6 +334,27 @@ impl AppState {
         };
         self.cache_client_read_at(row.clone(), seen_before);
         Ok(Some(row))
+    }
+
+    /// Sets the trusted issuers of client assertions (once; a second call is refused).
+    pub fn set_trusted_issuers(
+        &self,
+        t: Arc<crate::assertion::TrustedIssuers>,
+    ) -> Result<(), ServiceError> {
+        self.0
+            .trusted
+            .set(t)
+            .map_err(|_| ServiceError::Invalid("the trusted issuers are set already".into()))
+    }
+
+    /// The trusted issuers of client assertions, when any are configured.
+    pub(crate) fn trusted_issuers(&self) -> Option<&crate::assertion::TrustedIssuers> {
+        self.0.trusted.get().map(|t| &**t)
+    }
+
+    /// The scopes a `[[trusted_issuer]]` entry gives `client_id`, when one maps to it.
+    pub(crate) fn mapped_client_scopes(&self, client_id: &str) -> Option<String> {
+        self.trusted_issuers()?.scopes_of(client_id)
     }
 
     /// The store.

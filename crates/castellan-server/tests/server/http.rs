@@ -375,11 +375,11 @@ async fn discovery_health_and_metrics() {
     assert_eq!(v["token_endpoint"], format!("{ISS}/oauth2/token"));
     assert_eq!(
         v["grant_types_supported"],
-        serde_json::json!(["client_credentials"])
+        serde_json::json!(["authorization_code", "client_credentials", "refresh_token"])
     );
     assert_eq!(
         v["token_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post"])
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
     );
     assert_eq!(
         send(
