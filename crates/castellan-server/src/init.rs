@@ -80,6 +80,7 @@ pub async fn initialize(
             scopes: vec!["admin".into()],
             audience: None,
             token_ttl_secs: None,
+            cert_names: Vec::new(),
         },
         now,
     )?;

@@ -9,9 +9,11 @@
 //! This crate does not parse command lines or choose where the store lives; the binary does.
 #![forbid(unsafe_code)]
 
+pub mod cert_names;
 pub mod clients;
 pub mod config;
 pub mod data_keys;
+pub mod emergency;
 pub mod error;
 pub mod http;
 pub mod init;

@@ -81,6 +81,13 @@ pub(crate) async fn insert_client(tx: &mut Tx<'_>, row: &ClientRow) -> Result<()
     .execute(&mut **tx)
     .await
     .map_err(conflict(&format!("a client named `{}`", row.name)))?;
+    if let Some(patterns) = &row.cert_names {
+        sqlx::query("INSERT INTO client_cert_names (client_id, patterns) VALUES ($1, $2)")
+            .bind(&row.client_id)
+            .bind(patterns)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 
@@ -93,5 +100,6 @@ pub(crate) fn client_from_row(r: &AnyRow) -> Result<ClientRow, StoreError> {
         audience: r.try_get("audience")?,
         token_ttl_secs: r.try_get("token_ttl_secs")?,
         created_at: r.try_get("created_at")?,
+        cert_names: r.try_get("cert_names")?,
     })
 }

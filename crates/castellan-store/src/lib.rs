@@ -17,7 +17,9 @@ use sqlx::{AnyPool, Row};
 
 macro_rules! client_select {
     () => {
-        "SELECT client_id, name, secret_hash, scopes, audience, token_ttl_secs, created_at FROM clients"
+        "SELECT client_id, name, secret_hash, scopes, audience, token_ttl_secs, created_at, \
+         (SELECT patterns FROM client_cert_names n WHERE n.client_id = clients.client_id) AS cert_names \
+         FROM clients"
     };
 }
 
@@ -43,6 +45,7 @@ macro_rules! cert_select {
 mod batch;
 mod changes;
 mod clients;
+mod heartbeats;
 mod keys;
 mod migrate;
 mod pki;

@@ -12,6 +12,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0004_secret_heads.sql"),
     ),
     (5, include_str!("../migrations/sqlite/0005_changes.sql")),
+    (
+        6,
+        include_str!("../migrations/sqlite/0006_heartbeats_cert_names.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -22,6 +26,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0004_secret_heads.sql"),
     ),
     (5, include_str!("../migrations/postgres/0005_changes.sql")),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_heartbeats_cert_names.sql"),
+    ),
 ];
 
 /// The store.

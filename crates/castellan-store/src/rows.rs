@@ -63,6 +63,24 @@ pub struct ClientRow {
     pub token_ttl_secs: i64,
     /// Creation time.
     pub created_at: i64,
+    /// The certificate names it may ask for: space-separated `dns:`, `ip:` and `uri:` patterns
+    /// (`None`: none given).
+    pub cert_names: Option<String>,
+}
+
+/// A replica's heartbeat: when it last refreshed from the store and which key ring it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The replica's id (`replica_id`).
+    pub replica_id: String,
+    /// When, milliseconds since the epoch on the replica's clock.
+    pub seen_at_ms: i64,
+    /// How often it beats, milliseconds (its refresh interval).
+    pub every_ms: i64,
+    /// SHA-256 of the JWKS it serves (as in `/v1/sys/status`).
+    pub fingerprint: String,
+    /// The kids of that JWKS, space-separated.
+    pub kids: String,
 }
 
 /// Everything `castellan init` creates, written in one transaction or not at all.

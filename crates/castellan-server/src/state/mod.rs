@@ -50,6 +50,8 @@ pub struct Settings {
     pub crl_url: Option<String>,
     /// Key rotation policy (validated).
     pub rotation: castellan_core::token::Policy,
+    /// Which certificate names callers may be issued beyond the profiles (see [`crate::cert_names`]).
+    pub cert_names: crate::cert_names::CertNamePolicy,
 }
 
 /// The key ring as served: parsed verifiers, the JWKS bytes and their ETag, computed once per change.
@@ -97,6 +99,8 @@ struct Inner {
     unknown_clients: Mutex<HashMap<String, std::time::Instant>>,
     /// Store look-ups of clients the cache does not know, at most this many at once.
     client_lookups: tokio::sync::Semaphore,
+    /// When this replica last recorded its heartbeat, and the ring fingerprint it recorded.
+    last_beat: Mutex<Option<(Instant, String)>>,
 }
 
 /// How long a client id the store did not know is answered from memory.
@@ -186,6 +190,7 @@ impl AppState {
             refreshing: tokio::sync::Mutex::new(()),
             unknown_clients: Mutex::new(HashMap::new()),
             client_lookups: tokio::sync::Semaphore::new(CLIENT_LOOKUPS),
+            last_beat: Mutex::new(None),
         })))
     }
 
@@ -195,6 +200,11 @@ impl AppState {
             Ok(r) => r.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+
+    /// This server's clock.
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        self.0.clock.as_ref()
     }
 
     /// The time on this server's clock, unix seconds.
@@ -326,6 +336,13 @@ impl AppState {
         };
         self.cache_client_read_at(row.clone(), seen_before);
         Ok(Some(row))
+    }
+
+    /// The client of an authorized token (it existed a moment ago, when the token was checked).
+    pub(crate) async fn caller(&self, claims: &AccessClaims) -> Result<Arc<ClientRow>, ServiceError> {
+        self.client(&claims.client_id)
+            .await?
+            .ok_or_else(|| ServiceError::Forbidden("the token's client no longer exists".into()))
     }
 
     /// The store.

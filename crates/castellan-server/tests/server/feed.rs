@@ -33,6 +33,7 @@ pub(crate) fn settings(refresh: Duration) -> Settings {
         rotation: castellan_server::config::Config::default()
             .rotation_policy()
             .expect("policy"),
+        cert_names: castellan_server::cert_names::CertNamePolicy::default(),
     }
 }
 
@@ -75,6 +76,7 @@ async fn new_client(store: &Store, name: &str) -> (String, String) {
             scopes: vec!["read".into()],
             audience: None,
             token_ttl_secs: None,
+            cert_names: Vec::new(),
         },
         86400,
         SystemClock.now(),

@@ -56,6 +56,7 @@ async fn fixture() -> Fixture {
             scopes: vec!["read".into(), "write".into()],
             audience: Some("api".into()),
             token_ttl_secs: None,
+            cert_names: Vec::new(),
         },
         86400,
         clock.now(),
@@ -75,6 +76,7 @@ async fn fixture() -> Fixture {
         rotation: castellan_server::config::Config::default()
             .rotation_policy()
             .expect("policy"),
+        cert_names: castellan_server::cert_names::CertNamePolicy::default(),
     };
     let state = AppState::load(store, Arc::new(master), clock.clone(), settings)
         .await
@@ -803,6 +805,7 @@ async fn the_crl_is_rebuilt_before_next_update_by_the_lease_holder_only() {
         rotation: castellan_server::config::Config::default()
             .rotation_policy()
             .expect("policy"),
+        cert_names: castellan_server::cert_names::CertNamePolicy::default(),
     };
     let a = AppState::load(store.clone(), master.clone(), clock.clone(), settings("a"))
         .await
@@ -858,6 +861,7 @@ fn new_client(name: &str, scopes: &[&str], token_ttl_secs: Option<i64>) -> NewCl
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         audience: None,
         token_ttl_secs,
+        cert_names: Vec::new(),
     }
 }
 
