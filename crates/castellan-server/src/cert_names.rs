@@ -37,9 +37,9 @@ pub struct CertNamePolicy {
 /// Whether `scopes` (space-separated) may issue from `profile`: `admin`, `pki:issue` or
 /// `pki:issue:PROFILE`.
 pub fn may_issue(scopes: &str, profile: &str) -> bool {
-    scopes.split(' ').any(|s| {
-        s == "admin" || s == "pki:issue" || s.strip_prefix("pki:issue:") == Some(profile)
-    })
+    scopes
+        .split(' ')
+        .any(|s| s == "admin" || s == "pki:issue" || s.strip_prefix("pki:issue:") == Some(profile))
 }
 
 /// The stored patterns of a client, parsed.

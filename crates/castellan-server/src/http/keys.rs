@@ -89,7 +89,11 @@ async fn keys_rotate(
 }
 
 fn bad_request(message: &str) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message.to_owned())
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        message.to_owned(),
+    )
 }
 
 async fn keys_revoke(

@@ -339,7 +339,10 @@ impl AppState {
     }
 
     /// The client of an authorized token (it existed a moment ago, when the token was checked).
-    pub(crate) async fn caller(&self, claims: &AccessClaims) -> Result<Arc<ClientRow>, ServiceError> {
+    pub(crate) async fn caller(
+        &self,
+        claims: &AccessClaims,
+    ) -> Result<Arc<ClientRow>, ServiceError> {
         self.client(&claims.client_id)
             .await?
             .ok_or_else(|| ServiceError::Forbidden("the token's client no longer exists".into()))

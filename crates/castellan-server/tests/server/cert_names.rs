@@ -78,7 +78,13 @@ async fn env(dev: bool) -> Env {
     }
 }
 
-async fn send(state: &AppState, method: &str, path: &str, bearer: &str, body: Value) -> (StatusCode, Value) {
+async fn send(
+    state: &AppState,
+    method: &str,
+    path: &str,
+    bearer: &str,
+    body: Value,
+) -> (StatusCode, Value) {
     let req = Request::builder()
         .method(method)
         .uri(path)
@@ -89,7 +95,10 @@ async fn send(state: &AppState, method: &str, path: &str, bearer: &str, body: Va
     let resp = router(state.clone()).oneshot(req).await.expect("response");
     let status = resp.status();
     let bytes = to_bytes(resp.into_body(), 1 << 20).await.expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 async fn token(state: &AppState, id: &str, secret: &str) -> String {
@@ -128,7 +137,14 @@ async fn client(e: &Env, bearer: &str, name: &str, scopes: &[&str], cert_names: 
 }
 
 async fn issue(e: &Env, bearer: &str, profile: &str, body: Value) -> (StatusCode, Value) {
-    send(&e.state, "POST", &format!("/v1/pki/issue/{profile}"), bearer, body).await
+    send(
+        &e.state,
+        "POST",
+        &format!("/v1/pki/issue/{profile}"),
+        bearer,
+        body,
+    )
+    .await
 }
 
 fn refused(got: &(StatusCode, Value), status: StatusCode, code: &str, words: &[&str]) {
@@ -150,26 +166,52 @@ fn openssl_sans(cert_pem: &str) -> String {
         .arg(&path)
         .output()
         .expect("openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
 #[tokio::test]
 async fn a_client_is_issued_only_names_inside_its_patterns_and_the_profile() {
     let e = env(false).await;
-    let app = client(&e, &e.admin, "sensor-app", &["pki:issue"], &["*.mqtt.svc", "ip:10.1.0.0/16"]).await;
+    let app = client(
+        &e,
+        &e.admin,
+        "sensor-app",
+        &["pki:issue"],
+        &["*.mqtt.svc", "ip:10.1.0.0/16"],
+    )
+    .await;
 
-    let ok = issue(&e, &app, "mqtt", json!({"dns_names": ["s1.mqtt.svc"], "ip_addresses": ["10.1.2.3"]})).await;
+    let ok = issue(
+        &e,
+        &app,
+        "mqtt",
+        json!({"dns_names": ["s1.mqtt.svc"], "ip_addresses": ["10.1.2.3"]}),
+    )
+    .await;
     assert_eq!(ok.0, StatusCode::OK, "{}", ok.1);
     let sans = openssl_sans(ok.1["cert_pem"].as_str().expect("cert"));
     assert!(sans.contains("DNS:s1.mqtt.svc"), "{sans}");
     assert!(sans.contains("IP Address:10.1.2.3"), "{sans}");
-    assert!(!sans.contains("10.9.9.9") && !sans.contains(OWN_NAME), "{sans}");
+    assert!(
+        !sans.contains("10.9.9.9") && !sans.contains(OWN_NAME),
+        "{sans}"
+    );
 
     // An MQTT identity outside the client's patterns, though the profile allows it: another
     // service's name, another block, another client's identity as the common name.
     refused(
-        &issue(&e, &app, "mqtt", json!({"dns_names": ["billing.svc.local"]})).await,
+        &issue(
+            &e,
+            &app,
+            "mqtt",
+            json!({"dns_names": ["billing.svc.local"]}),
+        )
+        .await,
         StatusCode::BAD_REQUEST,
         "name-not-allowed-for-client",
         &["billing.svc.local", "client `sensor-app`", "*.mqtt.svc"],
@@ -181,7 +223,13 @@ async fn a_client_is_issued_only_names_inside_its_patterns_and_the_profile() {
         &["10.2.0.1", "10.1.0.0/16"],
     );
     refused(
-        &issue(&e, &app, "mqtt", json!({"common_name": "emqx-admin", "dns_names": ["s1.mqtt.svc"]})).await,
+        &issue(
+            &e,
+            &app,
+            "mqtt",
+            json!({"common_name": "emqx-admin", "dns_names": ["s1.mqtt.svc"]}),
+        )
+        .await,
         StatusCode::BAD_REQUEST,
         "name-not-allowed-for-client",
         &["emqx-admin"],
@@ -223,8 +271,18 @@ async fn a_client_is_issued_only_names_inside_its_patterns_and_the_profile() {
 #[tokio::test]
 async fn the_apis_own_names_are_refused_to_everyone_admin_included() {
     let e = env(false).await;
-    let greedy = client(&e, &e.admin, "greedy", &["pki:issue"], &["**.internal", "ip:10.0.0.0/8"]).await;
-    for (who, bearer) in [("a client whose patterns cover it", &greedy), ("admin", &e.admin)] {
+    let greedy = client(
+        &e,
+        &e.admin,
+        "greedy",
+        &["pki:issue"],
+        &["**.internal", "ip:10.0.0.0/8"],
+    )
+    .await;
+    for (who, bearer) in [
+        ("a client whose patterns cover it", &greedy),
+        ("admin", &e.admin),
+    ] {
         for body in [
             json!({"dns_names": [OWN_NAME]}),
             json!({"dns_names": ["*.corp.internal"]}),
@@ -232,11 +290,22 @@ async fn the_apis_own_names_are_refused_to_everyone_admin_included() {
         ] {
             let got = issue(&e, bearer, "server", body.clone()).await;
             assert_eq!(got.0, StatusCode::BAD_REQUEST, "{who} {body}: {}", got.1);
-            refused(&got, StatusCode::BAD_REQUEST, "name-reserved", &["own API", "pki.issue_castellan_names"]);
+            refused(
+                &got,
+                StatusCode::BAD_REQUEST,
+                "name-reserved",
+                &["own API", "pki.issue_castellan_names"],
+            );
         }
     }
     // admin is bounded by the profile alone otherwise.
-    let ok = issue(&e, &e.admin, "server", json!({"dns_names": ["anything.example"]})).await;
+    let ok = issue(
+        &e,
+        &e.admin,
+        "server",
+        json!({"dns_names": ["anything.example"]}),
+    )
+    .await;
     assert_eq!(ok.0, StatusCode::OK, "{}", ok.1);
 }
 
@@ -254,7 +323,13 @@ async fn outside_dev_a_client_without_patterns_is_told_the_flag_and_in_dev_the_d
     let dev = env(true).await;
     let bare = client(&dev, &dev.admin, "bare", &["pki:issue"], &[]).await;
     for profile in ["server", "client", "peer"] {
-        let got = issue(&dev, &bare, profile, json!({"dns_names": ["app.example"], "ip_addresses": ["127.0.0.1"]})).await;
+        let got = issue(
+            &dev,
+            &bare,
+            profile,
+            json!({"dns_names": ["app.example"], "ip_addresses": ["127.0.0.1"]}),
+        )
+        .await;
         assert_eq!(got.0, StatusCode::OK, "{profile}: {}", got.1);
     }
     // Castellan's own names stay refused in --dev.
@@ -269,19 +344,52 @@ async fn outside_dev_a_client_without_patterns_is_told_the_flag_and_in_dev_the_d
 #[tokio::test]
 async fn scopes_per_profile_and_patterns_given_only_within_ones_own() {
     let e = env(false).await;
-    let only_client = client(&e, &e.admin, "devices", &["pki:issue:client"], &["**.devices.svc.local"]).await;
-    let ok = issue(&e, &only_client, "client", json!({"dns_names": ["d1.devices.svc.local"]})).await;
+    let only_client = client(
+        &e,
+        &e.admin,
+        "devices",
+        &["pki:issue:client"],
+        &["**.devices.svc.local"],
+    )
+    .await;
+    let ok = issue(
+        &e,
+        &only_client,
+        "client",
+        json!({"dns_names": ["d1.devices.svc.local"]}),
+    )
+    .await;
     assert_eq!(ok.0, StatusCode::OK, "{}", ok.1);
     refused(
-        &issue(&e, &only_client, "server", json!({"dns_names": ["d1.devices.svc.local"]})).await,
+        &issue(
+            &e,
+            &only_client,
+            "server",
+            json!({"dns_names": ["d1.devices.svc.local"]}),
+        )
+        .await,
         StatusCode::FORBIDDEN,
         "forbidden",
         &["pki:issue:server"],
     );
 
     // A delegate (clients:admin and pki:issue, bounded to its team) gives narrower patterns only.
-    let delegate = client(&e, &e.admin, "team-lead", &["clients:admin", "pki:issue"], &["**.team.svc.local"]).await;
-    client(&e, &delegate, "team-app", &["pki:issue"], &["a.team.svc.local"]).await;
+    let delegate = client(
+        &e,
+        &e.admin,
+        "team-lead",
+        &["clients:admin", "pki:issue"],
+        &["**.team.svc.local"],
+    )
+    .await;
+    client(
+        &e,
+        &delegate,
+        "team-app",
+        &["pki:issue"],
+        &["a.team.svc.local"],
+    )
+    .await;
     for wider in ["*", "**.svc.local", "ip:10.0.0.0/8"] {
         let (s, b) = send(
             &e.state,

@@ -129,7 +129,8 @@ async fn dead_replica(store: &Store) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_under_load_see_no_failure_across_rotate_now_postgres() {
-    let Some(url) = castellan_store::testing::fresh_postgres_database("emergency_load").await else {
+    let Some(url) = castellan_store::testing::fresh_postgres_database("emergency_load").await
+    else {
         return;
     };
     let (store, master, _) = initialized(&url).await;
@@ -217,7 +218,10 @@ async fn three_replicas_under_load_see_no_failure_across_rotate_now_postgres() {
     let _ = py.wait();
     let (key, took) = rotation.await.expect("rotation");
     assert_eq!(key.state, "current");
-    eprintln!("replicas r1 r2 r3 at {urls:?}; old kid {old_kid}, new kid {}", key.kid);
+    eprintln!(
+        "replicas r1 r2 r3 at {urls:?}; old kid {old_kid}, new kid {}",
+        key.kid
+    );
     assert!(
         failures.is_empty(),
         "{} of {} verifications failed: {:?}",
@@ -274,7 +278,10 @@ async fn a_lagging_replica_is_named_and_nothing_signs_until_it_catches_up() {
     assert!(msg.contains("stuck-replica"), "{msg}");
     assert!(msg.contains(&stuck_fp[..16]), "names what it serves: {msg}");
     assert!(!msg.contains("good-replica"), "{msg}");
-    assert!(!msg.contains("dead-replica"), "a dead replica is ignored: {msg}");
+    assert!(
+        !msg.contains("dead-replica"),
+        "a dead replica is ignored: {msg}"
+    );
     assert!(msg.contains("--force"), "{msg}");
     let listed = keys::list(&store, SystemClock.now()).await.expect("list");
     let pending = listed
@@ -284,7 +291,11 @@ async fn a_lagging_replica_is_named_and_nothing_signs_until_it_catches_up() {
         .kid
         .clone();
     assert_eq!(
-        listed.iter().find(|k| k.state == "current").expect("cur").kid,
+        listed
+            .iter()
+            .find(|k| k.state == "current")
+            .expect("cur")
+            .kid,
         old,
         "nothing signs with the new key"
     );
@@ -307,7 +318,10 @@ async fn a_lagging_replica_is_named_and_nothing_signs_until_it_catches_up() {
     let key = keys::rotate_now(&store, &master, &policy, &SystemClock, short)
         .await
         .expect("every live replica has it now");
-    assert_eq!((key.kid.as_str(), key.state.as_str()), (pending.as_str(), "current"));
+    assert_eq!(
+        (key.kid.as_str(), key.state.as_str()),
+        (pending.as_str(), "current")
+    );
     beating.abort();
 
     // --force: a lagging replica is named in the log, and the key signs anyway.
@@ -331,7 +345,11 @@ async fn a_lagging_replica_is_named_and_nothing_signs_until_it_catches_up() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let signing = keys::list(&store, SystemClock.now()).await.expect("list");
     assert_eq!(
-        signing.iter().find(|k| k.state == "current").expect("current").kid,
+        signing
+            .iter()
+            .find(|k| k.state == "current")
+            .expect("current")
+            .kid,
         forced.kid
     );
 }

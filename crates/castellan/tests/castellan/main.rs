@@ -7,6 +7,7 @@ mod support;
 
 mod agent;
 mod doctor;
+mod faults;
 mod foundation;
 mod http_limits;
 mod master_key;

@@ -80,9 +80,9 @@ impl ClientPatterns {
                 mine == *o
                     || match o.strip_prefix("**.") {
                         // `**.x` is covered by `**.y` where x is y or below it.
-                        Some(x) => mine.strip_prefix("**.").is_some_and(|y| {
-                            x == y || x.ends_with(&format!(".{y}"))
-                        }),
+                        Some(x) => mine
+                            .strip_prefix("**.")
+                            .is_some_and(|y| x == y || x.ends_with(&format!(".{y}"))),
                         // A name or `*.x`: as a (wildcard) name.
                         None => dns_matches(mine, o),
                     }
@@ -207,8 +207,7 @@ impl NameBounds {
                 }
                 // A requested wildcard covering the name is as good as the name itself.
                 Err(_) => {
-                    names.dns.iter().any(|d| dns_matches(d, r))
-                        || cn.as_deref() == Some(r.as_str())
+                    names.dns.iter().any(|d| dns_matches(d, r)) || cn.as_deref() == Some(r.as_str())
                 }
             };
             if hit {

@@ -314,8 +314,13 @@ fn a_name_must_pass_the_profile_and_the_clients_patterns() {
         .expect_err("outside the profile");
     assert!(matches!(err, PkiError::SanNotAllowed { .. }), "{err}");
     // `*.co.uk` under a client bounded to its own zone.
-    let builtin = Profile::allow_all("server", Purpose::Server).bounded(client_bounds(&["*.svc.local"]));
-    assert!(builtin.check_names(None, &["*.co.uk".into()], &[], &[]).is_err());
+    let builtin =
+        Profile::allow_all("server", Purpose::Server).bounded(client_bounds(&["*.svc.local"]));
+    assert!(
+        builtin
+            .check_names(None, &["*.co.uk".into()], &[], &[])
+            .is_err()
+    );
     // The common name: one of the SANs, or inside the client's DNS patterns.
     assert!(
         builtin
@@ -337,10 +342,12 @@ fn castellans_own_names_are_never_issued_even_by_a_wildcard() {
         reserved: vec!["castellan.corp.internal".into(), "10.0.0.5".into()],
     };
     let p = Profile::allow_all("server", Purpose::Server).bounded(unbounded);
-    for dns in ["castellan.corp.internal", "CASTELLAN.corp.internal", "*.corp.internal"] {
-        let err = p
-            .check_names(None, &[dns.into()], &[], &[])
-            .expect_err(dns);
+    for dns in [
+        "castellan.corp.internal",
+        "CASTELLAN.corp.internal",
+        "*.corp.internal",
+    ] {
+        let err = p.check_names(None, &[dns.into()], &[], &[]).expect_err(dns);
         assert!(matches!(err, PkiError::ReservedName { .. }), "{dns}: {err}");
     }
     assert!(matches!(
@@ -358,8 +365,13 @@ fn castellans_own_names_are_never_issued_even_by_a_wildcard() {
 
 #[test]
 fn client_patterns_parse_strictly() {
-    let p = ClientPatterns::parse(&["*.svc.local", "10.0.0.0/8", "spiffe://c/ns/a/*", "uri:urn:x:*"])
-        .expect("parse");
+    let p = ClientPatterns::parse(&[
+        "*.svc.local",
+        "10.0.0.0/8",
+        "spiffe://c/ns/a/*",
+        "uri:urn:x:*",
+    ])
+    .expect("parse");
     assert_eq!(
         p.to_strings(),
         vec![
@@ -369,7 +381,10 @@ fn client_patterns_parse_strictly() {
             "uri:urn:x:*"
         ]
     );
-    assert_eq!(ClientPatterns::parse(&p.to_strings()).expect("round trip"), p);
+    assert_eq!(
+        ClientPatterns::parse(&p.to_strings()).expect("round trip"),
+        p
+    );
     for bad in ["", "dns:A.B", "ip:10.0.0.1/8", "dns:a.*.b", "x y", "dns:"] {
         assert!(ClientPatterns::parse(&[bad]).is_err(), "{bad:?}");
     }
@@ -378,12 +393,27 @@ fn client_patterns_parse_strictly() {
 
 #[test]
 fn a_client_gives_only_patterns_its_own_cover() {
-    let mine = ClientPatterns::parse(&["**.svc.local", "ip:10.1.0.0/16", "uri:spiffe://c/a"]).expect("p");
-    for ok in ["a.svc.local", "*.svc.local", "**.b.svc.local", "10.1.2.0/24", "10.1.2.3", "uri:spiffe://c/a"] {
+    let mine =
+        ClientPatterns::parse(&["**.svc.local", "ip:10.1.0.0/16", "uri:spiffe://c/a"]).expect("p");
+    for ok in [
+        "a.svc.local",
+        "*.svc.local",
+        "**.b.svc.local",
+        "10.1.2.0/24",
+        "10.1.2.3",
+        "uri:spiffe://c/a",
+    ] {
         let other = ClientPatterns::parse(&[ok]).expect(ok);
         assert_eq!(mine.first_uncovered(&other), None, "{ok}");
     }
-    for wider in ["*", "svc.local", "**.local", "10.0.0.0/8", "10.2.0.1", "uri:spiffe://c/*"] {
+    for wider in [
+        "*",
+        "svc.local",
+        "**.local",
+        "10.0.0.0/8",
+        "10.2.0.1",
+        "uri:spiffe://c/*",
+    ] {
         let other = ClientPatterns::parse(&[wider]).expect(wider);
         assert!(mine.first_uncovered(&other).is_some(), "{wider}");
     }
