@@ -26,6 +26,11 @@ fn client_info(c: &ClientRow) -> ClientInfo {
             require_mfa: c.app.require_mfa,
             user_claims: words(&c.app.user_claims),
         }),
+        cert_names: c
+            .cert_names
+            .as_deref()
+            .map(|s| s.split(' ').map(str::to_owned).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -194,6 +199,13 @@ pub(crate) fn new_client_row(
     } else {
         secret::generate_secret()?
     };
+    let cert_names = if req.cert_names.is_empty() {
+        None
+    } else {
+        let p = castellan_core::pki::ClientPatterns::parse(&req.cert_names)
+            .map_err(ServiceError::Invalid)?;
+        Some(p.to_strings().join(" "))
+    };
     let row = ClientRow {
         client_id: secret::random_id("cl_", 12)?,
         name: req.name,
@@ -208,6 +220,7 @@ pub(crate) fn new_client_row(
         token_ttl_secs: ttl,
         created_at: now,
         app,
+        cert_names,
     };
     Ok((row, secret))
 }
@@ -232,6 +245,25 @@ pub async fn create_client(
         client: client_info(&row),
         client_secret: secret.to_string(),
     })
+}
+
+/// Creates a client for a caller (the API): Castellan's own scopes only as [`may_grant`] allows, and
+/// certificate name patterns only as [`crate::cert_names::patterns_to_give`] allows.
+pub async fn create_client_as(
+    store: &Store,
+    caller: &ClientRow,
+    caller_scopes: &str,
+    req: NewClient,
+    max_ttl_secs: i64,
+    now: i64,
+) -> Result<CreatedClient, ServiceError> {
+    if let Some(s) = req.scopes.iter().find(|s| !may_grant(caller_scopes, s)) {
+        return Err(ServiceError::Forbidden(format!(
+            "the token cannot give `{s}`: a client is given Castellan's own scopes only by a caller that holds them"
+        )));
+    }
+    crate::cert_names::patterns_to_give(&req.cert_names, caller, caller_scopes)?;
+    create_client(store, req, max_ttl_secs, now).await
 }
 
 /// Lists clients.

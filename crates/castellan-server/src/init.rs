@@ -81,6 +81,7 @@ pub async fn initialize(
             audience: None,
             token_ttl_secs: None,
             app: None,
+            cert_names: Vec::new(),
         },
         now,
     )?;

@@ -13,6 +13,7 @@ use castellan_core::token::{KeyRing, RingKey};
 use castellan_store::{MasterKeyCheck, SigningKeyRow, Store};
 
 use crate::data_keys::{self, check_master_key};
+pub use crate::emergency::{EmergencyOptions, rotate_now};
 use crate::error::ServiceError;
 
 /// Generates a signing key and seals it under `dek`.
@@ -109,7 +110,7 @@ pub struct KeyInfo {
     pub retire_at: Option<i64>,
 }
 
-fn scheduled(rows: &[SigningKeyRow]) -> Vec<Scheduled> {
+pub(crate) fn scheduled(rows: &[SigningKeyRow]) -> Vec<Scheduled> {
     rows.iter()
         .map(|r| Scheduled {
             kid: r.kid.clone(),
@@ -155,7 +156,7 @@ pub async fn plan(
     Ok(rotation::plan(&scheduled(&rows), policy, now))
 }
 
-async fn current_row(
+pub(crate) async fn current_row(
     store: &Store,
     now: i64,
 ) -> Result<(Vec<SigningKeyRow>, SigningKeyRow), ServiceError> {
@@ -201,7 +202,7 @@ pub async fn rotation_job(
     .await
 }
 
-async fn insert_next(
+pub(crate) async fn insert_next(
     store: &Store,
     master: &MasterKey,
     cur: &SigningKeyRow,
@@ -268,17 +269,6 @@ pub async fn schedule_rotation(
     .await
 }
 
-/// `keys rotate --now`: the emergency path. A new key signs at once; verifiers that have not fetched
-/// the JWKS since will fail until they refresh.
-pub async fn rotate_now(
-    store: &Store,
-    master: &MasterKey,
-    policy: &Policy,
-    now: i64,
-) -> Result<KeyInfo, ServiceError> {
-    manual_rotation(store, master, policy, now, now, "emergency").await
-}
-
 /// Inserts a key activating at `activate_at` for the current key, guarded by `<marker>:<current kid>`.
 async fn manual_rotation(
     store: &Store,
@@ -299,7 +289,7 @@ async fn manual_rotation(
     info(store, &kid, now).await
 }
 
-async fn info(store: &Store, kid: &str, now: i64) -> Result<KeyInfo, ServiceError> {
+pub(crate) async fn info(store: &Store, kid: &str, now: i64) -> Result<KeyInfo, ServiceError> {
     list(store, now)
         .await?
         .into_iter()

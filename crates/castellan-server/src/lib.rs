@@ -10,9 +10,11 @@
 #![forbid(unsafe_code)]
 
 pub mod assertion;
+pub mod cert_names;
 pub mod clients;
 pub mod config;
 pub mod data_keys;
+pub mod emergency;
 pub mod error;
 pub mod http;
 pub mod init;

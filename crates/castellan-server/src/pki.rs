@@ -192,9 +192,19 @@ pub async fn sign_csr(
     req: &IssueRequest,
     now: i64,
 ) -> Result<IssuedSet, ServiceError> {
-    let set = ca
-        .issuer
-        .sign_csr(profiles.get(profile)?, csr_pem, req, now)?;
+    sign_csr_with(log, ca, profiles.get(profile)?, csr_pem, req, now).await
+}
+
+/// Signs a CSR under `profile` itself (one already bounded for its caller); verified and recorded.
+pub async fn sign_csr_with(
+    log: &impl CertLog,
+    ca: &LoadedCa,
+    profile: &Profile,
+    csr_pem: &str,
+    req: &IssueRequest,
+    now: i64,
+) -> Result<IssuedSet, ServiceError> {
+    let set = ca.issuer.sign_csr(profile, csr_pem, req, now)?;
     log.record(record(&set, ca, now)).await?;
     Ok(set)
 }

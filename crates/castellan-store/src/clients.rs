@@ -68,9 +68,8 @@ impl Store {
 
 pub(crate) async fn insert_client(tx: &mut Tx<'_>, row: &ClientRow) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO clients (client_id, name, secret_hash, scopes, audience, token_ttl_secs, created_at, \
-         redirect_uris, post_logout_redirect_uris, grant_types, public_client, require_mfa, user_claims) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        "INSERT INTO clients (client_id, name, secret_hash, scopes, audience, token_ttl_secs, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&row.client_id)
     .bind(&row.name)
@@ -79,15 +78,31 @@ pub(crate) async fn insert_client(tx: &mut Tx<'_>, row: &ClientRow) -> Result<()
     .bind(&row.audience)
     .bind(row.token_ttl_secs)
     .bind(row.created_at)
-    .bind(&row.app.redirect_uris)
-    .bind(&row.app.post_logout_redirect_uris)
-    .bind(&row.app.grant_types)
-    .bind(i64::from(row.app.public_client))
-    .bind(i64::from(row.app.require_mfa))
-    .bind(&row.app.user_claims)
     .execute(&mut **tx)
     .await
     .map_err(conflict(&format!("a client named `{}`", row.name)))?;
+    if let Some(patterns) = &row.cert_names {
+        sqlx::query("INSERT INTO client_cert_names (client_id, patterns) VALUES ($1, $2)")
+            .bind(&row.client_id)
+            .bind(patterns)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if row.app != ClientApp::default() {
+        sqlx::query(
+            "INSERT INTO client_apps (client_id, redirect_uris, post_logout_redirect_uris, grant_types, \
+             public_client, require_mfa, user_claims) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&row.client_id)
+        .bind(&row.app.redirect_uris)
+        .bind(&row.app.post_logout_redirect_uris)
+        .bind(&row.app.grant_types)
+        .bind(i64::from(row.app.public_client))
+        .bind(i64::from(row.app.require_mfa))
+        .bind(&row.app.user_claims)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }
 
@@ -108,5 +123,6 @@ pub(crate) fn client_from_row(r: &AnyRow) -> Result<ClientRow, StoreError> {
             require_mfa: r.try_get::<i64, _>("require_mfa")? != 0,
             user_claims: r.try_get("user_claims")?,
         },
+        cert_names: r.try_get("cert_names")?,
     })
 }

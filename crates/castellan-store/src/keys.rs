@@ -208,6 +208,21 @@ impl Store {
         Ok(true)
     }
 
+    /// Makes a published, not yet signing key sign from `at` (the last step of an emergency rotation).
+    /// Returns `false` (and changes nothing) when the key is revoked, gone, or signs already.
+    pub async fn activate_signing_key(&self, kid: &str, at: i64) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE signing_keys SET activate_at = $2 \
+             WHERE kid = $1 AND activate_at > $2 AND revoked_at IS NULL",
+        )
+        .bind(kid)
+        .bind(at)
+        .execute(self.pool()?)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
     /// Revokes a signing key: it leaves the JWKS at once. Returns whether a published key was revoked.
     pub async fn revoke_signing_key(&self, kid: &str, now: i64) -> Result<bool, StoreError> {
         let n = sqlx::query(

@@ -16,9 +16,17 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 macro_rules! client_select {
+    // A derived table named `clients`, so callers append `WHERE client_id = $1` or `ORDER BY name`.
     () => {
-        "SELECT client_id, name, secret_hash, scopes, audience, token_ttl_secs, created_at, redirect_uris, \
-         post_logout_redirect_uris, grant_types, public_client, require_mfa, user_claims FROM clients"
+        "SELECT * FROM (SELECT c.client_id, c.name, c.secret_hash, c.scopes, c.audience, c.token_ttl_secs, \
+         c.created_at, \
+         (SELECT patterns FROM client_cert_names n WHERE n.client_id = c.client_id) AS cert_names, \
+         COALESCE(a.redirect_uris, '') AS redirect_uris, \
+         COALESCE(a.post_logout_redirect_uris, '') AS post_logout_redirect_uris, \
+         COALESCE(a.grant_types, 'client_credentials') AS grant_types, \
+         COALESCE(a.public_client, 0) AS public_client, COALESCE(a.require_mfa, 0) AS require_mfa, \
+         COALESCE(a.user_claims, '') AS user_claims \
+         FROM clients c LEFT JOIN client_apps a ON a.client_id = c.client_id) AS clients"
     };
 }
 
@@ -44,6 +52,7 @@ macro_rules! cert_select {
 mod batch;
 mod changes;
 mod clients;
+mod heartbeats;
 mod keys;
 mod migrate;
 mod pki;

@@ -13,6 +13,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     ),
     (5, include_str!("../migrations/sqlite/0005_changes.sql")),
     (7, include_str!("../migrations/sqlite/0007_signin.sql")),
+    (
+        6,
+        include_str!("../migrations/sqlite/0006_heartbeats_cert_names.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -24,6 +28,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     ),
     (5, include_str!("../migrations/postgres/0005_changes.sql")),
     (7, include_str!("../migrations/postgres/0007_signin.sql")),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_heartbeats_cert_names.sql"),
+    ),
 ];
 
 /// The store.

@@ -65,6 +65,9 @@ pub struct ClientRow {
     pub created_at: i64,
     /// How it signs people in, when it is an app that does.
     pub app: ClientApp,
+    /// The certificate names it may ask for: space-separated `dns:`, `ip:` and `uri:` patterns
+    /// (`None`: none given).
+    pub cert_names: Option<String>,
 }
 
 /// What a client that signs people in is registered with (all empty for a service client).
@@ -102,6 +105,21 @@ impl ClientApp {
     pub fn allows_grant(&self, grant: &str) -> bool {
         self.grant_types.split(' ').any(|g| g == grant)
     }
+}
+
+/// A replica's heartbeat: when it last refreshed from the store and which key ring it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The replica's id (`replica_id`).
+    pub replica_id: String,
+    /// When, milliseconds since the epoch on the replica's clock.
+    pub seen_at_ms: i64,
+    /// How often it beats, milliseconds (its refresh interval).
+    pub every_ms: i64,
+    /// SHA-256 of the JWKS it serves (as in `/v1/sys/status`).
+    pub fingerprint: String,
+    /// The kids of that JWKS, space-separated.
+    pub kids: String,
 }
 
 /// Everything `castellan init` creates, written in one transaction or not at all.

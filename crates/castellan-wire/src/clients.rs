@@ -8,6 +8,10 @@ pub struct NewClient {
     /// `aud` of its tokens; the issuer when unset.
     #[serde(default)]
     pub audience: Option<String>,
+    /// Certificate name patterns (`dns:*.svc.local`, `ip:10.0.0.0/8`, `uri:spiffe://…/*`): the only
+    /// names it may be issued, within the profile's. Empty: none given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cert_names: Vec<String>,
     /// Unique name.
     pub name: String,
     /// Scopes it may ask for.
@@ -61,6 +65,9 @@ pub struct ClientInfo {
     /// How it signs people in, for an app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<AppRegistration>,
+    /// Its certificate name patterns (empty: none).
+    #[serde(default)]
+    pub cert_names: Vec<String>,
 }
 
 /// `GET /v1/clients`.
@@ -98,6 +105,7 @@ mod tests {
     fn a_new_client_is_what_the_cli_sent_before() {
         let c = NewClient {
             audience: None,
+            cert_names: Vec::new(),
             name: "app".into(),
             scopes: vec!["read".into()],
             token_ttl_secs: Some(60),

@@ -28,13 +28,23 @@ pub enum KeysCommand {
     },
     /// Schedule a next key that starts signing `keys.prepublish` from now.
     ///
-    /// With --now (the emergency path, e.g. after a key leak) the new key signs at once: verifiers that
-    /// cached the JWKS before it was published reject its tokens until they refetch (most refetch on an
-    /// unknown kid; a mesh refreshing on a timer fails for up to its refresh interval).
+    /// With --now (the emergency path, e.g. after a key leak) the new key is published first and signs
+    /// as soon as every live replica publishes it (their heartbeats in the store say so; on PostgreSQL
+    /// that takes milliseconds), at most --wait. A replica still without it then is named and the key
+    /// stays `next` (run the command again to wait again), unless --force. Verifiers that cached the
+    /// JWKS before it was published reject its tokens until they refetch (most refetch on an unknown
+    /// kid; a mesh refreshing on a timer fails for up to its refresh interval).
     Rotate {
-        /// Sign with the new key at once.
+        /// Sign with the new key as soon as every live replica publishes it.
         #[arg(long)]
         now: bool,
+        /// With --now: how long to wait for every live replica (e.g. 10s, 1m; at most 50s via --server).
+        #[arg(long, default_value = "10s", value_parser = castellan_core::duration::parse_duration)]
+        wait: std::time::Duration,
+        /// With --now: sign with the new key after --wait even if a live replica does not publish it
+        /// yet (verifiers fetching the JWKS from that replica fail until it refreshes).
+        #[arg(long, requires = "now")]
+        force: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -154,18 +164,25 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
         }
         KeysCommand::Rotate {
             now: at_once,
+            wait,
+            force,
             target,
         } => {
             let key: KeyInfo = if let Some(remote) = target.remote.client().await? {
-                remote
-                    .post("/v1/keys/rotate", &serde_json::json!({"now": at_once}))
-                    .await?
+                let body = if at_once {
+                    serde_json::json!({"now": true, "force": force, "wait_secs": wait.as_secs()})
+                } else {
+                    serde_json::json!({"now": false})
+                };
+                remote.post("/v1/keys/rotate", &body).await?
             } else {
                 let cfg = target.store.config()?;
                 let (store, master) = common::unlocked_store(&cfg).await?;
                 let policy = cfg.rotation_policy()?;
                 if at_once {
-                    keys::rotate_now(&store, &master, &policy, now()).await?
+                    let opts = keys::EmergencyOptions { wait, force };
+                    keys::rotate_now(&store, &master, &policy, &castellan_core::SystemClock, opts)
+                        .await?
                 } else {
                     keys::schedule_rotation(&store, &master, &policy, now()).await?
                 }

@@ -137,6 +137,11 @@ enum ClientCommand {
         /// Token lifetime, e.g. 15m or 1h (default: tokens.default_ttl).
         #[arg(long)]
         token_ttl: Option<String>,
+        /// A certificate name the client may be issued, within the profile's patterns (repeat for
+        /// several): `dns:*.svc.local` (or just `*.svc.local`), `ip:10.0.0.0/8`, `uri:spiffe://c/ns/a/*`.
+        /// Outside `serve --dev`, a `pki:issue` client without any is issued nothing.
+        #[arg(long = "cert-name", value_name = "PATTERN")]
+        cert_names: Vec<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -346,6 +351,7 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
             scopes,
             audience,
             token_ttl,
+            cert_names,
             json,
             target,
             grants,
@@ -385,6 +391,7 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
                 audience,
                 token_ttl_secs,
                 app,
+                cert_names,
             };
             let created = if let Some(remote) = target.remote.client().await? {
                 remote.create_client(&req).await?
@@ -409,6 +416,9 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
                     println!("client_secret: {}", created.client_secret);
                 }
                 println!("scopes:        {}", created.client.scopes.join(" "));
+                if !created.client.cert_names.is_empty() {
+                    println!("cert names:    {}", created.client.cert_names.join(" "));
+                }
                 eprintln!("The secret is shown once and stored only as a hash: keep it now.");
             }
         }

@@ -154,6 +154,11 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         crl_url: cfg.crl_url(),
         rotation: cfg.rotation_policy()?,
         signin: cfg.signin.settings()?,
+        cert_names: castellan_server::cert_names::CertNamePolicy {
+            dev: args.dev,
+            castellan_names: cfg.castellan_names(),
+            issue_castellan_names: cfg.pki.issue_castellan_names,
+        },
     };
     let state = match AppState::load(store, Arc::new(master), Arc::new(SystemClock), settings).await
     {

@@ -98,6 +98,29 @@ pub enum PkiError {
         /// The profile's patterns for this kind, comma-separated (or `none`).
         allowed: String,
     },
+    /// A requested name is outside the certificate names its client may ask for.
+    #[error(
+        "{kind} `{value}` is not among the certificate names {owner} may ask for (its patterns: {allowed})"
+    )]
+    NameNotAllowed {
+        /// The kind of name.
+        kind: String,
+        /// The refused name.
+        value: String,
+        /// Whose patterns refused it (`client `billing``).
+        owner: String,
+        /// Those patterns of this kind, comma-separated (or `none`).
+        allowed: String,
+    },
+    /// A requested name is one of Castellan's own API names.
+    #[error(
+        "`{value}` is a name of this Castellan's own API (a certificate for it could impersonate the server that \
+         holds every secret and signs every token): it is never issued to a client unless `pki.issue_castellan_names = true`"
+    )]
+    ReservedName {
+        /// The reserved name the request would cover.
+        value: String,
+    },
     /// The requested common name is not allowed by the profile.
     #[error("common name `{value}` is not allowed by profile `{profile}`: {reason}")]
     CommonNameNotAllowed {
@@ -286,6 +309,8 @@ impl PkiError {
             PkiError::TtlBeyondCa { .. } => "ttl-beyond-ca",
             PkiError::SanNotAllowed { .. } => "san-not-allowed",
             PkiError::CommonNameNotAllowed { .. } => "common-name-not-allowed",
+            PkiError::NameNotAllowed { .. } => "name-not-allowed-for-client",
+            PkiError::ReservedName { .. } => "name-reserved",
             PkiError::InvalidName { .. } => "invalid-name",
             PkiError::TooManySans { .. } => "too-many-sans",
             PkiError::NoSubjectName => "no-subject-name",

@@ -39,7 +39,10 @@ pub use csr::new_key_and_csr;
 pub use error::PkiError;
 pub use issuer::{ImportedCa, IssueRequest, IssuedSet, Issuer, import_ca};
 pub use parse::{CertInfo, parse_cert_der, parse_cert_pem, parse_certs_pem};
-pub use profile::{BUILTIN_MAX_TTL, MAX_SANS, Names, Profile, Profiles, Purpose, SanKind};
+pub use profile::{
+    BUILTIN_MAX_TTL, ClientPatterns, MAX_CLIENT_PATTERNS, MAX_SANS, NameBounds, Names, Profile,
+    Profiles, Purpose, SanKind,
+};
 pub use verify::{SetPems, verify_set};
 
 use pem::{EncodeConfig, LineEnding, Pem};

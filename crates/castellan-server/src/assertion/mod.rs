@@ -420,6 +420,7 @@ pub async fn issue(
         token_ttl_secs: client.token_ttl_secs,
         created_at: 0,
         app: castellan_store::ClientApp::default(),
+        cert_names: None,
     };
     crate::tokens::sign_for(state, &row, req.scope.as_deref())
 }

@@ -213,6 +213,9 @@ pub struct PkiConfig {
     pub crl_validity: Duration,
     /// Configured profiles (`[[pki.profiles]]`), besides the built-in `server`, `client` and `peer`.
     pub profiles: Vec<castellan_core::pki::Profile>,
+    /// Issue Castellan's own API names (its TLS names, the public URL's host) to callers: off by
+    /// default, since such a certificate impersonates the server itself.
+    pub issue_castellan_names: bool,
 }
 
 impl Default for PkiConfig {
@@ -220,6 +223,7 @@ impl Default for PkiConfig {
         Self {
             crl_validity: Duration::from_secs(24 * 3600),
             profiles: Vec::new(),
+            issue_castellan_names: false,
         }
     }
 }
@@ -341,6 +345,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("CASTELLAN_TOKENS_JWKS_MAX_AGE", "tokens.jwks_max_age"),
     ("CASTELLAN_STORE_REFRESH_INTERVAL", "store.refresh_interval"),
     ("CASTELLAN_PKI_CRL_VALIDITY", "pki.crl_validity"),
+    (
+        "CASTELLAN_PKI_ISSUE_CASTELLAN_NAMES",
+        "pki.issue_castellan_names",
+    ),
     ("CASTELLAN_KEYS_ROTATION_PERIOD", "keys.rotation_period"),
     ("CASTELLAN_KEYS_PREPUBLISH", "keys.prepublish"),
     ("CASTELLAN_KEYS_RETIRE_AFTER", "keys.retire_after"),
@@ -423,6 +431,13 @@ impl Config {
                 }
                 "CASTELLAN_PKI_CRL_VALIDITY" => {
                     self.pki.crl_validity = parse_duration(value).map_err(bad)?
+                }
+                "CASTELLAN_PKI_ISSUE_CASTELLAN_NAMES" => {
+                    self.pki.issue_castellan_names = match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad("expected `true` or `false`".into())),
+                    }
                 }
                 "CASTELLAN_STORE_REFRESH_INTERVAL" => {
                     self.store.refresh_interval = parse_duration(value).map_err(bad)?
@@ -677,6 +692,32 @@ impl Config {
             }
             names.push(ip.to_string());
         }
+        names.dedup();
+        names
+    }
+
+    /// Castellan's own API names, never issued to a caller unless `pki.issue_castellan_names`: with TLS
+    /// on, the names of its certificate (`tls.names`, or the public URL's host and the listen address);
+    /// with an `https://` public URL (a TLS proxy in front), its host. DNS names lowercase.
+    pub fn castellan_names(&self) -> Vec<String> {
+        let https = self
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        if self.tls.mode == TlsMode::Off && !https {
+            return Vec::new();
+        }
+        let mut names = self.tls_names();
+        if let Some(host) = self
+            .public_url
+            .as_deref()
+            .and_then(|u| u.parse::<axum::http::Uri>().ok())
+            .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_owned()))
+        {
+            names.push(host);
+        }
+        let mut names: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        names.sort();
         names.dedup();
         names
     }

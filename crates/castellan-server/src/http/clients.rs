@@ -38,21 +38,11 @@ async fn clients_create(
 ) -> Result<Response, ApiError> {
     let caller = authorize(&state, &headers, Some("clients:admin")).await?;
     let Json(req) = body.map_err(json_rejection)?;
-    if let Some(s) = req
-        .scopes
-        .iter()
-        .find(|s| !crate::clients::may_grant(&caller.scope, s))
-    {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "the token cannot give `{s}`: a client is given Castellan's own scopes only by a caller that holds them"
-            ),
-        ));
-    }
-    let created = crate::clients::create_client(
+    let me = state.caller(&caller).await?;
+    let created = crate::clients::create_client_as(
         state.store(),
+        &me,
+        &caller.scope,
         req,
         state.settings().max_ttl_secs,
         state.now(),

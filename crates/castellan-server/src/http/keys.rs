@@ -44,7 +44,16 @@ async fn keys_plan(
 struct RotateBody {
     #[serde(default)]
     now: bool,
+    /// With `now`: sign with the new key after the wait even if a replica does not publish it yet.
+    #[serde(default)]
+    force: bool,
+    /// With `now`: how long to wait for every live replica to publish the new key (default 10).
+    #[serde(default)]
+    wait_secs: Option<u64>,
 }
+
+/// The longest wait a request may ask for (it holds the request open; `http.request_timeout` is 60 s).
+const MAX_WAIT_SECS: u64 = 50;
 
 async fn keys_rotate(
     State(state): State<AppState>,
@@ -53,19 +62,38 @@ async fn keys_rotate(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Some("keys:admin")).await?;
     let Json(b) = body.map_err(json_rejection)?;
-    let (store, master, policy, now) = (
-        state.store(),
-        state.master(),
-        &state.settings().rotation,
-        state.now(),
-    );
+    if !b.now && (b.force || b.wait_secs.is_some()) {
+        return Err(bad_request("`force` and `wait_secs` go with `now: true`"));
+    }
+    let wait = match b.wait_secs {
+        Some(w) if w > MAX_WAIT_SECS => {
+            return Err(bad_request(&format!(
+                "wait_secs {w} is above the maximum of {MAX_WAIT_SECS}"
+            )));
+        }
+        Some(w) => std::time::Duration::from_secs(w),
+        None => crate::emergency::DEFAULT_WAIT,
+    };
+    let (store, master, policy) = (state.store(), state.master(), &state.settings().rotation);
     let key = if b.now {
-        crate::keys::rotate_now(store, master, policy, now).await?
+        let opts = crate::keys::EmergencyOptions {
+            wait,
+            force: b.force,
+        };
+        crate::keys::rotate_now(store, master, policy, state.clock(), opts).await?
     } else {
-        crate::keys::schedule_rotation(store, master, policy, now).await?
+        crate::keys::schedule_rotation(store, master, policy, state.now()).await?
     };
     let _ = state.refresh().await;
     Ok(Json(key).into_response())
+}
+
+fn bad_request(message: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        message.to_owned(),
+    )
 }
 
 async fn keys_revoke(

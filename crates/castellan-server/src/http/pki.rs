@@ -42,17 +42,9 @@ async fn pki_issue(
     ApiPath(profile): ApiPath<String>,
     body: Result<Json<IssueRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("pki:issue")).await?;
+    let caller = authorize(&state, &headers, None).await?;
     let Json(req) = body.map_err(json_rejection)?;
-    let set = pki::issue(
-        state.certs(),
-        &state.ca(),
-        &state.settings().profiles,
-        &profile,
-        &req,
-        state.now(),
-    )
-    .await?;
+    let set = crate::cert_names::issue_as(&state, &caller, &profile, None, &req).await?;
     tracing::info!(serial = %set.serial_hex, profile, "issued a certificate");
     Ok(set_response(&set))
 }
@@ -63,19 +55,10 @@ async fn pki_sign(
     ApiPath(profile): ApiPath<String>,
     body: Result<Json<SignBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Some("pki:issue")).await?;
+    let caller = authorize(&state, &headers, None).await?;
     let Json(b) = body.map_err(json_rejection)?;
     let (csr, req) = b.into_parts();
-    let set = pki::sign_csr(
-        state.certs(),
-        &state.ca(),
-        &state.settings().profiles,
-        &profile,
-        &csr,
-        &req,
-        state.now(),
-    )
-    .await?;
+    let set = crate::cert_names::issue_as(&state, &caller, &profile, Some(&csr), &req).await?;
     tracing::info!(serial = %set.serial_hex, profile, "signed a CSR");
     Ok(set_response(&set))
 }

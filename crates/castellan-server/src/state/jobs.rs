@@ -93,6 +93,11 @@ impl AppState {
             .store
             .prune_changes(now - super::refresh::FEED_KEPT.as_secs() as i64)
             .await?;
+        // Heartbeats of replicas gone for a day.
+        self.0
+            .store
+            .prune_heartbeats(crate::emergency::wall_ms() - 86_400_000)
+            .await?;
         pki::current_crl(
             &self.0.store,
             &self.ca(),

@@ -52,6 +52,8 @@ pub struct Settings {
     pub rotation: castellan_core::token::Policy,
     /// How people sign in.
     pub signin: crate::signin::SigninSettings,
+    /// Which certificate names callers may be issued beyond the profiles (see [`crate::cert_names`]).
+    pub cert_names: crate::cert_names::CertNamePolicy,
 }
 
 /// The key ring as served: parsed verifiers, the JWKS bytes and their ETag, computed once per change.
@@ -103,6 +105,8 @@ struct Inner {
     hashing: crate::signin::Hashing,
     /// `[[trusted_issuer]]`: whose tokens clients may authenticate with (set once, at start-up).
     trusted: std::sync::OnceLock<Arc<crate::assertion::TrustedIssuers>>,
+    /// When this replica last recorded its heartbeat, and the ring fingerprint it recorded.
+    last_beat: Mutex<Option<(Instant, String)>>,
 }
 
 /// How long a client id the store did not know is answered from memory.
@@ -194,6 +198,7 @@ impl AppState {
             hashing: crate::signin::Hashing::new(&settings.signin),
             settings,
             trusted: std::sync::OnceLock::new(),
+            last_beat: Mutex::new(None),
         })))
     }
 
@@ -203,6 +208,11 @@ impl AppState {
             Ok(r) => r.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+
+    /// This server's clock.
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        self.0.clock.as_ref()
     }
 
     /// The time on this server's clock, unix seconds.
@@ -355,6 +365,16 @@ impl AppState {
     /// The scopes a `[[trusted_issuer]]` entry gives `client_id`, when one maps to it.
     pub(crate) fn mapped_client_scopes(&self, client_id: &str) -> Option<String> {
         self.trusted_issuers()?.scopes_of(client_id)
+    }
+
+    /// The client of an authorized token (it existed a moment ago, when the token was checked).
+    pub(crate) async fn caller(
+        &self,
+        claims: &AccessClaims,
+    ) -> Result<Arc<ClientRow>, ServiceError> {
+        self.client(&claims.client_id)
+            .await?
+            .ok_or_else(|| ServiceError::Forbidden("the token's client no longer exists".into()))
     }
 
     /// The store.

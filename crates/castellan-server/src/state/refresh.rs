@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use castellan_store::ChangeKind;
+use castellan_store::{ChangeKind, Heartbeat};
 
 use super::{AppState, load_clients, loaded};
 use crate::error::ServiceError;
@@ -161,7 +161,17 @@ impl AppState {
             Some(&previous.ring),
         )
         .await?;
-        if ring.fingerprint() != previous.ring.fingerprint() {
+        // The JWKS fingerprint does not change when only a key's times do (an emergency rotation
+        // moves a published key's activation to now): compare the schedule too.
+        let schedule = |r: &castellan_core::token::KeyRing| {
+            r.keys()
+                .iter()
+                .map(|k| (k.key.kid().to_owned(), k.activate_at, k.remove_at))
+                .collect::<Vec<_>>()
+        };
+        if ring.fingerprint() != previous.ring.fingerprint()
+            || schedule(&ring) != schedule(&previous.ring)
+        {
             tracing::info!(
                 fingerprint = ring.fingerprint(),
                 keys = ring.keys().len(),
@@ -191,6 +201,37 @@ impl AppState {
         Ok(())
     }
 
+    /// Records this replica's heartbeat in the store (see [`crate::emergency`]): the time, its refresh
+    /// interval and the key ring it serves (the JWKS fingerprint and kids). Written when the ring
+    /// changed since the last one, else at most twice per `refresh_interval`.
+    pub async fn heartbeat(&self) -> Result<(), ServiceError> {
+        let ring = self.ring();
+        let fingerprint = ring.ring.fingerprint().to_owned();
+        let every = self.0.settings.refresh_interval;
+        let due = self.0.last_beat.lock().map_or(true, |last| match &*last {
+            Some((at, fp)) => *fp != fingerprint || at.elapsed() >= every / 2,
+            None => true,
+        });
+        if !due {
+            return Ok(());
+        }
+        let kids: Vec<&str> = ring.ring.keys().iter().map(|k| k.key.kid()).collect();
+        self.0
+            .store
+            .beat(&Heartbeat {
+                replica_id: self.0.settings.replica_id.clone(),
+                seen_at_ms: crate::emergency::wall_ms(),
+                every_ms: i64::try_from(every.as_millis()).unwrap_or(i64::MAX),
+                fingerprint: fingerprint.clone(),
+                kids: kids.join(" "),
+            })
+            .await?;
+        if let Ok(mut last) = self.0.last_beat.lock() {
+            *last = Some((Instant::now(), fingerprint));
+        }
+        Ok(())
+    }
+
     /// Refreshes every `refresh_interval`, and at once when the store signals a change (PostgreSQL),
     /// until the task is aborted; keeps the last good state on error.
     pub fn spawn_refresh(&self) -> tokio::task::JoinHandle<()> {
@@ -213,13 +254,23 @@ impl AppState {
             let mut tick = tokio::time::interval(state.0.settings.refresh_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
+            if let Err(e) = state.heartbeat().await {
+                tracing::debug!(error = %e, "heartbeat not recorded");
+            }
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     () = state.0.wake.notified() => {}
                 }
-                if let Err(e) = state.refresh().await {
-                    tracing::warn!(error = %e, "refresh from the store failed; serving the last loaded key ring");
+                match state.refresh().await {
+                    Ok(()) => {
+                        if let Err(e) = state.heartbeat().await {
+                            tracing::debug!(error = %e, "heartbeat not recorded");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "refresh from the store failed; serving the last loaded key ring")
+                    }
                 }
             }
         })

@@ -34,6 +34,7 @@ pub(crate) fn settings(refresh: Duration) -> Settings {
             .rotation_policy()
             .expect("policy"),
         signin: Default::default(),
+        cert_names: castellan_server::cert_names::CertNamePolicy::default(),
     }
 }
 
@@ -77,6 +78,7 @@ async fn new_client(store: &Store, name: &str) -> (String, String) {
             audience: None,
             token_ttl_secs: None,
             app: None,
+            cert_names: Vec::new(),
         },
         86400,
         SystemClock.now(),

@@ -57,6 +57,7 @@ async fn fixture() -> Fixture {
             audience: Some("api".into()),
             token_ttl_secs: None,
             app: None,
+            cert_names: Vec::new(),
         },
         86400,
         clock.now(),
@@ -77,6 +78,7 @@ async fn fixture() -> Fixture {
             .rotation_policy()
             .expect("policy"),
         signin: Default::default(),
+        cert_names: castellan_server::cert_names::CertNamePolicy::default(),
     };
     let state = AppState::load(store, Arc::new(master), clock.clone(), settings)
         .await
@@ -806,6 +808,7 @@ async fn the_crl_is_rebuilt_before_next_update_by_the_lease_holder_only() {
             .rotation_policy()
             .expect("policy"),
         signin: Default::default(),
+        cert_names: castellan_server::cert_names::CertNamePolicy::default(),
     };
     let a = AppState::load(store.clone(), master.clone(), clock.clone(), settings("a"))
         .await
@@ -862,6 +865,7 @@ fn new_client(name: &str, scopes: &[&str], token_ttl_secs: Option<i64>) -> NewCl
         audience: None,
         token_ttl_secs,
         app: None,
+        cert_names: Vec::new(),
     }
 }
 

@@ -2,6 +2,8 @@
 //!
 //! One test binary for the crate (one link instead of one per file); each module is one area.
 
+mod cert_names;
+mod emergency;
 mod feed;
 mod http;
 mod outage;

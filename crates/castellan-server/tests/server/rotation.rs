@@ -275,9 +275,16 @@ async fn scheduled_and_emergency_rotation_and_revoke() {
             .is_err(),
         "one next key at a time"
     );
-    let now_key = keys::rotate_now(&store, &master, &p, T0 + 20)
-        .await
-        .expect("rotate now");
+    // No replica has a heartbeat here: nobody to wait for.
+    let now_key = keys::rotate_now(
+        &store,
+        &master,
+        &p,
+        &castellan_core::ManualClock::new(T0 + 20),
+        keys::EmergencyOptions::default(),
+    )
+    .await
+    .expect("rotate now");
     assert_eq!(now_key.state, "current");
     assert_eq!(now_key.activate_at, T0 + 20);
     keys::revoke(&store, &k0, T0 + 21)

@@ -64,6 +64,7 @@ async fn app(
             scopes: vec!["invoices:read".into()],
             audience: Some("api".into()),
             token_ttl_secs: None,
+            cert_names: Vec::new(),
             app: Some(AppRegistration {
                 grant_types: grants.iter().map(|g| (*g).to_owned()).collect(),
                 redirect_uris: vec![CB.into(), "http://127.0.0.1/native".into()],
@@ -126,6 +127,7 @@ pub(crate) async fn fixture() -> Fixture {
             audience: None,
             token_ttl_secs: None,
             app: None,
+            cert_names: Vec::new(),
         },
         86400,
         clock.now(),
@@ -161,6 +163,7 @@ pub(crate) async fn fixture() -> Fixture {
             .rotation_policy()
             .expect("policy"),
         signin,
+        cert_names: castellan_server::cert_names::CertNamePolicy::default(),
     };
     let state = AppState::load(store, Arc::new(master), clock.clone(), settings)
         .await

@@ -1,13 +1,22 @@
 -- Sign-in for people. Apps that sign people in are clients with redirect URIs and grant types.
 -- None of these tables is cached by replicas (each is read by its key on every request that needs
 -- it, so a session ended or a refresh family revoked on one replica is ended on all at once), and
--- so none of them is in the change feed; the clients table already is.
-ALTER TABLE clients ADD COLUMN IF NOT EXISTS redirect_uris TEXT NOT NULL DEFAULT '';
-ALTER TABLE clients ADD COLUMN IF NOT EXISTS post_logout_redirect_uris TEXT NOT NULL DEFAULT '';
-ALTER TABLE clients ADD COLUMN IF NOT EXISTS grant_types TEXT NOT NULL DEFAULT 'client_credentials';
-ALTER TABLE clients ADD COLUMN IF NOT EXISTS public_client BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE clients ADD COLUMN IF NOT EXISTS require_mfa BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE clients ADD COLUMN IF NOT EXISTS user_claims TEXT NOT NULL DEFAULT '';
+-- so none of them is in the change feed; client_apps is, as its client's.
+-- How an app signs people in, one row per client that does, read with the client by its id. A
+-- table of its own (not columns) so the migration stays idempotent on SQLite; its writes are in the
+-- change feed as the client's.
+CREATE TABLE IF NOT EXISTS client_apps (
+    client_id                 TEXT PRIMARY KEY REFERENCES clients(client_id) ON DELETE CASCADE,
+    redirect_uris             TEXT NOT NULL,
+    post_logout_redirect_uris TEXT NOT NULL,
+    grant_types               TEXT NOT NULL,
+    public_client             BIGINT NOT NULL,
+    require_mfa               BIGINT NOT NULL,
+    user_claims               TEXT NOT NULL
+);
+DROP TRIGGER IF EXISTS client_apps_changes ON client_apps;
+CREATE TRIGGER client_apps_changes AFTER INSERT OR UPDATE OR DELETE ON client_apps
+    FOR EACH ROW EXECUTE FUNCTION castellan_record_change('client', 'client_id');
 CREATE TABLE IF NOT EXISTS users (
     user_id       TEXT PRIMARY KEY,
     name          TEXT NOT NULL UNIQUE,

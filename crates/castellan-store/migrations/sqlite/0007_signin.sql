@@ -1,13 +1,28 @@
 -- Sign-in for people. Apps that sign people in are clients with redirect URIs and grant types.
 -- None of these tables is cached by replicas (each is read by its key on every request that needs
 -- it, so a session ended or a refresh family revoked on one replica is ended on all at once), and
--- so none of them is in the change feed; the clients table already is.
-ALTER TABLE clients ADD COLUMN redirect_uris TEXT NOT NULL DEFAULT '';
-ALTER TABLE clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT '';
-ALTER TABLE clients ADD COLUMN grant_types TEXT NOT NULL DEFAULT 'client_credentials';
-ALTER TABLE clients ADD COLUMN public_client INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE clients ADD COLUMN require_mfa INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE clients ADD COLUMN user_claims TEXT NOT NULL DEFAULT '';
+-- so none of them is in the change feed; client_apps is, as its client's.
+-- How an app signs people in, one row per client that does, read with the client by its id. A
+-- table of its own (not columns) so the migration stays idempotent on SQLite; its writes are in the
+-- change feed as the client's.
+CREATE TABLE IF NOT EXISTS client_apps (
+    client_id                 TEXT PRIMARY KEY REFERENCES clients(client_id) ON DELETE CASCADE,
+    redirect_uris             TEXT NOT NULL,
+    post_logout_redirect_uris TEXT NOT NULL,
+    grant_types               TEXT NOT NULL,
+    public_client             INTEGER NOT NULL,
+    require_mfa               INTEGER NOT NULL,
+    user_claims               TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS client_apps_inserted AFTER INSERT ON client_apps BEGIN
+    INSERT INTO changes (kind, id, at) VALUES ('client', NEW.client_id, CAST(strftime('%s', 'now') AS INTEGER));
+END;
+CREATE TRIGGER IF NOT EXISTS client_apps_updated AFTER UPDATE ON client_apps BEGIN
+    INSERT INTO changes (kind, id, at) VALUES ('client', NEW.client_id, CAST(strftime('%s', 'now') AS INTEGER));
+END;
+CREATE TRIGGER IF NOT EXISTS client_apps_deleted AFTER DELETE ON client_apps BEGIN
+    INSERT INTO changes (kind, id, at) VALUES ('client', OLD.client_id, CAST(strftime('%s', 'now') AS INTEGER));
+END;
 CREATE TABLE IF NOT EXISTS users (
     user_id       TEXT PRIMARY KEY,
     name          TEXT NOT NULL UNIQUE,

@@ -69,6 +69,7 @@ fn client(name: &str, id: &str) -> ClientRow {
         token_ttl_secs: 900,
         created_at: 5,
         app: ClientApp::default(),
+        cert_names: (name == "svc-a").then(|| "dns:*.svc.local ip:10.0.0.0/8".into()),
     }
 }
 
@@ -149,6 +150,13 @@ async fn conformance(store: Store) {
     let a = store.client("cid-a").await.expect("get").expect("present");
     assert_eq!(a.audience.as_deref(), Some("aud"));
     assert_eq!(a.secret_hash, vec![7; 32]);
+    assert_eq!(
+        a.cert_names.as_deref(),
+        Some("dns:*.svc.local ip:10.0.0.0/8")
+    );
+    let b = store.client("cid-b").await.expect("get").expect("present");
+    assert_eq!(b.cert_names, None, "no patterns given, none read");
+    heartbeats(&store).await;
     assert!(store.client("nope").await.expect("get").is_none());
     let names: Vec<String> = store
         .clients()
@@ -362,6 +370,30 @@ async fn conformance(store: Store) {
 
 /// The newest expiry per set of names (profile `ops`, apart from the rows above): revoked certificates
 /// do not count, and certificates for other names are a group of their own.
+async fn heartbeats(store: &Store) {
+    let hb = |id: &str, at: i64, fp: &str| castellan_store::Heartbeat {
+        replica_id: id.into(),
+        seen_at_ms: at,
+        every_ms: 2000,
+        fingerprint: fp.into(),
+        kids: "k1 k2".into(),
+    };
+    store.beat(&hb("r1", 1000, "f1")).await.expect("beat");
+    store.beat(&hb("r2", 5000, "f1")).await.expect("beat");
+    store
+        .beat(&hb("r1", 6000, "f2"))
+        .await
+        .expect("a later beat replaces");
+    assert_eq!(
+        store.heartbeats_since(5500, 100).await.expect("since"),
+        vec![hb("r1", 6000, "f2")]
+    );
+    assert_eq!(store.heartbeats_since(0, 100).await.expect("all").len(), 2);
+    assert_eq!(store.prune_heartbeats(5500).await.expect("prune"), 1);
+    assert_eq!(store.heartbeats_since(0, 100).await.expect("all").len(), 1);
+    store.prune_heartbeats(i64::MAX).await.expect("prune");
+}
+
 async fn newest_expiry(store: &Store) {
     let ops = |serial: &str, not_after: i64| CertRow {
         profile: "ops".into(),

@@ -36,7 +36,21 @@ fn delivered_once(dir: &Path) -> Server {
 
 fn setup_with_scopes(dir: &Path, scopes: &[&str]) -> Server {
     ok(&["init", "--data-dir", "d"], dir);
-    let mut args = vec!["client", "create", "agent", "--scope"];
+    // The names the agent's certificates carry (outside --dev a pki:issue client needs patterns).
+    let mut args = vec![
+        "client",
+        "create",
+        "agent",
+        "--cert-name",
+        "localhost",
+        "--cert-name",
+        "broker.local",
+        "--cert-name",
+        "127.0.0.1",
+        "--cert-name",
+        "app",
+        "--scope",
+    ];
     args.extend_from_slice(scopes);
     args.extend_from_slice(&["--json", "--data-dir", "d"]);
     let cred = ok(&args, dir);

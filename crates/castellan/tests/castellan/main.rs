@@ -7,6 +7,7 @@ mod support;
 
 mod agent;
 mod doctor;
+mod faults;
 mod foundation;
 mod helm;
 mod helm_init;

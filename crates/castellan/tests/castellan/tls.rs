@@ -254,6 +254,8 @@ fn a_self_issued_certificate_is_trusted_through_the_root_alone_and_every_client_
             "agent",
             "--scope",
             "pki:issue",
+            "--cert-name",
+            "app",
             "--json",
             "--data-dir",
             "d",

@@ -30,6 +30,7 @@
 //!
 //! An empty DNS, IP or URI list (the default for configured profiles) allows no name of that kind.
 
+mod bounds;
 mod pattern;
 #[cfg(test)]
 mod tests;
@@ -41,6 +42,8 @@ use rcgen::ExtendedKeyUsagePurpose;
 use serde::{Deserialize, Serialize};
 
 use super::{KeyType, PkiError, human_secs};
+
+pub use bounds::{ClientPatterns, MAX_CLIENT_PATTERNS, NameBounds};
 
 use pattern::{
     IpPattern, check_cn, check_dns_pattern, check_uri, dns_matches, glob, normalize_dns, uri_glob,
@@ -183,6 +186,10 @@ pub struct Profile {
     /// The key type when a request gives none (default P-256); must be in `key_types`.
     #[serde(default)]
     pub default_key_type: KeyType,
+    /// Bounds of one request beyond the patterns above (the caller's own certificate names, the
+    /// names never issued): set per request by the service layer, never configured.
+    #[serde(skip)]
+    pub bounds: Option<NameBounds>,
 }
 
 impl Profile {
@@ -201,6 +208,15 @@ impl Profile {
             default_ttl_secs: Some(DEFAULT_TTL),
             key_types: all_key_types(),
             default_key_type: KeyType::P256,
+            bounds: None,
+        }
+    }
+
+    /// This profile, with `bounds` on top of its patterns (a name must pass both).
+    pub fn bounded(&self, bounds: NameBounds) -> Self {
+        Self {
+            bounds: Some(bounds),
+            ..self.clone()
         }
     }
 
@@ -382,6 +398,9 @@ impl Profile {
         };
         if out.common_name.is_none() && out.is_empty() {
             return Err(PkiError::NoSubjectName);
+        }
+        if let Some(b) = &self.bounds {
+            b.check(&out)?;
         }
         Ok(out)
     }

@@ -163,6 +163,7 @@ fn mqtt() -> Profile {
         default_ttl_secs: None,
         key_types: vec![KeyType::P256, KeyType::Ed25519],
         default_key_type: KeyType::P256,
+        bounds: None,
     }
 }
 
@@ -278,5 +279,142 @@ fn profiles_from_config_and_lookup() {
     );
     for b in Profile::builtins() {
         b.validate().expect("builtin valid");
+    }
+}
+
+fn client_bounds(patterns: &[&str]) -> NameBounds {
+    NameBounds {
+        owner: "client `app`".into(),
+        patterns: Some(ClientPatterns::parse(patterns).expect("patterns")),
+        reserved: vec!["castellan.corp.internal".into(), "10.0.0.5".into()],
+    }
+}
+
+#[test]
+fn a_name_must_pass_the_profile_and_the_clients_patterns() {
+    let ip = |s: &str| s.parse::<IpAddr>().expect(s);
+    // mqtt allows *.svc.local, broker.local and 10.0.0.0/8; the client only a.svc.local and 10.1.0.0/16.
+    let p = mqtt().bounded(client_bounds(&["a.svc.local", "ip:10.1.0.0/16"]));
+    p.check_names(None, &["a.svc.local".into()], &[ip("10.1.2.3")], &[])
+        .expect("inside both");
+    let err = p
+        .check_names(None, &["b.svc.local".into()], &[], &[])
+        .expect_err("the profile allows it, the client does not");
+    assert!(matches!(err, PkiError::NameNotAllowed { .. }), "{err}");
+    assert!(err.to_string().contains("client `app`"), "{err}");
+    assert!(
+        p.check_names(None, &[], &[ip("10.2.0.1")], &[]).is_err(),
+        "an IP outside the client's block"
+    );
+    // The client's patterns never widen the profile: a name the client lists but the profile does
+    // not allow is still refused by the profile.
+    let wide = mqtt().bounded(client_bounds(&["**.example.com"]));
+    let err = wide
+        .check_names(None, &["x.example.com".into()], &[], &[])
+        .expect_err("outside the profile");
+    assert!(matches!(err, PkiError::SanNotAllowed { .. }), "{err}");
+    // `*.co.uk` under a client bounded to its own zone.
+    let builtin =
+        Profile::allow_all("server", Purpose::Server).bounded(client_bounds(&["*.svc.local"]));
+    assert!(
+        builtin
+            .check_names(None, &["*.co.uk".into()], &[], &[])
+            .is_err()
+    );
+    // The common name: one of the SANs, or inside the client's DNS patterns.
+    assert!(
+        builtin
+            .check_names(Some("emqx-broker"), &["m.svc.local".into()], &[], &[])
+            .is_err(),
+        "a common name outside the client's patterns"
+    );
+    builtin
+        .check_names(Some("m.svc.local"), &["m.svc.local".into()], &[], &[])
+        .expect("the CN is a SAN");
+}
+
+#[test]
+fn castellans_own_names_are_never_issued_even_by_a_wildcard() {
+    let ip = |s: &str| s.parse::<IpAddr>().expect(s);
+    let unbounded = NameBounds {
+        owner: "client `app`".into(),
+        patterns: None,
+        reserved: vec!["castellan.corp.internal".into(), "10.0.0.5".into()],
+    };
+    let p = Profile::allow_all("server", Purpose::Server).bounded(unbounded);
+    for dns in [
+        "castellan.corp.internal",
+        "CASTELLAN.corp.internal",
+        "*.corp.internal",
+    ] {
+        let err = p.check_names(None, &[dns.into()], &[], &[]).expect_err(dns);
+        assert!(matches!(err, PkiError::ReservedName { .. }), "{dns}: {err}");
+    }
+    assert!(matches!(
+        p.check_names(None, &[], &[ip("::ffff:10.0.0.5")], &[]),
+        Err(PkiError::ReservedName { .. })
+    ));
+    assert!(
+        p.check_names(Some("castellan.corp.internal"), &[], &[ip("10.0.0.6")], &[])
+            .is_err(),
+        "as the common name"
+    );
+    p.check_names(None, &["app.other.internal".into()], &[ip("10.0.0.6")], &[])
+        .expect("other names");
+}
+
+#[test]
+fn client_patterns_parse_strictly() {
+    let p = ClientPatterns::parse(&[
+        "*.svc.local",
+        "10.0.0.0/8",
+        "spiffe://c/ns/a/*",
+        "uri:urn:x:*",
+    ])
+    .expect("parse");
+    assert_eq!(
+        p.to_strings(),
+        vec![
+            "dns:*.svc.local",
+            "ip:10.0.0.0/8",
+            "uri:spiffe://c/ns/a/*",
+            "uri:urn:x:*"
+        ]
+    );
+    assert_eq!(
+        ClientPatterns::parse(&p.to_strings()).expect("round trip"),
+        p
+    );
+    for bad in ["", "dns:A.B", "ip:10.0.0.1/8", "dns:a.*.b", "x y", "dns:"] {
+        assert!(ClientPatterns::parse(&[bad]).is_err(), "{bad:?}");
+    }
+    assert!(ClientPatterns::parse::<&str>(&[]).is_err());
+}
+
+#[test]
+fn a_client_gives_only_patterns_its_own_cover() {
+    let mine =
+        ClientPatterns::parse(&["**.svc.local", "ip:10.1.0.0/16", "uri:spiffe://c/a"]).expect("p");
+    for ok in [
+        "a.svc.local",
+        "*.svc.local",
+        "**.b.svc.local",
+        "10.1.2.0/24",
+        "10.1.2.3",
+        "uri:spiffe://c/a",
+    ] {
+        let other = ClientPatterns::parse(&[ok]).expect(ok);
+        assert_eq!(mine.first_uncovered(&other), None, "{ok}");
+    }
+    for wider in [
+        "*",
+        "svc.local",
+        "**.local",
+        "10.0.0.0/8",
+        "10.2.0.1",
+        "uri:spiffe://c/*",
+    ] {
+        let other = ClientPatterns::parse(&[wider]).expect(wider);
+        assert!(mine.first_uncovered(&other).is_some(), "{wider}");
     }
 }

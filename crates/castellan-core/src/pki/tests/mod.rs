@@ -62,6 +62,7 @@ fn mqtt_profile() -> Profile {
         default_ttl_secs: Some(86_400),
         key_types: vec![KeyType::P256, KeyType::Ed25519],
         default_key_type: KeyType::P256,
+        bounds: None,
     }
 }
 
