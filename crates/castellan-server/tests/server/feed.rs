@@ -39,7 +39,7 @@ pub(crate) fn settings(refresh: Duration) -> Settings {
 }
 
 /// An initialized store and a master key.
-async fn initialized(url: &str) -> (Store, Arc<MasterKey>) {
+pub(crate) async fn initialized(url: &str) -> (Store, Arc<MasterKey>) {
     let store = Store::connect(url).await.expect("store");
     let (master, _) = MasterKey::generate().expect("mk");
     castellan_server::init::initialize(
@@ -57,7 +57,7 @@ async fn initialized(url: &str) -> (Store, Arc<MasterKey>) {
     (store, Arc::new(master))
 }
 
-async fn replica(url: &str, master: &Arc<MasterKey>, refresh: Duration) -> AppState {
+pub(crate) async fn replica(url: &str, master: &Arc<MasterKey>, refresh: Duration) -> AppState {
     let store = Store::connect(url).await.expect("store");
     AppState::load(
         store,

@@ -9,3 +9,4 @@ mod http;
 mod outage;
 mod rotation;
 mod signin;
+mod signin_replicas;

@@ -1092,3 +1092,152 @@ async fn discovery_lists_exactly_what_exists() {
         assert_ne!(r.status, StatusCode::NOT_FOUND, "{k}");
     }
 }
+
+#[tokio::test]
+async fn a_user_enrols_totp_and_then_needs_it_a_recovery_code_works_once() {
+    let f = fixture().await;
+    let mut b = Browser::default();
+    code_for(&f, &mut b, &f.web.0).await;
+    let enrol = b.get(&f.state, "/account?enrol=totp").await;
+    assert_eq!(enrol.status, StatusCode::OK, "{}", enrol.body);
+    assert!(enrol.body.contains("<svg"), "a QR code");
+    let secret = enrol.field("secret");
+    let raw = castellan_core::signin::totp::decode(&secret).expect("base32 secret");
+    let csrf = enrol.field("csrf");
+    let wrong = b
+        .post(
+            &f.state,
+            "/account/totp",
+            &[("csrf", &csrf), ("secret", &secret), ("code", "000000")],
+        )
+        .await;
+    assert_eq!(
+        wrong.status,
+        StatusCode::BAD_REQUEST,
+        "a wrong code does not enrol"
+    );
+    let code = castellan_core::signin::totp::code_at(&raw, f.clock.now()).expect("code");
+    let done = b
+        .post(
+            &f.state,
+            "/account/totp",
+            &[("csrf", &csrf), ("secret", &secret), ("code", &code)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let list = &done.body[done.body.find("id=\"recovery-codes\"").expect("codes")..];
+    let recovery: Vec<String> = list
+        .split("<code>")
+        .skip(1)
+        .map(|s| s.split('<').next().expect("c").to_owned())
+        .collect();
+    assert_eq!(recovery.len(), 10);
+
+    // A new sign-in now asks for the second factor.
+    let mut b = Browser::default();
+    let page = b.get(&f.state, &authorize_url(&f.web.0, &[])).await;
+    let second = b.sign_in(&f.state, &page, "alice", PASSWORD).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    assert!(second.body.contains("name=\"code\""));
+    let post_code = |b: &mut Browser, code: String| {
+        let csrf = second.field("csrf");
+        let request = second.field("request");
+        let state = f.state.clone();
+        let mut b = b.clone();
+        async move {
+            let r = b
+                .post(
+                    &state,
+                    "/signin/totp",
+                    &[("csrf", &csrf), ("request", &request), ("code", &code)],
+                )
+                .await;
+            (b, r)
+        }
+    };
+    // The pending session does not authorize on its own.
+    let pending = b
+        .get(&f.state, &authorize_url(&f.web.0, &[("prompt", "none")]))
+        .await;
+    assert_eq!(query_of(&pending.location())["error"], "login_required");
+    let (b2, r) = post_code(&mut b, "123456".into()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "a wrong TOTP code");
+    b = b2;
+    f.clock.advance(30);
+    let (b2, r) = post_code(&mut b, recovery[0].clone()).await;
+    assert_eq!(
+        r.status,
+        StatusCode::SEE_OTHER,
+        "a recovery code: {}",
+        r.body
+    );
+    let id = exchange(&f, &query_of(&r.location())["code"]).await.json();
+    let claims = verify_jwt(&f, id["id_token"].as_str().expect("id"), &f.web.0);
+    assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp"]));
+    drop(b2);
+    // The same recovery code a second time fails; the app's TOTP code works.
+    let mut b = Browser::default();
+    let page = b.get(&f.state, &authorize_url(&f.web.0, &[])).await;
+    let second = b.sign_in(&f.state, &page, "alice", PASSWORD).await;
+    let csrf = second.field("csrf");
+    let request = second.field("request");
+    let again = b
+        .post(
+            &f.state,
+            "/signin/totp",
+            &[
+                ("csrf", &csrf),
+                ("request", &request),
+                ("code", &recovery[0]),
+            ],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+    let code = castellan_core::signin::totp::code_at(&raw, f.clock.now()).expect("code");
+    let ok = b
+        .post(
+            &f.state,
+            "/signin/totp",
+            &[("csrf", &csrf), ("request", &request), ("code", &code)],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+}
+
+#[tokio::test]
+async fn an_app_that_requires_a_second_factor_refuses_a_password_alone() {
+    let f = fixture().await;
+    let strict = castellan_server::clients::create_client(
+        f.state.store(),
+        NewClient {
+            name: "strict".into(),
+            scopes: vec![],
+            audience: None,
+            token_ttl_secs: None,
+            cert_names: Vec::new(),
+            app: Some(AppRegistration {
+                grant_types: vec!["authorization_code".into()],
+                redirect_uris: vec![CB.into()],
+                require_mfa: true,
+                ..Default::default()
+            }),
+        },
+        86400,
+        f.clock.now(),
+    )
+    .await
+    .expect("app");
+    f.state.refresh().await.expect("refresh");
+    let mut b = Browser::default();
+    let page = b
+        .get(
+            &f.state,
+            &authorize_url(&strict.client.client_id, &[("scope", "openid")]),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let r = b.sign_in(&f.state, &page, "alice", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body.contains("second factor"));
+    assert!(r.headers.get(header::LOCATION).is_none(), "no code issued");
+}
