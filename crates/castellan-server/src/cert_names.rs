@@ -23,16 +23,7 @@ use crate::error::ServiceError;
 use crate::pki;
 use crate::state::AppState;
 
-/// How a server bounds certificate names beyond the profiles.
-#[derive(Debug, Clone, Default)]
-pub struct CertNamePolicy {
-    /// `serve --dev`: a client without patterns is bounded by the profile alone.
-    pub dev: bool,
-    /// Castellan's own API names (DNS names, lowercase, and IP addresses), never issued to a caller.
-    pub castellan_names: Vec<String>,
-    /// `pki.issue_castellan_names`: issue them anyway.
-    pub issue_castellan_names: bool,
-}
+pub use crate::state::CertNamePolicy;
 
 /// Whether `scopes` (space-separated) may issue from `profile`: `admin`, `pki:issue` or
 /// `pki:issue:PROFILE`.

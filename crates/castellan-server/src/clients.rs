@@ -111,12 +111,7 @@ fn app_settings(app: Option<AppRegistration>) -> Result<ClientApp, ServiceError>
     })
 }
 
-/// True for an RFC 6749 scope-token.
-pub fn valid_scope_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
-}
+pub use castellan_core::token::valid_scope_token;
 
 /// Whether a caller whose token holds `holder` (space-separated scopes) may give a new client `scope`.
 ///

@@ -10,8 +10,8 @@ use castellan_store::{Store, UserRow};
 pub use castellan_wire::users::{NewUser, UserInfo};
 use zeroize::Zeroizing;
 
-use crate::clients::valid_scope_token;
 use crate::error::ServiceError;
+use castellan_core::token::valid_scope_token;
 
 /// A user as shown.
 pub fn user_info(u: &UserRow) -> UserInfo {

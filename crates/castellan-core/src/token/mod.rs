@@ -17,3 +17,10 @@ pub use jwt::{AccessClaims, UserAccessClaims, sign_access_token, sign_jwt};
 pub use keyring::{KeyRing, KeyState, RingKey};
 pub use keys::{Alg, Jwk, SigningKey, thumbprint};
 pub use rotation::{Policy, PolicyError};
+
+/// True for an RFC 6749 scope-token.
+pub fn valid_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}

@@ -150,7 +150,7 @@ pub fn validate(entries: &[TrustedIssuerConfig], max_ttl: Duration) -> Result<()
         if let Some(bad) = e
             .scopes
             .iter()
-            .find(|s| !crate::clients::valid_scope_token(s))
+            .find(|s| !castellan_core::token::valid_scope_token(s))
         {
             return Err(at(&format!("`{bad}` is not a valid scope")));
         }

@@ -13,8 +13,8 @@ use castellan_store::{ClientRow, CodeRow, SessionRow, UserRow};
 use url::Url;
 
 use super::opaque;
-use crate::clients::valid_scope_token;
 use crate::state::AppState;
+use castellan_core::token::valid_scope_token;
 
 /// `prompt`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

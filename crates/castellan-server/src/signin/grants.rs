@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use super::opaque;
 use crate::state::AppState;
-use crate::tokens::TokenError;
+use crate::tokens::error::TokenError;
 
 /// Tokens for a signed-in user.
 pub struct UserTokens {

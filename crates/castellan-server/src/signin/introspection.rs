@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::grants::user_claims;
 use crate::own_tokens;
 use crate::state::AppState;
-use crate::tokens::TokenError;
+use crate::tokens::error::TokenError;
 
 /// The scope a client needs to introspect tokens.
 pub const INTROSPECT_SCOPE: &str = "tokens:introspect";

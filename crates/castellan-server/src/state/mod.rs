@@ -53,7 +53,18 @@ pub struct Settings {
     /// How people sign in.
     pub signin: crate::signin::SigninSettings,
     /// Which certificate names callers may be issued beyond the profiles (see [`crate::cert_names`]).
-    pub cert_names: crate::cert_names::CertNamePolicy,
+    pub cert_names: CertNamePolicy,
+}
+
+/// How a server bounds certificate names beyond the profiles.
+#[derive(Debug, Clone, Default)]
+pub struct CertNamePolicy {
+    /// `serve --dev`: a client without patterns is bounded by the profile alone.
+    pub dev: bool,
+    /// Castellan's own API names (DNS names, lowercase, and IP addresses), never issued to a caller.
+    pub castellan_names: Vec<String>,
+    /// `pki.issue_castellan_names`: issue them anyway.
+    pub issue_castellan_names: bool,
 }
 
 /// The key ring as served: parsed verifiers, the JWKS bytes and their ETag, computed once per change.
@@ -104,7 +115,7 @@ struct Inner {
     /// Password hashing, bounded.
     hashing: crate::signin::Hashing,
     /// `[[trusted_issuer]]`: whose tokens clients may authenticate with (set once, at start-up).
-    trusted: std::sync::OnceLock<Arc<crate::assertion::TrustedIssuers>>,
+    trusted: std::sync::OnceLock<Arc<crate::assertion::issuers::TrustedIssuers>>,
     /// When this replica last recorded its heartbeat, and the ring fingerprint it recorded.
     last_beat: Mutex<Option<(Instant, String)>>,
 }
@@ -349,7 +360,7 @@ impl AppState {
     /// Sets the trusted issuers of client assertions (once; a second call is refused).
     pub fn set_trusted_issuers(
         &self,
-        t: Arc<crate::assertion::TrustedIssuers>,
+        t: Arc<crate::assertion::issuers::TrustedIssuers>,
     ) -> Result<(), ServiceError> {
         self.0
             .trusted
@@ -358,7 +369,7 @@ impl AppState {
     }
 
     /// The trusted issuers of client assertions, when any are configured.
-    pub(crate) fn trusted_issuers(&self) -> Option<&crate::assertion::TrustedIssuers> {
+    pub(crate) fn trusted_issuers(&self) -> Option<&crate::assertion::issuers::TrustedIssuers> {
         self.0.trusted.get().map(|t| &**t)
     }
 
