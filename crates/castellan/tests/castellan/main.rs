@@ -18,4 +18,5 @@ mod pki;
 mod pki_crl_dp;
 mod rotation_e2e;
 mod secrets;
+mod signin_e2e;
 mod tls;
