@@ -147,3 +147,125 @@ fn openid_client_signs_a_person_in_refreshes_and_revokes() {
         );
     }
 }
+
+/// A tiny HTTP server standing in for the app's redirect URI: it answers every request with 200.
+fn callback_server() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let handle = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        listener.set_nonblocking(false).expect("blocking");
+        for stream in listener.incoming().take(8) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn a_real_browser_signs_in_by_typing_into_the_login_page() {
+    let have = Command::new("python3")
+        .args(["-c", "import selenium"])
+        .status()
+        .is_ok_and(|s| s.success())
+        && std::path::Path::new("/usr/bin/chromedriver").exists();
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium, chromium-driver and selenium are needed (bash .ci/run installs them)"
+        );
+        eprintln!("skipped: chromium-driver or selenium is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cwd = dir.path();
+    let server = Server::start(&["--dev", "--data-dir", "data"], cwd);
+    let user = run_with_stdin(
+        &[
+            "user",
+            "create",
+            "bob",
+            "--password-stdin",
+            "--data-dir",
+            "data",
+        ],
+        cwd,
+        b"correct horse battery\n",
+    );
+    assert!(
+        user.status.success(),
+        "{}",
+        String::from_utf8_lossy(&user.stderr)
+    );
+    let (port, _cb) = callback_server();
+    let redirect = format!("http://127.0.0.1:{port}/cb");
+    let created: Value = serde_json::from_str(&ok(
+        &[
+            "client",
+            "create",
+            "browser-app",
+            "--public",
+            "--grant",
+            "authorization_code",
+            "--redirect-uri",
+            &redirect,
+            "--json",
+            "--data-dir",
+            "data",
+        ],
+        cwd,
+    ))
+    .expect("json");
+    let id = created["client_id"].as_str().expect("id");
+    let challenge = castellan_core::signin::pkce::challenge_of(&"v".repeat(50));
+    let authorize = format!(
+        "{}/oauth2/authorize?response_type=code&client_id={id}&redirect_uri={}&scope=openid&state=s-1&code_challenge={challenge}&code_challenge_method=S256",
+        server.url,
+        form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
+    );
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshots dir");
+    let out = Command::new("python3")
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/castellan/browser_signin.py"),
+        )
+        .args([
+            &authorize,
+            &server.url,
+            "bob",
+            "correct horse battery",
+            &shots.display().to_string(),
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "selenium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        seen["wrong_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("name or password is not right")),
+        "{seen}"
+    );
+    let back = seen["after_sign_in"].as_str().expect("url");
+    assert!(back.starts_with(&redirect), "sent back to the app: {back}");
+    assert!(
+        back.contains("code=") && back.contains("state=s-1"),
+        "{back}"
+    );
+    assert_eq!(seen["account_name"], "bob");
+    for f in ["login.png", "login-failed.png", "account.png"] {
+        assert!(
+            shots.join(f).metadata().is_ok_and(|m| m.len() > 1000),
+            "{f} saved"
+        );
+    }
+}

@@ -158,6 +158,19 @@ fn login_page(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
+    login_page_for(state, headers, req, error, status, None)
+}
+
+/// The login page with the name already typed (after a failed attempt the person types only the
+/// password again).
+fn login_page_for(
+    state: &AppState,
+    headers: &HeaderMap,
+    req: Option<&AuthorizeRequest>,
+    error: Option<&str>,
+    status: StatusCode,
+    typed_name: Option<&str>,
+) -> Response {
     let (csrf, set) = csrf_token(state, headers);
     let cookies: Vec<String> = set.into_iter().collect();
     page(
@@ -169,7 +182,10 @@ fn login_page(
             error,
             csrf,
             request => req.map(|r| r.raw.clone()).unwrap_or_default(),
-            username => req.and_then(|r| r.login_hint.clone()).unwrap_or_default(),
+            username => typed_name
+                .map(str::to_owned)
+                .or_else(|| req.and_then(|r| r.login_hint.clone()))
+                .unwrap_or_default(),
         },
         &cookies,
     )
@@ -215,7 +231,15 @@ async fn signin(
                 LoginError::Disabled => StatusCode::FORBIDDEN,
                 LoginError::Unavailable => return unavailable(),
             };
-            let mut r = login_page(&state, &headers, req.as_ref(), Some(&e.to_string()), status);
+            let typed: String = name.trim().chars().take(64).collect();
+            let mut r = login_page_for(
+                &state,
+                &headers,
+                req.as_ref(),
+                Some(&e.to_string()),
+                status,
+                Some(&typed),
+            );
             if let LoginError::Throttled(secs) = e
                 && let Ok(v) = HeaderValue::from_str(&secs.to_string())
             {
