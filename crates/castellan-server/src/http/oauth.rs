@@ -260,25 +260,44 @@ fn secret_only(auth: ClientAuth) -> Result<ClientCredentials, OAuthError> {
     }
 }
 
+/// The client (authenticated) and the `token` of a revocation or introspection form;
+/// `confidential`: a public client's id alone is not enough.
+async fn token_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    confidential: bool,
+) -> Result<(std::sync::Arc<castellan_store::ClientRow>, String), OAuthError> {
+    let (auth, mut params) = client_form(headers, body)?;
+    let credentials = secret_only(auth)?;
+    if confidential && credentials.client_secret.is_none() {
+        return Err(oauth(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "introspection needs a confidential client",
+        ));
+    }
+    let client = tokens::authenticate(state, &credentials)
+        .await
+        .map_err(oauth_error)?;
+    let token = params.remove("token").ok_or_else(|| {
+        oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is missing",
+        )
+    })?;
+    Ok((client, token))
+}
+
 async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let (auth, params) = client_form(&headers, body)?;
-        let credentials = secret_only(auth)?;
-        let client = tokens::authenticate(&state, &credentials)
-            .await
-            .map_err(oauth_error)?;
-        let token = params.get("token").ok_or_else(|| {
-            oauth(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "token is missing",
-            )
-        })?;
-        crate::signin::introspection::revoke(&state, &client, token)
+        let (client, token) = token_form(&state, &headers, body, false).await?;
+        crate::signin::introspection::revoke(&state, &client, &token)
             .await
             .map_err(oauth_error)
     }
@@ -295,26 +314,8 @@ async fn introspect(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let (auth, params) = client_form(&headers, body)?;
-        let credentials = secret_only(auth)?;
-        if credentials.client_secret.is_none() {
-            return Err(oauth(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "introspection needs a confidential client",
-            ));
-        }
-        let client = tokens::authenticate(&state, &credentials)
-            .await
-            .map_err(oauth_error)?;
-        let token = params.get("token").ok_or_else(|| {
-            oauth(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "token is missing",
-            )
-        })?;
-        crate::signin::introspection::introspect(&state, &client, token)
+        let (client, token) = token_form(&state, &headers, body, true).await?;
+        crate::signin::introspection::introspect(&state, &client, &token)
             .await
             .map_err(|e| match e {
                 TokenError::ScopeNotAllowed(_) => oauth(

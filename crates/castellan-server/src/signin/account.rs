@@ -6,7 +6,7 @@ use castellan_core::signin::totp;
 use castellan_store::UserRow;
 use zeroize::Zeroizing;
 
-use super::login::{LoginError, NewSession};
+use super::login::{LoginError, NewSession, refuse_if_throttled, throttle_keys};
 use super::opaque;
 use crate::data_keys::{data_key, newest_data_key};
 use crate::error::ServiceError;
@@ -81,29 +81,8 @@ pub async fn second_factor(
         .filter(|u| u.disabled_at.is_none())
         .ok_or(LoginError::Failed)?;
     let limits = state.settings().signin.throttle;
-    let key = format!("account:{}", user.name.to_ascii_lowercase());
-    let counter = store
-        .signin_failures(&[&key])
-        .await
-        .map_err(|_| LoginError::Unavailable)?;
-    let c = counter
-        .first()
-        .copied()
-        .flatten()
-        .map(
-            |(window_start, failures)| castellan_core::signin::throttle::Counter {
-                window_start,
-                failures,
-            },
-        );
-    if let Some(until) = castellan_core::signin::throttle::refused_until(
-        c,
-        limits.per_account,
-        limits.window_secs,
-        now,
-    ) {
-        return Err(LoginError::Throttled((until - now).max(1)));
-    }
+    let key = throttle_keys(&user.name, None).remove(0);
+    refuse_if_throttled(state, &[&key], now).await?;
     let ok = match (&user.totp_dek_id, &user.totp_sealed) {
         (Some(dek_id), Some(sealed)) => {
             let dek = data_key(store, state.master(), dek_id)

@@ -7,33 +7,11 @@ use castellan_core::signin::{IdClaims, pkce};
 use castellan_core::token::{AccessClaims, UserAccessClaims, sign_jwt};
 use castellan_store::{ClientRow, GrantRow, Redemption, RefreshRow, Rotation, UserRow};
 use serde_json::{Map, Value};
-use zeroize::Zeroizing;
 
 use super::opaque;
 use crate::state::AppState;
 use crate::tokens::error::TokenError;
-
-/// Tokens for a signed-in user.
-pub struct UserTokens {
-    /// The access token (RFC 9068).
-    pub access_token: String,
-    /// Its lifetime.
-    pub expires_in: i64,
-    /// Its scopes.
-    pub scope: String,
-    /// The ID token, when `openid` was granted.
-    pub id_token: Option<String>,
-    /// The new refresh token, for apps with the `refresh_token` grant.
-    pub refresh_token: Option<Zeroizing<String>>,
-}
-
-impl std::fmt::Debug for UserTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserTokens")
-            .field("scope", &self.scope)
-            .finish_non_exhaustive()
-    }
-}
+use crate::tokens::issued::IssuedToken;
 
 /// The `authorization_code` grant.
 pub async fn authorization_code(
@@ -42,7 +20,7 @@ pub async fn authorization_code(
     code: &str,
     redirect_uri: Option<&str>,
     verifier: Option<&str>,
-) -> Result<UserTokens, TokenError> {
+) -> Result<IssuedToken, TokenError> {
     if !client.app.allows_grant("authorization_code") {
         return Err(TokenError::UnauthorizedClient);
     }
@@ -147,7 +125,7 @@ pub async fn refresh(
     client: &ClientRow,
     token: &str,
     scope: Option<&str>,
-) -> Result<UserTokens, TokenError> {
+) -> Result<IssuedToken, TokenError> {
     if !client.app.allows_grant("refresh_token") {
         return Err(TokenError::UnauthorizedClient);
     }
@@ -251,7 +229,7 @@ fn user_tokens(
     user: &UserRow,
     grant: &GrantRow,
     scope: &str,
-) -> Result<UserTokens, TokenError> {
+) -> Result<IssuedToken, TokenError> {
     let now = state.now();
     let settings = state.settings();
     let ring = state.ring();
@@ -286,7 +264,7 @@ fn user_tokens(
     };
     let access_token = sign_jwt(&key.key, "at+jwt", &claims).map_err(|_| TokenError::Internal)?;
     state.metrics().token_issued(key.key.alg());
-    Ok(UserTokens {
+    Ok(IssuedToken {
         access_token,
         expires_in: ttl,
         scope: scope.to_owned(),

@@ -46,7 +46,45 @@ impl std::fmt::Debug for NewSession {
     }
 }
 
-fn throttle_keys(name: &str, address: Option<IpAddr>) -> Vec<String> {
+/// `Throttled` when any of these failure counters (`account:NAME`, `address:IP`) is over its limit
+/// in the current window.
+pub(crate) async fn refuse_if_throttled(
+    state: &AppState,
+    keys: &[&str],
+    now: i64,
+) -> Result<(), LoginError> {
+    let limits = state.settings().signin.throttle;
+    let counters = state
+        .store()
+        .signin_failures(keys)
+        .await
+        .map_err(|_| LoginError::Unavailable)?;
+    let limit_of = |k: &str| {
+        if k.starts_with("account:") {
+            limits.per_account
+        } else {
+            limits.per_address
+        }
+    };
+    match keys
+        .iter()
+        .zip(&counters)
+        .filter_map(|(k, c)| {
+            let c = c.map(|(window_start, failures)| Counter {
+                window_start,
+                failures,
+            });
+            refused_until(c, limit_of(k), limits.window_secs, now)
+        })
+        .max()
+    {
+        Some(until) => Err(LoginError::Throttled((until - now).max(1))),
+        None => Ok(()),
+    }
+}
+
+/// The failure counters a sign-in attempt is counted under.
+pub(crate) fn throttle_keys(name: &str, address: Option<IpAddr>) -> Vec<String> {
     let mut keys = vec![format!("account:{}", name.to_ascii_lowercase())];
     if let Some(a) = address {
         keys.push(format!("address:{a}"));
@@ -67,32 +105,7 @@ pub async fn password(
     let limits = state.settings().signin.throttle;
     let keys = throttle_keys(name, address);
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let counters = state
-        .store()
-        .signin_failures(&key_refs)
-        .await
-        .map_err(|_| LoginError::Unavailable)?;
-    let limit_of = |k: &str| {
-        if k.starts_with("account:") {
-            limits.per_account
-        } else {
-            limits.per_address
-        }
-    };
-    if let Some(until) = keys
-        .iter()
-        .zip(&counters)
-        .filter_map(|(k, c)| {
-            let c = c.map(|(window_start, failures)| Counter {
-                window_start,
-                failures,
-            });
-            refused_until(c, limit_of(k), limits.window_secs, now)
-        })
-        .max()
-    {
-        return Err(LoginError::Throttled((until - now).max(1)));
-    }
+    refuse_if_throttled(state, &key_refs, now).await?;
     let user = if castellan_core::signin::valid_user_name(name) {
         state
             .store()

@@ -65,28 +65,8 @@ impl std::fmt::Debug for TokenRequest {
     }
 }
 
-/// An issued access token (with an ID token and a refresh token for the grants people use).
-pub struct IssuedToken {
-    /// The JWT.
-    pub access_token: String,
-    /// Its lifetime, seconds.
-    pub expires_in: i64,
-    /// The scopes it carries.
-    pub scope: String,
-    /// The ID token.
-    pub id_token: Option<String>,
-    /// The refresh token.
-    pub refresh_token: Option<Zeroizing<String>>,
-}
-
-impl std::fmt::Debug for IssuedToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedToken")
-            .field("expires_in", &self.expires_in)
-            .field("scope", &self.scope)
-            .finish_non_exhaustive()
-    }
-}
+pub mod issued;
+pub use issued::IssuedToken;
 
 pub mod error;
 pub use error::TokenError;
@@ -129,7 +109,7 @@ pub async fn issue(
         return Err(TokenError::UnsupportedGrantType);
     }
     let client = authenticate(state, credentials).await?;
-    let user_tokens = match req.grant_type.as_str() {
+    match req.grant_type.as_str() {
         "authorization_code" => {
             let code = req
                 .code
@@ -142,24 +122,17 @@ pub async fn issue(
                 req.redirect_uri.as_deref(),
                 req.code_verifier.as_deref(),
             )
-            .await?
+            .await
         }
         "refresh_token" => {
             let token = req
                 .refresh_token
                 .as_deref()
                 .ok_or_else(|| TokenError::InvalidRequest("refresh_token is missing".into()))?;
-            crate::signin::grants::refresh(state, &client, token, req.scope.as_deref()).await?
+            crate::signin::grants::refresh(state, &client, token, req.scope.as_deref()).await
         }
-        _ => return client_credentials(state, &client, req),
-    };
-    Ok(IssuedToken {
-        access_token: user_tokens.access_token,
-        expires_in: user_tokens.expires_in,
-        scope: user_tokens.scope,
-        id_token: user_tokens.id_token,
-        refresh_token: user_tokens.refresh_token,
-    })
+        _ => client_credentials(state, &client, req),
+    }
 }
 
 /// The `client_credentials` grant: a token for the client itself.

@@ -17,7 +17,7 @@ use castellan_server::clients::{AppRegistration, NewClient};
 use castellan_server::http::router;
 use castellan_server::init::InitOptions;
 use castellan_server::signin::SigninSettings;
-use castellan_server::state::{AppState, Settings};
+use castellan_server::state::AppState;
 use castellan_server::users::NewUser;
 use castellan_store::Store;
 use jsonwebtoken::{DecodingKey, Validation};
@@ -149,22 +149,9 @@ pub(crate) async fn fixture() -> Fixture {
     )
     .await
     .expect("user");
-    let settings = Settings {
-        issuer: ISS.into(),
-        jwks_max_age_secs: 300,
-        default_ttl_secs: 900,
-        max_ttl_secs: 86400,
-        replica_id: "r1".into(),
-        refresh_interval: Duration::from_secs(60),
-        profiles: Arc::new(castellan_core::pki::Profiles::new(Vec::new()).expect("profiles")),
-        crl_validity_secs: 86400,
-        crl_url: None,
-        rotation: castellan_server::config::Config::default()
-            .rotation_policy()
-            .expect("policy"),
-        signin,
-        cert_names: castellan_server::cert_names::CertNamePolicy::default(),
-    };
+    let mut settings = super::feed::settings(Duration::from_secs(60));
+    settings.replica_id = "r1".into();
+    settings.signin = signin;
     let state = AppState::load(store, Arc::new(master), clock.clone(), settings)
         .await
         .expect("state");

@@ -10,7 +10,7 @@ use axum::response::Response;
 use minijinja::context;
 
 use super::pages::{Cookies, csrf_ok, csrf_token, message, page, see_other};
-use super::{bad_form, current_session, form, unavailable};
+use super::{bad_form, current_session, form, form_expired, unavailable};
 use crate::signin::authorize::redirect_with;
 use crate::signin::introspection::id_token_hint;
 use crate::state::AppState;
@@ -42,11 +42,7 @@ pub(super) async fn logout_post(
         return bad_form();
     };
     if !csrf_ok(&state, &headers, params.remove("csrf").as_deref()) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "The form has expired",
-            "The sign-out form was not sent from this site's page. Go back, reload the page and try again.",
-        );
+        return form_expired();
     }
     logout(&state, &headers, params, true).await
 }

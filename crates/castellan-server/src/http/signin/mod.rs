@@ -100,6 +100,27 @@ fn unavailable() -> Response {
     r
 }
 
+/// The authorization request a form carries again (`None`: the account page's sign-in), checked
+/// anew.
+async fn form_request(state: &AppState, raw: &str) -> Result<Option<AuthorizeRequest>, Response> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    authorize::check(state, raw)
+        .await
+        .map(Some)
+        .map_err(|e| refusal(state, e))
+}
+
+/// A form whose CSRF field does not match the browser's cookie.
+pub(crate) fn form_expired() -> Response {
+    message(
+        StatusCode::FORBIDDEN,
+        "The form has expired",
+        "The form was not sent from this site's page, or it has expired. Go back, reload the page and try again.",
+    )
+}
+
 /// A refused authorization request: back to the app when its redirect URI is trusted, else a page.
 fn refusal(state: &AppState, e: AuthorizeError) -> Response {
     if let Some(url) = authorize::error_redirect(state, &e) {
@@ -201,20 +222,12 @@ async fn signin(
         return bad_form();
     };
     if !csrf_ok(&state, &headers, f.get("csrf").map(String::as_str)) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "The form has expired",
-            "The sign-in form was not sent from this site's page, or it has expired. Go back, reload the page and try again.",
-        );
+        return form_expired();
     }
     let raw = f.remove("request").unwrap_or_default();
-    let req = if raw.is_empty() {
-        None
-    } else {
-        match authorize::check(&state, &raw).await {
-            Ok(r) => Some(r),
-            Err(e) => return refusal(&state, e),
-        }
+    let req = match form_request(&state, &raw).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     let name = f.remove("username").unwrap_or_default();
     let password = Zeroizing::new(f.remove("password").unwrap_or_default());
@@ -300,20 +313,12 @@ async fn signin_totp(State(state): State<AppState>, headers: HeaderMap, body: By
         return bad_form();
     };
     if !csrf_ok(&state, &headers, f.get("csrf").map(String::as_str)) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "The form has expired",
-            "The form was not sent from this site's page, or it has expired. Go back, reload the page and try again.",
-        );
+        return form_expired();
     }
     let raw = f.remove("request").unwrap_or_default();
-    let req = if raw.is_empty() {
-        None
-    } else {
-        match authorize::check(&state, &raw).await {
-            Ok(r) => Some(r),
-            Err(e) => return refusal(&state, e),
-        }
+    let req = match form_request(&state, &raw).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     let cookies = Cookies::of(&state);
     let Some(cookie) = pages::cookie(&headers, cookies.session_name()) else {
@@ -420,11 +425,7 @@ async fn account_totp(State(state): State<AppState>, headers: HeaderMap, body: B
         return bad_form();
     };
     if !csrf_ok(&state, &headers, f.get("csrf").map(String::as_str)) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "The form has expired",
-            "The form was not sent from this site's page. Go back, reload the page and try again.",
-        );
+        return form_expired();
     }
     let session = match current_session(&state, &headers).await {
         Ok(s) => s,
