@@ -17,6 +17,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../migrations/sqlite/0006_heartbeats_cert_names.sql"),
     ),
+    (12, include_str!("../migrations/sqlite/0012_totp_steps.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -31,6 +32,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         6,
         include_str!("../migrations/postgres/0006_heartbeats_cert_names.sql"),
+    ),
+    (
+        12,
+        include_str!("../migrations/postgres/0012_totp_steps.sql"),
     ),
 ];
 

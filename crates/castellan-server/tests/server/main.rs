@@ -9,4 +9,5 @@ mod http;
 mod outage;
 mod rotation;
 mod signin;
+mod signin_hardening;
 mod signin_replicas;
