@@ -15,6 +15,8 @@
 //! * [`tls`]: what a TLS handshake showed (the caller connects; this judges).
 //! * [`files`]: who can reach and read a file, given modes and owners the caller collected.
 //! * [`token`]: JWKS documents of several replicas and a token.
+//! * [`sampling`]: one address fetched several times (replicas behind a load balancer): how many
+//!   key sets, and which share of the fetches verifies a token.
 //! * [`service`]: a Castellan server or store: health, published keys, schema, key ring, CA, secrets,
 //!   and certificates whose renewal was missed.
 //!
@@ -25,6 +27,7 @@
 pub mod chain;
 pub mod files;
 mod input;
+pub mod sampling;
 pub mod service;
 pub mod tls;
 pub mod token;
@@ -267,6 +270,9 @@ pub mod codes {
     pub const SIGNATURE_NOT_CHECKED: &str = "signature-not-checked";
     /// Which replicas can verify the token (summary).
     pub const TOKEN_VERIFIES: &str = "token-verifies";
+    /// Only a share of the fetches of one address (replicas behind a load balancer) can verify the
+    /// token.
+    pub const TOKEN_VERIFIES_PARTLY: &str = "token-verifies-partly";
 
     // A Castellan server or store.
     /// The server does not answer.

@@ -82,6 +82,10 @@ pub(super) struct JwksArgs {
     /// A token: which replicas can verify it?
     #[arg(long)]
     pub(super) token: Option<String>,
+    /// With one URL: how many times to fetch it, each over a fresh connection, to see the replicas
+    /// a load balancer spreads requests over.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(super) samples: u32,
 }
 
 #[derive(Args)]
@@ -100,6 +104,10 @@ pub(super) struct TokenArgs {
     /// Clock skew tolerated, seconds.
     #[arg(long, default_value_t = 0)]
     pub(super) leeway: u64,
+    /// How many times to fetch a --jwks URL, each over a fresh connection (replicas behind a load
+    /// balancer).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(super) samples: u32,
 }
 
 // Tokens are credentials: `Debug` does not show them.
@@ -108,6 +116,7 @@ impl std::fmt::Debug for JwksArgs {
         f.debug_struct("JwksArgs")
             .field("urls", &self.urls)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("samples", &self.samples)
             .finish()
     }
 }
@@ -119,6 +128,7 @@ impl std::fmt::Debug for TokenArgs {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway", &self.leeway)
+            .field("samples", &self.samples)
             .finish_non_exhaustive()
     }
 }

@@ -50,7 +50,7 @@ enum DoctorCommand {
     /// key modes, owners; POSIX ACLs where a path has one (SELinux and AppArmor are not judged).
     Files(FilesArgs),
     /// The JWKS several replicas publish: the same keys everywhere? With --token, which of them can
-    /// verify it.
+    /// verify it. One URL (a load balancer) is fetched --samples times over fresh connections.
     Jwks(JwksArgs),
     /// An access token: shape, algorithm, signature (with --jwks), expiry, issuer, audience.
     Token(TokenArgs),

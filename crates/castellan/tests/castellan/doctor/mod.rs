@@ -5,11 +5,13 @@
 
 use crate::support;
 
+mod balanced;
 mod chain;
 mod files;
 mod fixtures;
 mod jwks;
 mod mosquitto;
+mod proxy;
 mod store;
 mod tls;
 mod token;
