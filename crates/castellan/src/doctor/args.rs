@@ -72,6 +72,12 @@ pub(super) struct FilesArgs {
     /// Its group (default: the user's primary group).
     #[arg(long)]
     pub(super) gid: Option<u32>,
+    /// The user by name (or number), as /etc/passwd or `getent passwd` know it; instead of --uid.
+    #[arg(long, conflicts_with = "uid")]
+    pub(super) user: Option<String>,
+    /// The group by name (or number), as /etc/group or `getent group` know it; instead of --gid.
+    #[arg(long, conflicts_with = "gid")]
+    pub(super) group: Option<String>,
 }
 
 #[derive(Args)]
