@@ -80,6 +80,12 @@ pub(super) struct FilesArgs {
     pub(super) group: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub(super) struct ComposeArgs {
+    /// The Compose file (docker-compose.yml, compose.yaml).
+    pub(super) file: PathBuf,
+}
+
 #[derive(Args)]
 pub(super) struct JwksArgs {
     /// JWKS URLs (or files), one per replica; a bare server URL gets /.well-known/jwks.json.

@@ -6,6 +6,7 @@
 
 mod args;
 mod chain;
+mod compose;
 mod files;
 mod render;
 mod service;
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 use castellan_core::doctor;
 use clap::{Args, Subcommand};
 
-use self::args::{ChainArgs, FilesArgs, JwksArgs, TlsArgs, TokenArgs};
+use self::args::{ChainArgs, ComposeArgs, FilesArgs, JwksArgs, TlsArgs, TokenArgs};
 use crate::common::StoreArgs;
 
 /// Names the root cause of broken chains, TLS endpoints, file layouts, JWKS and tokens.
@@ -54,6 +55,9 @@ enum DoctorCommand {
     Jwks(JwksArgs),
     /// An access token: shape, algorithm, signature (with --jwks), expiry, issuer, audience.
     Token(TokenArgs),
+    /// The certificates and keys of a Compose file's services: shared volumes, read-only mounts,
+    /// whether each reader's user can read what Castellan's agent writes, start order.
+    Compose(ComposeArgs),
 }
 
 /// Runs the doctor; never fails: a doctor that cannot run exits with status 2.
@@ -65,6 +69,7 @@ pub async fn run(args: DoctorArgs) -> ExitCode {
         Some(DoctorCommand::Files(a)) => files::run(&a),
         Some(DoctorCommand::Jwks(a)) => Ok(tokens::jwks(&a).await),
         Some(DoctorCommand::Token(a)) => tokens::token(&a).await,
+        Some(DoctorCommand::Compose(a)) => compose::run(&a),
         None => service::run(args.server.as_deref(), &args.store).await,
     };
     match result {

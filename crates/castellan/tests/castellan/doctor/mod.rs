@@ -7,6 +7,7 @@ use crate::support;
 
 mod balanced;
 mod chain;
+mod compose;
 mod files;
 mod fixtures;
 mod jwks;
