@@ -16,6 +16,7 @@ mod proxy;
 mod store;
 mod tls;
 mod token;
+mod verifiers;
 
 use std::path::Path;
 

@@ -1,0 +1,316 @@
+//! Verdicts that hold for every common verifier (issue 23, doctor item 2). Each claim the doctor makes
+//! about OpenSSL, Python's ssl or Go is checked here against the real thing: `openssl verify`, a TLS
+//! handshake with Python's `ssl` module (verify_ssl.py) and Go's crypto/x509 (x509verify.go, built
+//! with Debian's golang-go).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, KeyPair, KeyUsagePurpose, NameConstraints,
+    SanType,
+};
+
+use super::doctor;
+use super::fixtures::{Ca, Pki, write};
+
+fn here(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/castellan/doctor")
+        .join(name)
+}
+
+/// `openssl verify -CAfile CA -untrusted CHAIN [-verify_hostname HOST] LEAF`: (passed, output).
+fn openssl_verify(dir: &Path, ca: &str, host: Option<&str>) -> (bool, String) {
+    let mut cmd = Command::new("openssl");
+    cmd.current_dir(dir)
+        .args(["verify", "-CAfile", ca, "-untrusted", "chain.pem"]);
+    if let Some(h) = host {
+        cmd.args(["-verify_hostname", h]);
+    }
+    let out = cmd.arg("cert.pem").output().expect("openssl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Python's ssl as a client of a server presenting chain.pem: (passed, output).
+fn python_ssl(dir: &Path, ca: &str, host: &str) -> (bool, String) {
+    let out = Command::new("python3")
+        .current_dir(dir)
+        .arg(here("verify_ssl.py"))
+        .args([ca, "chain.pem", "key.pem", host])
+        .output()
+        .expect("python3");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The Go verifier, built once; `None` where Go is not installed (outside CI).
+fn go_verifier() -> Option<&'static PathBuf> {
+    static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out_dir =
+            std::env::temp_dir().join(format!("castellan-x509verify-{}", std::process::id()));
+        std::fs::create_dir_all(&out_dir).ok()?;
+        let bin = out_dir.join("x509verify");
+        let status = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&bin)
+            .arg(here("x509verify.go"))
+            .env("GOCACHE", std::env::temp_dir().join("castellan-gocache"))
+            .env("GO111MODULE", "off")
+            .status();
+        match status {
+            Ok(s) if s.success() => Some(bin),
+            _ => {
+                assert!(
+                    !super::under_ci(),
+                    "Go (Debian golang-go) is required under CI"
+                );
+                eprintln!("skipped the Go checks: no Go toolchain");
+                None
+            }
+        }
+    })
+    .as_ref()
+}
+
+/// Go's crypto/x509 verdict: (passed, output); `None` without Go.
+fn go_verify(dir: &Path, ca: &str, host: Option<&str>) -> Option<(bool, String)> {
+    let bin = go_verifier()?;
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(dir)
+        .args(["-roots", ca, "-chain", "chain.pem"]);
+    if let Some(h) = host {
+        cmd.args(["-host", h]);
+    }
+    let out = cmd.output().expect("x509verify");
+    Some((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    ))
+}
+
+fn chain_doctor(dir: &Path, ca: &str, host: &str) -> super::Report {
+    doctor(
+        &[
+            "chain",
+            "--cert",
+            "chain.pem",
+            "--key",
+            "key.pem",
+            "--ca",
+            ca,
+            "--host",
+            host,
+        ],
+        dir,
+    )
+}
+
+fn dn(cn: &str) -> DistinguishedName {
+    let mut d = DistinguishedName::new();
+    d.push(DnType::CommonName, cn);
+    d
+}
+
+/// A leaf (server, for `dns`, CN `cn`) issued by `int`, written with the chain into `dir`.
+fn write_leaf(
+    dir: &Path,
+    root: &Ca,
+    int: &Ca,
+    cn: &str,
+    dns: &[&str],
+    critical_oid: Option<&[u64]>,
+) {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn(cn);
+    p.subject_alt_names = dns
+        .iter()
+        .map(|d| SanType::DnsName((*d).try_into().expect("dns")))
+        .collect();
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.use_authority_key_identifier_extension = true;
+    if let Some(oid) = critical_oid {
+        let mut ext = CustomExtension::from_oid_content(oid, vec![0x05, 0x00]);
+        ext.set_criticality(true);
+        p.custom_extensions = vec![ext];
+    }
+    let key = KeyPair::generate().expect("key");
+    let cert = p.signed_by(&key, &int.issuer()).expect("leaf");
+    write(dir, "root.pem", &root.pem);
+    write(dir, "int.pem", &int.pem);
+    write(dir, "cert.pem", cert.pem());
+    write(dir, "chain.pem", format!("{}{}", cert.pem(), int.pem));
+    write(dir, "key.pem", key.serialize_pem());
+}
+
+#[test]
+fn issue_23_an_intermediate_alone_in_the_ca_file_fails_only_in_openssl_clients() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    Pki::new(dir);
+    let r = chain_doctor(dir, "int.pem", "localhost");
+    let f = r.get("verifiers-disagree");
+    let msg = f["message"].as_str().expect("m").to_owned();
+    assert_eq!(f["severity"], "warning", "{}", r.dump());
+    assert!(!r.has("verification-failed"), "{}", r.dump());
+
+    // The claims, checked: OpenSSL refuses with the message quoted, Python's ssl too, Go accepts.
+    let (ok, text) = openssl_verify(dir, "int.pem", None);
+    assert!(!ok, "openssl accepted a partial chain: {text}");
+    let quoted = "error 2 at 1 depth lookup: unable to get issuer certificate";
+    assert!(
+        text.contains(quoted) && msg.contains(quoted),
+        "{text}\n{msg}"
+    );
+    let (ok, text) = python_ssl(dir, "int.pem", "localhost");
+    assert!(!ok, "Python ssl accepted it: {text}");
+    assert!(
+        text.contains("unable to get issuer certificate")
+            && msg.contains("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get issuer certificate"),
+        "{text}\n{msg}"
+    );
+    if let Some((ok, text)) = go_verify(dir, "int.pem", Some("localhost")) {
+        assert!(ok, "Go refused (the doctor says it accepts): {text}");
+    }
+
+    // With the root, no disagreement: every verifier accepts, and the doctor says nothing.
+    let r = chain_doctor(dir, "root.pem", "localhost");
+    r.expect_clean("root as trust file");
+    assert!(openssl_verify(dir, "root.pem", None).0);
+    assert!(python_ssl(dir, "root.pem", "localhost").0);
+    if let Some((ok, text)) = go_verify(dir, "root.pem", Some("localhost")) {
+        assert!(ok, "{text}");
+    }
+}
+
+#[test]
+fn issue_23_a_common_name_only_leaf_passes_openssl_and_fails_go_and_webpki() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let root = Ca::root("Verifiers Root");
+    let int = root.intermediate("Verifiers Intermediate", Some(0));
+    write_leaf(dir, &root, &int, "localhost", &[], None);
+    let r = chain_doctor(dir, "root.pem", "localhost");
+    r.get("hostname-mismatch");
+    let f = r.get("verifiers-disagree");
+    let msg = f["message"].as_str().expect("m").to_owned();
+
+    let (ok, text) = openssl_verify(dir, "root.pem", Some("localhost"));
+    assert!(ok, "openssl refused a CN-only leaf: {text}");
+    let (ok, text) = python_ssl(dir, "root.pem", "localhost");
+    assert!(ok, "Python ssl refused a CN-only leaf: {text}");
+    if let Some((ok, text)) = go_verify(dir, "root.pem", Some("localhost")) {
+        assert!(!ok, "Go accepted a CN-only leaf");
+        assert!(
+            msg.contains(&text),
+            "the doctor quotes Go's message `{text}`: {msg}"
+        );
+    }
+}
+
+#[test]
+fn issue_23_an_unknown_critical_extension_is_named_not_verification_failed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let root = Ca::root("Verifiers Root");
+    let int = root.intermediate("Verifiers Intermediate", Some(0));
+    write_leaf(
+        dir,
+        &root,
+        &int,
+        "localhost",
+        &["localhost"],
+        Some(&[1, 3, 6, 1, 4, 1, 55555, 7]),
+    );
+    let r = chain_doctor(dir, "root.pem", "localhost");
+    let f = r.expect("critical-extension-unknown", 1);
+    let msg = f["message"].as_str().expect("m").to_owned();
+    assert!(msg.contains("1.3.6.1.4.1.55555.7"), "{msg}");
+    assert!(!r.has("verification-failed"), "{}", r.dump());
+
+    let (ok, text) = openssl_verify(dir, "root.pem", None);
+    assert!(
+        !ok && text.contains("unhandled critical extension"),
+        "{text}"
+    );
+    assert!(msg.contains("unhandled critical extension"));
+    let (ok, text) = python_ssl(dir, "root.pem", "localhost");
+    assert!(
+        !ok && text.contains("unhandled critical extension"),
+        "{text}"
+    );
+    if let Some((ok, text)) = go_verify(dir, "root.pem", Some("localhost")) {
+        assert!(!ok && msg.contains(&text), "Go: `{text}`; doctor: {msg}");
+    }
+}
+
+#[test]
+fn issue_23_a_name_outside_the_cas_constraints_is_named() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let root = Ca::root("Verifiers Root");
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn("Constrained Intermediate");
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    p.use_authority_key_identifier_extension = true;
+    p.name_constraints = Some(NameConstraints {
+        permitted_subtrees: vec![GeneralSubtree::DnsName("example.com".to_owned())],
+        excluded_subtrees: Vec::new(),
+    });
+    let key = KeyPair::generate().expect("key");
+    let cert = p.signed_by(&key, &root.issuer()).expect("int");
+    let int = Ca {
+        pem: cert.pem(),
+        der: cert.der().to_vec(),
+        params: p,
+        key,
+    };
+    write_leaf(dir, &root, &int, "localhost", &["localhost"], None);
+    let r = chain_doctor(dir, "root.pem", "localhost");
+    let f = r.expect("name-constraint-violated", 1);
+    let msg = f["message"].as_str().expect("m").to_owned();
+    assert!(
+        msg.contains("`localhost`") && msg.contains("example.com"),
+        "{msg}"
+    );
+    assert!(!r.has("verification-failed"), "{}", r.dump());
+
+    let (ok, text) = openssl_verify(dir, "root.pem", None);
+    assert!(
+        !ok && text.contains("permitted subtree violation"),
+        "{text}"
+    );
+    if let Some((ok, text)) = go_verify(dir, "root.pem", Some("localhost")) {
+        assert!(!ok, "Go accepted it");
+        assert!(
+            text.contains("is not authorized to sign for this name")
+                && msg.contains("is not authorized to sign for this name"),
+            "Go: `{text}`; doctor: {msg}"
+        );
+    }
+    // A leaf inside the constraints: clean.
+    write_leaf(
+        dir,
+        &root,
+        &int,
+        "mqtt.example.com",
+        &["mqtt.example.com"],
+        None,
+    );
+    chain_doctor(dir, "root.pem", "mqtt.example.com").expect_clean("inside the constraints");
+    assert!(openssl_verify(dir, "root.pem", None).0);
+}
