@@ -140,8 +140,9 @@ fn critical_extension(ctx: &Ctx<'_>, chain: &Chain) -> Option<Finding> {
                 "{} carries the critical extension {oids}, which no common verifier knows, and a \
                  verifier must refuse a certificate with a critical extension it does not know: \
                  rustls-webpki: `UnsupportedCriticalExtension`; openssl verify: `unhandled \
-                 critical extension`; Go: `x509: unhandled critical extension`; Java: \
-                 `Unrecognized critical extension(s)`",
+                 critical extension`; Go: `x509: unhandled critical extension`; Java: `PKIX path \
+                 validation failed: java.security.cert.CertPathValidatorException: unrecognized \
+                 critical extension(s)`",
                 c.short()
             ),
             "reissue the certificate without that extension, or with it marked non-critical",
@@ -206,7 +207,9 @@ fn name_constraints(ctx: &Ctx<'_>, chain: &Chain) -> Option<Finding> {
                 "{} names `{name}`, which {why} of {}'s name constraints: every common verifier \
                  refuses it. rustls-webpki: `NameConstraintViolation`; openssl verify: `permitted \
                  subtree violation` (or `excluded subtree violation`); Go: `x509: a root or \
-                 intermediate certificate is not authorized to sign for this name`",
+                 intermediate certificate is not authorized to sign for this name`; Java: `PKIX \
+                 path validation failed: java.security.cert.CertPathValidatorException: name \
+                 constraints check failed`",
                 leaf.short(),
                 c.short()
             ),

@@ -101,6 +101,60 @@ fn go_verify(dir: &Path, ca: &str, host: Option<&str>) -> Option<(bool, String)>
     ))
 }
 
+/// JavaTls.java, compiled once; `None` where no JDK is installed (outside CI).
+fn java_classes() -> Option<&'static PathBuf> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("castellan-javatls-{}", std::process::id()));
+        let status = Command::new("javac")
+            .arg("-d")
+            .arg(&dir)
+            .arg(here("JavaTls.java"))
+            .status();
+        match status {
+            Ok(s) if s.success() => Some(dir),
+            _ => {
+                assert!(!super::under_ci(), "a JDK (javac) is required under CI");
+                eprintln!("skipped the Java checks: no JDK");
+                None
+            }
+        }
+    })
+    .as_ref()
+}
+
+/// Java's TLS client (PKIX, HTTPS endpoint identification) against a Python TLS server presenting
+/// chain.pem: (passed, output); `None` without a JDK.
+fn java_tls(dir: &Path, ca: &str, host: &str) -> Option<(bool, String)> {
+    use std::io::BufRead;
+    let classes = java_classes()?;
+    let mut server = Command::new("python3")
+        .current_dir(dir)
+        .arg(here("verify_ssl.py"))
+        .args(["--serve", "chain.pem", "key.pem"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 server");
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    let out = Command::new("java")
+        .arg("-cp")
+        .arg(classes)
+        .args(["JavaTls", ca, host, line.trim()])
+        .current_dir(dir)
+        .output()
+        .expect("java");
+    drop(server.stdin.take());
+    let _ = server.wait();
+    Some((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    ))
+}
+
 fn chain_doctor(dir: &Path, ca: &str, host: &str) -> super::Report {
     doctor(
         &[
@@ -185,6 +239,9 @@ fn issue_23_an_intermediate_alone_in_the_ca_file_fails_only_in_openssl_clients()
     if let Some((ok, text)) = go_verify(dir, "int.pem", Some("localhost")) {
         assert!(ok, "Go refused (the doctor says it accepts): {text}");
     }
+    if let Some((ok, text)) = java_tls(dir, "int.pem", "localhost") {
+        assert!(ok, "Java refused (the doctor says it accepts): {text}");
+    }
 
     // With the root, no disagreement: every verifier accepts, and the doctor says nothing.
     let r = chain_doctor(dir, "root.pem", "localhost");
@@ -212,6 +269,9 @@ fn issue_23_a_common_name_only_leaf_passes_openssl_and_fails_go_and_webpki() {
     assert!(ok, "openssl refused a CN-only leaf: {text}");
     let (ok, text) = python_ssl(dir, "root.pem", "localhost");
     assert!(ok, "Python ssl refused a CN-only leaf: {text}");
+    if let Some((ok, text)) = java_tls(dir, "root.pem", "localhost") {
+        assert!(ok, "Java refused a CN-only leaf: {text}");
+    }
     if let Some((ok, text)) = go_verify(dir, "root.pem", Some("localhost")) {
         assert!(!ok, "Go accepted a CN-only leaf");
         assert!(
@@ -254,6 +314,14 @@ fn issue_23_an_unknown_critical_extension_is_named_not_verification_failed() {
     );
     if let Some((ok, text)) = go_verify(dir, "root.pem", Some("localhost")) {
         assert!(!ok && msg.contains(&text), "Go: `{text}`; doctor: {msg}");
+    }
+    if let Some((ok, text)) = java_tls(dir, "root.pem", "localhost") {
+        let q = "PKIX path validation failed: java.security.cert.CertPathValidatorException: \
+                 unrecognized critical extension(s)";
+        assert!(
+            !ok && text.contains(q) && msg.contains(q),
+            "Java: `{text}`; doctor: {msg}"
+        );
     }
 }
 
@@ -300,6 +368,14 @@ fn issue_23_a_name_outside_the_cas_constraints_is_named() {
             text.contains("is not authorized to sign for this name")
                 && msg.contains("is not authorized to sign for this name"),
             "Go: `{text}`; doctor: {msg}"
+        );
+    }
+    if let Some((ok, text)) = java_tls(dir, "root.pem", "localhost") {
+        let q = "PKIX path validation failed: java.security.cert.CertPathValidatorException: \
+                 name constraints check failed";
+        assert!(
+            !ok && text.contains(q) && msg.contains(q),
+            "Java: `{text}`; doctor: {msg}"
         );
     }
     // A leaf inside the constraints: clean.

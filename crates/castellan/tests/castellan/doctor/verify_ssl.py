@@ -2,11 +2,33 @@
 CHAIN with KEY, a client trusting CAFILE connects to it as HOST. Prints "ok" or the client's error.
 
     python3 verify_ssl.py CAFILE CHAIN KEY HOST
+
+With `--serve CHAIN KEY` it only serves (for another client, such as JavaTls.java): prints its port,
+then answers handshakes until stdin closes.
 """
 import socket
 import ssl
 import sys
 import threading
+
+if sys.argv[1] == "--serve":
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+    srv = socket.create_server(("127.0.0.1", 0))
+    print(srv.getsockname()[1], flush=True)
+
+    def loop():
+        while True:
+            conn, _ = srv.accept()
+            try:
+                with ctx.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+            except (ssl.SSLError, OSError):
+                pass
+
+    threading.Thread(target=loop, daemon=True).start()
+    sys.stdin.read()
+    sys.exit(0)
 
 cafile, chain, key, host = sys.argv[1:5]
 server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
