@@ -84,6 +84,10 @@ pub(super) struct FilesArgs {
 pub(super) struct ComposeArgs {
     /// The Compose file (docker-compose.yml, compose.yaml).
     pub(super) file: PathBuf,
+    /// The `castellan dev up` configuration whose certificates the services read through bind
+    /// mounts (default: castellan-dev.toml beside the Compose file, when there is one).
+    #[arg(long)]
+    pub(super) dev_config: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -8,9 +8,14 @@ use super::{
 };
 use crate::doctor::{Finding, codes};
 
-/// One file an agent writes, located.
+/// One file an agent (or `castellan dev up`, on the host) writes, located.
 struct Written<'a> {
-    agent: &'a Service,
+    /// The agent's service; `None` for `dev up`.
+    agent: Option<&'a Service>,
+    /// Who writes it, in words.
+    label: String,
+    /// Where its modes and owners are set.
+    config: &'static str,
     daemon: bool,
     file: &'a WrittenFile,
     loc: Loc,
@@ -43,7 +48,9 @@ pub(super) fn run(f: &ComposeFacts<'_>) -> Vec<Finding> {
         let daemon = !agent.castellan_agent().is_some_and(|(_, once)| once);
         match files {
             Ok(files) => w.written.extend(files.iter().map(|file| Written {
-                agent,
+                agent: Some(agent),
+                label: format!("the agent in {name}"),
+                config: "the agent's configuration",
                 daemon,
                 file,
                 loc: locate(agent, &file.path),
@@ -60,6 +67,14 @@ pub(super) fn run(f: &ComposeFacts<'_>) -> Vec<Finding> {
             )),
         }
     }
+    w.written.extend(f.host_writes.iter().map(|file| Written {
+        agent: None,
+        label: "`castellan dev up` (on the host)".to_owned(),
+        config: "castellan-dev.toml",
+        daemon: false,
+        file,
+        loc: Loc::Host(file.path.clone()),
+    }));
     for s in &f.compose.services {
         for (path, named) in read_paths(s, f.texts) {
             w.path(s, &path, &named);
@@ -87,7 +102,7 @@ impl<'a> Walk<'a> {
         if self
             .written
             .iter()
-            .any(|w| w.agent.name == s.name && w.file.path == path)
+            .any(|w| w.agent.is_some_and(|a| a.name == s.name) && w.file.path == path)
         {
             return;
         }
@@ -103,6 +118,12 @@ impl<'a> Walk<'a> {
         if let Some(&i) = hits.first() {
             let (agent, daemon) = (self.written[i].agent, self.written[i].daemon);
             self.readable(s, path, i);
+            let Some(agent) = agent else {
+                // `dev up` writes before `docker compose up`: no start order to judge.
+                let label = self.written[i].label.clone();
+                self.read_only(s, path, &label);
+                return;
+            };
             self.order(
                 s,
                 &Writer {
@@ -111,7 +132,7 @@ impl<'a> Walk<'a> {
                 },
                 path,
             );
-            self.read_only(s, path, agent);
+            self.read_only(s, path, &format!("the agent in {}", agent.name));
             return;
         }
         let beside: BTreeSet<&str> = self
@@ -121,12 +142,12 @@ impl<'a> Walk<'a> {
             .map(|w| file_name(&w.file.path))
             .collect();
         if let Some(agent) = self.written.iter().find(|w| dir_of(&w.loc) == dir_of(&loc)) {
-            let agent = &agent.agent.name;
+            let agent = agent.label.clone();
             self.out.push(Finding::error(
                 codes::COMPOSE_NOT_WRITTEN,
                 &s.name,
                 format!(
-                    "{} reads {path} ({named}), but the agent in {agent} writes {} in that \
+                    "{} reads {path} ({named}), but {agent} writes {} in that \
                      directory, not {}: `No such file or directory`",
                     s.name,
                     beside.into_iter().collect::<Vec<_>>().join(", "),
@@ -190,7 +211,7 @@ impl<'a> Walk<'a> {
         // A Castellan process (init, serve, pki) writes its own volumes; anyone else only reads.
         let castellan = s.image.as_deref().is_some_and(|i| i.contains("castellan"));
         if !(own && castellan && s.castellan_agent().is_none()) {
-            self.read_only(s, path, writers[0]);
+            self.read_only(s, path, &writers[0].name);
         }
     }
 
@@ -199,8 +220,9 @@ impl<'a> Walk<'a> {
         let by_agent = self
             .written
             .iter()
-            .find(|w| w.file.path == path && w.agent.name != s.name)
-            .map(|w| (w.agent, locate(w.agent, path)));
+            .filter_map(|w| w.agent.filter(|a| a.name != s.name && w.file.path == path))
+            .map(|a| (a, locate(a, path)))
+            .next();
         let by_mount = self
             .f
             .compose
@@ -263,7 +285,7 @@ impl<'a> Walk<'a> {
         let Some((uid, gid, who)) = user_of(s) else {
             return;
         };
-        let agent_user = user_of(w.agent);
+        let agent_user = w.agent.and_then(user_of);
         let owner = w.file.uid.or(agent_user.as_ref().map(|u| u.0));
         let group = w.file.gid.or(agent_user.as_ref().and_then(|u| u.1));
         let mode = w.file.mode;
@@ -283,19 +305,19 @@ impl<'a> Walk<'a> {
             codes::COMPOSE_NOT_READABLE,
             &s.name,
             format!(
-                "{} runs as {who}, but the agent in {} writes {path} with mode {mode:04o}, owned \
+                "{} runs as {who}, but {} writes {path} with mode {mode:04o}, owned \
                  by {}:{}: {} cannot read it (`Permission denied`; Mosquitto: `Unable to load \
                  server key file`)",
                 s.name,
-                w.agent.name,
+                w.label,
                 show(owner),
                 show(group),
                 s.name
             ),
             format!(
-                "in the agent's configuration, [[certificate]] `{}`: `uid = {uid}` and `gid = \
+                "in {}, [[certificate]] `{}`: `uid = {uid}` and `gid = \
                  {gid_text}` (or `files.key.gid = {gid_text}` with `files.key.mode = \"0640\"`)",
-                w.file.set
+                w.config, w.file.set
             ),
         ));
     }
@@ -312,7 +334,7 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn read_only(&mut self, s: &Service, path: &str, w: &Service) {
+    fn read_only(&mut self, s: &Service, path: &str, writer: &str) {
         let Some((m, _)) = s.mount_of(path) else {
             return;
         };
@@ -330,7 +352,7 @@ impl<'a> Walk<'a> {
             format!(
                 "{} only reads {path} but mounts {what} read-write at {}: it could replace the \
                  certificates and keys that {} writes for every service that trusts them",
-                s.name, m.target, w.name
+                s.name, m.target, writer
             ),
             format!(
                 "mount it read-only: `{}:{}:ro` under services.{}.volumes",

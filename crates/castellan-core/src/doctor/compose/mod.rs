@@ -7,8 +7,8 @@
 //! * no volume shared with the writer provides the path (`compose-not-shared`), or nothing writes the
 //!   file the reader expects there (`compose-not-written`);
 //! * a reader mounts the writer's volume read-write (`compose-mount-writable`);
-//! * the reader's user cannot read the file as Castellan's agent writes it, with the modes and owners
-//!   of its configuration (`compose-not-readable`);
+//! * the reader's user cannot read the file as Castellan's agent (or `castellan dev up`, on the host)
+//!   writes it, with the modes and owners of its configuration (`compose-not-readable`);
 //! * the reader may start before the writer has finished (`compose-start-order`: `depends_on`
 //!   conditions, followed transitively).
 //!
@@ -50,6 +50,8 @@ pub struct ComposeFacts<'a> {
     /// Per service running `castellan agent`: what its configuration writes, or why it could not be
     /// read.
     pub agents: &'a BTreeMap<String, Result<Vec<WrittenFile>, String>>,
+    /// Files `castellan dev up` writes on the host (paths on the host) before the stack starts.
+    pub host_writes: &'a [WrittenFile],
 }
 
 /// Where a file lives, across containers.

@@ -281,3 +281,66 @@ fn issue_23_garbage_is_a_finding() {
         r.dump()
     );
 }
+
+const DEV_TOML: &str = r#"
+[[certificate]]
+name = "broker"
+profile = "server"
+common_name = "localhost"
+dns = ["localhost"]
+"#;
+
+const DEV_COMPOSE: &str = r#"
+services:
+  mosquitto:
+    image: eclipse-mosquitto:2
+    volumes:
+      - ./mosquitto.conf:/mosquitto/config/mosquitto.conf:ro
+      - ./certs/broker:/certs:ro
+"#;
+
+#[test]
+fn issue_23_a_broker_that_cannot_read_the_key_dev_up_writes() {
+    // `castellan dev up` writes certs/broker/key.pem 0600, owned by whoever ran it; Mosquitto,
+    // started as root, drops to uid 1883 and cannot read it: the first thing a new user hits.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::write(dir.join("docker-compose.yml"), DEV_COMPOSE).expect("write");
+    std::fs::write(dir.join("castellan-dev.toml"), DEV_TOML).expect("write");
+    std::fs::write(
+        dir.join("mosquitto.conf"),
+        "listener 8883\ncertfile /certs/chain.pem\nkeyfile /certs/key.pem\ncafile /certs/ca-bundle.pem\n",
+    )
+    .expect("write");
+    let r = doctor(&["compose", "docker-compose.yml"], dir);
+    let f = r.expect("compose-not-readable", 1);
+    let m = message(f);
+    assert!(
+        m.contains("castellan dev up") && m.contains("/certs/key.pem"),
+        "{m}"
+    );
+    assert!(
+        m.contains("castellan-dev.toml") && m.contains("uid = 1883"),
+        "{m}"
+    );
+    // The fix applied: clean.
+    std::fs::write(
+        dir.join("castellan-dev.toml"),
+        format!("{DEV_TOML}uid = 1883\ngid = 1883\n"),
+    )
+    .expect("write");
+    doctor(&["compose", "docker-compose.yml"], dir).expect_clean("dev up files owned by 1883");
+    // Read-write bind mount of dev up's directory: a warning.
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        DEV_COMPOSE.replace("./certs/broker:/certs:ro", "./certs/broker:/certs"),
+    )
+    .expect("write");
+    let r = doctor(&["compose", "docker-compose.yml"], dir);
+    assert_eq!(
+        r.get("compose-mount-writable")["severity"],
+        "warning",
+        "{}",
+        r.dump()
+    );
+}
