@@ -7,6 +7,9 @@
 //!   alone in the CA file is no anchor for it (unless the application sets
 //!   `X509_V_FLAG_PARTIAL_CHAIN`, which Python, Mosquitto and curl do not), while webpki, Go and Java
 //!   take any certificate of the trust store as an anchor.
+//! * OpenSSL takes a CA as a certificate's issuer only when the certificate's authority key
+//!   identifier (if any) is the CA's subject key identifier; webpki, Go and Java go by name and
+//!   signature.
 //! * Go refuses a leaf without subject alternative names even when its common name is the host
 //!   (since Go 1.15); OpenSSL's host check (`X509_check_host`, Python `ssl`, curl) and Java's
 //!   `HostnameChecker` fall back to the common name then; webpki does not.
@@ -18,13 +21,15 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 
-use super::cert::{Cert, same_ca};
+use super::cert::{Cert, Sig, same_ca, signature};
 use super::{Chain, Ctx};
+use crate::doctor::key_id;
 use crate::doctor::{Finding, codes};
 
 /// Findings where the common verifiers disagree with webpki about this chain.
 pub(super) fn check(ctx: &Ctx<'_>, chain: &Chain, out: &mut Vec<Finding>) {
     partial_chain(ctx, chain, out);
+    key_id_mismatch(ctx, chain, out);
     if let Some(host) = ctx.host {
         common_name_only(ctx, chain.leaf_cert(), host, out);
     }
@@ -66,6 +71,42 @@ fn partial_chain(ctx: &Ctx<'_>, chain: &Chain, out: &mut Vec<Finding>) {
         "give the peers a CA file that ends with the root (Castellan's root.pem, or ca-bundle.pem \
          with root and intermediate), not the intermediate alone",
     ));
+}
+
+/// A certificate whose issuer (by name and signature) has a subject key identifier other than the
+/// certificate's authority key identifier: webpki, Go and Java accept the link, OpenSSL does not.
+fn key_id_mismatch(ctx: &Ctx<'_>, chain: &Chain, out: &mut Vec<Finding>) {
+    for &i in &chain.path {
+        let c = &chain.all[i];
+        let Some(aki) = &c.aki else { continue };
+        let issuer = chain.all.iter().find(|k| {
+            k.subject_raw == c.issuer_raw
+                && k.ski.as_ref().is_some_and(|s| s != aki)
+                && signature(c, k) == Sig::Valid
+        });
+        let Some(issuer) = issuer else { continue };
+        out.push(Finding::warning(
+            codes::VERIFIERS_DISAGREE,
+            ctx.subject_of(c),
+            format!(
+                "{} is signed by {}'s key, but its authority key identifier {} is not that CA's \
+                 subject key identifier {}: webpki (rustls), Go crypto/x509 and Java link them by \
+                 name and signature and accept the chain, while OpenSSL-based clients do not take \
+                 that CA as its issuer. openssl verify: `unable to get local issuer certificate`; \
+                 Python ssl: `[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable \
+                 to get local issuer certificate`; curl: `SSL certificate problem: unable to get \
+                 local issuer certificate`",
+                c.short(),
+                issuer.short(),
+                key_id(aki),
+                issuer.ski.as_deref().map(key_id).unwrap_or_default()
+            ),
+            "reissue the certificate from the CA as it is now (its authority key identifier is \
+             then the CA's subject key identifier), or give the peers the CA certificate whose \
+             subject key identifier it names",
+        ));
+        return;
+    }
 }
 
 /// The host is only the leaf's common name: no subject alternative name at all.

@@ -390,3 +390,54 @@ fn issue_23_a_name_outside_the_cas_constraints_is_named() {
     chain_doctor(dir, "root.pem", "mqtt.example.com").expect_clean("inside the constraints");
     assert!(openssl_verify(dir, "root.pem", None).0);
 }
+
+#[test]
+fn issue_23_an_authority_key_id_that_is_not_the_issuers_fails_only_in_openssl_clients() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let root = Ca::root("Verifiers Root");
+    let int = root.intermediate("Verifiers Intermediate", Some(0));
+    // The leaf is signed by the intermediate's key, but names another key id as its authority.
+    let mut other = int.params.clone();
+    other.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(vec![0xAB; 20]);
+    let signer = rcgen::Issuer::from_params(&other, &int.key);
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn("localhost");
+    p.subject_alt_names = vec![SanType::DnsName("localhost".try_into().expect("dns"))];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate().expect("key");
+    let cert = p.signed_by(&key, &signer).expect("leaf");
+    write(dir, "root.pem", &root.pem);
+    write(dir, "cert.pem", cert.pem());
+    write(dir, "chain.pem", format!("{}{}", cert.pem(), int.pem));
+    write(dir, "key.pem", key.serialize_pem());
+
+    let r = chain_doctor(dir, "root.pem", "localhost");
+    let f = r.get("verifiers-disagree");
+    let msg = f["message"].as_str().expect("m").to_owned();
+    assert!(msg.contains("AB:AB:AB"), "names the key id: {msg}");
+    assert!(
+        msg.contains("Go crypto/x509 and Java link them by name and signature and accept"),
+        "{msg}"
+    );
+
+    let (ok, text) = openssl_verify(dir, "root.pem", None);
+    assert!(!ok, "openssl accepted it: {text}");
+    assert!(
+        text.contains("unable to get local issuer certificate"),
+        "{text}"
+    );
+    let (ok, text) = python_ssl(dir, "root.pem", "localhost");
+    assert!(
+        !ok && text.contains("unable to get local issuer certificate"),
+        "{text}"
+    );
+    if let Some((ok, text)) = go_verify(dir, "root.pem", Some("localhost")) {
+        assert!(ok, "Go refused (the doctor says it accepts): {text}");
+    }
+    if let Some((ok, text)) = java_tls(dir, "root.pem", "localhost") {
+        assert!(ok, "Java refused (the doctor says it accepts): {text}");
+    }
+}
