@@ -60,14 +60,14 @@ fn go_verifier() -> Option<&'static PathBuf> {
     static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
     BIN.get_or_init(|| {
         let out_dir =
-            std::env::temp_dir().join(format!("castellan-x509verify-{}", std::process::id()));
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("doctor-x509verify");
         std::fs::create_dir_all(&out_dir).ok()?;
         let bin = out_dir.join("x509verify");
         let status = Command::new("go")
             .args(["build", "-o"])
             .arg(&bin)
             .arg(here("x509verify.go"))
-            .env("GOCACHE", std::env::temp_dir().join("castellan-gocache"))
+            .env("GOCACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("gocache"))
             .env("GO111MODULE", "off")
             .status();
         match status {
@@ -105,7 +105,7 @@ fn go_verify(dir: &Path, ca: &str, host: Option<&str>) -> Option<(bool, String)>
 fn java_classes() -> Option<&'static PathBuf> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("castellan-javatls-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("doctor-javatls");
         let status = Command::new("javac")
             .arg("-d")
             .arg(&dir)
