@@ -21,7 +21,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 
-use super::cert::{Cert, Sig, same_ca, signature};
+use super::cert::{Cert, Sig, same_ca, signature, weak_sig_alg};
 use super::{Chain, Ctx};
 use crate::doctor::key_id;
 use crate::doctor::{Finding, codes};
@@ -30,6 +30,7 @@ use crate::doctor::{Finding, codes};
 pub(super) fn check(ctx: &Ctx<'_>, chain: &Chain, out: &mut Vec<Finding>) {
     partial_chain(ctx, chain, out);
     key_id_mismatch(ctx, chain, out);
+    sha1_signature(ctx, chain, out);
     if let Some(host) = ctx.host {
         common_name_only(ctx, chain.leaf_cert(), host, out);
     }
@@ -107,6 +108,31 @@ fn key_id_mismatch(ctx: &Ctx<'_>, chain: &Chain, out: &mut Vec<Finding>) {
         ));
         return;
     }
+}
+
+/// A certificate below the root signed with SHA-1: refused by webpki, Go and OpenSSL-based TLS
+/// clients at their default security level, accepted by Java under a private CA and by a bare
+/// `openssl verify`, so checking with either of those hides the failure.
+fn sha1_signature(ctx: &Ctx<'_>, chain: &Chain, out: &mut Vec<Finding>) {
+    let Some(c) = chain.path.iter().map(|&i| &chain.all[i]).find(|c| {
+        !c.self_issued() && weak_sig_alg(&c.sig_alg).is_some_and(|a| a.contains("SHA-1"))
+    }) else {
+        return;
+    };
+    out.push(Finding::warning(
+        codes::VERIFIERS_DISAGREE,
+        ctx.subject_of(c),
+        format!(
+            "{} is signed with SHA-1: webpki (rustls), Go and OpenSSL-based TLS clients at their \
+             default security level refuse it (Python ssl: `[SSL: CERTIFICATE_VERIFY_FAILED] \
+             certificate verify failed: CA signature digest algorithm too weak`; Go: `x509: \
+             cannot verify signature: insecure algorithm SHA1-RSA`), but Java accepts it under a \
+             private CA and a bare `openssl verify` prints `OK`, so a check with either of those \
+             does not show the failure",
+            c.short()
+        ),
+        "re-issue it with a SHA-256 (or stronger) signature",
+    ));
 }
 
 /// The host is only the leaf's common name: no subject alternative name at all.

@@ -59,15 +59,17 @@ fn python_ssl(dir: &Path, ca: &str, host: &str) -> (bool, String) {
 fn go_verifier() -> Option<&'static PathBuf> {
     static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
     BIN.get_or_init(|| {
-        let out_dir =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("doctor-x509verify");
+        let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("doctor-x509verify");
         std::fs::create_dir_all(&out_dir).ok()?;
         let bin = out_dir.join("x509verify");
         let status = Command::new("go")
             .args(["build", "-o"])
             .arg(&bin)
             .arg(here("x509verify.go"))
-            .env("GOCACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("gocache"))
+            .env(
+                "GOCACHE",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("gocache"),
+            )
             .env("GO111MODULE", "off")
             .status();
         match status {
@@ -140,19 +142,25 @@ fn java_tls(dir: &Path, ca: &str, host: &str) -> Option<(bool, String)> {
     std::io::BufReader::new(server.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("port");
+    let out = java_client(classes, dir, ca, host, line.trim());
+    drop(server.stdin.take());
+    let _ = server.wait();
+    Some(out)
+}
+
+/// JavaTls against 127.0.0.1:`port`: (passed, output).
+fn java_client(classes: &Path, dir: &Path, ca: &str, host: &str, port: &str) -> (bool, String) {
     let out = Command::new("java")
         .arg("-cp")
         .arg(classes)
-        .args(["JavaTls", ca, host, line.trim()])
+        .args(["JavaTls", ca, host, port])
         .current_dir(dir)
         .output()
         .expect("java");
-    drop(server.stdin.take());
-    let _ = server.wait();
-    Some((
+    (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-    ))
+    )
 }
 
 fn chain_doctor(dir: &Path, ca: &str, host: &str) -> super::Report {
@@ -438,6 +446,135 @@ fn issue_23_an_authority_key_id_that_is_not_the_issuers_fails_only_in_openssl_cl
         assert!(ok, "Go refused (the doctor says it accepts): {text}");
     }
     if let Some((ok, text)) = java_tls(dir, "root.pem", "localhost") {
+        assert!(ok, "Java refused (the doctor says it accepts): {text}");
+    }
+}
+
+#[test]
+fn issue_23_a_sha1_signature_fails_in_go_and_python_but_not_in_java_or_a_bare_openssl_verify() {
+    use super::fixtures::openssl;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n\
+         authorityKeyIdentifier=keyid\n",
+    )
+    .expect("ext");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "root.key",
+            "-out",
+            "root.pem",
+            "-subj",
+            "/CN=SHA1 Root",
+            "-days",
+            "5",
+            "-sha1",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "root.pem",
+            "-CAkey",
+            "root.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "5",
+            "-sha1",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    std::fs::copy(dir.join("cert.pem"), dir.join("chain.pem")).expect("copy");
+
+    let r = chain_doctor(dir, "root.pem", "localhost");
+    r.get("weak-signature");
+    let f = r.get("verifiers-disagree");
+    let msg = f["message"].as_str().expect("m").to_owned();
+    assert!(msg.contains("SHA-1"), "{msg}");
+
+    let (ok, text) = openssl_verify(dir, "root.pem", None);
+    assert!(ok && text.contains("OK"), "bare openssl verify: {text}");
+    if let Some((ok, text)) = go_verify(dir, "root.pem", Some("localhost")) {
+        let q = "x509: cannot verify signature: insecure algorithm SHA1-RSA";
+        assert!(
+            !ok && text.contains(q) && msg.contains(q),
+            "Go: `{text}`; doctor: {msg}"
+        );
+    }
+    // A TLS server that still presents it (security level 0), and the clients.
+    let port = crate::support::free_port().to_string();
+    let mut server = Command::new("openssl")
+        .current_dir(dir)
+        .args(["s_server", "-cert", "cert.pem", "-key", "key.pem", "-quiet"])
+        .args([
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-cipher",
+            "DEFAULT@SECLEVEL=0",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok()
+    });
+    let python = Command::new("python3")
+        .current_dir(dir)
+        .arg(here("verify_ssl.py"))
+        .args(["--client", "root.pem", "localhost", &port])
+        .output()
+        .expect("python3");
+    let java = java_classes().map(|c| java_client(c, dir, "root.pem", "localhost", &port));
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(up, "openssl s_server did not start");
+    let text = String::from_utf8_lossy(&python.stdout).trim().to_owned();
+    let q = "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: CA signature digest \
+             algorithm too weak";
+    assert!(
+        !python.status.success() && text.contains(q) && msg.contains(q),
+        "Python: `{text}`"
+    );
+    if let Some((ok, text)) = java {
         assert!(ok, "Java refused (the doctor says it accepts): {text}");
     }
 }

@@ -3,13 +3,25 @@ CHAIN with KEY, a client trusting CAFILE connects to it as HOST. Prints "ok" or 
 
     python3 verify_ssl.py CAFILE CHAIN KEY HOST
 
-With `--serve CHAIN KEY` it only serves (for another client, such as JavaTls.java): prints its port,
+With `--client CAFILE HOST PORT` it is only the client (of another server, such as `openssl
+s_server`). With `--serve CHAIN KEY` it only serves (for another client, such as JavaTls.java): prints its port,
 then answers handshakes until stdin closes.
 """
 import socket
 import ssl
 import sys
 import threading
+
+if sys.argv[1] == "--client":
+    ctx = ssl.create_default_context(cafile=sys.argv[2])
+    try:
+        with socket.create_connection(("127.0.0.1", int(sys.argv[4])), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=sys.argv[3]):
+                print("ok")
+    except ssl.SSLError as e:
+        print(e)
+        sys.exit(1)
+    sys.exit(0)
 
 if sys.argv[1] == "--serve":
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
