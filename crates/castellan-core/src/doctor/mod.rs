@@ -12,9 +12,13 @@
 //!   wrong root and a wrong intermediate all as `UnknownIssuer`; the doctor works the cause out itself by
 //!   matching issuer names and key identifiers across the certificates presented and trusted, then runs
 //!   webpki as a backstop so nothing it would refuse passes silently.
+//! * [`compose`]: certificate and key paths across the services of a Compose file: shared volumes,
+//!   read-only mounts, the reader's user against the writer's modes, start order.
 //! * [`tls`]: what a TLS handshake showed (the caller connects; this judges).
 //! * [`files`]: who can reach and read a file, given modes and owners the caller collected.
 //! * [`token`]: JWKS documents of several replicas and a token.
+//! * [`sampling`]: one address fetched several times (replicas behind a load balancer): how many
+//!   key sets, and which share of the fetches verifies a token.
 //! * [`service`]: a Castellan server or store: health, published keys, schema, key ring, CA, secrets,
 //!   and certificates whose renewal was missed.
 //!
@@ -23,8 +27,10 @@
 //! with jsonwebtoken; nothing here parses ASN.1, PEM or JWTs by hand.
 
 pub mod chain;
+pub mod compose;
 pub mod files;
 mod input;
+pub mod sampling;
 pub mod service;
 pub mod tls;
 pub mod token;
@@ -203,6 +209,13 @@ pub mod codes {
     pub const UNRELATED_CERTIFICATE: &str = "unrelated-certificate";
     /// No CA file was given, so trust could not be judged.
     pub const TRUST_NOT_CHECKED: &str = "trust-not-checked";
+    /// OpenSSL-based clients, Go's crypto/x509 or Java judge the chain or trust file otherwise than
+    /// webpki: the message says which fail and what each prints.
+    pub const VERIFIERS_DISAGREE: &str = "verifiers-disagree";
+    /// A certificate carries a critical extension that verifiers do not know, so all refuse it.
+    pub const CRITICAL_EXTENSION_UNKNOWN: &str = "critical-extension-unknown";
+    /// The leaf names a host outside the name constraints of a CA above it.
+    pub const NAME_CONSTRAINT_VIOLATED: &str = "name-constraint-violated";
     /// rustls-webpki refuses the chain for a reason no other check named.
     pub const VERIFICATION_FAILED: &str = "verification-failed";
     /// The chain is sound (summary).
@@ -267,6 +280,27 @@ pub mod codes {
     pub const SIGNATURE_NOT_CHECKED: &str = "signature-not-checked";
     /// Which replicas can verify the token (summary).
     pub const TOKEN_VERIFIES: &str = "token-verifies";
+    /// Only a share of the fetches of one address (replicas behind a load balancer) can verify the
+    /// token.
+    pub const TOKEN_VERIFIES_PARTLY: &str = "token-verifies-partly";
+
+    // Compose files.
+    /// The Compose file cannot be read or parsed.
+    pub const COMPOSE_INVALID: &str = "compose-invalid";
+    /// A service reads a certificate or key that no volume shared with its writer provides.
+    pub const COMPOSE_NOT_SHARED: &str = "compose-not-shared";
+    /// A service reads a file that nothing writes where it looks (an empty volume, a wrong name).
+    pub const COMPOSE_NOT_WRITTEN: &str = "compose-not-written";
+    /// A service that only reads certificates or keys mounts their volume read-write.
+    pub const COMPOSE_MOUNT_WRITABLE: &str = "compose-mount-writable";
+    /// A service's user cannot read a file as Castellan's agent writes it.
+    pub const COMPOSE_NOT_READABLE: &str = "compose-not-readable";
+    /// A service may start before the service that writes its files has finished.
+    pub const COMPOSE_START_ORDER: &str = "compose-start-order";
+    /// An agent's configuration could not be read, so its files were not judged.
+    pub const COMPOSE_AGENT_CONFIG: &str = "compose-agent-config";
+    /// Every certificate and key path checks out (summary).
+    pub const COMPOSE_OK: &str = "compose-ok";
 
     // A Castellan server or store.
     /// The server does not answer.

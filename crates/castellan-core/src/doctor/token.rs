@@ -36,7 +36,7 @@ pub struct TokenExpectations<'a> {
 }
 
 /// Reads a JWKS, or a finding saying why it is not one.
-fn parse_jwks(doc: &JwksDoc, out: &mut Vec<Finding>) -> Option<JwkSet> {
+pub(super) fn parse_jwks(doc: &JwksDoc, out: &mut Vec<Finding>) -> Option<JwkSet> {
     let src = doc.source.as_str();
     let bytes = match &doc.body {
         Ok(b) => b,
@@ -70,14 +70,14 @@ fn parse_jwks(doc: &JwksDoc, out: &mut Vec<Finding>) -> Option<JwkSet> {
     }
 }
 
-fn kid_of(jwk: &Jwk) -> String {
+pub(super) fn kid_of(jwk: &Jwk) -> String {
     jwk.common
         .key_id
         .clone()
         .unwrap_or_else(|| "(no kid)".to_owned())
 }
 
-fn list(items: &BTreeSet<String>) -> String {
+pub(super) fn list(items: &BTreeSet<String>) -> String {
     if items.is_empty() {
         "no keys".to_owned()
     } else {
@@ -223,7 +223,7 @@ pub fn check_jwks(docs: &[JwksDoc], token: Option<&str>, now: i64) -> Vec<Findin
     out
 }
 
-fn unknown_kid(kid: &str, sources: &[&str]) -> Finding {
+pub(super) fn unknown_kid(kid: &str, sources: &[&str]) -> Finding {
     Finding::error(
         codes::UNKNOWN_KID,
         kid,
@@ -239,7 +239,7 @@ fn unknown_kid(kid: &str, sources: &[&str]) -> Finding {
 }
 
 /// Strips a `Bearer ` prefix and whitespace.
-fn clean(token: &str) -> &str {
+pub(super) fn clean(token: &str) -> &str {
     let t = token.trim();
     t.strip_prefix("Bearer ")
         .or_else(|| t.strip_prefix("bearer "))
@@ -248,7 +248,7 @@ fn clean(token: &str) -> &str {
 }
 
 /// The key to verify with: by kid, or the only key when the token names none.
-fn pick_key<'a>(set: &'a JwkSet, kid: Option<&str>) -> Option<&'a Jwk> {
+pub(super) fn pick_key<'a>(set: &'a JwkSet, kid: Option<&str>) -> Option<&'a Jwk> {
     match kid {
         Some(k) => set.find(k),
         None if set.keys.len() == 1 => set.keys.first(),
@@ -257,7 +257,7 @@ fn pick_key<'a>(set: &'a JwkSet, kid: Option<&str>) -> Option<&'a Jwk> {
 }
 
 /// A finding for a header jsonwebtoken refused: `alg: none`, or a malformed token.
-fn header_finding(token: &str, e: &jsonwebtoken::errors::Error) -> Finding {
+pub(super) fn header_finding(token: &str, e: &jsonwebtoken::errors::Error) -> Finding {
     let parts = token.split('.').count();
     if parts != 3 {
         return Finding::error(
@@ -305,7 +305,13 @@ fn header_finding(token: &str, e: &jsonwebtoken::errors::Error) -> Finding {
 }
 
 /// Verifies the signature with one JWK; findings for what goes wrong.
-fn verify_with(token: &str, header: &Header, jwk: &Jwk, source: &str, out: &mut Vec<Finding>) {
+pub(super) fn verify_with(
+    token: &str,
+    header: &Header,
+    jwk: &Jwk,
+    source: &str,
+    out: &mut Vec<Finding>,
+) {
     let kid = kid_of(jwk);
     let asymmetric = !matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_));
     if header.alg.family() == AlgorithmFamily::Hmac && asymmetric {
@@ -411,7 +417,12 @@ fn num(v: &Value, name: &str) -> Option<i64> {
 }
 
 /// Judges `exp`, `nbf`, `iat`, `iss` and `aud`.
-fn check_claims(token: &str, expect: &TokenExpectations<'_>, now: i64, out: &mut Vec<Finding>) {
+pub(super) fn check_claims(
+    token: &str,
+    expect: &TokenExpectations<'_>,
+    now: i64,
+    out: &mut Vec<Finding>,
+) {
     let claims = match jsonwebtoken::dangerous::insecure_decode::<Value>(token) {
         Ok(d) => d.claims,
         Err(e) => {
@@ -542,6 +553,41 @@ fn check_claims(token: &str, expect: &TokenExpectations<'_>, now: i64, out: &mut
     }
 }
 
+/// Judges the token's signature against one JWKS document: its kid published, the algorithm fitting
+/// the key, the signature verifying.
+pub(super) fn check_signature(token: &str, header: &Header, doc: &JwksDoc, out: &mut Vec<Finding>) {
+    if let Some(set) = parse_jwks(doc, out) {
+        if header.alg.family() == AlgorithmFamily::Hmac
+            && !set.keys.is_empty()
+            && pick_key(&set, header.kid.as_deref()).is_none()
+        {
+            out.push(Finding::error(
+                codes::ALG_NOT_ALLOWED,
+                "token",
+                format!(
+                    "the token is signed with {:?} (an HMAC shared secret) while {} \
+                     publishes public keys: accepting it would let anyone who knows a \
+                     public key forge tokens (algorithm confusion)",
+                    header.alg, doc.source
+                ),
+                "reject HMAC tokens; verifiers must pin the algorithm of the key",
+            ));
+        } else {
+            match pick_key(&set, header.kid.as_deref()) {
+                Some(jwk) => verify_with(token, header, jwk, &doc.source, out),
+                None => {
+                    let kid = header.kid.clone().unwrap_or_else(|| "(none)".to_owned());
+                    let mut f = unknown_kid(&kid, &[doc.source.as_str()]);
+                    let have: BTreeSet<String> = set.keys.iter().map(kid_of).collect();
+                    f.message
+                        .push_str(&format!("; it publishes {}", list(&have)));
+                    out.push(f);
+                }
+            }
+        }
+    }
+}
+
 /// Judges a token: shape, algorithm, signature against `jwks` (when given), and claims.
 pub fn check_token(
     token: &str,
@@ -559,38 +605,7 @@ pub fn check_token(
         }
     };
     match jwks {
-        Some(doc) => {
-            if let Some(set) = parse_jwks(doc, &mut out) {
-                if header.alg.family() == AlgorithmFamily::Hmac
-                    && !set.keys.is_empty()
-                    && pick_key(&set, header.kid.as_deref()).is_none()
-                {
-                    out.push(Finding::error(
-                        codes::ALG_NOT_ALLOWED,
-                        "token",
-                        format!(
-                            "the token is signed with {:?} (an HMAC shared secret) while {} \
-                             publishes public keys: accepting it would let anyone who knows a \
-                             public key forge tokens (algorithm confusion)",
-                            header.alg, doc.source
-                        ),
-                        "reject HMAC tokens; verifiers must pin the algorithm of the key",
-                    ));
-                } else {
-                    match pick_key(&set, header.kid.as_deref()) {
-                        Some(jwk) => verify_with(token, &header, jwk, &doc.source, &mut out),
-                        None => {
-                            let kid = header.kid.clone().unwrap_or_else(|| "(none)".to_owned());
-                            let mut f = unknown_kid(&kid, &[doc.source.as_str()]);
-                            let have: BTreeSet<String> = set.keys.iter().map(kid_of).collect();
-                            f.message
-                                .push_str(&format!("; it publishes {}", list(&have)));
-                            out.push(f);
-                        }
-                    }
-                }
-            }
-        }
+        Some(doc) => check_signature(token, &header, doc, &mut out),
         None => {
             if header.alg.family() == AlgorithmFamily::Hmac {
                 out.push(Finding::warning(

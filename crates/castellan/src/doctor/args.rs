@@ -72,6 +72,22 @@ pub(super) struct FilesArgs {
     /// Its group (default: the user's primary group).
     #[arg(long)]
     pub(super) gid: Option<u32>,
+    /// The user by name (or number), as /etc/passwd or `getent passwd` know it; instead of --uid.
+    #[arg(long, conflicts_with = "uid")]
+    pub(super) user: Option<String>,
+    /// The group by name (or number), as /etc/group or `getent group` know it; instead of --gid.
+    #[arg(long, conflicts_with = "gid")]
+    pub(super) group: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ComposeArgs {
+    /// The Compose file (docker-compose.yml, compose.yaml).
+    pub(super) file: PathBuf,
+    /// The `castellan dev up` configuration whose certificates the services read through bind
+    /// mounts (default: castellan-dev.toml beside the Compose file, when there is one).
+    #[arg(long)]
+    pub(super) dev_config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -82,6 +98,10 @@ pub(super) struct JwksArgs {
     /// A token: which replicas can verify it?
     #[arg(long)]
     pub(super) token: Option<String>,
+    /// With one URL: how many times to fetch it, each over a fresh connection, to see the replicas
+    /// a load balancer spreads requests over.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(super) samples: u32,
 }
 
 #[derive(Args)]
@@ -100,6 +120,10 @@ pub(super) struct TokenArgs {
     /// Clock skew tolerated, seconds.
     #[arg(long, default_value_t = 0)]
     pub(super) leeway: u64,
+    /// How many times to fetch a --jwks URL, each over a fresh connection (replicas behind a load
+    /// balancer).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(super) samples: u32,
 }
 
 // Tokens are credentials: `Debug` does not show them.
@@ -108,6 +132,7 @@ impl std::fmt::Debug for JwksArgs {
         f.debug_struct("JwksArgs")
             .field("urls", &self.urls)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("samples", &self.samples)
             .finish()
     }
 }
@@ -119,6 +144,7 @@ impl std::fmt::Debug for TokenArgs {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway", &self.leeway)
+            .field("samples", &self.samples)
             .finish_non_exhaustive()
     }
 }

@@ -6,6 +6,7 @@
 
 mod args;
 mod chain;
+mod compose;
 mod files;
 mod render;
 mod service;
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 use castellan_core::doctor;
 use clap::{Args, Subcommand};
 
-use self::args::{ChainArgs, FilesArgs, JwksArgs, TlsArgs, TokenArgs};
+use self::args::{ChainArgs, ComposeArgs, FilesArgs, JwksArgs, TlsArgs, TokenArgs};
 use crate::common::StoreArgs;
 
 /// Names the root cause of broken chains, TLS endpoints, file layouts, JWKS and tokens.
@@ -50,10 +51,13 @@ enum DoctorCommand {
     /// key modes, owners; POSIX ACLs where a path has one (SELinux and AppArmor are not judged).
     Files(FilesArgs),
     /// The JWKS several replicas publish: the same keys everywhere? With --token, which of them can
-    /// verify it.
+    /// verify it. One URL (a load balancer) is fetched --samples times over fresh connections.
     Jwks(JwksArgs),
     /// An access token: shape, algorithm, signature (with --jwks), expiry, issuer, audience.
     Token(TokenArgs),
+    /// The certificates and keys of a Compose file's services: shared volumes, read-only mounts,
+    /// whether each reader's user can read what Castellan's agent writes, start order.
+    Compose(ComposeArgs),
 }
 
 /// Runs the doctor; never fails: a doctor that cannot run exits with status 2.
@@ -65,6 +69,7 @@ pub async fn run(args: DoctorArgs) -> ExitCode {
         Some(DoctorCommand::Files(a)) => files::run(&a),
         Some(DoctorCommand::Jwks(a)) => Ok(tokens::jwks(&a).await),
         Some(DoctorCommand::Token(a)) => tokens::token(&a).await,
+        Some(DoctorCommand::Compose(a)) => compose::run(&a),
         None => service::run(args.server.as_deref(), &args.store).await,
     };
     match result {

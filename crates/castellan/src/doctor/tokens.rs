@@ -12,8 +12,16 @@ use castellan_core::doctor::{self, Finding, codes};
 use super::args::{JwksArgs, TokenArgs};
 use crate::common::now;
 
-/// Fetches every JWKS and compares them (and, with a token, which can verify it).
+/// Fetches every JWKS and compares them (and, with a token, which can verify it); one URL is
+/// fetched `--samples` times over fresh connections and its key sets compared.
 pub(super) async fn jwks(a: &JwksArgs) -> Vec<Finding> {
+    if let [one] = a.urls.as_slice()
+        && http::is_url(one)
+    {
+        let docs = http::sample_jwks(one, a.samples).await;
+        let url = docs.first().map_or(one.clone(), |d| d.source.clone());
+        return doctor::sampling::check_jwks_sampled(&url, &docs, a.token.as_deref(), now());
+    }
     let client = match http::client() {
         Ok(c) => c,
         Err(e) => {
@@ -45,18 +53,20 @@ pub(super) async fn token(a: &TokenArgs) -> Result<Vec<Finding>> {
     } else {
         a.token.clone()
     };
-    let doc = match &a.jwks {
-        Some(src) => Some(http::fetch_jwks(&http::client()?, src).await),
-        None => None,
+    let docs = match &a.jwks {
+        Some(src) => http::sample_jwks(src, a.samples).await,
+        None => Vec::new(),
     };
     let expect = TokenExpectations {
         issuer: a.issuer.as_deref(),
         audience: a.audience.as_deref(),
         leeway: a.leeway,
     };
-    out.extend(doctor::token::check_token(
+    let url = docs.first().map(|d| d.source.clone()).unwrap_or_default();
+    out.extend(doctor::sampling::check_token_sampled(
         &text,
-        doc.as_ref(),
+        &url,
+        &docs,
         &expect,
         now(),
     ));

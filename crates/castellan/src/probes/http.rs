@@ -18,8 +18,7 @@ pub fn client() -> Result<reqwest::Client> {
 
 /// A JWKS from a URL (a bare server URL gets /.well-known/jwks.json) or a file.
 pub async fn fetch_jwks(client: &reqwest::Client, source: &str) -> JwksDoc {
-    let is_url = source.starts_with("http://") || source.starts_with("https://");
-    if !is_url {
+    if !is_url(source) {
         let body = std::fs::read(source).map_err(|e| format!("cannot read the file: {e}"));
         return JwksDoc {
             source: source.to_owned(),
@@ -45,6 +44,29 @@ pub async fn fetch_jwks(client: &reqwest::Client, source: &str) -> JwksDoc {
     }
     .await;
     JwksDoc { source: url, body }
+}
+
+/// Whether `source` names a URL (not a file).
+pub fn is_url(source: &str) -> bool {
+    source.starts_with("http://") || source.starts_with("https://")
+}
+
+/// The JWKS at `source` fetched `times` times in turn, each over a fresh connection (a new client,
+/// so no connection is reused and a load balancer picks a replica each time). A file is read once.
+pub async fn sample_jwks(source: &str, times: u32) -> Vec<JwksDoc> {
+    let times = if is_url(source) { times.max(1) } else { 1 };
+    let mut docs = Vec::new();
+    for _ in 0..times {
+        let doc = match client() {
+            Ok(c) => fetch_jwks(&c, source).await,
+            Err(e) => JwksDoc {
+                source: source.to_owned(),
+                body: Err(format!("{e:#}")),
+            },
+        };
+        docs.push(doc);
+    }
+    docs
 }
 
 /// The JWKS of every source, fetched concurrently, in the order given (a fetch that panicked is left

@@ -99,6 +99,10 @@ pub(super) fn backstop(ctx: &Ctx<'_>, chain: &Chain, out: &mut Vec<Finding>) {
             webpki_verify(chain, ctx)
         };
         if let Err(e) = verdict {
+            if let Some(cause) = super::verifiers::explain(ctx, chain, &e) {
+                out.push(cause);
+                return;
+            }
             out.push(Finding::error(
                 codes::VERIFICATION_FAILED,
                 &pname,

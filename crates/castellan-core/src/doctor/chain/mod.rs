@@ -5,7 +5,10 @@
 //! identifier against the subject names and subject key identifiers of the certificates presented and
 //! trusted, and checking each signature. That is how it tells a missing intermediate from a wrong root
 //! from a wrong intermediate, which rustls-webpki reports alike as `UnknownIssuer`. webpki then runs as
-//! a backstop: a chain it refuses for a reason no other check named gets `verification-failed`.
+//! a backstop: a chain it refuses gets its cause named from the certificates where they show it
+//! (`critical-extension-unknown`, `name-constraint-violated`), else `verification-failed`. Where
+//! OpenSSL-based clients, Go or Java would judge the chain otherwise than webpki, `verifiers-disagree`
+//! says which fail and what each prints (see `verifiers`).
 //!
 //! Trust is judged strictly, the way a client that trusts only the root does: the anchors are the
 //! self-issued certificates of the CA file (all of its certificates when it holds no root). An
@@ -16,6 +19,7 @@ mod cert;
 mod leaf;
 mod links;
 mod trust;
+mod verifiers;
 mod walk;
 
 use x509_parser::certificate::X509Certificate;
@@ -245,4 +249,5 @@ fn judge(
         );
     }
     leaf::backstop(ctx, &chain, out);
+    verifiers::check(ctx, &chain, out);
 }

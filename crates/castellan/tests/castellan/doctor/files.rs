@@ -334,3 +334,94 @@ fn an_acl_decides_who_reads() {
         r.dump()
     );
 }
+
+/// The id `getent DATABASE NAME` gives (an independent resolver: NSS), if any.
+fn getent_id(database: &str, name: &str) -> Option<u32> {
+    let out = std::process::Command::new("getent")
+        .args([database, name])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split(':')
+        .nth(2)
+        .and_then(|s| s.trim().parse().ok())
+}
+
+#[test]
+fn issue_23_user_and_group_by_name() {
+    let (Some(nobody), Some(nogroup)) =
+        (getent_id("passwd", "nobody"), getent_id("group", "nogroup"))
+    else {
+        assert!(!super::under_ci(), "no nobody/nogroup accounts");
+        eprintln!("skipped: no nobody/nogroup accounts");
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    chmod(tmp.path(), 0o755);
+    let pki = Pki::new(&tmp.path().join("tls"));
+    chmod(&tmp.path().join("tls"), 0o755);
+    let cert = pki.path("chain.pem");
+    chmod(Path::new(&cert), 0o640);
+    if !chown(Path::new(&cert), 0, nogroup) {
+        assert!(!super::under_ci(), "cannot chown as root");
+        eprintln!("skipped: cannot chown");
+        return;
+    }
+    // Group nogroup may read the 0640 file; the names resolve to the numbers getent gives.
+    let by_name = doctor(
+        &files_args(
+            &[&cert],
+            &[
+                "--user".into(),
+                "nobody".into(),
+                "--group".into(),
+                "nogroup".into(),
+            ],
+        ),
+        tmp.path(),
+    );
+    assert_eq!(by_name.status, 0, "{}", by_name.dump());
+    assert!(!by_name.has("not-readable"), "{}", by_name.dump());
+    // --user alone takes the user's primary group from /etc/passwd (nogroup for nobody on Debian).
+    let by_number = doctor(&files_args(&[&cert], &as_service(nobody)), tmp.path());
+    assert_eq!(by_number.codes(), by_name.codes(), "{}", by_number.dump());
+    // In group root, nobody cannot read it, and the message names the user.
+    let r = doctor(
+        &files_args(
+            &[&cert],
+            &[
+                "--user".into(),
+                "nobody".into(),
+                "--group".into(),
+                "root".into(),
+            ],
+        ),
+        tmp.path(),
+    );
+    let msg = r.expect("not-readable", 1)["message"]
+        .as_str()
+        .expect("m")
+        .to_owned();
+    assert!(msg.contains(&format!("uid {nobody} (nobody)")), "{msg}");
+    // An unknown name: the doctor cannot run, and says why.
+    let r = doctor(
+        &files_args(&[&cert], &["--user".into(), "no-such-user-23".into()]),
+        tmp.path(),
+    );
+    assert_eq!(r.status, 2);
+    assert!(
+        r.stderr.contains("there is no user `no-such-user-23`"),
+        "{}",
+        r.stderr
+    );
+    let r = doctor(
+        &files_args(&[&cert], &["--group".into(), "no-such-group-23".into()]),
+        tmp.path(),
+    );
+    assert_eq!(r.status, 2);
+    assert!(
+        r.stderr.contains("there is no group `no-such-group-23`"),
+        "{}",
+        r.stderr
+    );
+}

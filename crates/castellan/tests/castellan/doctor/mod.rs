@@ -5,14 +5,18 @@
 
 use crate::support;
 
+mod balanced;
 mod chain;
+mod compose;
 mod files;
 mod fixtures;
 mod jwks;
 mod mosquitto;
+mod proxy;
 mod store;
 mod tls;
 mod token;
+mod verifiers;
 
 use std::path::Path;
 
