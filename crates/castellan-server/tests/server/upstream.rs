@@ -190,6 +190,8 @@ async fn fake_provider() -> Arc<Fake> {
     });
     let app = Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
+        // The same document under another issuer's path: it names `base`, not `base/other`.
+        .route("/other/.well-known/openid-configuration", get(discovery))
         .route("/jwks", get(jwks))
         .route("/token", post(token_endpoint))
         .with_state(fake.clone());
@@ -700,4 +702,46 @@ async fn the_login_page_without_providers_offers_none() {
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_provider_that_cannot_be_reached_or_names_another_issuer_is_a_502_page() {
+    let fake = fake_provider().await;
+    for issuer in [
+        // Nothing listens there.
+        format!("http://127.0.0.1:{}", free_port()),
+        // Its discovery document names `fake.base`, not this.
+        format!("{}/other", fake.base),
+    ] {
+        let f = fixture().await;
+        let p = UpstreamProvider::new(
+            provider_config(&issuer, FirstSignin::Create),
+            Zeroizing::new(CLIENT_SECRET.into()),
+        )
+        .expect("provider");
+        f.state
+            .set_upstream_providers(Arc::new(UpstreamProviders::new(vec![p])))
+            .expect("set");
+        let mut b = Browser::default();
+        let page = b.get(&f.state, &authorize_url(&f.web.0, &[])).await;
+        let r = b
+            .post(
+                &f.state,
+                "/signin/upstream/corp",
+                &[
+                    ("csrf", &page.field("csrf")),
+                    ("request", &page.field("request")),
+                ],
+            )
+            .await;
+        refused(&r, StatusCode::BAD_GATEWAY, "could not be reached");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
