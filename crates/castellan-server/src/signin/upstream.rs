@@ -214,26 +214,25 @@ pub struct Callback {
     pub iss: Option<String>,
 }
 
-/// A finished upstream sign-in: the session, and Castellan's authorization request that waited.
-#[derive(Debug)]
-pub struct Finished {
-    /// The new session.
-    pub session: NewSession,
-    /// The waiting request (a query string; empty: the account page).
-    pub request: String,
-}
-
-/// Finishes a sign-in when the provider sends the browser back: takes the sign-in under way (once),
-/// exchanges the code, checks the ID token, applies the allow-list, finds or makes the user, and
-/// makes the session.
-pub async fn finish(state: &AppState, cb: &Callback) -> Result<Finished, UpstreamError> {
-    let now = state.now();
-    let row = state
+/// Takes the sign-in under way that the callback's `state` names, once.
+pub async fn take(state: &AppState, cb: &Callback) -> Result<UpstreamLoginRow, UpstreamError> {
+    state
         .store()
-        .take_upstream_login(&secret::hash_secret(&cb.state), now)
+        .take_upstream_login(&secret::hash_secret(&cb.state), state.now())
         .await
         .map_err(unavailable)?
-        .ok_or(UpstreamError::Expired)?;
+        .ok_or(UpstreamError::Expired)
+}
+
+/// Finishes a sign-in taken with [`take`] when the provider sends the browser back: exchanges the
+/// code, checks the ID token, applies the allow-list, finds or makes the user, and makes the
+/// session. Castellan's authorization request that waited is `row.request`.
+pub async fn finish(
+    state: &AppState,
+    cb: &Callback,
+    row: &UpstreamLoginRow,
+) -> Result<NewSession, UpstreamError> {
+    let now = state.now();
     let p = state
         .upstream_providers()
         .and_then(|ps| ps.get(&row.provider).cloned())
@@ -276,13 +275,9 @@ pub async fn finish(state: &AppState, cb: &Callback) -> Result<Finished, Upstrea
     }
     tracing::info!(provider = %p.cfg.name, user_id = %user.user_id, "signed in through an identity provider");
     let pending = user.totp_sealed.is_some();
-    let session = login::new_session(state, user, "fed", pending, now)
+    login::new_session(state, user, "fed", pending, now)
         .await
-        .map_err(unavailable)?;
-    Ok(Finished {
-        session,
-        request: row.request,
-    })
+        .map_err(unavailable)
 }
 
 /// What the mapped claims say about the person.

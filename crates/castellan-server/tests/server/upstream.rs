@@ -575,6 +575,13 @@ async fn every_bad_id_token_is_refused_with_a_page_that_says_why() {
             !b.cookies.contains_key("castellan_session"),
             "{what}: no session"
         );
+        // The page offers a new sign-in for the same app.
+        assert!(
+            r.body.contains("Sign in again")
+                && r.body.contains("href=\"&#x2f;oauth2&#x2f;authorize?"),
+            "{what}: {}",
+            r.body
+        );
     }
     assert!(
         f.state

@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use minijinja::context;
 
-use super::pages::{self, Cookies, csrf_ok, csrf_token, message, page, see_other};
+use super::pages::{self, Cookies, csrf_ok, csrf_token, page, see_other};
 use super::{bad_form, finish, form, form_expired, form_request, unavailable};
 use crate::signin::upstream::{self, CALLBACK_PATH, Callback, UpstreamError};
 use crate::state::AppState;
@@ -55,6 +55,21 @@ fn state_cookie(state: &AppState, value: &str, max_age: i64) -> String {
 
 /// A refused upstream sign-in: a page that says why.
 fn refused(e: &UpstreamError, cookies: &[String]) -> Response {
+    refusal_page(e, None, cookies)
+}
+
+/// A refused upstream sign-in whose authorization request is known: the page links to a new
+/// sign-in for it (or to the account page's).
+fn refused_again(e: &UpstreamError, request: &str, cookies: &[String]) -> Response {
+    let href = if request.is_empty() {
+        "/account".to_owned()
+    } else {
+        format!("/oauth2/authorize?{request}")
+    };
+    refusal_page(e, Some(href), cookies)
+}
+
+fn refusal_page(e: &UpstreamError, again: Option<String>, cookies: &[String]) -> Response {
     let status = match e {
         UpstreamError::Unavailable => return unavailable(),
         UpstreamError::Unreachable => StatusCode::BAD_GATEWAY,
@@ -71,13 +86,13 @@ fn refused(e: &UpstreamError, cookies: &[String]) -> Response {
         Some(c) => format!("{}{}.", c.to_uppercase(), chars.as_str()),
         None => text,
     };
-    let mut r = message(status, "Sign-in did not succeed", &text);
-    for c in cookies {
-        if let Ok(v) = axum::http::HeaderValue::from_str(c) {
-            r.headers_mut().append(axum::http::header::SET_COOKIE, v);
-        }
-    }
-    r
+    let link = again.map(|href| context! { href, text => "Sign in again" });
+    page(
+        status,
+        "message.html",
+        context! { title => "Sign-in did not succeed", message => text, error => true, link },
+        cookies,
+    )
 }
 
 async fn start(
@@ -141,15 +156,18 @@ async fn callback(
     ) {
         return refused(&UpstreamError::OtherBrowser, &clear);
     }
-    let done = match upstream::finish(&state, &cb).await {
-        Ok(d) => d,
+    let row = match upstream::take(&state, &cb).await {
+        Ok(r) => r,
         Err(e) => return refused(&e, &clear),
     };
-    let req = match form_request(&state, &done.request).await {
+    let new = match upstream::finish(&state, &cb, &row).await {
+        Ok(n) => n,
+        Err(e) => return refused_again(&e, &row.request, &clear),
+    };
+    let req = match form_request(&state, &row.request).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let new = done.session;
     let mut set = clear;
     set.push(Cookies::of(&state).set_session(&new.cookie));
     if new.session.pending_mfa {
@@ -157,7 +175,7 @@ async fn callback(
         return page(
             StatusCode::OK,
             "totp.html",
-            context! { title => "Second factor", csrf, request => done.request },
+            context! { title => "Second factor", csrf, request => row.request },
             &set,
         );
     }
