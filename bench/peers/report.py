@@ -99,6 +99,10 @@ def main() -> None:
         compare("tokens", alg, f"`client_credentials` tokens/s, {ALG_NAMES[alg]}", True)
     compare("tokens-assertion", "RS256",
             "`client_credentials` tokens/s, RS256, client assertion (service-account token, RS256)", False)
+    for alg in ["RS256", "ES256"]:
+        compare("refresh", alg, f"`refresh_token` grant/s (access + ID + rotated refresh token), {ALG_NAMES[alg]}",
+                False)
+    compare("signin", "argon2id", "password sign-ins/s (`POST /signin`: argon2id, session, code)", True)
     compare("jwks", "RS256", "JWKS requests/s (one RSA key)", False)
     compare("certs", "P-256", "P-256 leaves/s, server-generated key, over HTTP", False)
 
@@ -119,6 +123,7 @@ def main() -> None:
     rss_row("tokens", "peak RSS, token load (RS256 / ES256 / EdDSA)", ["RS256", "ES256", "EdDSA"])
     rss_row("jwks", "peak RSS, JWKS load", ["RS256"])
     rss_row("certs", "peak RSS, certificate load", ["P-256"])
+    rss_row("signin-burst", "peak RSS, 200 concurrent sign-ins", ["argon2id"])
 
     for alg in ["RS256", "ES256", "EdDSA"]:
         raw = get("raw", "castellan", alg)
@@ -126,6 +131,11 @@ def main() -> None:
             peers = {k: rate(r) for k, _ in PEERS if (r := get("raw", k, alg))}
             row(f"raw signatures/s, {ALG_NAMES[alg]}, one core: the limit (peers: their own library)",
                 f"`raw_sign {alg} {raw_secs(raw)}` on CPU 0, {len(raw['runs'])} runs", rate(raw), peers, "—", "1.00")
+
+    raw = get("raw", "castellan", "argon2id")
+    if raw:
+        row("raw argon2id verifications/s, one core: the limit of sign-in",
+            f"`raw_argon2 {raw_secs(raw)}` on CPU 0, {len(raw['runs'])} runs", rate(raw), {}, "—", "1.00")
 
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
@@ -168,7 +178,22 @@ def main() -> None:
     if ct:
         v = max(mib(r) for r in ct)
         target("peak RSS under token load ≤ 60 MiB", v, v <= 60, lambda x: f"{x:.1f} MiB (largest of the three)")
-    out += ["", "| target (issue 7) | measured | |", "|---|---|---|"] + t
+    for alg in ["RS256", "ES256"]:
+        c, o = get("refresh", "castellan", alg), get("refresh", "oidc-provider", alg)
+        if c and o:
+            v = rps(c) / rps(o)
+            target(f"`refresh_token` grant/s ≥ 1.5× node oidc-provider, {alg} (issue 17)", v, v >= 1.5,
+                   lambda x: f"{x:.2f}×")
+    c, raw = get("signin", "castellan", "argon2id"), get("raw", "castellan", "argon2id")
+    if c and raw:
+        v = rps(c) / rps(raw)
+        target("password sign-ins/s ≥ 0.85 of raw argon2id, same parameters, one core (issue 17)", v, v >= 0.85,
+               lambda x: f"{x:.2f}")
+    b = get("signin-burst", "castellan", "argon2id")
+    if b:
+        target("peak RSS under 200 concurrent sign-ins ≤ 100 MiB (issue 17)", mib(b), mib(b) <= 100,
+               lambda x: f"{x:.1f} MiB")
+    out += ["", "| target | measured | |", "|---|---|---|"] + t
 
     discarded = sum(r.get("discarded_runs", 0) for r in res)
     kept = sum(1 for r in res if contended(r))

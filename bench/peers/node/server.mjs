@@ -1,6 +1,11 @@
 // node oidc-provider peer for bench/run: client_credentials grant issuing RFC 9068 JWT access tokens.
 //
 // env: PORT (required), ALG (RS256 | ES256 | EdDSA, default RS256), CLIENT_ID, CLIENT_SECRET.
+// REFRESH=1 (issue 17's refresh_token row): the client may also use authorization_code and
+// refresh_token, refresh tokens rotate on every use (as Castellan's do), and POST /bench/seed?n=N
+// mints N refresh tokens (scope `openid offline_access bench`, resource https://api.bench.internal)
+// for one account through the provider's own models, as a finished authorization code flow would
+// leave them; each refresh then answers a JWT access token, an ID token and the next refresh token.
 // One signing key of the requested type, generated at start (RSA-2048, P-256 or Ed25519), is the only key in the
 // provider's JWKS, so /jwks publishes one key as Castellan's does. The token request must carry
 // `resource=https://api.bench.internal` (a Resource Indicator): oidc-provider issues JWT access tokens
@@ -17,6 +22,7 @@ const alg = process.env.ALG || 'RS256';
 const clientId = process.env.CLIENT_ID || 'bench';
 const clientSecret = process.env.CLIENT_SECRET || 'bench-secret';
 const resource = 'https://api.bench.internal';
+const refresh = process.env.REFRESH === '1';
 
 let jwk;
 if (alg === 'RS256') {
@@ -37,19 +43,24 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
   clients: [{
     client_id: clientId,
     client_secret: clientSecret,
-    grant_types: ['client_credentials'],
-    response_types: [],
-    redirect_uris: [],
+    grant_types: refresh ? ['client_credentials', 'authorization_code', 'refresh_token'] : ['client_credentials'],
+    response_types: refresh ? ['code'] : [],
+    redirect_uris: refresh ? ['https://app.bench.internal/cb'] : [],
     token_endpoint_auth_method: 'client_secret_basic',
     scope: 'bench',
   }],
   clientDefaults: { id_token_signed_response_alg: alg },
-  scopes: ['bench'],
+  scopes: refresh ? ['openid', 'offline_access', 'bench'] : ['bench'],
+  rotateRefreshToken: true,
+  ttl: { RefreshToken: 86400, IdToken: 300, Grant: 86400, AccessToken: 300 },
+  findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
+      defaultResource: async () => resource,
+      useGrantedResource: async () => true,
       getResourceServerInfo: async (ctx, indicator) => {
         if (indicator !== resource) throw new Provider.errors.InvalidTarget();
         return {
@@ -64,6 +75,27 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
   },
 });
 provider.proxy = false;
+
+if (refresh) {
+  provider.use(async (ctx, next) => {
+    if (ctx.method !== 'POST' || ctx.path !== '/bench/seed') return next();
+    const n = Math.min(Number(ctx.query.n) || 1, 10000);
+    const client = await provider.Client.find(clientId);
+    const tokens = [];
+    for (let i = 0; i < n; i += 1) {
+      const grant = new provider.Grant({ accountId: 'alice', clientId });
+      grant.addOIDCScope('openid offline_access');
+      grant.addResourceScope(resource, 'bench');
+      const grantId = await grant.save();
+      const rt = new provider.RefreshToken({
+        accountId: 'alice', client, grantId, gty: 'authorization_code',
+        scope: 'openid offline_access bench', resource, authTime: Math.floor(Date.now() / 1000),
+      });
+      tokens.push(await rt.save());
+    }
+    ctx.body = { refresh_tokens: tokens };
+  });
+}
 
 const server = provider.listen(port, '127.0.0.1', () => {
   process.stdout.write(`listening on 127.0.0.1:${port} alg=${alg}\n`);

@@ -18,6 +18,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0006_heartbeats_cert_names.sql"),
     ),
     (8, include_str!("../migrations/sqlite/0008_upstream.sql")),
+    (12, include_str!("../migrations/sqlite/0012_totp_steps.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -34,6 +35,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0006_heartbeats_cert_names.sql"),
     ),
     (8, include_str!("../migrations/postgres/0008_upstream.sql")),
+    (
+        12,
+        include_str!("../migrations/postgres/0012_totp_steps.sql"),
+    ),
 ];
 
 /// The store.

@@ -205,6 +205,23 @@ impl Store {
         .rows_affected()
             == 1)
     }
+
+    /// Records that the user's second factor accepted a TOTP code of time step `step`: whether it is
+    /// newer than every step accepted before (a code used once, or one of an earlier step, is not
+    /// accepted again, whichever replica saw it).
+    pub async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "INSERT INTO totp_steps (user_id, last_step) VALUES ($1, $2) \
+             ON CONFLICT (user_id) DO UPDATE SET last_step = excluded.last_step \
+             WHERE totp_steps.last_step < excluded.last_step",
+        )
+        .bind(user_id)
+        .bind(step)
+        .execute(self.pool()?)
+        .await?
+        .rows_affected()
+            == 1)
+    }
 }
 
 /// Ends a user's sessions and revokes their grants, inside `tx`.

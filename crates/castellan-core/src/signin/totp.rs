@@ -28,19 +28,30 @@ pub fn decode(b32: &str) -> Option<Zeroizing<Vec<u8>>> {
 }
 
 fn totp(secret: &[u8]) -> Option<TOTP> {
-    TOTP::new(Algorithm::SHA1, 6, 1, 30, secret.to_vec()).ok()
+    TOTP::new(Algorithm::SHA1, 6, 0, 30, secret.to_vec()).ok()
 }
 
-/// Whether `code` is the secret's code at `now` (or one step either side).
-pub fn verify(secret: &[u8], code: &str, now: i64) -> bool {
+/// The time step (`unix time / 30`) at which `code` is the secret's code, looking at `now`'s step
+/// and one either side, newest first; `None` if it is none of them. The caller records the step so
+/// that a code is accepted once (RFC 6238 §5.2: a verifier must not accept the second attempt of
+/// the same OTP).
+pub fn verify(secret: &[u8], code: &str, now: i64) -> Option<i64> {
     let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
+        return None;
     }
-    let Ok(now) = u64::try_from(now) else {
-        return false;
-    };
-    totp(secret).is_some_and(|t| t.check(&code, now))
+    let t = totp(secret)?;
+    // `check` compares in constant time; every step is checked whatever matched.
+    let mut matched = None;
+    for step in [now / 30 + 1, now / 30, now / 30 - 1] {
+        let Ok(at) = u64::try_from(step * 30) else {
+            continue;
+        };
+        if t.check(&code, at) && matched.is_none() {
+            matched = Some(step);
+        }
+    }
+    matched
 }
 
 /// The code at `now` (what an authenticator app shows; for tests and the enrolment check).
@@ -111,13 +122,14 @@ mod tests {
             (1_234_567_890, "005924"),
         ] {
             assert_eq!(code_at(secret, t).as_deref(), Some(code));
-            assert!(verify(secret, code, t));
-            // One step of skew either side, not two.
-            assert!(verify(secret, code, t + 30));
-            assert!(!verify(secret, code, t + 61));
+            assert_eq!(verify(secret, code, t), Some(t / 30));
+            // One step of skew either side, not two; the step is the code's, not now's.
+            assert_eq!(verify(secret, code, t + 30), Some(t / 30));
+            assert_eq!(verify(secret, code, t - 30), Some(t / 30));
+            assert_eq!(verify(secret, code, t + 61), None);
         }
-        assert!(!verify(secret, "28708", 59));
-        assert!(!verify(secret, "abcdef", 59));
+        assert_eq!(verify(secret, "28708", 59), None);
+        assert_eq!(verify(secret, "abcdef", 59), None);
     }
 
     #[test]

@@ -43,12 +43,12 @@ pub async fn enrol(
 ) -> Result<Vec<String>, ServiceError> {
     let secret = totp::decode(secret_b32)
         .ok_or_else(|| ServiceError::Invalid("the secret is not valid; start again".into()))?;
-    if !totp::verify(&secret, code, state.now()) {
+    let Some(step) = totp::verify(&secret, code, state.now()) else {
         return Err(ServiceError::Invalid(
             "that code is not the one the app shows now; check the app's clock and try again"
                 .into(),
         ));
-    }
+    };
     let dek = newest_data_key(state.store(), state.master()).await?;
     let sealed = dek.seal(&sealing_context(&user.user_id), &secret)?;
     let (codes, hashes) = totp::recovery_codes()?;
@@ -56,6 +56,8 @@ pub async fn enrol(
         .store()
         .set_totp(&user.user_id, dek.id(), &sealed, &hashes, state.now())
         .await?;
+    // The code that confirmed the enrolment does not also pass a sign-in.
+    state.store().use_totp_step(&user.user_id, step).await?;
     Ok(codes)
 }
 
@@ -91,7 +93,14 @@ pub async fn second_factor(
             let secret = dek
                 .open(&sealing_context(&user.user_id), sealed)
                 .map_err(|_| LoginError::Unavailable)?;
-            totp::verify(&secret, code, now)
+            let fresh = match totp::verify(&secret, code, now) {
+                Some(step) => store
+                    .use_totp_step(&user.user_id, step)
+                    .await
+                    .map_err(|_| LoginError::Unavailable)?,
+                None => false,
+            };
+            fresh
                 || store
                     .use_recovery_code(&user.user_id, &totp::recovery_hash(code), now)
                     .await

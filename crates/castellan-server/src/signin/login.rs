@@ -116,6 +116,8 @@ pub async fn password(
         None
     };
     let phc = user.as_ref().and_then(|u| u.password_hash.clone());
+    let outdated = phc.as_deref().is_some_and(|p| state.hashing().outdated(p));
+    let again = outdated.then(|| password.clone());
     let ok = state.hashing().verify(password, phc.clone()).await && phc.is_some();
     let Some(user) = user.filter(|_| ok) else {
         let _ = state
@@ -128,8 +130,29 @@ pub async fn password(
     if user.disabled_at.is_some() {
         return Err(LoginError::Disabled);
     }
+    if let Some(password) = again {
+        rehash(state, &user, password, now).await;
+    }
     let pending = second_factor(&user);
     new_session(state, user, "pwd", pending, now).await
+}
+
+/// Hashes a password anew with the configured parameters (they changed since it was set). A
+/// failure is logged and changes nothing: the old hash still verifies, and the next sign-in tries
+/// again.
+async fn rehash(state: &AppState, user: &UserRow, password: Zeroizing<String>, now: i64) {
+    let Some(phc) = state.hashing().hash(password).await else {
+        tracing::warn!(user = %user.user_id, "could not hash a password anew with the configured parameters");
+        return;
+    };
+    match state.store().set_password(&user.user_id, &phc, now).await {
+        Ok(_) => {
+            tracing::info!(user = %user.user_id, "password hashed anew with the configured parameters")
+        }
+        Err(e) => {
+            tracing::warn!(user = %user.user_id, error = %e, "could not store a password hashed anew")
+        }
+    }
 }
 
 /// Stores a new session for `user`.

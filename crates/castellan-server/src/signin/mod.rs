@@ -101,6 +101,27 @@ impl Hashing {
     }
 }
 
+impl Hashing {
+    /// A new hash of `password` with the configured parameters, under the same bound as
+    /// [`Hashing::verify`] (`None`: the hash failed).
+    pub(crate) async fn hash(&self, password: Zeroizing<String>) -> Option<String> {
+        let _permit = self.permits.acquire().await.ok()?;
+        let params = self.params;
+        tokio::task::spawn_blocking(move || {
+            castellan_core::signin::password::hash_password(&password, &params).ok()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Whether `phc` was made with other parameters than the configured ones (it is then hashed
+    /// anew at the next successful sign-in).
+    pub(crate) fn outdated(&self, phc: &str) -> bool {
+        castellan_core::signin::password::needs_rehash(phc, &self.params)
+    }
+}
+
 /// A new opaque token (code, refresh token, session cookie): the value to hand out once, and the
 /// SHA-256 the store keeps.
 pub(crate) fn opaque() -> Result<(Zeroizing<String>, Vec<u8>), castellan_core::Error> {

@@ -1,4 +1,4 @@
-//! The background jobs (key rotation, CRL rebuild, pruning the change feed), run by the one replica
+//! The background jobs (key rotation, CRL rebuild, pruning the change feed and ended sign-in state), run by the one replica
 //! holding the `jobs` lease. Every job is idempotent, so a replica killed mid-job loses nothing.
 
 use std::time::Duration;
@@ -100,6 +100,8 @@ impl AppState {
             .store
             .prune_heartbeats(crate::emergency::wall_ms() - 86_400_000)
             .await?;
+        // Sign-in state (codes, sessions, refresh families, failure counters) ended a day ago.
+        self.0.store.prune_signin(now, 86_400).await?;
         pki::current_crl(
             &self.0.store,
             &self.ca(),

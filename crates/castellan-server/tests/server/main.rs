@@ -9,5 +9,6 @@ mod http;
 mod outage;
 mod rotation;
 mod signin;
+mod signin_hardening;
 mod signin_replicas;
 mod upstream;

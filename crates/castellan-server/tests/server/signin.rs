@@ -41,7 +41,7 @@ pub(crate) struct Fixture {
     pub(crate) api: (String, String),
 }
 
-fn fast_signin() -> SigninSettings {
+pub(crate) fn fast_signin() -> SigninSettings {
     let mut s = SigninSettings::default();
     s.password.memory_kib = 8192;
     s.password.iterations = 1;

@@ -19,5 +19,6 @@ mod pki_crl_dp;
 mod rotation_e2e;
 mod secrets;
 mod signin_e2e;
+mod signin_proxy;
 mod tls;
 mod upstream_e2e;
