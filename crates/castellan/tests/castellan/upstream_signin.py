@@ -59,6 +59,8 @@ def run(button, login=None, shot=None):
     if shot:
         driver.save_screenshot(f"{shots}/{shot}-login.png")
     driver.find_element(By.ID, f"upstream-{button}").click()
+    # Wait for the navigation to leave Castellan's login page before looking at where it went.
+    wait.until(lambda d: "/oauth2/authorize" not in d.current_url)
     # At the provider: its login page, then its consent page, until it sends the browser back.
     for _ in range(6):
         wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
@@ -73,7 +75,10 @@ def run(button, login=None, shot=None):
         before = driver.current_url
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         wait.until(lambda d: d.current_url != before)
-    wait.until(lambda d: d.current_url.startswith(redirect) or d.find_elements(By.TAG_NAME, "h1"))
+    wait.until(lambda d: d.current_url.startswith(redirect) or (
+        "/signin/upstream/callback" in d.current_url
+        and d.execute_script("return document.readyState") == "complete"
+        and d.find_elements(By.TAG_NAME, "h1")))
     out["url"] = driver.current_url
     if shot:
         driver.save_screenshot(f"{shots}/{shot}-after.png")
