@@ -61,11 +61,13 @@ mod secrets;
 mod signin;
 #[doc(hidden)]
 pub mod testing;
+mod upstream;
 mod users;
 
 pub use batch::CertBatcher;
 pub use changes::{Change, ChangeKind, ChangeListener, Wake};
 pub use rows::*;
+pub use upstream::UpstreamLoginRow;
 
 use clients::*;
 use pki::*;

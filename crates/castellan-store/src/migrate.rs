@@ -17,6 +17,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../migrations/sqlite/0006_heartbeats_cert_names.sql"),
     ),
+    (8, include_str!("../migrations/sqlite/0008_upstream.sql")),
     (12, include_str!("../migrations/sqlite/0012_totp_steps.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
@@ -33,6 +34,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../migrations/postgres/0006_heartbeats_cert_names.sql"),
     ),
+    (8, include_str!("../migrations/postgres/0008_upstream.sql")),
     (
         12,
         include_str!("../migrations/postgres/0012_totp_steps.sql"),

@@ -173,6 +173,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         // The keys are fetched once now; a failure is logged and the fetch retried when a token comes.
         tokio::spawn(async move { trusted.warm_up().await });
     }
+    if !cfg.identity_provider.is_empty() {
+        state.set_upstream_providers(std::sync::Arc::new(upstream_providers(&cfg)?))?;
+    }
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
@@ -258,4 +261,20 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// The `[[identity_provider]]` entries, each with its client secret read from its file.
+fn upstream_providers(
+    cfg: &castellan_server::config::Config,
+) -> anyhow::Result<castellan_server::signin::upstream::UpstreamProviders> {
+    use castellan_server::signin::upstream_provider::UpstreamProvider;
+    let mut list = Vec::new();
+    for e in &cfg.identity_provider {
+        let at = |m: String| anyhow::anyhow!("identity_provider `{}`: {m}", e.name);
+        let secret = UpstreamProvider::read_secret(e).map_err(at)?;
+        list.push(UpstreamProvider::new(e.clone(), secret).map_err(at)?);
+    }
+    Ok(castellan_server::signin::upstream::UpstreamProviders::new(
+        list,
+    ))
 }

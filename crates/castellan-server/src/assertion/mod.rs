@@ -13,7 +13,7 @@ use castellan_store::ClientRow;
 use crate::state::AppState;
 use crate::tokens::{IssuedToken, TokenError, TokenRequest};
 
-mod keys;
+pub(crate) mod keys;
 
 pub(crate) mod issuers;
 pub use issuers::*;

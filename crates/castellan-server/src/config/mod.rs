@@ -14,6 +14,8 @@ pub use signin::SigninConfig;
 mod signin;
 use serde::{Deserialize, Deserializer};
 
+pub mod identity_provider;
+pub use identity_provider::IdentityProviderConfig;
 pub mod trusted_issuer;
 pub use trusted_issuer::TrustedIssuerConfig;
 
@@ -101,6 +103,8 @@ pub struct Config {
     pub signin: SigninConfig,
     /// Issuers whose tokens workloads sign in with (RFC 7523 client assertions).
     pub trusted_issuer: Vec<TrustedIssuerConfig>,
+    /// Upstream OpenID Connect providers people may sign in through.
+    pub identity_provider: Vec<IdentityProviderConfig>,
 }
 
 /// `[http]`: how long clients may take and how many connections may be open at once.
@@ -271,6 +275,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             signin: SigninConfig::default(),
             trusted_issuer: Vec::new(),
+            identity_provider: Vec::new(),
         }
     }
 }
@@ -516,6 +521,7 @@ impl Config {
         self.profiles()?;
         self.rotation_policy()?;
         trusted_issuer::validate(&self.trusted_issuer, self.tokens.max_ttl)?;
+        identity_provider::validate(&self.identity_provider)?;
         self.tls_source()?;
         self.signin.settings()?;
         let h = &self.http;

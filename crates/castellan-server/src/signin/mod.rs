@@ -19,6 +19,8 @@ pub mod authorize;
 pub mod grants;
 pub mod introspection;
 pub mod login;
+pub mod upstream;
+pub mod upstream_provider;
 
 /// The settings of sign-in (from `[signin]`).
 #[derive(Debug, Clone)]

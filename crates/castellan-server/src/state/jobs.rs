@@ -93,6 +93,8 @@ impl AppState {
             .store
             .prune_changes(now - super::refresh::FEED_KEPT.as_secs() as i64)
             .await?;
+        // Upstream sign-ins under way, an hour after they expired.
+        self.0.store.prune_upstream_logins(now, 3600).await?;
         // Heartbeats of replicas gone for a day.
         self.0
             .store

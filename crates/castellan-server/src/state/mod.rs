@@ -116,6 +116,8 @@ struct Inner {
     hashing: crate::signin::Hashing,
     /// `[[trusted_issuer]]`: whose tokens clients may authenticate with (set once, at start-up).
     trusted: std::sync::OnceLock<Arc<crate::assertion::issuers::TrustedIssuers>>,
+    /// `[[identity_provider]]`: where people may sign in upstream (set once, at start-up).
+    upstream: std::sync::OnceLock<Arc<crate::signin::upstream::UpstreamProviders>>,
     /// When this replica last recorded its heartbeat, and the ring fingerprint it recorded.
     last_beat: Mutex<Option<(Instant, String)>>,
 }
@@ -209,6 +211,7 @@ impl AppState {
             hashing: crate::signin::Hashing::new(&settings.signin),
             settings,
             trusted: std::sync::OnceLock::new(),
+            upstream: std::sync::OnceLock::new(),
             last_beat: Mutex::new(None),
         })))
     }
@@ -371,6 +374,22 @@ impl AppState {
     /// The trusted issuers of client assertions, when any are configured.
     pub(crate) fn trusted_issuers(&self) -> Option<&crate::assertion::issuers::TrustedIssuers> {
         self.0.trusted.get().map(|t| &**t)
+    }
+
+    /// Sets the upstream identity providers (once; a second call is refused).
+    pub fn set_upstream_providers(
+        &self,
+        p: Arc<crate::signin::upstream::UpstreamProviders>,
+    ) -> Result<(), ServiceError> {
+        self.0
+            .upstream
+            .set(p)
+            .map_err(|_| ServiceError::Invalid("the identity providers are set already".into()))
+    }
+
+    /// The upstream identity providers, when any are configured.
+    pub(crate) fn upstream_providers(&self) -> Option<&crate::signin::upstream::UpstreamProviders> {
+        self.0.upstream.get().map(|p| &**p)
     }
 
     /// The scopes a `[[trusted_issuer]]` entry gives `client_id`, when one maps to it.

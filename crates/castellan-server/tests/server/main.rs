@@ -11,3 +11,4 @@ mod rotation;
 mod signin;
 mod signin_hardening;
 mod signin_replicas;
+mod upstream;

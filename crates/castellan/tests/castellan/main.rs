@@ -21,3 +21,4 @@ mod secrets;
 mod signin_e2e;
 mod signin_proxy;
 mod tls;
+mod upstream_e2e;

@@ -22,6 +22,7 @@ use crate::users::user_info;
 
 mod logout;
 pub(crate) mod pages;
+mod upstream;
 
 use pages::{Cookies, csrf_ok, csrf_token, message, page, see_other};
 
@@ -38,6 +39,7 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/oauth2/userinfo", get(userinfo).post(userinfo))
         .route("/static/castellan.css", get(css))
+        .merge(upstream::routes())
 }
 
 async fn css() -> Response {
@@ -207,6 +209,7 @@ fn login_page_for(
                 .map(str::to_owned)
                 .or_else(|| req.and_then(|r| r.login_hint.clone()))
                 .unwrap_or_default(),
+            providers => upstream::choices(state),
         },
         &cookies,
     )
