@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod agent_cmd;
+mod client_cred;
 mod common;
 mod doctor;
 mod keys_cmd;
@@ -142,9 +143,14 @@ enum ClientCommand {
         /// Outside `serve --dev`, a `pki:issue` client without any is issued nothing.
         #[arg(long = "cert-name", value_name = "PATTERN")]
         cert_names: Vec<String>,
-        /// Print JSON.
+        /// Print JSON: the client with its secret and token endpoint, which `castellan token
+        /// --credential` accepts as a credential file.
         #[arg(long)]
         json: bool,
+        /// Also write its credential file (client_id, client_secret, token_endpoint) here, mode 0600,
+        /// for `castellan token --credential FILE` or an agent's `credential_file`.
+        #[arg(long, value_name = "FILE")]
+        credential_out: Option<PathBuf>,
         #[command(flatten)]
         target: Target,
     },
@@ -353,6 +359,7 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
             token_ttl,
             cert_names,
             json,
+            credential_out,
             target,
             grants,
             redirect_uris,
@@ -393,21 +400,35 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
                 app,
                 cert_names,
             };
-            let created = if let Some(remote) = target.remote.client().await? {
-                remote.create_client(&req).await?
+            let public = req.app.as_ref().is_some_and(|a| a.public);
+            let cred_file = client_cred::reserve(credential_out.as_deref(), public)?;
+            let (created, endpoint) = if let Some(remote) = target.remote.client().await? {
+                let base = target.remote.server.clone().unwrap_or_default();
+                (
+                    remote.create_client(&req).await?,
+                    client_cred::token_endpoint(&base),
+                )
             } else {
                 let cfg = target.store.config()?;
                 let store = common::open_store(&cfg).await?;
-                castellan_server::clients::create_client(
+                let created = castellan_server::clients::create_client(
                     &store,
                     req,
                     cfg.tokens.max_ttl.as_secs() as i64,
                     now(),
                 )
-                .await?
+                .await?;
+                (created, client_cred::token_endpoint(&cfg.issuer()))
             };
+            if let (Some(file), Some(path)) = (cred_file, &credential_out) {
+                client_cred::write(file, path, &created, &endpoint)?;
+                eprintln!("credential written to {} (mode 0600)", path.display());
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&created)?);
+                println!(
+                    "{}",
+                    client_cred::created_json(&created, &endpoint)?.as_str()
+                );
             } else {
                 println!("client_id:     {}", created.client.client_id);
                 if created.client_secret.is_empty() {

@@ -1,0 +1,3 @@
+//! Issue 23, "the first hour": what a new user meets in the first hour, each by the real binary.
+
+mod credential;
