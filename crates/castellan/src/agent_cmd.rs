@@ -136,17 +136,28 @@ pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
 pub enum DevCommand {
     /// Initialize the embedded store if needed, issue the certificates listed in castellan-dev.toml
     /// into ./certs/<name>/ (valid ones are reused), write the secrets it lists (`[[secret]]`, put
-    /// with `castellan secret put` first) and start the server in the background.
+    /// with `castellan secret put` first), start the server in the background and wait (at most
+    /// 30 s) until it answers /readyz.
     Up {
         /// The dev configuration; created with a broker and an app certificate when missing.
         #[arg(long, default_value = "castellan-dev.toml")]
         config: PathBuf,
+        /// Listen address of the server, instead of the configuration's `listen` (127.0.0.1:8270).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Directory of the store, master key and admin credential, instead of the configuration's
+        /// `data_dir` (castellan-data).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Stop the server `dev up` started. The store and certificates stay for the next `dev up`.
     Down {
         /// The dev configuration.
         #[arg(long, default_value = "castellan-dev.toml")]
         config: PathBuf,
+        /// The data directory `dev up --data-dir` was given.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -202,7 +213,12 @@ ttl = "720h"
 # path = "certs/broker/password"
 "#;
 
-fn load_dev_config(path: &Path) -> Result<DevConfig> {
+/// The dev configuration with the command line's `--data-dir` and `--listen` over its own.
+fn load_dev_config(
+    path: &Path,
+    data_dir: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<DevConfig> {
     if !path.exists() {
         std::fs::write(path, STARTER).with_context(|| format!("writing {}", path.display()))?;
         println!(
@@ -214,6 +230,12 @@ fn load_dev_config(path: &Path) -> Result<DevConfig> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut cfg: DevConfig =
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if let Some(d) = data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
     for c in &mut cfg.certificates {
         if c.dir.as_os_str().is_empty() {
             c.dir = cfg.certs_dir.join(&c.name);
@@ -225,6 +247,8 @@ fn load_dev_config(path: &Path) -> Result<DevConfig> {
 /// Issues and reads secrets straight from the store (no server needed): what `dev up` uses.
 struct LocalBackend {
     store: Store,
+    /// Where the store is, for the message about a secret not put yet.
+    data_dir: PathBuf,
     master: MasterKey,
     ca: LoadedCa,
     profiles: Profiles,
@@ -272,7 +296,14 @@ impl Backend for LocalBackend {
                 version: s.meta.version,
                 value: s.value,
             })),
-            Err(ServiceError::NotFound(_)) => Ok(None),
+            // No server runs yet: the secret is missing from the local store, and the way to put it
+            // there is said (the agent's own message would send the user to a server).
+            Err(ServiceError::NotFound(_)) => Err(AgentError::Server(format!(
+                "not in the store in {dir} yet (`dev up` reads it there, before any server runs): \
+                 put it with `castellan secret put {name} --data-dir {dir} --generate 24` (or from \
+                 a file with --file FILE), then run `castellan dev up` again; its file was left as it is",
+                dir = self.data_dir.display()
+            ))),
             Err(e) => Err(AgentError::Server(e.to_string())),
         }
     }
@@ -326,27 +357,15 @@ fn is_our_server(proc_dir: &Path, exe: &Path, data_dir: &Path) -> bool {
     same_file || std::fs::read_link(&its_exe).is_ok_and(|p| undeleted(&p) == undeleted(exe))
 }
 
-async fn wait_ready(url: &str) -> bool {
-    let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if http
-            .get(format!("{url}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
 pub async fn dev(cmd: DevCommand) -> Result<ExitCode> {
     match cmd {
-        DevCommand::Up { config } => dev_up(&config).await,
-        DevCommand::Down { config } => {
-            let cfg = load_dev_config(&config)?;
+        DevCommand::Up {
+            config,
+            listen,
+            data_dir,
+        } => dev_up(&config, data_dir, listen).await,
+        DevCommand::Down { config, data_dir } => {
+            let cfg = load_dev_config(&config, data_dir, None)?;
             let Some(pid) = running_pid(&cfg) else {
                 println!("no castellan server from `dev up` is running");
                 let _ = std::fs::remove_file(pid_file(&cfg));
@@ -370,8 +389,13 @@ pub async fn dev(cmd: DevCommand) -> Result<ExitCode> {
     }
 }
 
-async fn dev_up(config: &Path) -> Result<ExitCode> {
-    let dev = load_dev_config(config)?;
+async fn dev_up(
+    config: &Path,
+    data_dir: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<ExitCode> {
+    let data_dir_flag = data_dir.clone();
+    let dev = load_dev_config(config, data_dir, listen)?;
     let cfg = Config {
         data_dir: dev.data_dir.clone(),
         listen: dev.listen,
@@ -424,6 +448,7 @@ async fn dev_up(config: &Path) -> Result<ExitCode> {
             ca: svc::load_ca(&store, &master, None).await?,
             profiles: cfg.profiles()?,
             store: store.clone(),
+            data_dir: cfg.data_dir.clone(),
             master,
         };
         let agent = Agent::new(agent_cfg, backend);
@@ -438,37 +463,25 @@ async fn dev_up(config: &Path) -> Result<ExitCode> {
         println!("the server is already running (pid {pid}) at {url}");
         return Ok(ExitCode::SUCCESS);
     }
-    let log_path = dev.data_dir.join("castellan.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)?;
-    let exe = std::env::current_exe()?;
-    use std::os::unix::process::CommandExt;
-    let child = std::process::Command::new(exe)
-        .args(["serve", "--data-dir"])
-        .arg(&dev.data_dir)
-        .args(["--listen", &dev.listen.to_string()])
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .context("starting the server")?;
-    std::fs::write(pid_file(&dev), child.id().to_string())?;
-    if !wait_ready(&url).await {
-        bail!(
-            "the server did not become ready; see {}",
-            log_path.display()
-        );
+    crate::dev_server::check_port_free(dev.listen)?;
+    let mut started = crate::dev_server::spawn(&dev.data_dir, dev.listen)?;
+    std::fs::write(pid_file(&dev), started.child.id().to_string())?;
+    if let Err(e) = started.wait_ready(&url).await {
+        let _ = std::fs::remove_file(pid_file(&dev));
+        return Err(e);
     }
+    let (child, log_path) = (&started.child, &started.log_path);
     println!(
         "castellan is running at {url} (pid {}, log {})",
         child.id(),
         log_path.display()
     );
+    let down = match &data_dir_flag {
+        Some(d) => format!("castellan dev down --data-dir {}", d.display()),
+        None => "castellan dev down".to_owned(),
+    };
     println!(
-        "certificates are in {}/<name>/; stop with `castellan dev down`",
+        "certificates are in {}/<name>/; stop with `{down}`",
         dev.certs_dir.display()
     );
     Ok(ExitCode::SUCCESS)

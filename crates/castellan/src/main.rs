@@ -4,6 +4,7 @@
 mod agent_cmd;
 mod client_cred;
 mod common;
+mod dev_server;
 mod doctor;
 mod keys_cmd;
 mod pki_cmd;

@@ -1,3 +1,4 @@
 //! Issue 23, "the first hour": what a new user meets in the first hour, each by the real binary.
 
 mod credential;
+mod dev_up;
