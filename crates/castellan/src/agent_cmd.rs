@@ -199,6 +199,10 @@ common_name = "localhost"
 dns = ["localhost"]
 ip = ["127.0.0.1"]
 ttl = "720h"
+# A broker that runs as its own user must be able to read key.pem (0600, owned by whoever runs
+# `dev up`). Mosquitto started as root drops to the `mosquitto` user and then cannot read a key
+# owned by root: give the files to that user (run `dev up` as root; names or numbers):
+# owner = "mosquitto:mosquitto"
 
 [[certificate]]
 name = "app"                       # the client: certfile chain.pem, keyfile key.pem, cafile root.pem
@@ -305,6 +309,47 @@ impl Backend for LocalBackend {
                 dir = self.data_dir.display()
             ))),
             Err(e) => Err(AgentError::Server(e.to_string())),
+        }
+    }
+}
+
+/// Says which delivered certificates' and secrets' files now belong to another user than the one
+/// running `dev up` (their `owner`, `uid` or `gid`).
+fn say_reowned(dev: &DevConfig, results: &PassReport) {
+    use castellan_files::owner::{Owner, describe};
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the effective user of this process.
+    let me = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
+    let differs = |o: Owner| o.uid.is_some_and(|u| u != me) || o.gid.is_some();
+    for (name, r) in &results.certificates {
+        let Some(spec) = dev.certificates.iter().find(|c| &c.name == name) else {
+            continue;
+        };
+        let key = spec.resolved_files().into_iter().find(|f| f.role == "key");
+        if let (Ok(_), Some(f)) = (r, key) {
+            let owner = Owner {
+                uid: f.uid,
+                gid: f.gid,
+            };
+            if differs(owner) {
+                println!(
+                    "{name}: files re-owned to {} (key.pem mode {:04o})",
+                    describe(owner),
+                    f.mode
+                );
+            }
+        }
+    }
+    for (name, r) in &results.secrets {
+        let Some(spec) = dev.secrets.iter().find(|s| &s.name == name) else {
+            continue;
+        };
+        let (uid, gid) = spec.owner_ids();
+        if r.is_ok() && differs(Owner { uid, gid }) {
+            println!(
+                "secret {name}: file re-owned to {}",
+                describe(Owner { uid, gid })
+            );
         }
     }
 }
@@ -452,7 +497,10 @@ async fn dev_up(
             master,
         };
         let agent = Agent::new(agent_cfg, backend);
-        if !report(&agent.pass(unix_now()).await) {
+        let results = agent.pass(unix_now()).await;
+        let delivered = report(&results);
+        say_reowned(&dev, &results);
+        if !delivered {
             bail!("some certificates or secrets could not be delivered");
         }
     }

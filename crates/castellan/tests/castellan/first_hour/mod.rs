@@ -2,3 +2,4 @@
 
 mod credential;
 mod dev_up;
+mod owner;
