@@ -217,6 +217,54 @@ ttl = "720h"
 # path = "certs/broker/password"
 "#;
 
+/// Reads and parses a dev configuration (no defaults from the command line yet).
+fn read_dev_config(path: &Path) -> Result<DevConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// `castellan config check` of a dev configuration: parsed and checked as `dev up` would, nothing
+/// written. Returns what it delivers, for the message.
+pub fn check_dev_config(path: &Path) -> Result<String> {
+    if !path.exists() {
+        bail!("{}: no such file", path.display());
+    }
+    let dev = load_dev_config(path, None, None)?;
+    let server = format!("http://{}", dev.listen);
+    let agent = dev_agent_config(&dev, server, dev.data_dir.join("admin-credential.json"));
+    if !(dev.certificates.is_empty() && dev.secrets.is_empty()) {
+        agent
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    Ok(format!(
+        "dev configuration: {} certificate(s), {} secret(s), server at {}, store in {}",
+        dev.certificates.len(),
+        dev.secrets.len(),
+        dev.listen,
+        dev.data_dir.display()
+    ))
+}
+
+/// The agent `dev up` runs once over the store: the dev configuration's certificates and secrets.
+fn dev_agent_config(dev: &DevConfig, server: String, cred_path: PathBuf) -> AgentConfig {
+    AgentConfig {
+        server,
+        ca_file: None,
+        auth: castellan_agent::config::AuthMethod::ClientSecret,
+        credential_file: Some(cred_path),
+        token_file: None,
+        status_file: None,
+        listen: None,
+        ca_check_interval: Duration::from_secs(300),
+        secret_check_interval: castellan_agent::config::default_secret_check(),
+        reload_timeout: castellan_agent::config::default_reload_timeout(),
+        certificates: dev.certificates.clone(),
+        secrets: dev.secrets.clone(),
+    }
+}
+
 /// The dev configuration with the command line's `--data-dir` and `--listen` over its own.
 fn load_dev_config(
     path: &Path,
@@ -230,10 +278,7 @@ fn load_dev_config(
             path.display()
         );
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut cfg: DevConfig =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut cfg = read_dev_config(path)?;
     if let Some(d) = data_dir {
         cfg.data_dir = d;
     }
@@ -472,20 +517,7 @@ async fn dev_up(
         None => println!("reusing the store in {}", cfg.data_dir.display()),
     }
     if !dev.certificates.is_empty() || !dev.secrets.is_empty() {
-        let agent_cfg = AgentConfig {
-            server: cfg.issuer(),
-            ca_file: None,
-            auth: castellan_agent::config::AuthMethod::ClientSecret,
-            credential_file: Some(cred_path.clone()),
-            token_file: None,
-            status_file: None,
-            listen: None,
-            ca_check_interval: Duration::from_secs(300),
-            secret_check_interval: castellan_agent::config::default_secret_check(),
-            reload_timeout: castellan_agent::config::default_reload_timeout(),
-            certificates: dev.certificates.clone(),
-            secrets: dev.secrets.clone(),
-        };
+        let agent_cfg = dev_agent_config(&dev, cfg.issuer(), cred_path.clone());
         agent_cfg
             .validate()
             .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;

@@ -4,6 +4,7 @@
 mod agent_cmd;
 mod client_cred;
 mod common;
+mod config_cmd;
 mod dev_server;
 mod doctor;
 mod keys_cmd;
@@ -183,10 +184,15 @@ pub struct Target {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Validate a configuration file; names the bad field and its line.
+    /// Validate a configuration file: a server's, an agent's or a dev one (told apart by its keys,
+    /// or --kind); names the bad field and its line.
     Check {
         /// The TOML file.
         file: PathBuf,
+        /// Which program reads it (default: guessed: `server =` or `credential_file =` is an
+        /// agent's; certificates or secrets without a server, a dev one; else a server's).
+        #[arg(long, value_enum)]
+        kind: Option<config_cmd::Kind>,
     },
 }
 
@@ -224,16 +230,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(cmd) => keys_cmd::run(cmd).await,
         Command::Doctor(args) => Ok(doctor::run(args).await),
         Command::Token(args) => token_cmd::run(args).await,
-        Command::Config(ConfigCommand::Check { file }) => {
-            let cfg = castellan_server::config::Config::from_file(&file)?;
-            println!(
-                "{}: ok (store: {}, issuer: {})",
-                file.display(),
-                redact_url(&cfg.store_url()),
-                cfg.issuer()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Config(ConfigCommand::Check { file, kind }) => config_cmd::check(&file, kind),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Issue 23, "the first hour": what a new user meets in the first hour, each by the real binary.
 
+mod checks;
 mod credential;
 mod dev_up;
 mod owner;
