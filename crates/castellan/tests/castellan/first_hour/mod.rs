@@ -4,3 +4,4 @@ mod checks;
 mod credential;
 mod dev_up;
 mod owner;
+mod quick_start;
