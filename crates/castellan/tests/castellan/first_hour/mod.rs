@@ -3,5 +3,6 @@
 mod checks;
 mod credential;
 mod dev_up;
+mod go_verifier;
 mod owner;
 mod quick_start;
