@@ -537,7 +537,20 @@ mode = "0640"
         let text = include_str!("../../../deploy/compose/agent.toml");
         let cfg = AgentConfig::from_toml("deploy/compose/agent.toml", text).expect("valid");
         assert_eq!(cfg.certificates.len(), 2);
-        assert!(cfg.certificates.iter().all(|c| c.uid == Some(1883)));
+        let owners: Vec<_> = cfg.certificates.iter().map(|c| c.owner).collect();
+        assert_eq!(
+            owners,
+            [
+                Some(Owner {
+                    uid: Some(1883),
+                    gid: Some(1883)
+                }),
+                Some(Owner {
+                    uid: Some(10002),
+                    gid: Some(10002)
+                })
+            ]
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Issue 23, "the first hour": what a new user meets in the first hour, each by the real binary.
 
 mod checks;
+mod compose;
 mod credential;
 mod dev_up;
 mod go_verifier;
