@@ -2,6 +2,7 @@
 
 mod checks;
 mod compose;
+mod compose_reload;
 mod credential;
 mod dev_up;
 mod go_verifier;
