@@ -103,6 +103,8 @@ struct InitArgs {
     root_key_out: Option<PathBuf>,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum ClientCommand {
     /// Create a client and print its id and secret once.
