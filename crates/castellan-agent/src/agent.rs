@@ -199,11 +199,12 @@ impl<B: Backend> Agent<B> {
             .secret(&spec.name)
             .await?
             .ok_or_else(|| AgentError::MissingSecret(spec.name.clone()))?;
-        let owner = (spec.uid.is_some() || spec.gid.is_some()).then_some((spec.uid, spec.gid));
+        let (uid, gid) = spec.owner_ids();
+        let owner = (uid.is_some() || gid.is_some()).then_some((uid, gid));
         let bytes = fetched.value.expose();
         remove_stale(&spec.path);
         if let Some(file) = open_if_holds(&spec.path, bytes) {
-            file.fix(&spec.path, spec.mode, spec.uid, spec.gid);
+            file.fix(&spec.path, spec.mode, uid, gid);
             return Ok(SecretDelivery::Unchanged {
                 version: fetched.version,
             });

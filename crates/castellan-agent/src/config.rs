@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use castellan_core::pki::KeyType;
+use castellan_files::owner::Owner;
 use serde::{Deserialize, Deserializer};
 
 use crate::AgentError;
@@ -101,12 +102,15 @@ pub struct SecretSpec {
     /// The file's mode (default 0600).
     #[serde(default = "default_secret_mode", deserialize_with = "mode")]
     pub mode: u32,
-    /// The file's owner.
-    #[serde(default)]
+    /// The file's owner: a uid or a user name.
+    #[serde(default, deserialize_with = "opt_uid")]
     pub uid: Option<u32>,
-    /// The file's group.
-    #[serde(default)]
+    /// The file's group: a gid or a group name.
+    #[serde(default, deserialize_with = "opt_gid")]
     pub gid: Option<u32>,
+    /// The file's owner as `chown` takes it: `USER`, `USER:GROUP` or `:GROUP` (instead of uid/gid).
+    #[serde(default, deserialize_with = "opt_owner")]
+    pub owner: Option<Owner>,
     /// Command run (with `sh -c`) after the file changed; each distinct command of the certificates and
     /// secrets runs once per pass.
     #[serde(default)]
@@ -153,12 +157,17 @@ pub struct CertSpec {
     /// Command run (with `sh -c`) after the files changed, e.g. `kill -HUP $(cat /run/mosquitto.pid)`.
     #[serde(default)]
     pub reload: Option<String>,
-    /// Owner for every file of the set (per-file settings override).
-    #[serde(default)]
+    /// Owner for every file of the set, a uid or a user name (per-file settings override).
+    #[serde(default, deserialize_with = "opt_uid")]
     pub uid: Option<u32>,
-    /// Group for every file of the set (per-file settings override).
-    #[serde(default)]
+    /// Group for every file of the set, a gid or a group name (per-file settings override).
+    #[serde(default, deserialize_with = "opt_gid")]
     pub gid: Option<u32>,
+    /// Owner of every file of the set as `chown` takes it: `USER`, `USER:GROUP` or `:GROUP`, e.g.
+    /// `mosquitto:mosquitto` for a broker that drops to its own user and must read its key (instead
+    /// of uid/gid; per-file settings override).
+    #[serde(default, deserialize_with = "opt_owner")]
+    pub owner: Option<Owner>,
     /// Per-file names, modes and owners.
     #[serde(default)]
     pub files: FilesSpec,
@@ -195,11 +204,11 @@ pub struct FileSpec {
     /// Octal mode, e.g. `"0640"`.
     #[serde(default, deserialize_with = "opt_mode")]
     pub mode: Option<u32>,
-    /// Owner uid.
-    #[serde(default)]
+    /// Owner: a uid or a user name.
+    #[serde(default, deserialize_with = "opt_uid")]
     pub uid: Option<u32>,
-    /// Group gid.
-    #[serde(default)]
+    /// Group: a gid or a group name.
+    #[serde(default, deserialize_with = "opt_gid")]
     pub gid: Option<u32>,
 }
 
@@ -216,6 +225,16 @@ pub struct ResolvedFile {
     pub uid: Option<u32>,
     /// Its group, if set.
     pub gid: Option<u32>,
+}
+
+impl SecretSpec {
+    /// The file's owner and group (`uid`/`gid`, or `owner`).
+    pub fn owner_ids(&self) -> (Option<u32>, Option<u32>) {
+        (
+            self.uid.or(self.owner.and_then(|o| o.uid)),
+            self.gid.or(self.owner.and_then(|o| o.gid)),
+        )
+    }
 }
 
 impl CertSpec {
@@ -236,8 +255,8 @@ impl CertSpec {
                 .dir
                 .join(spec.name.clone().unwrap_or_else(|| name.to_owned())),
             mode: spec.mode.unwrap_or(mode),
-            uid: spec.uid.or(self.uid),
-            gid: spec.gid.or(self.gid),
+            uid: spec.uid.or(self.uid).or(self.owner.and_then(|o| o.uid)),
+            gid: spec.gid.or(self.gid).or(self.owner.and_then(|o| o.gid)),
         })
         .collect()
     }
@@ -292,6 +311,12 @@ impl AgentConfig {
             if c.dir.as_os_str().is_empty() {
                 return Err(format!("certificate `{}`: dir is missing", c.name));
             }
+            if c.owner.is_some() && (c.uid.is_some() || c.gid.is_some()) {
+                return Err(format!(
+                    "certificate `{}`: give owner or uid/gid, not both",
+                    c.name
+                ));
+            }
             if c.dns.is_empty() && c.ip.is_empty() && c.uri.is_empty() && c.common_name.is_none() {
                 return Err(format!(
                     "certificate `{}`: give common_name or at least one of dns, ip, uri",
@@ -309,6 +334,12 @@ impl AgentConfig {
         for s in &self.secrets {
             castellan_core::secret_store::validate_name(&s.name)
                 .map_err(|e| format!("secret: name: {e}"))?;
+            if s.owner.is_some() && (s.uid.is_some() || s.gid.is_some()) {
+                return Err(format!(
+                    "secret `{}`: give owner or uid/gid, not both",
+                    s.name
+                ));
+            }
             if !secret_names.insert(s.name.as_str()) {
                 return Err(format!(
                     "secret `{}` is declared twice (one [[secret]] per secret)",
@@ -385,6 +416,40 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
     duration(d).map(Some)
 }
 
+/// A uid: a number, or a user name looked up on this system.
+fn opt_uid<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    id_or_name(d, castellan_files::owner::user_id)
+}
+
+/// A gid: a number, or a group name looked up on this system.
+fn opt_gid<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    id_or_name(d, castellan_files::owner::group_id)
+}
+
+fn id_or_name<'de, D: Deserializer<'de>>(
+    d: D,
+    resolve: fn(&str) -> Result<u32, String>,
+) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum IdOrName {
+        Id(u32),
+        Name(String),
+    }
+    match IdOrName::deserialize(d)? {
+        IdOrName::Id(id) => Ok(Some(id)),
+        IdOrName::Name(name) => resolve(&name).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// `USER`, `USER:GROUP` or `:GROUP`.
+fn opt_owner<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Owner>, D::Error> {
+    let s = String::deserialize(d)?;
+    castellan_files::owner::parse_owner(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
 fn opt_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     let s = String::deserialize(d)?;
     castellan_files::parse_mode(&s).map(Some).ok_or_else(|| {
@@ -441,11 +506,51 @@ mode = "0640"
     }
 
     #[test]
+    fn owners_are_names_or_numbers_and_owner_is_not_given_with_uid() {
+        let with = |extra: &str| {
+            let text = GOOD.replace("gid = 1883\n", extra);
+            AgentConfig::from_toml("agent.toml", &text)
+        };
+        let cfg = with("owner = \"root:root\"\n").expect("owner");
+        let key = cfg.certificates[0].resolved_files();
+        assert!(key.iter().all(|f| (f.uid, f.gid) == (Some(0), Some(0))));
+        let cfg = with("uid = \"root\"\ngid = 7\n").expect("names");
+        assert_eq!(
+            (cfg.certificates[0].uid, cfg.certificates[0].gid),
+            (Some(0), Some(7))
+        );
+        let e = with("owner = \"no-such-user-xyz\"\n")
+            .expect_err("unknown")
+            .to_string();
+        assert!(
+            e.contains("no user `no-such-user-xyz`") && e.contains("line"),
+            "{e}"
+        );
+        let e = with("owner = \"root\"\nuid = 0\n")
+            .expect_err("both")
+            .to_string();
+        assert!(e.contains("owner or uid/gid, not both"), "{e}");
+    }
+
+    #[test]
     fn the_compose_agent_config_is_valid() {
         let text = include_str!("../../../deploy/compose/agent.toml");
         let cfg = AgentConfig::from_toml("deploy/compose/agent.toml", text).expect("valid");
         assert_eq!(cfg.certificates.len(), 2);
-        assert!(cfg.certificates.iter().all(|c| c.uid == Some(1883)));
+        let owners: Vec<_> = cfg.certificates.iter().map(|c| c.owner).collect();
+        assert_eq!(
+            owners,
+            [
+                Some(Owner {
+                    uid: Some(1883),
+                    gid: Some(1883)
+                }),
+                Some(Owner {
+                    uid: Some(10002),
+                    gid: Some(10002)
+                })
+            ]
+        );
     }
 
     #[test]

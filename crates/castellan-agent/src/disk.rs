@@ -94,8 +94,13 @@ impl Existing {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let m = &self.meta;
         let wrong_owner = uid.is_some_and(|u| u != m.uid()) || gid.is_some_and(|g| g != m.gid());
-        if wrong_owner && let Err(e) = std::os::unix::fs::fchown(&self.file, uid, gid) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot set the file's owner");
+        if wrong_owner {
+            match std::os::unix::fs::fchown(&self.file, uid, gid) {
+                Ok(()) => tracing::info!(path = %path.display(), ?uid, ?gid, "re-owned the file"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot set the file's owner")
+                }
+            }
         }
         // After the chown, which may have cleared set-id bits of the mode.
         if (wrong_owner || m.mode() & 0o7777 != mode)

@@ -9,6 +9,8 @@
 //! This crate writes files only; what goes into them is its callers' business.
 #![forbid(unsafe_code)]
 
+pub mod owner;
+
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};

@@ -283,7 +283,22 @@ impl Store {
                     .connect(url)
                     .await?
             }
-            StoreKind::Postgres => match opts.max_connections(8).connect(url).await {
+            StoreKind::Postgres => match opts
+                .max_connections(8)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // The idempotent migrations (`CREATE ... IF NOT EXISTS`) would otherwise
+                        // send a NOTICE per object on every start ("relation ... already exists,
+                        // skipping"), which sqlx logs at INFO: warnings and errors still come.
+                        sqlx::raw_sql("SET client_min_messages = warning")
+                            .execute(conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect(url)
+                .await
+            {
                 Ok(pool) => pool,
                 // The pool retries a refused connection until its time-out and then says only
                 // that it timed out: one direct attempt names the cause.

@@ -136,17 +136,28 @@ pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
 pub enum DevCommand {
     /// Initialize the embedded store if needed, issue the certificates listed in castellan-dev.toml
     /// into ./certs/<name>/ (valid ones are reused), write the secrets it lists (`[[secret]]`, put
-    /// with `castellan secret put` first) and start the server in the background.
+    /// with `castellan secret put` first), start the server in the background and wait (at most
+    /// 30 s) until it answers /readyz.
     Up {
         /// The dev configuration; created with a broker and an app certificate when missing.
         #[arg(long, default_value = "castellan-dev.toml")]
         config: PathBuf,
+        /// Listen address of the server, instead of the configuration's `listen` (127.0.0.1:8270).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Directory of the store, master key and admin credential, instead of the configuration's
+        /// `data_dir` (castellan-data).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Stop the server `dev up` started. The store and certificates stay for the next `dev up`.
     Down {
         /// The dev configuration.
         #[arg(long, default_value = "castellan-dev.toml")]
         config: PathBuf,
+        /// The data directory `dev up --data-dir` was given.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -188,6 +199,10 @@ common_name = "localhost"
 dns = ["localhost"]
 ip = ["127.0.0.1"]
 ttl = "720h"
+# A broker that runs as its own user must be able to read key.pem (0600, owned by whoever runs
+# `dev up`). Mosquitto started as root drops to the `mosquitto` user and then cannot read a key
+# owned by root: give the files to that user (run `dev up` as root; names or numbers):
+# owner = "mosquitto:mosquitto"
 
 [[certificate]]
 name = "app"                       # the client: certfile chain.pem, keyfile key.pem, cafile root.pem
@@ -202,7 +217,60 @@ ttl = "720h"
 # path = "certs/broker/password"
 "#;
 
-fn load_dev_config(path: &Path) -> Result<DevConfig> {
+/// Reads and parses a dev configuration (no defaults from the command line yet).
+fn read_dev_config(path: &Path) -> Result<DevConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// `castellan config check` of a dev configuration: parsed and checked as `dev up` would, nothing
+/// written. Returns what it delivers, for the message.
+pub fn check_dev_config(path: &Path) -> Result<String> {
+    if !path.exists() {
+        bail!("{}: no such file", path.display());
+    }
+    let dev = load_dev_config(path, None, None)?;
+    let server = format!("http://{}", dev.listen);
+    let agent = dev_agent_config(&dev, server, dev.data_dir.join("admin-credential.json"));
+    if !(dev.certificates.is_empty() && dev.secrets.is_empty()) {
+        agent
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    Ok(format!(
+        "dev configuration: {} certificate(s), {} secret(s), server at {}, store in {}",
+        dev.certificates.len(),
+        dev.secrets.len(),
+        dev.listen,
+        dev.data_dir.display()
+    ))
+}
+
+/// The agent `dev up` runs once over the store: the dev configuration's certificates and secrets.
+fn dev_agent_config(dev: &DevConfig, server: String, cred_path: PathBuf) -> AgentConfig {
+    AgentConfig {
+        server,
+        ca_file: None,
+        auth: castellan_agent::config::AuthMethod::ClientSecret,
+        credential_file: Some(cred_path),
+        token_file: None,
+        status_file: None,
+        listen: None,
+        ca_check_interval: Duration::from_secs(300),
+        secret_check_interval: castellan_agent::config::default_secret_check(),
+        reload_timeout: castellan_agent::config::default_reload_timeout(),
+        certificates: dev.certificates.clone(),
+        secrets: dev.secrets.clone(),
+    }
+}
+
+/// The dev configuration with the command line's `--data-dir` and `--listen` over its own.
+fn load_dev_config(
+    path: &Path,
+    data_dir: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<DevConfig> {
     if !path.exists() {
         std::fs::write(path, STARTER).with_context(|| format!("writing {}", path.display()))?;
         println!(
@@ -210,10 +278,13 @@ fn load_dev_config(path: &Path) -> Result<DevConfig> {
             path.display()
         );
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut cfg: DevConfig =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut cfg = read_dev_config(path)?;
+    if let Some(d) = data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
     for c in &mut cfg.certificates {
         if c.dir.as_os_str().is_empty() {
             c.dir = cfg.certs_dir.join(&c.name);
@@ -225,6 +296,8 @@ fn load_dev_config(path: &Path) -> Result<DevConfig> {
 /// Issues and reads secrets straight from the store (no server needed): what `dev up` uses.
 struct LocalBackend {
     store: Store,
+    /// Where the store is, for the message about a secret not put yet.
+    data_dir: PathBuf,
     master: MasterKey,
     ca: LoadedCa,
     profiles: Profiles,
@@ -272,8 +345,56 @@ impl Backend for LocalBackend {
                 version: s.meta.version,
                 value: s.value,
             })),
-            Err(ServiceError::NotFound(_)) => Ok(None),
+            // No server runs yet: the secret is missing from the local store, and the way to put it
+            // there is said (the agent's own message would send the user to a server).
+            Err(ServiceError::NotFound(_)) => Err(AgentError::Server(format!(
+                "not in the store in {dir} yet (`dev up` reads it there, before any server runs): \
+                 put it with `castellan secret put {name} --data-dir {dir} --generate 24` (or from \
+                 a file with --file FILE), then run `castellan dev up` again; its file was left as it is",
+                dir = self.data_dir.display()
+            ))),
             Err(e) => Err(AgentError::Server(e.to_string())),
+        }
+    }
+}
+
+/// Says which delivered certificates' and secrets' files now belong to another user than the one
+/// running `dev up` (their `owner`, `uid` or `gid`).
+fn say_reowned(dev: &DevConfig, results: &PassReport) {
+    use castellan_files::owner::{Owner, describe};
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the effective user of this process.
+    let me = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
+    let differs = |o: Owner| o.uid.is_some_and(|u| u != me) || o.gid.is_some();
+    for (name, r) in &results.certificates {
+        let Some(spec) = dev.certificates.iter().find(|c| &c.name == name) else {
+            continue;
+        };
+        let key = spec.resolved_files().into_iter().find(|f| f.role == "key");
+        if let (Ok(_), Some(f)) = (r, key) {
+            let owner = Owner {
+                uid: f.uid,
+                gid: f.gid,
+            };
+            if differs(owner) {
+                println!(
+                    "{name}: files re-owned to {} (key.pem mode {:04o})",
+                    describe(owner),
+                    f.mode
+                );
+            }
+        }
+    }
+    for (name, r) in &results.secrets {
+        let Some(spec) = dev.secrets.iter().find(|s| &s.name == name) else {
+            continue;
+        };
+        let (uid, gid) = spec.owner_ids();
+        if r.is_ok() && differs(Owner { uid, gid }) {
+            println!(
+                "secret {name}: file re-owned to {}",
+                describe(Owner { uid, gid })
+            );
         }
     }
 }
@@ -326,27 +447,15 @@ fn is_our_server(proc_dir: &Path, exe: &Path, data_dir: &Path) -> bool {
     same_file || std::fs::read_link(&its_exe).is_ok_and(|p| undeleted(&p) == undeleted(exe))
 }
 
-async fn wait_ready(url: &str) -> bool {
-    let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if http
-            .get(format!("{url}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
 pub async fn dev(cmd: DevCommand) -> Result<ExitCode> {
     match cmd {
-        DevCommand::Up { config } => dev_up(&config).await,
-        DevCommand::Down { config } => {
-            let cfg = load_dev_config(&config)?;
+        DevCommand::Up {
+            config,
+            listen,
+            data_dir,
+        } => dev_up(&config, data_dir, listen).await,
+        DevCommand::Down { config, data_dir } => {
+            let cfg = load_dev_config(&config, data_dir, None)?;
             let Some(pid) = running_pid(&cfg) else {
                 println!("no castellan server from `dev up` is running");
                 let _ = std::fs::remove_file(pid_file(&cfg));
@@ -370,8 +479,13 @@ pub async fn dev(cmd: DevCommand) -> Result<ExitCode> {
     }
 }
 
-async fn dev_up(config: &Path) -> Result<ExitCode> {
-    let dev = load_dev_config(config)?;
+async fn dev_up(
+    config: &Path,
+    data_dir: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<ExitCode> {
+    let data_dir_flag = data_dir.clone();
+    let dev = load_dev_config(config, data_dir, listen)?;
     let cfg = Config {
         data_dir: dev.data_dir.clone(),
         listen: dev.listen,
@@ -403,20 +517,7 @@ async fn dev_up(config: &Path) -> Result<ExitCode> {
         None => println!("reusing the store in {}", cfg.data_dir.display()),
     }
     if !dev.certificates.is_empty() || !dev.secrets.is_empty() {
-        let agent_cfg = AgentConfig {
-            server: cfg.issuer(),
-            ca_file: None,
-            auth: castellan_agent::config::AuthMethod::ClientSecret,
-            credential_file: Some(cred_path.clone()),
-            token_file: None,
-            status_file: None,
-            listen: None,
-            ca_check_interval: Duration::from_secs(300),
-            secret_check_interval: castellan_agent::config::default_secret_check(),
-            reload_timeout: castellan_agent::config::default_reload_timeout(),
-            certificates: dev.certificates.clone(),
-            secrets: dev.secrets.clone(),
-        };
+        let agent_cfg = dev_agent_config(&dev, cfg.issuer(), cred_path.clone());
         agent_cfg
             .validate()
             .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
@@ -424,10 +525,14 @@ async fn dev_up(config: &Path) -> Result<ExitCode> {
             ca: svc::load_ca(&store, &master, None).await?,
             profiles: cfg.profiles()?,
             store: store.clone(),
+            data_dir: cfg.data_dir.clone(),
             master,
         };
         let agent = Agent::new(agent_cfg, backend);
-        if !report(&agent.pass(unix_now()).await) {
+        let results = agent.pass(unix_now()).await;
+        let delivered = report(&results);
+        say_reowned(&dev, &results);
+        if !delivered {
             bail!("some certificates or secrets could not be delivered");
         }
     }
@@ -438,37 +543,25 @@ async fn dev_up(config: &Path) -> Result<ExitCode> {
         println!("the server is already running (pid {pid}) at {url}");
         return Ok(ExitCode::SUCCESS);
     }
-    let log_path = dev.data_dir.join("castellan.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)?;
-    let exe = std::env::current_exe()?;
-    use std::os::unix::process::CommandExt;
-    let child = std::process::Command::new(exe)
-        .args(["serve", "--data-dir"])
-        .arg(&dev.data_dir)
-        .args(["--listen", &dev.listen.to_string()])
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .context("starting the server")?;
-    std::fs::write(pid_file(&dev), child.id().to_string())?;
-    if !wait_ready(&url).await {
-        bail!(
-            "the server did not become ready; see {}",
-            log_path.display()
-        );
+    crate::dev_server::check_port_free(dev.listen)?;
+    let mut started = crate::dev_server::spawn(&dev.data_dir, dev.listen)?;
+    std::fs::write(pid_file(&dev), started.child.id().to_string())?;
+    if let Err(e) = started.wait_ready(&url).await {
+        let _ = std::fs::remove_file(pid_file(&dev));
+        return Err(e);
     }
+    let (child, log_path) = (&started.child, &started.log_path);
     println!(
         "castellan is running at {url} (pid {}, log {})",
         child.id(),
         log_path.display()
     );
+    let down = match &data_dir_flag {
+        Some(d) => format!("castellan dev down --data-dir {}", d.display()),
+        None => "castellan dev down".to_owned(),
+    };
     println!(
-        "certificates are in {}/<name>/; stop with `castellan dev down`",
+        "certificates are in {}/<name>/; stop with `{down}`",
         dev.certs_dir.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -91,6 +91,12 @@ fn when(t: i64) -> String {
     .to_string()
 }
 
+/// When a key signs from: `-` for one that never signs (an imported key published to verify the
+/// tokens it signed elsewhere has no activation time, stored as 0).
+fn activates(t: i64) -> String {
+    if t <= 0 { "-".into() } else { when(t) }
+}
+
 fn print_keys(keys: &[KeyInfo]) {
     println!(
         "{:<44} {:<6} {:<8} {:<21} RETIRE_AT",
@@ -102,7 +108,7 @@ fn print_keys(keys: &[KeyInfo]) {
             k.kid,
             k.alg,
             k.state,
-            when(k.activate_at),
+            activates(k.activate_at),
             k.retire_at.map(when).unwrap_or_else(|| "-".into())
         );
     }

@@ -2,7 +2,10 @@
 #![forbid(unsafe_code)]
 
 mod agent_cmd;
+mod client_cred;
 mod common;
+mod config_cmd;
+mod dev_server;
 mod doctor;
 mod keys_cmd;
 mod pki_cmd;
@@ -100,6 +103,8 @@ struct InitArgs {
     root_key_out: Option<PathBuf>,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum ClientCommand {
     /// Create a client and print its id and secret once.
@@ -142,9 +147,14 @@ enum ClientCommand {
         /// Outside `serve --dev`, a `pki:issue` client without any is issued nothing.
         #[arg(long = "cert-name", value_name = "PATTERN")]
         cert_names: Vec<String>,
-        /// Print JSON.
+        /// Print JSON: the client with its secret and token endpoint, which `castellan token
+        /// --credential` accepts as a credential file.
         #[arg(long)]
         json: bool,
+        /// Also write its credential file (client_id, client_secret, token_endpoint) here, mode 0600,
+        /// for `castellan token --credential FILE` or an agent's `credential_file`.
+        #[arg(long, value_name = "FILE")]
+        credential_out: Option<PathBuf>,
         #[command(flatten)]
         target: Target,
     },
@@ -176,10 +186,15 @@ pub struct Target {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Validate a configuration file; names the bad field and its line.
+    /// Validate a configuration file: a server's, an agent's or a dev one (told apart by its keys,
+    /// or --kind); names the bad field and its line.
     Check {
         /// The TOML file.
         file: PathBuf,
+        /// Which program reads it (default: guessed: `server =` or `credential_file =` is an
+        /// agent's; certificates or secrets without a server, a dev one; else a server's).
+        #[arg(long, value_enum)]
+        kind: Option<config_cmd::Kind>,
     },
 }
 
@@ -217,16 +232,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(cmd) => keys_cmd::run(cmd).await,
         Command::Doctor(args) => Ok(doctor::run(args).await),
         Command::Token(args) => token_cmd::run(args).await,
-        Command::Config(ConfigCommand::Check { file }) => {
-            let cfg = castellan_server::config::Config::from_file(&file)?;
-            println!(
-                "{}: ok (store: {}, issuer: {})",
-                file.display(),
-                redact_url(&cfg.store_url()),
-                cfg.issuer()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Config(ConfigCommand::Check { file, kind }) => config_cmd::check(&file, kind),
     }
 }
 
@@ -353,6 +359,7 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
             token_ttl,
             cert_names,
             json,
+            credential_out,
             target,
             grants,
             redirect_uris,
@@ -393,21 +400,35 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
                 app,
                 cert_names,
             };
-            let created = if let Some(remote) = target.remote.client().await? {
-                remote.create_client(&req).await?
+            let public = req.app.as_ref().is_some_and(|a| a.public);
+            let cred_file = client_cred::reserve(credential_out.as_deref(), public)?;
+            let (created, endpoint) = if let Some(remote) = target.remote.client().await? {
+                let base = target.remote.server.clone().unwrap_or_default();
+                (
+                    remote.create_client(&req).await?,
+                    client_cred::token_endpoint(&base),
+                )
             } else {
                 let cfg = target.store.config()?;
                 let store = common::open_store(&cfg).await?;
-                castellan_server::clients::create_client(
+                let created = castellan_server::clients::create_client(
                     &store,
                     req,
                     cfg.tokens.max_ttl.as_secs() as i64,
                     now(),
                 )
-                .await?
+                .await?;
+                (created, client_cred::token_endpoint(&cfg.issuer()))
             };
+            if let (Some(file), Some(path)) = (cred_file, &credential_out) {
+                client_cred::write(file, path, &created, &endpoint)?;
+                eprintln!("credential written to {} (mode 0600)", path.display());
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&created)?);
+                println!(
+                    "{}",
+                    client_cred::created_json(&created, &endpoint)?.as_str()
+                );
             } else {
                 println!("client_id:     {}", created.client.client_id);
                 if created.client_secret.is_empty() {

@@ -126,6 +126,38 @@ pub struct OutArgs {
     /// Print the set as JSON.
     #[arg(long)]
     json: bool,
+    /// Owner of the files written, as `chown` takes it: USER, USER:GROUP or :GROUP (names or
+    /// numbers), e.g. `mosquitto:mosquitto` for a broker started as root that drops to its own user
+    /// and must still read key.pem. Needs --out (and root, to give files away).
+    #[arg(long, value_name = "USER[:GROUP]", requires = "out")]
+    owner: Option<String>,
+    /// Mode of key.pem (default 0600), e.g. 0640 for a group that reads it.
+    #[arg(long, value_name = "MODE", requires = "out")]
+    mode: Option<String>,
+}
+
+/// The owner and key mode of `--owner` and `--mode`, checked before anything is issued.
+struct Placement {
+    owner: Option<castellan_files::owner::Owner>,
+    key_mode: u32,
+}
+
+impl OutArgs {
+    fn placement(&self) -> Result<Placement> {
+        let owner = self
+            .owner
+            .as_deref()
+            .map(castellan_files::owner::parse_owner)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .context("--owner")?;
+        let key_mode = match &self.mode {
+            Some(m) => castellan_files::parse_mode(m)
+                .with_context(|| format!("--mode: `{m}` is not an octal file mode like 0640"))?,
+            None => 0o600,
+        };
+        Ok(Placement { owner, key_mode })
+    }
 }
 
 impl NameArgs {
@@ -150,8 +182,16 @@ impl NameArgs {
 
 fn deliver(set: &SetJson, output: &OutArgs) -> Result<()> {
     if let Some(dir) = &output.out {
+        let placement = output.placement()?;
         // Verified again here, whoever issued it: a set that does not verify is never written.
-        verify_and_write(set, dir, now(), &HashMap::new())?;
+        verify_and_write(set, dir, now(), &HashMap::new(), &placement)?;
+        if let Some(owner) = placement.owner {
+            eprintln!(
+                "re-owned the files in {} to {}",
+                dir.display(),
+                castellan_files::owner::describe(owner)
+            );
+        }
         eprintln!(
             "wrote {} (serial {}, expires {})",
             ["cert.pem", "chain.pem", "ca-bundle.pem", "root.pem"]
@@ -180,6 +220,7 @@ fn verify_and_write(
     dir: &std::path::Path,
     now: i64,
     names: &HashMap<&str, String>,
+    placement: &Placement,
 ) -> Result<()> {
     castellan_core::pki::verify_set(&set.pems(), set.purpose, now)
         .map_err(castellan_server::error::ServiceError::from)?;
@@ -191,7 +232,7 @@ fn verify_and_write(
         (name("root.pem"), set.root_pem.as_bytes(), 0o644),
     ];
     if let Some(k) = &set.key_pem {
-        files.push((name("key.pem"), k.as_bytes(), 0o600));
+        files.push((name("key.pem"), k.as_bytes(), placement.key_mode));
     }
     let files: Vec<OutFile<'_>> = files
         .iter()
@@ -199,7 +240,7 @@ fn verify_and_write(
             path: dir.join(n),
             bytes: b,
             mode: *m,
-            owner: None,
+            owner: placement.owner.map(|o| (o.uid, o.gid)),
         })
         .collect();
     write_all_atomic(&files).map_err(|e| {
@@ -214,7 +255,8 @@ fn need_output(output: &OutArgs) -> Result<()> {
     if output.out.is_none() && !output.json {
         bail!("give --out DIR (write the files) or --json (print them)");
     }
-    Ok(())
+    // A bad owner or mode is said before a certificate is issued for nothing.
+    output.placement().map(|_| ())
 }
 
 async fn local(

@@ -14,7 +14,7 @@ use crate::common::read_credential;
 #[derive(Debug, Args, Clone, Default)]
 pub struct RemoteArgs {
     /// Act through a running server instead of the store, e.g. http://127.0.0.1:8270.
-    #[arg(long, env = "CASTELLAN_SERVER")]
+    #[arg(long, env = "CASTELLAN_SERVER", hide_env_values = true)]
     pub server: Option<String>,
     /// Access token for --server.
     #[arg(long, env = "CASTELLAN_TOKEN", hide_env_values = true)]
@@ -24,7 +24,12 @@ pub struct RemoteArgs {
     pub credential: Option<PathBuf>,
     /// For an https:// --server: trust only the certificates in this PEM file, e.g. the root.pem of
     /// `castellan pki ca --out DIR` when the server serves with its own CA [default: the system's roots].
-    #[arg(long, value_name = "FILE", env = "CASTELLAN_CA_FILE")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CASTELLAN_CA_FILE",
+        hide_env_values = true
+    )]
     pub ca_file: Option<PathBuf>,
 }
 

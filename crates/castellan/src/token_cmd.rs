@@ -16,13 +16,18 @@ pub struct TokenArgs {
     #[arg(long, value_name = "FILE")]
     pub credential: PathBuf,
     /// The server to ask, e.g. http://127.0.0.1:8270 (default: the credential's token_endpoint).
-    #[arg(long, env = "CASTELLAN_SERVER")]
+    #[arg(long, env = "CASTELLAN_SERVER", hide_env_values = true)]
     pub server: Option<String>,
     /// A scope to ask for (repeat for several; default: every scope of the client).
     #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
     /// For an https:// server: trust only the certificates in this PEM file (e.g. Castellan's root.pem).
-    #[arg(long, value_name = "FILE", env = "CASTELLAN_CA_FILE")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CASTELLAN_CA_FILE",
+        hide_env_values = true
+    )]
     pub ca_file: Option<PathBuf>,
     /// Print the whole token response (access_token, token_type, expires_in, scope) as JSON.
     #[arg(long)]

@@ -8,6 +8,7 @@ mod support;
 mod agent;
 mod doctor;
 mod faults;
+mod first_hour;
 mod foundation;
 mod helm;
 mod helm_init;
