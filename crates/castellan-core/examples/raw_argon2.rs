@@ -11,10 +11,7 @@ use castellan_core::signin::password::{HashParams, hash_password, verify_passwor
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let secs: f64 = args
-        .iter()
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(3.0);
+    let secs: f64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(3.0);
     let params = HashParams::default();
     let phc = hash_password("correct horse battery", &params).expect("hash");
     let start = Instant::now();

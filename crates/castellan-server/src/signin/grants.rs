@@ -119,7 +119,8 @@ pub async fn authorization_code(
     Ok(tokens)
 }
 
-/// The `refresh_token` grant: a new access token and a new refresh token; `scope` may narrow.
+/// The `refresh_token` grant: a new access token, a new refresh token and, for an OpenID grant, a
+/// new ID token; `scope` may narrow.
 pub async fn refresh(
     state: &AppState,
     client: &ClientRow,
@@ -179,6 +180,11 @@ pub async fn refresh(
         .filter(|u| u.disabled_at.is_none())
         .ok_or(TokenError::InvalidGrant("the user cannot sign in"))?;
     let mut tokens = user_tokens(state, client, &user, &grant, &scope)?;
+    // A new ID token when the grant is OpenID's (OpenID Connect Core §12.2): the same iss, sub, aud
+    // and auth_time as at sign-in, a new iat, no nonce.
+    if scope.split(' ').any(|s| s == "openid") {
+        tokens.id_token = Some(id_token(state, client, &user, &grant, None)?);
+    }
     tokens.refresh_token = Some(new_value);
     Ok(tokens)
 }

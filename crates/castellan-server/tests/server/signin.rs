@@ -689,10 +689,9 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     let f = fixture().await;
     let mut b = Browser::default();
     let code = code_for(&f, &mut b, &f.web.0).await;
-    let rt1 = exchange(&f, &code).await.json()["refresh_token"]
-        .as_str()
-        .expect("rt")
-        .to_owned();
+    let first = exchange(&f, &code).await.json();
+    let rt1 = first["refresh_token"].as_str().expect("rt").to_owned();
+    let first_id = verify_jwt(&f, first["id_token"].as_str().expect("id"), &f.web.0);
     let web = (f.web.0.as_str(), Some(f.web.1.as_str()));
     let r = token(
         &f.state,
@@ -705,6 +704,16 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     let rt2 = r["refresh_token"].as_str().expect("rt2").to_owned();
     assert_ne!(rt1, rt2);
     verify_jwt(&f, r["access_token"].as_str().expect("at"), "api");
+    // A new ID token (OpenID Connect Core §12.2): the same person, session and sign-in time, no nonce.
+    let id = verify_jwt(
+        &f,
+        r["id_token"].as_str().expect("a new ID token"),
+        &f.web.0,
+    );
+    for claim in ["iss", "sub", "aud", "auth_time", "sid"] {
+        assert_eq!(id[claim], first_id[claim], "{claim}");
+    }
+    assert!(id.get("nonce").is_none(), "{id}");
     // Narrowing the scope works; widening does not.
     let rt3 = {
         let n = token(
