@@ -62,10 +62,12 @@ mod signin;
 #[doc(hidden)]
 pub mod testing;
 mod users;
+mod vault;
 
 pub use batch::CertBatcher;
 pub use changes::{Change, ChangeKind, ChangeListener, Wake};
 pub use rows::*;
+pub use vault::VaultTokenRow;
 
 use clients::*;
 use pki::*;

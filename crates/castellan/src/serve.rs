@@ -173,6 +173,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         // The keys are fetched once now; a failure is logged and the fetch retried when a token comes.
         tokio::spawn(async move { trusted.warm_up().await });
     }
+    state.set_vault(cfg.vault.settings(cfg.tokens.max_ttl)?)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;

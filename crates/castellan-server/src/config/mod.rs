@@ -16,6 +16,8 @@ use serde::{Deserialize, Deserializer};
 
 pub mod trusted_issuer;
 pub use trusted_issuer::TrustedIssuerConfig;
+pub mod vault;
+pub use vault::VaultConfig;
 
 /// A configuration problem, naming the field (and, from a file, its line).
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +103,8 @@ pub struct Config {
     pub signin: SigninConfig,
     /// Issuers whose tokens workloads sign in with (RFC 7523 client assertions).
     pub trusted_issuer: Vec<TrustedIssuerConfig>,
+    /// The Vault-shaped API (`[vault]`).
+    pub vault: VaultConfig,
 }
 
 /// `[http]`: how long clients may take and how many connections may be open at once.
@@ -271,6 +275,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             signin: SigninConfig::default(),
             trusted_issuer: Vec::new(),
+            vault: VaultConfig::default(),
         }
     }
 }
@@ -516,6 +521,7 @@ impl Config {
         self.profiles()?;
         self.rotation_policy()?;
         trusted_issuer::validate(&self.trusted_issuer, self.tokens.max_ttl)?;
+        self.vault.settings(self.tokens.max_ttl)?;
         self.tls_source()?;
         self.signin.settings()?;
         let h = &self.http;

@@ -20,3 +20,4 @@ mod rotation_e2e;
 mod secrets;
 mod signin_e2e;
 mod tls;
+mod vault;
