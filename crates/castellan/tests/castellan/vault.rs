@@ -136,3 +136,323 @@ fn hvac_logs_in_with_approle_and_uses_kv_v2_over_castellan_secrets() {
     let (status, _) = native_get(&server.url, &native, "/v1/secrets/gone/soon");
     assert_eq!(status, 404);
 }
+
+fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn cert_text(dir: &Path, file: &str) -> String {
+    let (ok, text) = openssl(
+        &[
+            "x509",
+            "-in",
+            file,
+            "-noout",
+            "-ext",
+            "subjectAltName,extendedKeyUsage,keyUsage,basicConstraints",
+        ],
+        dir,
+    );
+    assert!(ok, "{text}");
+    text
+}
+
+#[test]
+fn hvac_issues_and_signs_through_the_pki_mount_and_openssl_verifies_what_the_native_api_would_give()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    ok(&["init", "--data-dir", "d"], d);
+    let server = Server::start(&["--data-dir", "d"], d);
+    let (id, secret) = client(
+        d,
+        "issuer",
+        &["pki:issue", "pki:read", "pki:revoke"],
+        &["--cert-name", "*.svc.local", "--cert-name", "10.0.0.0/8"],
+    );
+    let (ok_key, text) = openssl(
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "req.key",
+            "-subj",
+            "/CN=signed.svc.local",
+            "-out",
+            "req.csr",
+        ],
+        d,
+    );
+    assert!(ok_key, "{text}");
+    let summary = hvac(&[
+        "pki",
+        &server.url,
+        &id,
+        &secret,
+        d.to_str().expect("utf-8 path"),
+    ]);
+
+    // The CA the Vault paths serve is the native one: ca/pem is the issuing CA, ca_chain ends at the
+    // root the native API names.
+    let native_ca = reqwest::blocking_client()
+        .get(format!("{}/v1/pki/ca", server.url))
+        .send()
+        .expect("native ca")
+        .json();
+    std::fs::write(
+        d.join("root.pem"),
+        native_ca["root_pem"].as_str().expect("root"),
+    )
+    .expect("root");
+    let ca_pem = std::fs::read_to_string(d.join("ca.pem")).expect("ca.pem");
+    assert_eq!(
+        ca_pem.trim(),
+        native_ca["issuing_ca_pem"]
+            .as_str()
+            .expect("issuing")
+            .trim()
+    );
+    let chain = std::fs::read_to_string(d.join("ca_chain.pem")).expect("ca_chain");
+    assert!(
+        chain
+            .trim()
+            .ends_with(native_ca["root_pem"].as_str().expect("root").trim())
+    );
+
+    // Both certificates verify with openssl for TLS servers, against the root alone with the chain
+    // hvac was given as untrusted intermediates.
+    for leaf in ["issued.pem", "signed.pem"] {
+        let (ok_v, text) = openssl(
+            &[
+                "verify",
+                "-purpose",
+                "sslserver",
+                "-CAfile",
+                "root.pem",
+                "-untrusted",
+                "issued-chain.pem",
+                leaf,
+            ],
+            d,
+        );
+        assert!(ok_v, "{leaf}: {text}");
+    }
+    // The key hvac was given is the certificate's.
+    let (_, cert_pub) = openssl(&["x509", "-in", "issued.pem", "-noout", "-pubkey"], d);
+    let (_, key_pub) = openssl(&["pkey", "-in", "issued.key", "-pubout"], d);
+    assert_eq!(cert_pub, key_pub);
+    let (_, signed_pub) = openssl(&["x509", "-in", "signed.pem", "-noout", "-pubkey"], d);
+    let (_, csr_pub) = openssl(&["pkey", "-in", "req.key", "-pubout"], d);
+    assert_eq!(signed_pub, csr_pub);
+
+    // The native API, asked for the same names, gives a certificate of the same shape.
+    let native = token(&server.url, &id, &secret);
+    let set = reqwest::blocking_client()
+        .post(format!("{}/v1/pki/issue/server", server.url))
+        .bearer(&native)
+        .json(
+            &json!({"common_name": "api.svc.local", "dns_names": ["api.svc.local", "www.svc.local"],
+                      "ip_addresses": ["10.0.0.7"], "ttl_secs": 7200}),
+        )
+        .send()
+        .expect("native issue")
+        .json();
+    std::fs::write(
+        d.join("native.pem"),
+        set["cert_pem"].as_str().expect("cert"),
+    )
+    .expect("native");
+    assert_eq!(cert_text(d, "issued.pem"), cert_text(d, "native.pem"));
+    let (_, text) = openssl(
+        &[
+            "x509",
+            "-in",
+            "issued.pem",
+            "-noout",
+            "-subject",
+            "-enddate",
+        ],
+        d,
+    );
+    assert!(
+        text.contains("CN=api.svc.local") || text.contains("CN = api.svc.local"),
+        "{text}"
+    );
+    let expiration = summary["expiration"].as_i64().expect("expiration");
+    assert!((expiration - set["not_after"].as_i64().expect("not_after")).abs() < 30);
+
+    // The signed certificate was revoked through the Vault path: the CRL from crl/pem says so.
+    let (ok_v, text) = openssl(
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "issued-chain.pem",
+            "-CRLfile",
+            "crl.pem",
+            "signed.pem",
+        ],
+        d,
+    );
+    assert!(!ok_v && text.contains("revoked"), "{text}");
+    let (ok_v, text) = openssl(
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "issued-chain.pem",
+            "-CRLfile",
+            "crl.pem",
+            "issued.pem",
+        ],
+        d,
+    );
+    assert!(ok_v, "{text}");
+    let listed = reqwest::blocking_client()
+        .get(format!("{}/v1/pki/certs", server.url))
+        .bearer(&native)
+        .send()
+        .expect("list")
+        .json();
+    let signed_hex = summary["signed_serial"]
+        .as_str()
+        .expect("serial")
+        .replace(':', "");
+    let row = listed["certificates"]
+        .as_array()
+        .expect("certificates")
+        .iter()
+        .find(|c| c["serial"] == signed_hex.as_str())
+        .unwrap_or_else(|| panic!("{signed_hex} in {listed}"))
+        .clone();
+    assert!(row["revoked_at"].is_i64(), "{row}");
+}
+
+#[test]
+fn the_pki_paths_shared_with_the_native_api_answer_each_kind_of_client_in_its_own_shape() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    ok(&["init", "--data-dir", "d"], d);
+    let server = Server::start(&["--data-dir", "d"], d);
+    let (id, secret) = client(d, "both", &["pki:issue"], &["--cert-name", "*.svc.local"]);
+    let url = format!("{}/v1/pki/issue/server", server.url);
+    let native = token(&server.url, &id, &secret);
+    let vt = approle_login(&server.url, &id, &secret);
+
+    // A native client (Bearer, no Vault header): the native shape.
+    let (status, body) = vault_with(
+        "POST",
+        &url,
+        &[("Authorization", &format!("Bearer {native}"))],
+        Some(&json!({"dns_names": ["a.svc.local"]})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["cert_pem"].is_string() && body.get("data").is_none(),
+        "{body}"
+    );
+    // A Vault client (X-Vault-Token): Vault's shape, Vault's field names.
+    let (status, body) = vault(
+        "POST",
+        &url,
+        Some(&vt),
+        Some(&json!({"common_name": "a.svc.local"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["data"]["certificate"].is_string() && body.get("cert_pem").is_none(),
+        "{body}"
+    );
+    // Errors too: a native field sent to the Vault shape is Vault's 400, a Vault field to the native
+    // one the native error.
+    let (status, body) = vault(
+        "POST",
+        &url,
+        Some(&vt),
+        Some(&json!({"dns_names": ["a.svc.local"]})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .expect("errors")
+            .contains("dns_names"),
+        "{body}"
+    );
+    let (status, body) = vault_with(
+        "POST",
+        &url,
+        &[("Authorization", &format!("Bearer {native}"))],
+        Some(&json!({"common_name": "a.svc.local", "alt_names": "a.svc.local"})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["code"].is_string(), "{body}");
+    // A native access token is not a Vault token, nor the other way round.
+    let (status, body) = vault(
+        "POST",
+        &url,
+        Some(&native),
+        Some(&json!({"common_name": "a.svc.local"})),
+    );
+    assert_eq!(
+        (status, body.clone()),
+        (403, json!({"errors": ["permission denied"]})),
+        "{body}"
+    );
+    let (status, body) = vault_with(
+        "POST",
+        &url,
+        &[("Authorization", &format!("Bearer {vt}"))],
+        Some(&json!({"dns_names": ["a.svc.local"]})),
+    );
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"]["code"].is_string(), "{body}");
+    // GET /v1/pki/ca stays native (JSON); the Vault CA paths answer PEM.
+    let (status, body) = vault_with("GET", &format!("{}/v1/pki/ca", server.url), &[], None);
+    assert_eq!(status, 200);
+    assert!(body["root_pem"].is_string(), "{body}");
+    let (status, body) = vault_with("GET", &format!("{}/v1/pki/ca/pem", server.url), &[], None);
+    assert_eq!(status, 200);
+    assert!(
+        body.as_str()
+            .expect("PEM text")
+            .starts_with("-----BEGIN CERTIFICATE-----"),
+        "{body}"
+    );
+    // A path outside the subset, in Vault's shape.
+    let (status, body) = vault(
+        "POST",
+        &format!("{}/v1/pki/root/generate/internal", server.url),
+        Some(&vt),
+        None,
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .expect("errors")
+            .contains("no handler for route"),
+        "{body}"
+    );
+}
