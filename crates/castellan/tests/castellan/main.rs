@@ -21,3 +21,4 @@ mod secrets;
 mod signin_e2e;
 mod tls;
 mod vault;
+mod vault_replay;
