@@ -3,3 +3,4 @@
 //! One test binary for the crate (one link instead of one per file); each module is one area.
 
 mod conformance;
+mod vault;

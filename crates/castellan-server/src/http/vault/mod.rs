@@ -145,11 +145,11 @@ async fn handle(state: &AppState, req: Request, rest: &str) -> Result<Response, 
         headers: parts.headers,
         body,
     };
-    let v = state.vault().settings().clone();
+    let v = state.vault().settings();
     let segs: Vec<&str> = r.segments.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["sys", ..] => sys::route(state, &r, &segs[1..]).await,
-        ["auth", ..] => auth::route(state, &r, &v, &segs[1..]).await,
+        ["auth", ..] => auth::route(state, &r, v, &segs[1..]).await,
         [m, rest @ ..] if *m == v.kv_mount => kv::route(state, &r, rest).await,
         [m, rest @ ..] if *m == v.pki_mount => pki::route(state, &r, rest).await,
         _ => Err(VaultError::no_route(rest)),
