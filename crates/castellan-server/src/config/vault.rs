@@ -127,3 +127,53 @@ impl VaultConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<crate::config::Config, ConfigError> {
+        crate::config::Config::from_toml("c.toml", text)
+    }
+
+    #[test]
+    fn vault_settings_default_to_vaults_own_paths_and_bad_names_are_refused() {
+        let s = parse("")
+            .expect("defaults")
+            .vault
+            .settings(Duration::from_secs(86400))
+            .expect("ok");
+        assert_eq!(
+            (
+                s.path_prefix.as_str(),
+                s.kv_mount.as_str(),
+                s.pki_mount.as_str()
+            ),
+            ("", "secret", "pki")
+        );
+        assert_eq!(s.token_ttl_secs, 3600);
+        let s = parse(
+            "[vault]\npath_prefix = \"/vault\"\nkv_mount = \"secrets\"\ntoken_ttl = \"10m\"\n",
+        )
+        .expect("a prefix frees the native names")
+        .vault
+        .settings(Duration::from_secs(86400))
+        .expect("ok");
+        assert_eq!((s.kv_mount.as_str(), s.token_ttl_secs), ("secrets", 600));
+        for (text, field) in [
+            ("[vault]\nkv_mount = \"secrets\"\n", "vault.kv_mount"),
+            ("[vault]\nkv_mount = \"auth\"\n", "vault.kv_mount"),
+            ("[vault]\npki_mount = \"keys\"\n", "vault.pki_mount"),
+            ("[vault]\nkv_mount = \"a/b\"\n", "vault.kv_mount"),
+            ("[vault]\npath_prefix = \"vault/\"\n", "vault.path_prefix"),
+            ("[vault]\ntoken_ttl = \"48h\"\n", "vault.token_ttl"),
+        ] {
+            let err = parse(text).expect_err(text).to_string();
+            assert!(err.contains(field), "{text}: {err}");
+        }
+        assert!(
+            parse("[vault]\nkv_mnt = \"x\"\n").is_err(),
+            "unknown fields are refused"
+        );
+    }
+}
