@@ -55,6 +55,13 @@ def kv(url, role_id, secret_id):
     assert me["type"] == "service" and me["ttl"] > 0 and me["meta"]["client_id"] == role_id, me
     assert "secrets:write" in me["policies"], me
     assert me["path"] == "auth/approle/login", me
+    mounts = client.sys.list_mounted_secrets_engines()["data"]
+    assert mounts["secret/"]["type"] == "kv" and mounts["secret/"]["options"]["version"] == "2", mounts
+    assert mounts["pki/"]["type"] == "pki", mounts
+    # What the vault CLI probes to learn the KV version of a path.
+    probe = requests.get(f"{url}/v1/sys/internal/ui/mounts/secret/app/db", timeout=10,
+                         headers={"X-Vault-Token": client.token}).json()["data"]
+    assert probe["path"] == "secret/" and probe["options"]["version"] == "2", probe
     kv2 = client.secrets.kv.v2
 
     w1 = kv2.create_or_update_secret(path="app/db", secret={"username": "svc", "password": "p1"}, mount_point="secret")
