@@ -456,3 +456,93 @@ fn the_pki_paths_shared_with_the_native_api_answer_each_kind_of_client_in_its_ow
         "{body}"
     );
 }
+
+#[test]
+fn a_vault_token_made_at_one_replica_works_renews_and_is_revoked_at_another() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let Some(db) = rt.block_on(castellan_store::testing::fresh_postgres_database(
+        "vault_replicas",
+    )) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let mk = master_key_file(d, "master.key");
+    let common = [
+        "--database-url",
+        db.as_str(),
+        "--master-key-file",
+        mk.to_str().expect("path"),
+    ];
+    let mut init = vec!["init", "--admin-credential-out", "admin.json"];
+    init.extend(common);
+    ok(&init, d);
+    let mut create = vec![
+        "client",
+        "create",
+        "svc",
+        "--scope",
+        "secrets:read",
+        "--scope",
+        "secrets:write",
+        "--json",
+    ];
+    create.extend(common);
+    let (id, secret) = credential(&ok(&create, d));
+    let mut args = vec!["--public-url", "http://castellan.test"];
+    args.extend(common);
+    let (a, b) = (Server::start(&args, d), Server::start(&args, d));
+
+    let vt = approle_login(&a.url, &id, &secret);
+    let (status, w) = vault(
+        "POST",
+        &format!("{}/v1/secret/data/shared/one", a.url),
+        Some(&vt),
+        Some(&json!({"data": {"k": "v"}})),
+    );
+    assert_eq!(status, 200, "{w}");
+    // The token made at A reads at B, renews at B, and A sees the renewal.
+    let (status, s) = vault(
+        "GET",
+        &format!("{}/v1/secret/data/shared/one", b.url),
+        Some(&vt),
+        None,
+    );
+    assert_eq!((status, s["data"]["data"]["k"].clone()), (200, json!("v")));
+    let (status, r) = vault(
+        "POST",
+        &format!("{}/v1/auth/token/renew-self", b.url),
+        Some(&vt),
+        None,
+    );
+    assert_eq!(status, 200, "{r}");
+    // Revoked at B: at B at once, at A within the 2 s a replica trusts what it read.
+    let (status, _) = vault(
+        "POST",
+        &format!("{}/v1/auth/token/revoke-self", b.url),
+        Some(&vt),
+        None,
+    );
+    assert_eq!(status, 204);
+    let (status, _) = vault(
+        "GET",
+        &format!("{}/v1/auth/token/lookup-self", b.url),
+        Some(&vt),
+        None,
+    );
+    assert_eq!(status, 403);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (status, body) = vault(
+        "GET",
+        &format!("{}/v1/secret/data/shared/one", a.url),
+        Some(&vt),
+        None,
+    );
+    assert_eq!(
+        (status, body),
+        (403, json!({"errors": ["permission denied"]}))
+    );
+}
