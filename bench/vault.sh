@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-3}
 DURATION=${2:-8}
 [ "${3:-}" = --no-build ] || cargo build --release -q -p castellan
-BIN=$PWD/target/release/castellan
+BIN=${CASTELLAN_BIN:-$PWD/target/release/castellan}
 mkdir -p bench/results
 OUT=bench/results/vault-$(date -u +%Y-%m-%dT%H%M).json
 w=$(mktemp -d)

@@ -121,16 +121,6 @@ pub(crate) fn from_kv(data: &Map<String, Value>) -> Result<Vec<u8>, VaultError> 
     serde_json::to_vec(data).map_err(|_| VaultError::internal())
 }
 
-fn version_metadata(version: i64, created_at: i64) -> Value {
-    json!({
-        "created_time": vault_time(created_at),
-        "custom_metadata": null,
-        "deletion_time": "",
-        "destroyed": false,
-        "version": version,
-    })
-}
-
 async fn read(state: &AppState, r: &VaultRequest, name: &str) -> Result<Response, VaultError> {
     let claims = allowed(state, r, Access::Read, name).await?;
     let version = match r.query("version") {
@@ -147,10 +137,37 @@ async fn read(state: &AppState, r: &VaultRequest, name: &str) -> Result<Response
     };
     let s = secrets::get(state.store(), state.master(), name, version).await?;
     tracing::info!(secret = %s.meta.name, version = s.meta.version, client_id = %claims.client_id, "read a secret (vault kv)");
-    Ok(data_response(json!({
-        "data": to_kv(s.value.expose()),
-        "metadata": version_metadata(s.meta.version, s.meta.created_at),
-    })))
+    #[derive(serde::Serialize)]
+    struct Read {
+        data: Map<String, Value>,
+        metadata: VersionMeta,
+    }
+    Ok(super::typed_response(&Read {
+        data: to_kv(s.value.expose()),
+        metadata: VersionMeta::new(s.meta.version, s.meta.created_at),
+    }))
+}
+
+/// A version's metadata, as the KV read and write answer it.
+#[derive(serde::Serialize)]
+struct VersionMeta {
+    created_time: String,
+    custom_metadata: Option<()>,
+    deletion_time: &'static str,
+    destroyed: bool,
+    version: i64,
+}
+
+impl VersionMeta {
+    fn new(version: i64, created_at: i64) -> Self {
+        Self {
+            created_time: vault_time(created_at),
+            custom_metadata: None,
+            deletion_time: "",
+            destroyed: false,
+            version,
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -182,7 +199,7 @@ async fn write(state: &AppState, r: &VaultRequest, name: &str) -> Result<Respons
     )
     .await?;
     tracing::info!(secret = %meta.name, version = meta.version, client_id = %claims.client_id, "wrote a secret (vault kv)");
-    Ok(data_response(version_metadata(
+    Ok(super::typed_response(&VersionMeta::new(
         meta.version,
         meta.created_at,
     )))

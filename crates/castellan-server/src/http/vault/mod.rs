@@ -189,6 +189,32 @@ pub(crate) fn data_response(data: Value) -> Response {
     envelope(data, Value::Null)
 }
 
+/// Vault's answer around `data`, serialized straight from its type (the KV read, a hot path).
+pub(crate) fn typed_response<T: serde::Serialize>(data: &T) -> Response {
+    #[derive(serde::Serialize)]
+    struct Envelope<'a, T> {
+        request_id: String,
+        lease_id: &'static str,
+        renewable: bool,
+        lease_duration: i64,
+        data: &'a T,
+        wrap_info: Option<()>,
+        warnings: Option<()>,
+        auth: Option<()>,
+    }
+    let body = Envelope {
+        request_id: castellan_core::secret::random_id("", 16).unwrap_or_default(),
+        lease_id: "",
+        renewable: false,
+        lease_duration: 0,
+        data,
+        wrap_info: None,
+        warnings: None,
+        auth: None,
+    };
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
 /// Vault's answer: the fields every response carries, `data` and `auth`.
 pub(crate) fn envelope(data: Value, auth: Value) -> Response {
     let request_id = castellan_core::secret::random_id("", 16).unwrap_or_default();
