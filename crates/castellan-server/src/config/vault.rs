@@ -6,6 +6,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{ConfigError, duration};
+
+fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
 use crate::vault_tokens::VaultSettings;
 
 /// `[vault]`
@@ -29,9 +33,10 @@ pub struct VaultConfig {
     /// The JWT login mount.
     pub jwt_mount: String,
     /// Lifetime of a Vault token (a renewal extends it by this much; never beyond `tokens.max_ttl` from
-    /// login). A client's own token lifetime, when it has one, is used instead.
-    #[serde(deserialize_with = "duration")]
-    pub token_ttl: Duration,
+    /// login); unset: one hour, or `tokens.max_ttl` when that is shorter. A Kubernetes or JWT login's
+    /// `token_ttl` of its `[[trusted_issuer]]`, when it has one, is used instead.
+    #[serde(deserialize_with = "optional_duration")]
+    pub token_ttl: Option<Duration>,
 }
 
 impl Default for VaultConfig {
@@ -45,7 +50,7 @@ impl Default for VaultConfig {
             approle_mount: d.approle_mount,
             kubernetes_mount: d.kubernetes_mount,
             jwt_mount: d.jwt_mount,
-            token_ttl: Duration::from_secs(d.token_ttl_secs.unsigned_abs()),
+            token_ttl: None,
         }
     }
 }
@@ -109,7 +114,10 @@ impl VaultConfig {
                 "the KV and PKI mounts need names of their own (not sys)".into(),
             ));
         }
-        if self.token_ttl.is_zero() || self.token_ttl > max_ttl {
+        let token_ttl = self.token_ttl.unwrap_or_else(|| {
+            Duration::from_secs(VaultSettings::default().token_ttl_secs.unsigned_abs()).min(max_ttl)
+        });
+        if token_ttl.is_zero() || token_ttl > max_ttl {
             return Err(bad(
                 "vault.token_ttl",
                 "must be more than zero and at most tokens.max_ttl".into(),
@@ -123,7 +131,7 @@ impl VaultConfig {
             approle_mount: self.approle_mount.clone(),
             kubernetes_mount: self.kubernetes_mount.clone(),
             jwt_mount: self.jwt_mount.clone(),
-            token_ttl_secs: i64::try_from(self.token_ttl.as_secs()).unwrap_or(i64::MAX),
+            token_ttl_secs: i64::try_from(token_ttl.as_secs()).unwrap_or(i64::MAX),
         })
     }
 }
@@ -175,5 +183,10 @@ mod tests {
             parse("[vault]\nkv_mnt = \"x\"\n").is_err(),
             "unknown fields are refused"
         );
+        // Unset, the lifetime follows a shorter tokens.max_ttl rather than refusing it.
+        let cfg =
+            parse("[tokens]\ndefault_ttl = \"5m\"\nmax_ttl = \"10m\"\n").expect("short max_ttl");
+        let s = cfg.vault.settings(cfg.tokens.max_ttl).expect("ok");
+        assert_eq!(s.token_ttl_secs, 600);
     }
 }
