@@ -391,6 +391,15 @@ mod tests {
             Some("auth/approle/login")
         );
         assert_eq!(vault_path(&v, &none, "/v1/pki/ca/pem"), Some("pki/ca/pem"));
+        for native in [
+            "/v1/pki/crl",
+            "/v1/pki/ca",
+            "/v1/pki/crl.pem",
+            "/v1/pki/certs",
+            "/v1/pki/revoke",
+        ] {
+            assert_eq!(vault_path(&v, &none, native), None, "{native}");
+        }
         assert_eq!(vault_path(&v, &vault, "/oauth2/token"), None);
         let prefixed = VaultSettings {
             path_prefix: "/vault".into(),

@@ -20,7 +20,8 @@ use crate::pki;
 use crate::state::AppState;
 use crate::vault_tokens::VaultSettings;
 
-/// The PKI mount's paths Vault answers without a token: the CA and the CRL.
+/// The PKI mount's paths Vault answers without a token (the CA and the CRL) that the native API does
+/// not have (`crl` and `ca` are native paths too: without a Vault header they stay native).
 pub(super) fn is_public_path(v: &VaultSettings, rest: &str) -> bool {
     let Some(p) = rest
         .strip_prefix(v.pki_mount.as_str())
@@ -30,7 +31,7 @@ pub(super) fn is_public_path(v: &VaultSettings, rest: &str) -> bool {
     };
     matches!(
         p,
-        "ca/pem" | "ca_chain" | "cert/ca" | "cert/ca_chain" | "crl/pem" | "cert/crl" | "crl"
+        "ca/pem" | "ca_chain" | "cert/ca" | "cert/ca_chain" | "crl/pem" | "cert/crl"
     )
 }
 
