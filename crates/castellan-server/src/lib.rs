@@ -29,3 +29,4 @@ pub mod state;
 pub mod tls;
 pub mod tokens;
 pub mod users;
+pub mod vault_tokens;

@@ -63,11 +63,13 @@ mod signin;
 pub mod testing;
 mod upstream;
 mod users;
+mod vault;
 
 pub use batch::CertBatcher;
 pub use changes::{Change, ChangeKind, ChangeListener, Wake};
 pub use rows::*;
 pub use upstream::UpstreamLoginRow;
+pub use vault::VaultTokenRow;
 
 use clients::*;
 use pki::*;

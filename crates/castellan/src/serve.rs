@@ -176,6 +176,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     if !cfg.identity_provider.is_empty() {
         state.set_upstream_providers(std::sync::Arc::new(upstream_providers(&cfg)?))?;
     }
+    state.set_vault(cfg.vault.settings(cfg.tokens.max_ttl)?)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;

@@ -18,6 +18,8 @@ pub mod identity_provider;
 pub use identity_provider::IdentityProviderConfig;
 pub mod trusted_issuer;
 pub use trusted_issuer::TrustedIssuerConfig;
+pub mod vault;
+pub use vault::VaultConfig;
 
 /// A configuration problem, naming the field (and, from a file, its line).
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +107,8 @@ pub struct Config {
     pub trusted_issuer: Vec<TrustedIssuerConfig>,
     /// Upstream OpenID Connect providers people may sign in through.
     pub identity_provider: Vec<IdentityProviderConfig>,
+    /// The Vault-shaped API (`[vault]`).
+    pub vault: VaultConfig,
 }
 
 /// `[http]`: how long clients may take and how many connections may be open at once.
@@ -276,6 +280,7 @@ impl Default for Config {
             signin: SigninConfig::default(),
             trusted_issuer: Vec::new(),
             identity_provider: Vec::new(),
+            vault: VaultConfig::default(),
         }
     }
 }
@@ -522,6 +527,7 @@ impl Config {
         self.rotation_policy()?;
         trusted_issuer::validate(&self.trusted_issuer, self.tokens.max_ttl)?;
         identity_provider::validate(&self.identity_provider)?;
+        self.vault.settings(self.tokens.max_ttl)?;
         self.tls_source()?;
         self.signin.settings()?;
         let h = &self.http;

@@ -26,6 +26,16 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// The status (for surfaces that answer in another shape, such as the Vault-shaped API).
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl IntoResponse for ApiError {

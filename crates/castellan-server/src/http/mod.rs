@@ -19,9 +19,11 @@ mod secrets;
 mod signin;
 mod sys;
 mod users;
+mod vault;
 
 pub use auth::authorize;
 pub use error::ApiError;
+pub use vault::NATIVE_AREAS as VAULT_NATIVE_AREAS;
 
 /// Largest request body accepted anywhere.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -43,6 +45,11 @@ pub fn router(state: AppState) -> Router {
             count_requests,
         ))
         .fallback(not_found)
+        // The Vault-shaped API answers its requests before the native routes see them.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            vault::dispatch,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

@@ -118,6 +118,8 @@ struct Inner {
     trusted: std::sync::OnceLock<Arc<crate::assertion::issuers::TrustedIssuers>>,
     /// `[[identity_provider]]`: where people may sign in upstream (set once, at start-up).
     upstream: std::sync::OnceLock<Arc<crate::signin::upstream::UpstreamProviders>>,
+    /// `[vault]`: the Vault-shaped API's settings and remembered tokens (defaults unless set).
+    vault: std::sync::OnceLock<Arc<crate::vault_tokens::VaultLayer>>,
     /// When this replica last recorded its heartbeat, and the ring fingerprint it recorded.
     last_beat: Mutex<Option<(Instant, String)>>,
 }
@@ -212,6 +214,7 @@ impl AppState {
             settings,
             trusted: std::sync::OnceLock::new(),
             upstream: std::sync::OnceLock::new(),
+            vault: std::sync::OnceLock::new(),
             last_beat: Mutex::new(None),
         })))
     }
@@ -369,6 +372,21 @@ impl AppState {
             .trusted
             .set(t)
             .map_err(|_| ServiceError::Invalid("the trusted issuers are set already".into()))
+    }
+
+    /// Sets the Vault-shaped API's settings (once, before the router is built).
+    pub fn set_vault(&self, s: crate::vault_tokens::VaultSettings) -> Result<(), ServiceError> {
+        self.0
+            .vault
+            .set(Arc::new(crate::vault_tokens::VaultLayer::new(s)))
+            .map_err(|_| ServiceError::Invalid("the vault settings are set already".into()))
+    }
+
+    /// The Vault-shaped API's settings and remembered tokens.
+    pub(crate) fn vault(&self) -> &crate::vault_tokens::VaultLayer {
+        self.0
+            .vault
+            .get_or_init(|| Arc::new(crate::vault_tokens::VaultLayer::new(Default::default())))
     }
 
     /// The trusted issuers of client assertions, when any are configured.

@@ -23,3 +23,5 @@ mod signin_e2e;
 mod signin_proxy;
 mod tls;
 mod upstream_e2e;
+mod vault;
+mod vault_replay;
