@@ -216,6 +216,7 @@ pub(crate) fn new_client_row(
         created_at: now,
         app,
         cert_names,
+        policy: None,
     };
     Ok((row, secret))
 }

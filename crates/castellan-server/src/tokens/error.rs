@@ -25,6 +25,9 @@ pub enum TokenError {
     /// The client may not ask for this scope.
     #[error("the client may not ask for `{0}`")]
     ScopeNotAllowed(String),
+    /// The requested audience (`audience` or `resource`) is not one the client may have (RFC 8707).
+    #[error("{0}")]
+    InvalidTarget(String),
     /// The client is not in this replica's memory and the store cannot be asked (an outage).
     #[error("the service cannot check this client now; try again shortly")]
     Unavailable,

@@ -10,3 +10,4 @@ mod outage;
 mod rotation;
 mod signin;
 mod signin_replicas;
+mod signing;
