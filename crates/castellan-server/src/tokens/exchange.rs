@@ -41,7 +41,8 @@ pub async fn exchange(
         .as_ref()
         .map(|p| p.exchange_from.as_str())
         .unwrap_or_default();
-    if may_from.is_empty() {
+    // A public client has no secret: whoever holds a person's token could exchange it as that client.
+    if may_from.is_empty() || client.app.public_client {
         return Err(TokenError::UnauthorizedClient);
     }
     let subject = req
