@@ -192,6 +192,15 @@ mod tests {
     }
 
     #[test]
+    fn tokens_sign_is_given_only_by_a_holder() {
+        use crate::clients::may_grant;
+        assert!(!may_grant("clients:admin", "tokens:sign"));
+        assert!(may_grant("clients:admin tokens:sign", "tokens:sign"));
+        assert!(may_grant("admin", "tokens:sign"));
+        assert!(may_grant("clients:admin", "tokens:introspect"), "unchanged");
+    }
+
+    #[test]
     fn a_policy_cannot_allow_a_registered_claim_or_a_bad_typ() {
         let ok = ClientPolicySpec {
             audiences: vec!["https://api".into()],

@@ -5,7 +5,9 @@
 #[non_exhaustive]
 pub enum TokenError {
     /// The grant type is not one Castellan issues for.
-    #[error("the grant type must be client_credentials, authorization_code, refresh_token or urn:ietf:params:oauth:grant-type:token-exchange")]
+    #[error(
+        "the grant type must be client_credentials, authorization_code, refresh_token or urn:ietf:params:oauth:grant-type:token-exchange"
+    )]
     UnsupportedGrantType,
     /// The client is not registered for this grant type.
     #[error("the client is not registered for this grant type")]
