@@ -118,10 +118,13 @@ pub use castellan_core::token::valid_scope_token;
 /// Castellan's own scopes (`admin`, and those under `clients:`, `keys:`, `pki:` and `secrets:`) are
 /// given only by a caller who holds them itself: `admin` holds every one, `secrets:read` covers
 /// `secrets:read:PREFIX`, and `secrets:read:mqtt` covers `secrets:read:mqtt/broker` (whole segments,
-/// as for the secrets themselves). So `clients:admin` alone cannot make an `admin` client. Any other
+/// as for the secrets themselves). So `clients:admin` alone cannot make an `admin` client, nor a
+/// `tokens:sign` one (the signing API). Any other
 /// scope is an application's (`invoices:read`): `clients:admin` gives those freely.
 pub fn may_grant(holder: &str, scope: &str) -> bool {
+    // `tokens:sign` signs for any `sub` its policy allows (issue 18): Castellan's own, like `admin`.
     let own = scope == "admin"
+        || scope == "tokens:sign"
         || ["clients:", "keys:", "pki:", "secrets:"]
             .iter()
             .any(|ns| scope.starts_with(ns));
@@ -216,6 +219,7 @@ pub(crate) fn new_client_row(
         created_at: now,
         app,
         cert_names,
+        policy: None,
     };
     Ok((row, secret))
 }

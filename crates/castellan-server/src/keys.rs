@@ -73,12 +73,17 @@ pub async fn load_key_ring(
                     })?;
                 let der = dek.open(&signing_key_context(&row.kid), &row.sealed_key)?;
                 let alg: Alg = row.alg.parse()?;
-                let key = SigningKey::from_pkcs8(alg, &der)?;
+                let mut key = SigningKey::from_pkcs8(alg, &der)?;
                 if key.kid() != row.kid {
-                    return Err(ServiceError::Invalid(format!(
-                        "stored key {} does not match its kid",
-                        row.kid
-                    )));
+                    // An imported legacy key keeps the kid of its old service (`keys import --kid`).
+                    // The sealed bytes are bound to the row's kid (the AEAD context), so this names
+                    // the key its importer named, not another one.
+                    key = key.with_kid(&row.kid).map_err(|_| {
+                        ServiceError::Invalid(format!(
+                            "stored key {} does not match its kid",
+                            row.kid.escape_debug()
+                        ))
+                    })?;
                 }
                 Arc::new(key)
             }
@@ -317,13 +322,15 @@ pub async fn revoke(store: &Store, kid: &str, now: i64) -> Result<(), ServiceErr
     Ok(())
 }
 
-/// `keys import --pem FILE`: an RSA key from an older setup (PKCS#8 or PKCS#1 PEM). As `current` it
-/// signs from now; as `retired` it is only published (until `retire_after` from now), so the tokens it
-/// already signed keep verifying during a migration.
+/// `keys import --pem FILE [--kid LEGACY_KID]`: an RSA key from an older setup (PKCS#8 or PKCS#1
+/// PEM). As `current` it signs from now; as `retired` it is only published (until `retire_after`
+/// from now), so the tokens it already signed keep verifying during a migration. With `kid` it keeps
+/// the key id its old service put in its tokens (else the RFC 7638 thumbprint).
 pub async fn import(
     store: &Store,
     master: &MasterKey,
     pem_text: &str,
+    kid: Option<&str>,
     as_current: bool,
     policy: &Policy,
     now: i64,
@@ -342,7 +349,20 @@ pub async fn import(
     .map_err(|e| ServiceError::Invalid(format!("not a usable RSA private key: {e}")))?;
     let pkcs8 = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&kp)
         .map_err(|_| ServiceError::Invalid("the RSA key cannot be re-encoded".into()))?;
-    let key = SigningKey::from_pkcs8(Alg::RS256, pkcs8.as_ref())?;
+    let mut key = SigningKey::from_pkcs8(Alg::RS256, pkcs8.as_ref())?;
+    if let Some(kid) = kid {
+        key = key
+            .with_kid(kid)
+            .map_err(|e| ServiceError::Invalid(format!("--kid: {e}")))?;
+        if store
+            .published_signing_keys(now)
+            .await?
+            .iter()
+            .any(|r| r.kid == kid)
+        {
+            return Err(ServiceError::Conflict(format!("a key with kid {kid}")));
+        }
+    }
     let dek = data_keys::newest_data_key(store, master).await?;
     let sealed_key = dek.seal(&format!("signing-key:{}", key.kid()), pkcs8.as_ref())?;
     let (rows, _) = current_row(store, now).await?;

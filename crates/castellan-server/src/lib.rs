@@ -11,6 +11,7 @@
 
 pub mod assertion;
 pub mod cert_names;
+pub mod client_policies;
 pub mod clients;
 pub mod config;
 pub mod data_keys;

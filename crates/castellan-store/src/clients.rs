@@ -88,6 +88,21 @@ pub(crate) async fn insert_client(tx: &mut Tx<'_>, row: &ClientRow) -> Result<()
             .execute(&mut **tx)
             .await?;
     }
+    if let Some(policy) = &row.policy {
+        sqlx::query(
+            "INSERT INTO client_policies (client_id, audiences, sign_max_ttl_secs, sign_claims, \
+             sign_sub, sign_typ, exchange_from) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&row.client_id)
+        .bind(&policy.audiences)
+        .bind(policy.sign_max_ttl_secs)
+        .bind(&policy.sign_claims)
+        .bind(&policy.sign_sub)
+        .bind(&policy.sign_typ)
+        .bind(&policy.exchange_from)
+        .execute(&mut **tx)
+        .await?;
+    }
     if row.app != ClientApp::default() {
         sqlx::query(
             "INSERT INTO client_apps (client_id, redirect_uris, post_logout_redirect_uris, grant_types, \
@@ -124,5 +139,6 @@ pub(crate) fn client_from_row(r: &AnyRow) -> Result<ClientRow, StoreError> {
             user_claims: r.try_get("user_claims")?,
         },
         cert_names: r.try_get("cert_names")?,
+        policy: client_policies::policy_from_row(r)?,
     })
 }

@@ -25,8 +25,11 @@ macro_rules! client_select {
          COALESCE(a.post_logout_redirect_uris, '') AS post_logout_redirect_uris, \
          COALESCE(a.grant_types, 'client_credentials') AS grant_types, \
          COALESCE(a.public_client, 0) AS public_client, COALESCE(a.require_mfa, 0) AS require_mfa, \
-         COALESCE(a.user_claims, '') AS user_claims \
-         FROM clients c LEFT JOIN client_apps a ON a.client_id = c.client_id) AS clients"
+         COALESCE(a.user_claims, '') AS user_claims, \
+         p.audiences AS policy_audiences, p.sign_max_ttl_secs, p.sign_claims, p.sign_sub, p.sign_typ, \
+         p.exchange_from \
+         FROM clients c LEFT JOIN client_apps a ON a.client_id = c.client_id \
+         LEFT JOIN client_policies p ON p.client_id = c.client_id) AS clients"
     };
 }
 
@@ -51,6 +54,7 @@ macro_rules! cert_select {
 
 mod batch;
 mod changes;
+mod client_policies;
 mod clients;
 mod heartbeats;
 mod keys;

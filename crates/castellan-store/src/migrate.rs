@@ -20,6 +20,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/sqlite/0008_upstream.sql")),
     (12, include_str!("../migrations/sqlite/0012_totp_steps.sql")),
     (9, include_str!("../migrations/sqlite/0009_vault.sql")),
+    (10, include_str!("../migrations/sqlite/0010_signing.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -41,6 +42,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0012_totp_steps.sql"),
     ),
     (9, include_str!("../migrations/postgres/0009_vault.sql")),
+    (10, include_str!("../migrations/postgres/0010_signing.sql")),
 ];
 
 /// The store.

@@ -68,6 +68,26 @@ pub struct ClientRow {
     /// The certificate names it may ask for: space-separated `dns:`, `ip:` and `uri:` patterns
     /// (`None`: none given).
     pub cert_names: Option<String>,
+    /// Its token policy (audiences, signing API bounds, token exchange), when one is set.
+    pub policy: Option<ClientPolicy>,
+}
+
+/// A client's token policy (issue 18): every list space-separated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientPolicy {
+    /// Audiences it may ask for besides its default one (`audience`/`resource`, the signing API's
+    /// `aud`, a token exchange's target).
+    pub audiences: String,
+    /// The longest lifetime the signing API gives its tokens, seconds (0: `tokens.default_ttl`).
+    pub sign_max_ttl_secs: i64,
+    /// Extra claim names the signing API may put in its tokens.
+    pub sign_claims: String,
+    /// The `sub` pattern of signed tokens (`*` matches any run of characters; empty: the client's id).
+    pub sign_sub: String,
+    /// The `typ` of signed tokens: `at+jwt` or `JWT`.
+    pub sign_typ: String,
+    /// Audiences of the access tokens it may exchange (RFC 8693); empty: none.
+    pub exchange_from: String,
 }
 
 /// What a client that signs people in is registered with (all empty for a service client).

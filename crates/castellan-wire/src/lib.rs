@@ -14,6 +14,7 @@ pub mod clients;
 pub mod credential;
 pub mod pki;
 pub mod secrets;
+pub mod sign;
 pub mod token;
 pub mod users;
 

@@ -21,6 +21,9 @@ pub struct TokenAnswer {
     /// `Bearer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_type: Option<String>,
+    /// The type of the token issued by a token exchange (RFC 8693 §2.2.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<String>,
 }
 
 /// Without the token: a `{:?}` in an error or a log line must not leak it.
@@ -43,6 +46,7 @@ impl TokenAnswer {
             refresh_token: None,
             scope: Some(scope),
             token_type: Some("Bearer".into()),
+            issued_token_type: None,
         }
     }
 }

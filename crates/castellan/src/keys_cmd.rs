@@ -79,6 +79,10 @@ pub enum KeysCommand {
         /// current or retired.
         #[arg(long, default_value = "retired", value_parser = ["current", "retired"])]
         state: String,
+        /// Keep this key id: the `kid` the old service put in its tokens, so the tokens it already
+        /// issued keep verifying (default: the RFC 7638 thumbprint).
+        #[arg(long, value_name = "LEGACY_KID")]
+        kid: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -214,14 +218,19 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
             }
             println!("revoked {kid}: it leaves the JWKS within the servers' refresh interval");
         }
-        KeysCommand::Import { pem, state, target } => {
+        KeysCommand::Import {
+            pem,
+            state,
+            kid,
+            target,
+        } => {
             let text = std::fs::read_to_string(&pem)
                 .with_context(|| format!("reading {}", pem.display()))?;
             let key: KeyInfo = if let Some(remote) = target.remote.client().await? {
                 remote
                     .post(
                         "/v1/keys/import",
-                        &serde_json::json!({"pem": text, "state": state}),
+                        &serde_json::json!({"pem": text, "state": state, "kid": kid}),
                     )
                     .await?
             } else {
@@ -231,6 +240,7 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                     &store,
                     &master,
                     &text,
+                    kid.as_deref(),
                     state == "current",
                     &cfg.rotation_policy()?,
                     now(),

@@ -9,9 +9,11 @@ mod dev_server;
 mod doctor;
 mod keys_cmd;
 mod pki_cmd;
+mod policy_cmd;
 mod remote;
 mod secret_cmd;
 mod serve;
+mod sign_cmd;
 mod token_cmd;
 mod user_cmd;
 
@@ -166,6 +168,9 @@ enum ClientCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Set a client's token policy: audiences it may have tokens for, the signing API's bounds
+    /// (lifetime, claims, sub pattern, typ), the tokens it may exchange.
+    Policy(policy_cmd::PolicyArgs),
     /// Delete a client by id or name.
     Delete {
         /// Client id or name.
@@ -473,6 +478,7 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
                 }
             }
         }
+        ClientCommand::Policy(args) => return policy_cmd::run(args).await,
         ClientCommand::Delete { client, target } => {
             if let Some(remote) = target.remote.client().await? {
                 remote.delete_client(&client).await?;

@@ -11,10 +11,14 @@ use crate::remote::{http_client, request_token};
 
 /// Arguments of `castellan token`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct TokenArgs {
+    /// `sign`: a token signed under a client's policy (the signing API).
+    #[command(subcommand)]
+    pub command: Option<TokenCommand>,
     /// Credential file (client_id, client_secret, token_endpoint), as `castellan init` writes the admin's.
-    #[arg(long, value_name = "FILE")]
-    pub credential: PathBuf,
+    #[arg(long, value_name = "FILE", required = false)]
+    pub credential: Option<PathBuf>,
     /// The server to ask, e.g. http://127.0.0.1:8270 (default: the credential's token_endpoint).
     #[arg(long, env = "CASTELLAN_SERVER", hide_env_values = true)]
     pub server: Option<String>,
@@ -34,15 +38,29 @@ pub struct TokenArgs {
     pub json: bool,
 }
 
+/// What `castellan token` does besides getting an access token.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Sign a token with the key ring's current key, within a client's policy (the signing API,
+    /// `POST /v1/tokens/sign`, scope `tokens:sign`).
+    Sign(crate::sign_cmd::SignArgs),
+}
+
 /// Prints the token (or the response) on stdout.
 pub async fn run(args: TokenArgs) -> Result<ExitCode> {
-    let cred = read_credential(&args.credential)?;
+    if let Some(TokenCommand::Sign(sign)) = args.command {
+        return crate::sign_cmd::run(sign).await;
+    }
+    let Some(credential) = args.credential else {
+        bail!("--credential FILE is required (or `castellan token sign …`)");
+    };
+    let cred = read_credential(&credential)?;
     let endpoint = match (&args.server, &cred.token_endpoint) {
         (Some(server), _) => format!("{}/oauth2/token", server.trim_end_matches('/')),
         (None, Some(endpoint)) => endpoint.clone(),
         (None, None) => bail!(
             "{} names no token_endpoint: pass --server URL",
-            args.credential.display()
+            credential.display()
         ),
     };
     let http = http_client(args.ca_file.as_deref())?;

@@ -230,11 +230,14 @@ pub(super) fn unknown_kid(kid: &str, sources: &[&str]) -> Finding {
         format!(
             "the token was signed by key `{kid}`, which no given JWKS publishes ({}): a replica \
              with a key of its own? (a process that made a signing key for itself, or one on \
-             another store); verifiers report an unknown kid or `signature verification failed`",
+             another store), or the key of a service Castellan replaces, not imported (its tokens \
+             still in flight during a cutover); verifiers report an unknown kid or `signature \
+             verification failed`",
             sources.join(", ")
         ),
         "find the process that issued the token (its /v1/sys/status shows the current kid) and \
-         point it at the shared store; tokens it issued cannot be verified elsewhere",
+         point it at the shared store; for an old service's key, import it keeping its kid: \
+         `castellan keys import --pem OLD_KEY.pem --kid LEGACY_KID` (see docs/migrate-shared-key.md)",
     )
 }
 

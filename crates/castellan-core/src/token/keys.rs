@@ -254,6 +254,19 @@ impl SigningKey {
         Ok(Self { alg, pair, jwk })
     }
 
+    /// The same key published and signing under another key id: an imported legacy key keeps the
+    /// kid its old service put in its tokens (issue 18), so those tokens keep verifying. `kid` is
+    /// 1-128 printable ASCII characters without spaces or quotes.
+    pub fn with_kid(mut self, kid: &str) -> Result<Self, TokenError> {
+        if !valid_kid(kid) {
+            return Err(TokenError::InvalidKey(
+                "key id (1-128 printable ASCII characters, no spaces, quotes or backslashes)",
+            ));
+        }
+        self.jwk.kid = kid.to_owned();
+        Ok(self)
+    }
+
     /// The algorithm.
     pub fn alg(&self) -> Alg {
         self.alg
@@ -314,6 +327,16 @@ fn jwk_with(
     };
     jwk.kid = thumbprint(&jwk);
     jwk
+}
+
+/// Whether `kid` may name a key: 1-128 printable ASCII characters without spaces, quotes or
+/// backslashes (what a JOSE header and a JWKS carry without surprises).
+pub fn valid_kid(kid: &str) -> bool {
+    !kid.is_empty()
+        && kid.len() <= 128
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
 }
 
 /// The RFC 7638 JWK thumbprint: SHA-256 over the required members in lexicographic order, base64url.

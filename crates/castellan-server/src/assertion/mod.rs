@@ -59,8 +59,9 @@ pub async fn issue(
         created_at: 0,
         app: castellan_store::ClientApp::default(),
         cert_names: None,
+        policy: None,
     };
-    crate::tokens::sign_for(state, &row, req.scope.as_deref())
+    crate::tokens::sign_for(state, &row, req.scope.as_deref(), req.audience.as_deref())
 }
 
 /// Shared with the tests of this module.

@@ -113,6 +113,9 @@ struct ImportBody {
     pem: String,
     #[serde(default)]
     state: Option<String>,
+    /// The kid the old service put in its tokens (default: the RFC 7638 thumbprint).
+    #[serde(default)]
+    kid: Option<String>,
 }
 
 async fn keys_import(
@@ -139,6 +142,7 @@ async fn keys_import(
         state.store(),
         state.master(),
         &b.pem,
+        b.kid.as_deref(),
         as_current,
         &state.settings().rotation,
         state.now(),

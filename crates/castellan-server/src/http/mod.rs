@@ -16,6 +16,7 @@ mod keys;
 mod oauth;
 mod pki;
 mod secrets;
+mod sign;
 mod signin;
 mod sys;
 mod users;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(secrets::routes())
         .merge(signin::routes())
         .merge(users::routes())
+        .merge(sign::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -75,12 +75,16 @@ async fn token(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let mut exchanged = false;
     let issued = match client_form(&headers, body) {
         Ok((auth, mut params)) => match (auth, token_request(&mut params)) {
             (_, Err(e)) => Err(e),
-            (ClientAuth::Secret(credentials), Ok(req)) => tokens::issue(&state, &credentials, &req)
-                .await
-                .map_err(oauth_error),
+            (ClientAuth::Secret(credentials), Ok(req)) => {
+                exchanged = req.grant_type == tokens::exchange::GRANT_TYPE;
+                tokens::issue(&state, &credentials, &req)
+                    .await
+                    .map_err(oauth_error)
+            }
             (ClientAuth::Assertion(a), Ok(req)) => assertion::issue(&state, &a, &req)
                 .await
                 .map_err(oauth_error),
@@ -92,6 +96,8 @@ async fn token(
             let mut body = TokenAnswer::bearer(t.access_token, t.expires_in, t.scope);
             body.id_token = t.id_token;
             body.refresh_token = t.refresh_token.map(|r| r.to_string());
+            body.issued_token_type =
+                exchanged.then(|| tokens::exchange::ACCESS_TOKEN_TYPE.to_owned());
             (
                 [
                     (header::CACHE_CONTROL, "no-store"),
@@ -119,6 +125,7 @@ fn oauth_error(e: TokenError) -> OAuthError {
         TokenError::MalformedScope | TokenError::ScopeNotAllowed(_) => {
             (StatusCode::BAD_REQUEST, "invalid_scope")
         }
+        TokenError::InvalidTarget(_) => (StatusCode::BAD_REQUEST, "invalid_target"),
         TokenError::NoSigningKey | TokenError::Unavailable => {
             (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
         }
@@ -136,8 +143,23 @@ fn token_request(params: &mut HashMap<String, String>) -> Result<TokenRequest, O
             "grant_type is missing",
         )
     })?;
+    // RFC 8693 names the target `audience` (a logical name), RFC 8707 `resource` (a URI): one
+    // target per token, so one of the two, once.
+    let audience = match (params.remove("audience"), params.remove("resource")) {
+        (Some(_), Some(_)) => {
+            return Err(oauth(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "send audience or resource, not both",
+            ));
+        }
+        (a, r) => a.or(r),
+    };
     Ok(TokenRequest {
         grant_type: grant,
+        audience,
+        subject_token: params.remove("subject_token").map(Zeroizing::new),
+        subject_token_type: params.remove("subject_token_type"),
         scope: params.remove("scope"),
         code: params.remove("code"),
         redirect_uri: params.remove("redirect_uri"),

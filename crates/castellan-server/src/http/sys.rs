@@ -68,7 +68,7 @@ async fn discovery(State(state): State<AppState>) -> Response {
         "revocation_endpoint": format!("{iss}/oauth2/revoke"),
         "introspection_endpoint": format!("{iss}/oauth2/introspect"),
         "end_session_endpoint": format!("{iss}/oauth2/logout"),
-        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token", "urn:ietf:params:oauth:grant-type:token-exchange"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "code_challenge_methods_supported": ["S256"],

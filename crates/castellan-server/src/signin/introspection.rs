@@ -16,18 +16,21 @@ pub const INTROSPECT_SCOPE: &str = "tokens:introspect";
 
 /// The claims of an access token issued for a user, as read back.
 #[derive(Debug, Deserialize)]
-struct ReadClaims {
-    sub: String,
-    aud: String,
+pub(crate) struct ReadClaims {
+    pub(crate) sub: String,
+    pub(crate) aud: String,
     iss: String,
-    exp: i64,
+    pub(crate) exp: i64,
     iat: i64,
     nbf: i64,
     jti: String,
-    client_id: String,
-    scope: String,
+    pub(crate) client_id: String,
+    pub(crate) scope: String,
     #[serde(default)]
-    sid: Option<String>,
+    pub(crate) sid: Option<String>,
+    /// The actor chain of an exchanged token (RFC 8693 §4.1).
+    #[serde(default)]
+    pub(crate) act: Option<Value>,
 }
 
 /// Why userinfo refused.
@@ -43,7 +46,7 @@ pub enum UserinfoError {
 
 /// A live access token's claims: signed by the ring, in its time, and (for a user's token) its
 /// session not ended.
-async fn live_access_token(
+pub(crate) async fn live_access_token(
     state: &AppState,
     token: &str,
 ) -> Result<Option<ReadClaims>, TokenError> {

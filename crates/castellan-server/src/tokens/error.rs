@@ -5,7 +5,9 @@
 #[non_exhaustive]
 pub enum TokenError {
     /// The grant type is not one Castellan issues for.
-    #[error("the grant type must be client_credentials, authorization_code or refresh_token")]
+    #[error(
+        "the grant type must be client_credentials, authorization_code, refresh_token or urn:ietf:params:oauth:grant-type:token-exchange"
+    )]
     UnsupportedGrantType,
     /// The client is not registered for this grant type.
     #[error("the client is not registered for this grant type")]
@@ -25,6 +27,9 @@ pub enum TokenError {
     /// The client may not ask for this scope.
     #[error("the client may not ask for `{0}`")]
     ScopeNotAllowed(String),
+    /// The requested audience (`audience` or `resource`) is not one the client may have (RFC 8707).
+    #[error("{0}")]
+    InvalidTarget(String),
     /// The client is not in this replica's memory and the store cannot be asked (an outage).
     #[error("the service cannot check this client now; try again shortly")]
     Unavailable,

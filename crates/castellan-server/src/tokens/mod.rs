@@ -40,6 +40,12 @@ pub struct TokenRequest {
     pub code_verifier: Option<String>,
     /// `refresh_token` (refresh_token).
     pub refresh_token: Option<Zeroizing<String>>,
+    /// The audience asked for: `audience` (RFC 8693) or `resource` (RFC 8707).
+    pub audience: Option<String>,
+    /// `subject_token` (token exchange, RFC 8693).
+    pub subject_token: Option<Zeroizing<String>>,
+    /// `subject_token_type` (token exchange).
+    pub subject_token_type: Option<String>,
 }
 
 impl TokenRequest {
@@ -52,6 +58,9 @@ impl TokenRequest {
             redirect_uri: None,
             code_verifier: None,
             refresh_token: None,
+            audience: None,
+            subject_token: None,
+            subject_token_type: None,
         }
     }
 }
@@ -61,11 +70,15 @@ impl std::fmt::Debug for TokenRequest {
         f.debug_struct("TokenRequest")
             .field("grant_type", &self.grant_type)
             .field("scope", &self.scope)
+            .field("audience", &self.audience)
             .finish_non_exhaustive()
     }
 }
 
+pub(crate) mod audience;
+pub mod exchange;
 pub mod issued;
+pub mod sign;
 pub use issued::IssuedToken;
 
 pub mod error;
@@ -105,11 +118,22 @@ pub async fn issue(
 ) -> Result<IssuedToken, TokenError> {
     if !["client_credentials", "authorization_code", "refresh_token"]
         .contains(&req.grant_type.as_str())
+        && req.grant_type != exchange::GRANT_TYPE
     {
         return Err(TokenError::UnsupportedGrantType);
     }
     let client = authenticate(state, credentials).await?;
+    if ["authorization_code", "refresh_token"].contains(&req.grant_type.as_str())
+        && let Some(aud) = req.audience.as_deref()
+        && aud != audience::default_audience(state, &client)
+    {
+        // A person's tokens go to the app's default audience; another one is a token exchange.
+        return Err(TokenError::InvalidTarget(
+            "this grant issues tokens for the client's default audience only (exchange the token for another)".into(),
+        ));
+    }
     match req.grant_type.as_str() {
+        exchange::GRANT_TYPE => exchange::exchange(state, &client, req).await,
         "authorization_code" => {
             let code = req
                 .code
@@ -144,17 +168,20 @@ fn client_credentials(
     if client.app.public_client || !client.app.allows_grant("client_credentials") {
         return Err(TokenError::UnauthorizedClient);
     }
-    sign_for(state, client, req.scope.as_deref())
+    sign_for(state, client, req.scope.as_deref(), req.audience.as_deref())
 }
 
 /// Signs an access token for an authenticated `client` (from the store, or mapped from a client
-/// assertion, see [`crate::assertion`]) with the scopes it asks for among those it holds.
+/// assertion, see [`crate::assertion`]) with the scopes it asks for among those it holds, for the
+/// audience it asks for among those it may have ([`audience::pick`]).
 pub(crate) fn sign_for(
     state: &AppState,
     client: &castellan_store::ClientRow,
     requested_scope: Option<&str>,
+    requested_audience: Option<&str>,
 ) -> Result<IssuedToken, TokenError> {
     let scope = granted_scope(&client.scopes, requested_scope)?;
+    let aud = audience::pick(state, client, requested_audience)?;
 
     let now = state.now();
     let ring = state.ring();
@@ -174,10 +201,7 @@ pub(crate) fn sign_for(
     let claims = AccessClaims {
         iss: settings.issuer.clone(),
         sub: client.client_id.clone(),
-        aud: client
-            .audience
-            .clone()
-            .unwrap_or_else(|| settings.issuer.clone()),
+        aud,
         exp: now + ttl,
         iat: now,
         nbf: now,
@@ -198,7 +222,10 @@ pub(crate) fn sign_for(
 
 /// The scopes a token gets: those asked for when the client holds each, every scope it holds when
 /// none are asked for.
-fn granted_scope(client_scopes: &str, requested: Option<&str>) -> Result<String, TokenError> {
+pub(crate) fn granted_scope(
+    client_scopes: &str,
+    requested: Option<&str>,
+) -> Result<String, TokenError> {
     let allowed: Vec<&str> = client_scopes.split_whitespace().collect();
     let Some(requested) = requested else {
         return Ok(allowed.join(" "));

@@ -377,7 +377,13 @@ async fn discovery_health_and_metrics() {
     assert_eq!(v["token_endpoint"], format!("{ISS}/oauth2/token"));
     assert_eq!(
         v["grant_types_supported"],
-        serde_json::json!(["authorization_code", "client_credentials", "refresh_token"])
+        // Issue 18 adds token exchange (RFC 8693).
+        serde_json::json!([
+            "authorization_code",
+            "client_credentials",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
+        ])
     );
     assert_eq!(
         v["token_endpoint_auth_methods_supported"],

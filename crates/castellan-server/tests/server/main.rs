@@ -12,3 +12,4 @@ mod signin;
 mod signin_hardening;
 mod signin_replicas;
 mod upstream;
+mod signing;

@@ -326,7 +326,7 @@ async fn an_imported_legacy_rsa_key_keeps_its_old_tokens_verifying() {
         &jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).expect("enc"),
     )
     .expect("sign");
-    let info = keys::import(&store, &master, &pem, false, &policy(), T0 + 5)
+    let info = keys::import(&store, &master, &pem, None, false, &policy(), T0 + 5)
         .await
         .expect("import");
     assert_eq!(info.state, "retired");
@@ -356,6 +356,7 @@ async fn an_imported_legacy_rsa_key_keeps_its_old_tokens_verifying() {
             &store,
             &master,
             "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+            None,
             false,
             &policy(),
             T0

@@ -1,9 +1,9 @@
 //! One conformance suite, run against SQLite and PostgreSQL.
 
 use castellan_store::{
-    CaRow, CertBatcher, CertRow, ClientApp, ClientRow, CrlRow, DataKeyRow, InitBundle,
-    MasterKeyCheck, NamesExpiry, Revocation, SecretRow, SecretSummary, SigningKeyRow, Store,
-    StoreError, StoreKind,
+    CaRow, CertBatcher, CertRow, ClientApp, ClientPolicy, ClientRow, CrlRow, DataKeyRow,
+    InitBundle, MasterKeyCheck, NamesExpiry, Revocation, SecretRow, SecretSummary, SigningKeyRow,
+    Store, StoreError, StoreKind,
 };
 
 fn bundle(tag: &str) -> InitBundle {
@@ -70,6 +70,7 @@ fn client(name: &str, id: &str) -> ClientRow {
         created_at: 5,
         app: ClientApp::default(),
         cert_names: (name == "svc-a").then(|| "dns:*.svc.local ip:10.0.0.0/8".into()),
+        policy: None,
     }
 }
 
@@ -156,6 +157,57 @@ async fn conformance(store: Store) {
     );
     let b = store.client("cid-b").await.expect("get").expect("present");
     assert_eq!(b.cert_names, None, "no patterns given, none read");
+    // A token policy: set, read back with the client, replaced, removed; none for an unknown client.
+    assert_eq!(b.policy, None);
+    let policy = ClientPolicy {
+        audiences: "https://api.a https://api.b".into(),
+        sign_max_ttl_secs: 600,
+        sign_claims: "tenant roles".into(),
+        sign_sub: "user:*".into(),
+        sign_typ: "JWT".into(),
+        exchange_from: "https://api.a".into(),
+    };
+    assert!(
+        store
+            .set_client_policy("cid-b", Some(&policy))
+            .await
+            .expect("set")
+    );
+    let b = store.client("cid-b").await.expect("get").expect("present");
+    assert_eq!(b.policy.as_ref(), Some(&policy));
+    let narrower = ClientPolicy {
+        audiences: "https://api.b".into(),
+        ..policy.clone()
+    };
+    assert!(
+        store
+            .set_client_policy("cid-b", Some(&narrower))
+            .await
+            .expect("replace")
+    );
+    let b = store.client("cid-b").await.expect("get").expect("present");
+    assert_eq!(b.policy.as_ref(), Some(&narrower));
+    assert!(
+        store
+            .set_client_policy("cid-b", None)
+            .await
+            .expect("remove")
+    );
+    assert_eq!(
+        store
+            .client("cid-b")
+            .await
+            .expect("get")
+            .expect("present")
+            .policy,
+        None
+    );
+    assert!(
+        !store
+            .set_client_policy("nope", Some(&policy))
+            .await
+            .expect("unknown")
+    );
     heartbeats(&store).await;
     assert!(store.client("nope").await.expect("get").is_none());
     let names: Vec<String> = store

@@ -6,6 +6,7 @@ mod pki_support;
 mod support;
 
 mod agent;
+mod cutover;
 mod doctor;
 mod faults;
 mod first_hour;

@@ -222,6 +222,14 @@ fn unknown_kid() {
             .expect("m")
             .contains("a key of its own")
     );
+    // Issue 18: an old service's key not imported is named as a cause, with the command.
+    assert!(f["message"].as_str().expect("m").contains("not imported"));
+    assert!(
+        f["fix"]
+            .as_str()
+            .expect("fix")
+            .contains("keys import --pem OLD_KEY.pem --kid LEGACY_KID")
+    );
 }
 
 #[test]

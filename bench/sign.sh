@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Issue 18: POST /v1/tokens/sign, RS256 tokens per second on one core, against the raw RSA-2048 signing
+# rate of that core in the same run (raw_sign, aws-lc-rs, the limit); target ≥ 0.85. Server on CPU 0,
+# `wrk -t1 -c32` on CPU 1; raw_sign and the HTTP load alternate, RUNS rounds (the first HTTP run after a
+# WARMUP s warm-up), so each round's ratio compares two runs seconds apart (the machine is shared).
+# One token is verified with PyJWT against the server's JWKS first; any non-2xx answer under load fails.
+#
+# usage: bench/sign.sh [--no-build]       (bench/run calls it with --no-build and its RESULTS file)
+# env:   RUNS (3) DURATION (8) WARMUP (5) RAW_SECS (3) CONNS (32); BIN, RAW (binaries); RESULTS (a
+#        JSON-lines file to append the row to); PY (a python with PyJWT[crypto], default python3)
+# needs: wrk, jq, curl, taskset, python3 with PyJWT[crypto]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "${1:-}" = --no-build ] || {
+  cargo build --release -q -p castellan
+  cargo build --release -q -p castellan-core --example raw_sign
+}
+BIN=${BIN:-$PWD/target/release/castellan} RAW=${RAW:-$PWD/target/release/examples/raw_sign}
+RUNS=${RUNS:-3} DURATION=${DURATION:-8} WARMUP=${WARMUP:-5} RAW_SECS=${RAW_SECS:-3} CONNS=${CONNS:-32}
+PY=${PY:-python3}
+w=$(mktemp -d); spid=
+trap '[ -n "$spid" ] && kill "$spid" 2>/dev/null; wait 2>/dev/null; rm -rf "$w"' EXIT
+"$BIN" init --data-dir "$w/d" --alg RS256 > /dev/null 2>&1
+cred=$("$BIN" client create signer --scope tokens:sign --json --data-dir "$w/d")
+"$BIN" client policy signer --allow-audience https://orders.bench.internal --sign-claim roles \
+  --sign-claim tenant --sign-sub 'user:*' --sign-max-ttl 10m --data-dir "$w/d" > /dev/null
+port=$(( 20000 + RANDOM % 20000 ))
+taskset -c 0 "$BIN" serve --data-dir "$w/d" --listen 127.0.0.1:$port --log-level warn & spid=$!
+for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:$port/readyz && break; sleep 0.1; done
+base=http://127.0.0.1:$port
+tok=$(curl -sf -u "$(jq -r .client_id <<<"$cred"):$(jq -r .client_secret <<<"$cred")" \
+  -d grant_type=client_credentials $base/oauth2/token | jq -r .access_token)
+AUTH="Bearer $tok"
+BODY='{"sub":"user:42","aud":"https://orders.bench.internal","lifetime_secs":300,"claims":{"roles":["buyer"],"tenant":"t1"}}'
+curl -sf -H "Authorization: $AUTH" -H 'Content-Type: application/json' -d "$BODY" $base/v1/tokens/sign > "$w/s.json"
+curl -sf -o "$w/jwks.json" $base/.well-known/jwks.json
+iss=$(curl -sf $base/.well-known/openid-configuration | jq -r .issuer)
+check=$("$PY" crates/castellan/tests/castellan/verify_jwt.py "$w/jwks.json" "$(jq -r .token "$w/s.json")" \
+  https://orders.bench.internal "$iss" 2>&1) || { echo "PyJWT refused the token: $check" >&2; exit 1; }
+jq -e '.sub == "user:42" and .tenant == "t1"' <<<"$check" > /dev/null || { echo "PyJWT check failed: $check" >&2; exit 1; }
+echo "check: PyJWT verified $(jq -c '{sub, aud, tenant}' <<<"$check") against the JWKS" >&2
+taskset -c 1 wrk -t1 -c"$CONNS" -d"${WARMUP}s" -s bench/sign.lua $base/v1/tokens/sign > /dev/null
+export AUTH BODY
+rounds=()
+for r in $(seq "$RUNS"); do
+  raw=$(taskset -c 0 "$RAW" RS256 "$RAW_SECS" | jq .signatures_per_sec)
+  line=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" -s bench/sign.lua $base/v1/tokens/sign | grep '^RESULT')
+  grep -q 'non2xx=0 errors=0' <<<"$line" || { echo "errors under load: $line" >&2; exit 1; }
+  rps=$(sed -E 's/.*rps=([0-9.]+).*/\1/' <<<"$line")
+  ratio=$(awk -v a="$rps" -v b="$raw" 'BEGIN {printf "%.2f", a / b}')
+  echo "round $r: sign $line raw_rs256=$raw ratio=$ratio" >&2
+  rounds+=("{\"rps\":$rps,\"raw\":$raw,\"ratio\":$ratio,\"wrk\":\"$line\"}")
+done
+row=$(printf '%s\n' "${rounds[@]}" | jq -c -s --arg load "wrk -t1 -c$CONNS on CPU 1, sign.lua, ${WARMUP} s warm-up + $RUNS × ${DURATION} s, raw_sign RS256 $RAW_SECS on CPU 0 between runs" \
+  '{kind:"sign", server:"castellan", alg:"RS256", load:$load, runs:., median_ratio:(map(.ratio) | sort | .[length/2|floor]), target:0.85}')
+echo "RESULT sign RS256 median_ratio=$(jq .median_ratio <<<"$row") (target ≥ 0.85) $(uptime | sed 's/.*load/load/')"
+[ -n "${RESULTS:-}" ] && echo "$row" >> "$RESULTS"
+exit 0
