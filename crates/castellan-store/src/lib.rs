@@ -49,6 +49,7 @@ macro_rules! cert_select {
     };
 }
 
+mod audit;
 mod batch;
 mod changes;
 mod clients;
@@ -63,6 +64,7 @@ mod signin;
 pub mod testing;
 mod users;
 
+pub use audit::{AuditCheckpoint, AuditFilter};
 pub use batch::CertBatcher;
 pub use changes::{Change, ChangeKind, ChangeListener, Wake};
 pub use rows::*;

@@ -17,6 +17,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../migrations/sqlite/0006_heartbeats_cert_names.sql"),
     ),
+    (11, include_str!("../migrations/sqlite/0011_audit.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -32,6 +33,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../migrations/postgres/0006_heartbeats_cert_names.sql"),
     ),
+    (11, include_str!("../migrations/postgres/0011_audit.sql")),
 ];
 
 /// The store.

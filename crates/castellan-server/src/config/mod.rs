@@ -14,6 +14,7 @@ pub use signin::SigninConfig;
 mod signin;
 use serde::{Deserialize, Deserializer};
 
+pub mod audit;
 pub mod trusted_issuer;
 pub use trusted_issuer::TrustedIssuerConfig;
 
@@ -101,6 +102,8 @@ pub struct Config {
     pub signin: SigninConfig,
     /// Issuers whose tokens workloads sign in with (RFC 7523 client assertions).
     pub trusted_issuer: Vec<TrustedIssuerConfig>,
+    /// The audit trail.
+    pub audit: audit::AuditConfig,
 }
 
 /// `[http]`: how long clients may take and how many connections may be open at once.
@@ -271,6 +274,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             signin: SigninConfig::default(),
             trusted_issuer: Vec::new(),
+            audit: audit::AuditConfig::default(),
         }
     }
 }
@@ -478,6 +482,9 @@ impl Config {
                 _ => {}
             }
         }
+        for (var, value) in env {
+            self.audit.apply_env(var, value)?;
+        }
         self.validate()
     }
 
@@ -518,6 +525,7 @@ impl Config {
         trusted_issuer::validate(&self.trusted_issuer, self.tokens.max_ttl)?;
         self.tls_source()?;
         self.signin.settings()?;
+        self.audit.settings()?;
         let h = &self.http;
         for (field, d, max) in [
             (

@@ -40,6 +40,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
+            crate::audit::http::record_v1,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
             count_requests,
         ))
         .fallback(not_found)

@@ -264,6 +264,7 @@ fn user_tokens(
     };
     let access_token = sign_jwt(&key.key, "at+jwt", &claims).map_err(|_| TokenError::Internal)?;
     state.metrics().token_issued(key.key.alg());
+    state.audit().token_issued(&client.client_id);
     Ok(IssuedToken {
         access_token,
         expires_in: ttl,
