@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod agent_cmd;
+mod audit_cmd;
 mod common;
 mod doctor;
 mod keys_cmd;
@@ -78,6 +79,9 @@ enum Command {
     /// For curl and scripts: `curl -H "Authorization: Bearer $(castellan token --credential
     /// castellan-data/admin-credential.json)" http://127.0.0.1:8270/v1/sys/status`.
     Token(token_cmd::TokenArgs),
+    /// The audit trail: list events, verify the hash chains and signed checkpoints.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
 }
 
 #[derive(Debug, Args)]
@@ -217,6 +221,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(cmd) => keys_cmd::run(cmd).await,
         Command::Doctor(args) => Ok(doctor::run(args).await),
         Command::Token(args) => token_cmd::run(args).await,
+        Command::Audit(cmd) => audit_cmd::run(cmd).await,
         Command::Config(ConfigCommand::Check { file }) => {
             let cfg = castellan_server::config::Config::from_file(&file)?;
             println!(
@@ -306,6 +311,13 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
             ));
         }
         Some(cred) => {
+            castellan_server::audit::events::cli(
+                &store,
+                "init",
+                format!("admin client {}", cred.client_id),
+                castellan_core::audit::Outcome::Allowed,
+            )
+            .await?;
             say(format!(
                 "initialized {} ({} key ring, root and intermediate CA)",
                 redact_url(&cfg.store_url()),
@@ -398,13 +410,21 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
             } else {
                 let cfg = target.store.config()?;
                 let store = common::open_store(&cfg).await?;
-                castellan_server::clients::create_client(
+                let created = castellan_server::clients::create_client(
                     &store,
                     req,
                     cfg.tokens.max_ttl.as_secs() as i64,
                     now(),
                 )
-                .await?
+                .await?;
+                castellan_server::audit::events::cli(
+                    &store,
+                    "client.create",
+                    format!("client {}", created.client.client_id),
+                    castellan_core::audit::Outcome::Allowed,
+                )
+                .await?;
+                created
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&created)?);
@@ -457,8 +477,15 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
                 remote.delete_client(&client).await?;
             } else {
                 let cfg = target.store.config()?;
-                castellan_server::clients::delete_client(&common::open_store(&cfg).await?, &client)
-                    .await?;
+                let store = common::open_store(&cfg).await?;
+                castellan_server::clients::delete_client(&store, &client).await?;
+                castellan_server::audit::events::cli(
+                    &store,
+                    "client.delete",
+                    format!("client {client}"),
+                    castellan_core::audit::Outcome::Allowed,
+                )
+                .await?;
             }
             println!("deleted client {client}");
         }

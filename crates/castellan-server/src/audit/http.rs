@@ -108,7 +108,11 @@ pub(crate) async fn record_v1(State(state): State<AppState>, req: Request, next:
         };
     let req = Request::from_parts(parts, body);
     let closed = auditor.settings().fail_closed && fail_closed_route(&method, &route);
-    if closed && let Some(cause) = auditor.failing() {
+    // While the store is known to be down the handler answers `store_unavailable` itself.
+    if closed
+        && state.store().outage().is_none()
+        && let Some(cause) = auditor.failing()
+    {
         return unavailable(&cause);
     }
     let slot = Arc::new(Mutex::new(None));
@@ -151,7 +155,8 @@ pub(crate) async fn record_v1(State(state): State<AppState>, req: Request, next:
         reason,
         detail: serde_json::Value::Object(detail).to_string(),
     };
-    if closed {
+    // An action that failed or was refused did nothing: its own answer stands.
+    if closed && result == Outcome::Allowed {
         match auditor.record_acked(p).await {
             Ok(()) => resp,
             Err(e) => unavailable(&e.0),
@@ -164,12 +169,17 @@ pub(crate) async fn record_v1(State(state): State<AppState>, req: Request, next:
 
 /// 503 naming why the trail cannot record.
 fn unavailable(cause: &str) -> Response {
-    ApiError::new(
+    let mut r = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "audit_unavailable",
         format!("refused: the audit trail cannot record this action ({cause}); retry later"),
     )
-    .into_response()
+    .into_response();
+    r.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    r
 }
 
 /// The API error's `code: message` of an error answer (the answer is rebuilt from the bytes read).

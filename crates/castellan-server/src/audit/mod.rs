@@ -30,7 +30,9 @@ use castellan_core::audit::{AuditEvent, ChainHead, Outcome};
 use castellan_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
+pub mod api;
 pub mod checkpoint;
+pub mod events;
 pub mod http;
 pub mod jsonl;
 pub mod verify;
@@ -168,6 +170,7 @@ pub(crate) struct Shared {
     /// The last write failed (cleared by the next that succeeds), with its cause.
     failing: AtomicBool,
     last_failure: Mutex<String>,
+    failed_at_ms: std::sync::atomic::AtomicI64,
     write_failures: AtomicU64,
     /// Events recorded, by (action, result), for `/metrics`.
     counts: Mutex<HashMap<(String, &'static str), u64>>,
@@ -176,6 +179,9 @@ pub(crate) struct Shared {
     tokens_refused: AtomicU64,
     signer: OnceLock<Signer>,
 }
+
+/// How long after a failed write fail-closed actions are refused without being tried, ms.
+pub const REFUSE_FOR_MS: i64 = 500;
 
 /// Client ids counted at once before further ones are counted together as `client:(other)`.
 const TOKEN_CLIENTS: usize = 10_000;
@@ -219,6 +225,7 @@ impl Auditor {
         let shared = Arc::new(Shared {
             failing: AtomicBool::new(false),
             last_failure: Mutex::new(String::new()),
+            failed_at_ms: std::sync::atomic::AtomicI64::new(0),
             write_failures: AtomicU64::new(0),
             counts: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
@@ -291,9 +298,12 @@ impl Auditor {
         }
     }
 
-    /// Whether the last write failed, and why: a fail-closed action is refused before it is done.
+    /// Whether the last write failed less than [`REFUSE_FOR_MS`] ago, and why: a fail-closed action
+    /// is then refused before it is done. Past that, the next action finds out again by trying (the
+    /// sink may be back).
     pub fn failing(&self) -> Option<String> {
-        self.shared.failing.load(Ordering::Relaxed).then(|| {
+        let recent = wall_ms() - self.shared.failed_at_ms.load(Ordering::Relaxed) < REFUSE_FOR_MS;
+        (self.shared.failing.load(Ordering::Relaxed) && recent).then(|| {
             self.shared
                 .last_failure
                 .lock()
@@ -375,6 +385,7 @@ impl Shared {
         if let Ok(mut s) = self.last_failure.lock() {
             cause.clone_into(&mut s);
         }
+        self.failed_at_ms.store(wall_ms(), Ordering::Relaxed);
         self.failing.store(true, Ordering::Relaxed);
     }
 

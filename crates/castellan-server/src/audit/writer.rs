@@ -168,7 +168,27 @@ impl Writer {
         for e in &mut events {
             self.head.link(e);
         }
-        if let Err(e) = self.store.append_audit(&events).await {
+        let mut written = self.store.append_audit(&events).await;
+        // Another process writes under the same replica id: continue from the chain's end in the
+        // store (the chain stays one line; the ids should differ, see `replica_id`).
+        for _ in 0..10 {
+            if !matches!(written, Err(castellan_store::StoreError::Conflict(_))) {
+                break;
+            }
+            tracing::warn!(replica = %self.replica, "another process writes audit events under this replica id");
+            self.head = match self.store.audit_head(&self.replica).await {
+                Ok(Some(p)) => ChainHead {
+                    seq: p.seq,
+                    hash: p.hash,
+                },
+                _ => before.clone(),
+            };
+            for e in &mut events {
+                self.head.link(e);
+            }
+            written = self.store.append_audit(&events).await;
+        }
+        if let Err(e) = written {
             self.head = before;
             let cause = format!("the store did not take the events: {e}");
             tracing::error!(error = %e, events = events.len(), "audit events could not be written to the store");

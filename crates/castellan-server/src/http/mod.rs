@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(secrets::routes())
         .merge(signin::routes())
         .merge(users::routes())
+        .merge(crate::audit::api::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

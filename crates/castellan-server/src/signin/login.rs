@@ -117,7 +117,10 @@ pub async fn password(
     };
     let phc = user.as_ref().and_then(|u| u.password_hash.clone());
     let ok = state.hashing().verify(password, phc.clone()).await && phc.is_some();
+    let known = user.as_ref().map(|u| u.user_id.clone());
     let Some(user) = user.filter(|_| ok) else {
+        let (id, why) = (known.as_deref(), Err("wrong name or password"));
+        let _ = crate::audit::events::signin(state, "signin.login", id, address, why).await;
         let _ = state
             .store()
             .record_signin_failure(&key_refs, limits.window_secs, now)
@@ -126,10 +129,28 @@ pub async fn password(
         return Err(LoginError::Failed);
     };
     if user.disabled_at.is_some() {
+        let _ = crate::audit::events::signin(
+            state,
+            "signin.login",
+            Some(&user.user_id),
+            address,
+            Err("the user is disabled"),
+        )
+        .await;
         return Err(LoginError::Disabled);
     }
     let pending = second_factor(&user);
-    new_session(state, user, "pwd", pending, now).await
+    let s = new_session(state, user, "pwd", pending, now).await?;
+    crate::audit::events::signin(
+        state,
+        "signin.login",
+        Some(&s.user.user_id),
+        address,
+        Ok(&s.session.sid),
+    )
+    .await
+    .map_err(|_| LoginError::Unavailable)?;
+    Ok(s)
 }
 
 /// Stores a new session for `user`.

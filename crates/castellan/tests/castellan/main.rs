@@ -6,6 +6,7 @@ mod pki_support;
 mod support;
 
 mod agent;
+mod audit_cli;
 mod doctor;
 mod faults;
 mod foundation;
