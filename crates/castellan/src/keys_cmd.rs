@@ -108,32 +108,39 @@ fn print_keys(keys: &[KeyInfo]) {
     }
 }
 
+/// `keys change-master-key`, on the store only.
+async fn change_master_key(
+    new_master_key_file: &std::path::Path,
+    store: &crate::common::StoreArgs,
+) -> Result<()> {
+    let cfg = store.config()?;
+    let st = common::open_store(&cfg).await?;
+    let old = common::load_master_key(&cfg, false)?;
+    let new = common::read_master_key_file(new_master_key_file)?;
+    let n = castellan_server::data_keys::change_master_key(&st, &old, &new).await?;
+    let object = format!("master key {} -> {}", old.check_value(), new.check_value());
+    castellan_server::audit::events::cli(
+        &st,
+        "master_key.change",
+        object,
+        castellan_core::audit::Outcome::Allowed,
+    )
+    .await?;
+    println!(
+        "re-wrapped {n} data key(s) under {} (check value {}); restart every replica with it, then retire {}",
+        new_master_key_file.display(),
+        new.check_value(),
+        cfg.master_key_path().display()
+    );
+    Ok(())
+}
+
 pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
     match cmd {
         KeysCommand::ChangeMasterKey {
             new_master_key_file,
             store,
-        } => {
-            let cfg = store.config()?;
-            let st = common::open_store(&cfg).await?;
-            let old = common::load_master_key(&cfg, false)?;
-            let new = common::read_master_key_file(&new_master_key_file)?;
-            let n = castellan_server::data_keys::change_master_key(&st, &old, &new).await?;
-            let object = format!("master key {} -> {}", old.check_value(), new.check_value());
-            castellan_server::audit::events::cli(
-                &st,
-                "master_key.change",
-                object,
-                castellan_core::audit::Outcome::Allowed,
-            )
-            .await?;
-            println!(
-                "re-wrapped {n} data key(s) under {} (check value {}); restart every replica with it, then retire {}",
-                new_master_key_file.display(),
-                new.check_value(),
-                cfg.master_key_path().display()
-            );
-        }
+        } => change_master_key(&new_master_key_file, &store).await?,
         KeysCommand::List { json, target } => {
             let keys: Vec<KeyInfo> = if let Some(remote) = target.remote.client().await? {
                 serde_json::from_value(
