@@ -31,13 +31,13 @@ printf '[audit]\nenabled = false\n' > "$work/off.toml"
 printf '[audit]\nmode = "fail-closed"\n' > "$work/on.toml"
 value=$(head -c 48 /dev/urandom | base64 -w0)
 
-pid=
-start() { # off|on → port
-  local port=$((19500 + RANDOM % 400))
+pid= port=
+start() { # off|on → sets port and pid (not in a subshell: the server must be this shell's child)
+  port=$((19500 + RANDOM % 400))
   taskset -c 0 "$BIN" serve --config "$work/$1.toml" --data-dir "$d" --replica-id "bench-$1" \
-    --listen 127.0.0.1:$port --log-level warn & pid=$!
-  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/readyz" && break; sleep 0.1; done
-  echo "$port"
+    --listen 127.0.0.1:$port --log-level warn >/dev/null 2>>"$work/serve.log" & pid=$!
+  for _ in $(seq 1 300); do curl -s -o /dev/null "http://127.0.0.1:$port/readyz" && return 0; sleep 0.1; done
+  echo "the server did not start: $(tail -5 "$work/serve.log")" >&2; exit 1
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
 field() { sed -E "s/.*$1=([0-9.]+).*/\\1/"; }
@@ -52,7 +52,7 @@ reads() { # port seconds
 }
 
 # The value, written once (through the audited server).
-port=$(start on)
+start on
 tok=$(curl -sf -H "Authorization: $basic" -d grant_type=client_credentials "http://127.0.0.1:$port/oauth2/token" | jq -r .access_token)
 curl -sf -X PUT -H "Authorization: Bearer $tok" -H 'Content-Type: application/json' \
   -d "{\"value\":\"$value\"}" "http://127.0.0.1:$port/v1/secrets/bench/value" >/dev/null
@@ -61,7 +61,7 @@ stop
 : > "$work/rounds"
 for i in $(seq 1 "$RUNS"); do
   for mode in off on; do
-    port=$(start "$mode")
+    start "$mode"
     tokens "$port" 1s >/dev/null
     t=$(tokens "$port" "${DURATION}s")
     reads "$port" 1s >/dev/null
