@@ -11,6 +11,7 @@
 //! Cryptography comes from aws-lc-rs; nothing here implements a primitive.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod clock;
 pub mod doctor;
 pub mod duration;

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assertion;
+pub mod audit;
 pub mod cert_names;
 pub mod client_policies;
 pub mod clients;

@@ -52,6 +52,7 @@ macro_rules! cert_select {
     };
 }
 
+mod audit;
 mod batch;
 mod changes;
 mod client_policies;
@@ -69,6 +70,7 @@ mod upstream;
 mod users;
 mod vault;
 
+pub use audit::{AuditCheckpoint, AuditFilter};
 pub use batch::CertBatcher;
 pub use changes::{Change, ChangeKind, ChangeListener, Wake};
 pub use rows::*;

@@ -21,6 +21,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("../migrations/sqlite/0012_totp_steps.sql")),
     (9, include_str!("../migrations/sqlite/0009_vault.sql")),
     (10, include_str!("../migrations/sqlite/0010_signing.sql")),
+    (11, include_str!("../migrations/sqlite/0011_audit.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -43,6 +44,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     ),
     (9, include_str!("../migrations/postgres/0009_vault.sql")),
     (10, include_str!("../migrations/postgres/0010_signing.sql")),
+    (11, include_str!("../migrations/postgres/0011_audit.sql")),
 ];
 
 /// The store.

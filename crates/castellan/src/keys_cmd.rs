@@ -118,24 +118,39 @@ fn print_keys(keys: &[KeyInfo]) {
     }
 }
 
+/// `keys change-master-key`, on the store only.
+async fn change_master_key(
+    new_master_key_file: &std::path::Path,
+    store: &crate::common::StoreArgs,
+) -> Result<()> {
+    let cfg = store.config()?;
+    let st = common::open_store(&cfg).await?;
+    let old = common::load_master_key(&cfg, false)?;
+    let new = common::read_master_key_file(new_master_key_file)?;
+    let n = castellan_server::data_keys::change_master_key(&st, &old, &new).await?;
+    let object = format!("master key {} -> {}", old.check_value(), new.check_value());
+    castellan_server::audit::events::cli(
+        &st,
+        "master_key.change",
+        object,
+        castellan_core::audit::Outcome::Allowed,
+    )
+    .await?;
+    println!(
+        "re-wrapped {n} data key(s) under {} (check value {}); restart every replica with it, then retire {}",
+        new_master_key_file.display(),
+        new.check_value(),
+        cfg.master_key_path().display()
+    );
+    Ok(())
+}
+
 pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
     match cmd {
         KeysCommand::ChangeMasterKey {
             new_master_key_file,
             store,
-        } => {
-            let cfg = store.config()?;
-            let st = common::open_store(&cfg).await?;
-            let old = common::load_master_key(&cfg, false)?;
-            let new = common::read_master_key_file(&new_master_key_file)?;
-            let n = castellan_server::data_keys::change_master_key(&st, &old, &new).await?;
-            println!(
-                "re-wrapped {n} data key(s) under {} (check value {}); restart every replica with it, then retire {}",
-                new_master_key_file.display(),
-                new.check_value(),
-                cfg.master_key_path().display()
-            );
-        }
+        } => change_master_key(&new_master_key_file, &store).await?,
         KeysCommand::List { json, target } => {
             let keys: Vec<KeyInfo> = if let Some(remote) = target.remote.client().await? {
                 serde_json::from_value(
@@ -189,13 +204,26 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                 let cfg = target.store.config()?;
                 let (store, master) = common::unlocked_store(&cfg).await?;
                 let policy = cfg.rotation_policy()?;
-                if at_once {
+                let key = if at_once {
                     let opts = keys::EmergencyOptions { wait, force };
                     keys::rotate_now(&store, &master, &policy, &castellan_core::SystemClock, opts)
                         .await?
                 } else {
                     keys::schedule_rotation(&store, &master, &policy, now()).await?
-                }
+                };
+                let action = if at_once {
+                    "keys.rotate_now"
+                } else {
+                    "keys.rotate"
+                };
+                castellan_server::audit::events::cli(
+                    &store,
+                    action,
+                    format!("kid {}", key.kid),
+                    castellan_core::audit::Outcome::Allowed,
+                )
+                .await?;
+                key
             };
             println!(
                 "{} ({}) signs from {}",
@@ -214,7 +242,15 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                     .await?;
             } else {
                 let cfg = target.store.config()?;
-                keys::revoke(&common::open_store(&cfg).await?, &kid, now()).await?;
+                let store = common::open_store(&cfg).await?;
+                keys::revoke(&store, &kid, now()).await?;
+                castellan_server::audit::events::cli(
+                    &store,
+                    "keys.revoke",
+                    format!("kid {kid}"),
+                    castellan_core::audit::Outcome::Allowed,
+                )
+                .await?;
             }
             println!("revoked {kid}: it leaves the JWKS within the servers' refresh interval");
         }
@@ -236,7 +272,7 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
             } else {
                 let cfg = target.store.config()?;
                 let (store, master) = common::unlocked_store(&cfg).await?;
-                keys::import(
+                let key = keys::import(
                     &store,
                     &master,
                     &text,
@@ -245,7 +281,15 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                     &cfg.rotation_policy()?,
                     now(),
                 )
-                .await?
+                .await?;
+                castellan_server::audit::events::cli(
+                    &store,
+                    "keys.import",
+                    format!("kid {}", key.kid),
+                    castellan_core::audit::Outcome::Allowed,
+                )
+                .await?;
+                key
             };
             println!("imported {} as {}", key.kid, key.state);
         }

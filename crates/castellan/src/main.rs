@@ -3,6 +3,7 @@
 
 mod agent_cmd;
 mod client_cred;
+mod audit_cmd;
 mod common;
 mod config_cmd;
 mod dev_server;
@@ -83,6 +84,9 @@ enum Command {
     /// For curl and scripts: `curl -H "Authorization: Bearer $(castellan token --credential
     /// castellan-data/admin-credential.json)" http://127.0.0.1:8270/v1/sys/status`.
     Token(token_cmd::TokenArgs),
+    /// The audit trail: list events, verify the hash chains and signed checkpoints.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
 }
 
 #[derive(Debug, Args)]
@@ -237,6 +241,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(cmd) => keys_cmd::run(cmd).await,
         Command::Doctor(args) => Ok(doctor::run(args).await),
         Command::Token(args) => token_cmd::run(args).await,
+        Command::Audit(cmd) => audit_cmd::run(cmd).await,
         Command::Config(ConfigCommand::Check { file, kind }) => config_cmd::check(&file, kind),
     }
 }
@@ -317,6 +322,13 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
             ));
         }
         Some(cred) => {
+            castellan_server::audit::events::cli(
+                &store,
+                "init",
+                format!("admin client {}", cred.client_id),
+                castellan_core::audit::Outcome::Allowed,
+            )
+            .await?;
             say(format!(
                 "initialized {} ({} key ring, root and intermediate CA)",
                 redact_url(&cfg.store_url()),
@@ -423,6 +435,13 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
                     now(),
                 )
                 .await?;
+                castellan_server::audit::events::cli(
+                    &store,
+                    "client.create",
+                    format!("client {}", created.client.client_id),
+                    castellan_core::audit::Outcome::Allowed,
+                )
+                .await?;
                 (created, client_cred::token_endpoint(&cfg.issuer()))
             };
             if let (Some(file), Some(path)) = (cred_file, &credential_out) {
@@ -484,8 +503,15 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
                 remote.delete_client(&client).await?;
             } else {
                 let cfg = target.store.config()?;
-                castellan_server::clients::delete_client(&common::open_store(&cfg).await?, &client)
-                    .await?;
+                let store = common::open_store(&cfg).await?;
+                castellan_server::clients::delete_client(&store, &client).await?;
+                castellan_server::audit::events::cli(
+                    &store,
+                    "client.delete",
+                    format!("client {client}"),
+                    castellan_core::audit::Outcome::Allowed,
+                )
+                .await?;
             }
             println!("deleted client {client}");
         }

@@ -160,7 +160,15 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
             issue_castellan_names: cfg.pki.issue_castellan_names,
         },
     };
-    let state = match AppState::load(store, Arc::new(master), Arc::new(SystemClock), settings).await
+    let audit = cfg.audit.settings()?;
+    let state = match AppState::load_with_audit(
+        store,
+        Arc::new(master),
+        Arc::new(SystemClock),
+        settings,
+        audit,
+    )
+    .await
     {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -201,10 +209,11 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         tls = tls.is_some(),
         "castellan is serving"
     );
+    castellan_server::audit::events::config_accepted(&state, &cfg, args.dev).await?;
     let refresher = state.spawn_refresh();
     let jobs = state.spawn_jobs();
     let probe = state.spawn_store_probe();
-    let router = http::router(state);
+    let router = http::router(state.clone());
     let limits = cfg.http_limits();
     match tls {
         Some((cert, keeper)) => {
@@ -223,6 +232,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
             castellan_server::listen::serve(listener, router, limits, shutdown_signal()).await;
         }
     }
+    state.audit().flush().await;
     refresher.abort();
     jobs.abort();
     probe.abort();

@@ -167,7 +167,16 @@ pub async fn run(cmd: UserCommand) -> Result<ExitCode> {
             } else {
                 let cfg = target.store.config()?;
                 let store = common::open_store(&cfg).await?;
-                users::create_user(&store, req, cfg.signin.settings()?.password, now()).await?
+                let u =
+                    users::create_user(&store, req, cfg.signin.settings()?.password, now()).await?;
+                castellan_server::audit::events::cli(
+                    &store,
+                    "user.create",
+                    format!("user {}", u.user_id),
+                    castellan_core::audit::Outcome::Allowed,
+                )
+                .await?;
+                u
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&created)?);
@@ -233,6 +242,13 @@ pub async fn run(cmd: UserCommand) -> Result<ExitCode> {
                     now(),
                 )
                 .await?;
+                castellan_server::audit::events::cli(
+                    &store,
+                    "user.passwd",
+                    format!("user {user}"),
+                    castellan_core::audit::Outcome::Allowed,
+                )
+                .await?;
             }
             println!(
                 "password changed for {}",
@@ -248,7 +264,15 @@ pub async fn run(cmd: UserCommand) -> Result<ExitCode> {
                     .await?;
             } else {
                 let cfg = target.store.config()?;
-                users::delete_user(&common::open_store(&cfg).await?, &user).await?;
+                let store = common::open_store(&cfg).await?;
+                users::delete_user(&store, &user).await?;
+                castellan_server::audit::events::cli(
+                    &store,
+                    "user.delete",
+                    format!("user {user}"),
+                    castellan_core::audit::Outcome::Allowed,
+                )
+                .await?;
             }
             println!(
                 "deleted user {}",
@@ -270,7 +294,21 @@ async fn set_disabled(user: &str, disabled: bool, target: Target) -> Result<()> 
             .await?
     } else {
         let cfg = target.store.config()?;
-        users::set_disabled(&common::open_store(&cfg).await?, user, disabled, now()).await?
+        let store = common::open_store(&cfg).await?;
+        let u = users::set_disabled(&store, user, disabled, now()).await?;
+        let action = if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
+        castellan_server::audit::events::cli(
+            &store,
+            action,
+            format!("user {}", u.user_id),
+            castellan_core::audit::Outcome::Allowed,
+        )
+        .await?;
+        u
     };
     println!(
         "{} {}{}",

@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer};
 
 pub mod identity_provider;
 pub use identity_provider::IdentityProviderConfig;
+pub mod audit;
 pub mod trusted_issuer;
 pub use trusted_issuer::TrustedIssuerConfig;
 pub mod vault;
@@ -109,6 +110,8 @@ pub struct Config {
     pub identity_provider: Vec<IdentityProviderConfig>,
     /// The Vault-shaped API (`[vault]`).
     pub vault: VaultConfig,
+    /// The audit trail.
+    pub audit: audit::AuditConfig,
 }
 
 /// `[http]`: how long clients may take and how many connections may be open at once.
@@ -281,6 +284,7 @@ impl Default for Config {
             trusted_issuer: Vec::new(),
             identity_provider: Vec::new(),
             vault: VaultConfig::default(),
+            audit: audit::AuditConfig::default(),
         }
     }
 }
@@ -488,6 +492,9 @@ impl Config {
                 _ => {}
             }
         }
+        for (var, value) in env {
+            self.audit.apply_env(var, value)?;
+        }
         self.validate()
     }
 
@@ -530,6 +537,7 @@ impl Config {
         self.vault.settings(self.tokens.max_ttl)?;
         self.tls_source()?;
         self.signin.settings()?;
+        self.audit.settings()?;
         let h = &self.http;
         for (field, d, max) in [
             (

@@ -41,7 +41,12 @@ pub fn router(state: AppState) -> Router {
         .merge(signin::routes())
         .merge(users::routes())
         .merge(sign::routes())
+        .merge(crate::audit::api::routes())
         .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::http::record_v1,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,

@@ -109,6 +109,7 @@ async fn token(
         }
         Err(e) => {
             state.metrics().token_refused();
+            state.audit().token_refused();
             e.into_response()
         }
     }

@@ -28,9 +28,19 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/pki/crl.pem", get(pki_crl_pem))
 }
 
-fn set_response(set: &castellan_core::pki::IssuedSet) -> Response {
+fn set_response(set: &castellan_core::pki::IssuedSet, req: &IssueRequest) -> Response {
+    let mut names: Vec<String> = req.common_name.iter().cloned().collect();
+    names.extend(req.dns_names.iter().cloned());
+    names.extend(req.ip_addresses.iter().map(|ip| ip.to_string()));
+    names.extend(req.uris.iter().cloned());
+    let note = crate::audit::AuditNote::object(format!(
+        "certificate {} {}",
+        set.serial_hex,
+        names.join(",")
+    ));
     (
         [(header::CACHE_CONTROL, "no-store")],
+        axum::Extension(note),
         Json(SetJson::from(set)),
     )
         .into_response()
@@ -46,7 +56,7 @@ async fn pki_issue(
     let Json(req) = body.map_err(json_rejection)?;
     let set = crate::cert_names::issue_as(&state, &caller, &profile, None, &req).await?;
     tracing::info!(serial = %set.serial_hex, profile, "issued a certificate");
-    Ok(set_response(&set))
+    Ok(set_response(&set, &req))
 }
 
 async fn pki_sign(
@@ -60,7 +70,7 @@ async fn pki_sign(
     let (csr, req) = b.into_parts();
     let set = crate::cert_names::issue_as(&state, &caller, &profile, Some(&csr), &req).await?;
     tracing::info!(serial = %set.serial_hex, profile, "signed a CSR");
-    Ok(set_response(&set))
+    Ok(set_response(&set, &req))
 }
 
 /// Public: the trust anchors are not secret.

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::ApiPath;
 use super::auth::{authorize, authorize_secret};
 use super::error::{ApiError, json_rejection};
+use crate::audit::AuditNote;
 use crate::secrets::{self, SecretJson};
 use crate::state::AppState;
 
@@ -60,8 +61,10 @@ async fn secrets_get(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     let s = secrets::get(state.store(), state.master(), &name, q.version).await?;
     tracing::info!(secret = %s.meta.name, version = s.meta.version, client_id = %claims.client_id, "read a secret");
+    let note = AuditNote::object(format!("secret {} v{}", s.meta.name, s.meta.version));
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
+        axum::Extension(note),
         Json(SecretJson::from(&s)),
     )
         .into_response())
@@ -85,7 +88,8 @@ async fn secrets_put(
     )
     .await?;
     tracing::info!(secret = %meta.name, version = meta.version, client_id = %claims.client_id, "wrote a secret");
-    Ok(Json(meta).into_response())
+    let note = AuditNote::object(format!("secret {} v{}", meta.name, meta.version));
+    Ok((axum::Extension(note), Json(meta)).into_response())
 }
 
 async fn secrets_delete(

@@ -110,12 +110,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .signing_key(state.now())
         .map(|k| k.key.kid().to_owned())
         .unwrap_or_default();
-    let body = state.metrics().render(
+    let mut body = state.metrics().render(
         ring.ring.fingerprint(),
         &kid,
         ring.ring.keys().len(),
         state.store().outage().is_none(),
     );
+    body.push_str(&state.audit().render_metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -112,6 +112,14 @@ pub async fn second_factor(
         let _ = store
             .record_signin_failure(&[&key], limits.window_secs, now)
             .await;
+        let _ = crate::audit::events::signin(
+            state,
+            "signin.second_factor",
+            Some(&user.user_id),
+            None,
+            Err("wrong code"),
+        )
+        .await;
         return Err(LoginError::Failed);
     }
     let (new_cookie, new_hash) = opaque().map_err(|_| LoginError::Unavailable)?;
@@ -127,6 +135,15 @@ pub async fn second_factor(
         .await
         .map_err(|_| LoginError::Unavailable)?
         .ok_or(LoginError::Failed)?;
+    crate::audit::events::signin(
+        state,
+        "signin.second_factor",
+        Some(&user.user_id),
+        None,
+        Ok(&session.sid),
+    )
+    .await
+    .map_err(|_| LoginError::Unavailable)?;
     Ok(NewSession {
         cookie: new_cookie,
         session,

@@ -106,6 +106,7 @@ pub async fn authorization_code(
         Redemption::Redeemed => {}
         Redemption::Reused => {
             tracing::warn!(client_id = %client.client_id, "an authorization code was used twice; its tokens are revoked");
+            crate::audit::events::reuse(state, "signin.code_reuse", &client.client_id, None);
             return Err(TokenError::InvalidGrant(
                 "the code was used already; what it issued is revoked",
             ));
@@ -149,6 +150,7 @@ pub async fn refresh(
         Rotation::Rotated(g) => g,
         Rotation::Reused => {
             tracing::warn!(client_id = %client.client_id, "a rotated refresh token was presented again; its family is revoked");
+            crate::audit::events::reuse(state, "signin.refresh_reuse", &client.client_id, None);
             return Err(TokenError::InvalidGrant(
                 "the refresh token was used already; its family is revoked",
             ));
@@ -270,6 +272,7 @@ fn user_tokens(
     };
     let access_token = sign_jwt(&key.key, "at+jwt", &claims).map_err(|_| TokenError::Internal)?;
     state.metrics().token_issued(key.key.alg());
+    state.audit().token_issued(&client.client_id);
     Ok(IssuedToken {
         access_token,
         expires_in: ttl,

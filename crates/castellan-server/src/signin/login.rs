@@ -119,7 +119,10 @@ pub async fn password(
     let outdated = phc.as_deref().is_some_and(|p| state.hashing().outdated(p));
     let again = outdated.then(|| password.clone());
     let ok = state.hashing().verify(password, phc.clone()).await && phc.is_some();
+    let known = user.as_ref().map(|u| u.user_id.clone());
     let Some(user) = user.filter(|_| ok) else {
+        let (id, why) = (known.as_deref(), Err("wrong name or password"));
+        let _ = crate::audit::events::signin(state, "signin.login", id, address, why).await;
         let _ = state
             .store()
             .record_signin_failure(&key_refs, limits.window_secs, now)
@@ -128,13 +131,31 @@ pub async fn password(
         return Err(LoginError::Failed);
     };
     if user.disabled_at.is_some() {
+        let _ = crate::audit::events::signin(
+            state,
+            "signin.login",
+            Some(&user.user_id),
+            address,
+            Err("the user is disabled"),
+        )
+        .await;
         return Err(LoginError::Disabled);
     }
     if let Some(password) = again {
         rehash(state, &user, password, now).await;
     }
     let pending = second_factor(&user);
-    new_session(state, user, "pwd", pending, now).await
+    let s = new_session(state, user, "pwd", pending, now).await?;
+    crate::audit::events::signin(
+        state,
+        "signin.login",
+        Some(&s.user.user_id),
+        address,
+        Ok(&s.session.sid),
+    )
+    .await
+    .map_err(|_| LoginError::Unavailable)?;
+    Ok(s)
 }
 
 /// Hashes a password anew with the configured parameters (they changed since it was set). A

@@ -77,15 +77,23 @@ impl AppState {
         {
             return Ok(false);
         }
-        if crate::keys::rotation_job(
+        if let Some(kid) = crate::keys::rotation_job(
             &self.0.store,
             &self.0.master,
             &self.0.settings.rotation,
             now,
         )
         .await?
-        .is_some()
         {
+            let p = crate::audit::Pending::new(
+                "castellan",
+                "keys.rotate",
+                format!("kid {kid}"),
+                castellan_core::audit::Outcome::Allowed,
+            );
+            self.0
+                .audit
+                .record(p.detail(serde_json::json!({"scheduled": true})));
             self.refresh().await?;
         }
         // The change feed is kept a day (a replica cut off longer reloads whole).

@@ -122,6 +122,8 @@ struct Inner {
     vault: std::sync::OnceLock<Arc<crate::vault_tokens::VaultLayer>>,
     /// When this replica last recorded its heartbeat, and the ring fingerprint it recorded.
     last_beat: Mutex<Option<(Instant, String)>>,
+    /// The audit trail's recorder (issue 22).
+    audit: crate::audit::Auditor,
 }
 
 /// How long a client id the store did not know is answered from memory.
@@ -178,11 +180,23 @@ fn loaded(ring: KeyRing) -> Result<LoadedRing, ServiceError> {
 
 impl AppState {
     /// Loads the key ring, the clients (streamed) and the CA. Fails closed: no key ring, no server.
+    /// The audit trail is kept with its defaults (the store, fail-closed).
     pub async fn load(
         store: Store,
         master: Arc<MasterKey>,
         clock: Arc<dyn Clock>,
         settings: Settings,
+    ) -> Result<Self, ServiceError> {
+        Self::load_with_audit(store, master, clock, settings, Default::default()).await
+    }
+
+    /// [`AppState::load`] with the audit trail kept as `audit` says.
+    pub async fn load_with_audit(
+        store: Store,
+        master: Arc<MasterKey>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        audit: crate::audit::AuditSettings,
     ) -> Result<Self, ServiceError> {
         // The feed's head first: what changes while the rest loads is applied again by the first
         // refresh, which is harmless.
@@ -194,7 +208,10 @@ impl AppState {
         let jwks_cache_control =
             HeaderValue::from_str(&format!("public, max-age={}", settings.jwks_max_age_secs))
                 .map_err(|e| ServiceError::Invalid(e.to_string()))?;
-        Ok(Self(Arc::new(Inner {
+        let audit =
+            crate::audit::Auditor::start(store.clone(), &settings.replica_id, audit).await?;
+        let state = Self(Arc::new(Inner {
+            audit,
             jwks_cache_control,
             certs: CertBatcher::spawn(store.clone()),
             store,
@@ -216,7 +233,20 @@ impl AppState {
             upstream: std::sync::OnceLock::new(),
             vault: std::sync::OnceLock::new(),
             last_beat: Mutex::new(None),
-        })))
+        }));
+        let weak = Arc::downgrade(&state.0);
+        state.0.audit.set_signer(Box::new(move |claims| {
+            let st = AppState(weak.upgrade()?);
+            let ring = st.ring();
+            let key = ring.ring.signing_key(st.now()).ok()?;
+            crate::audit::checkpoint::sign(&key.key, claims)
+        }));
+        Ok(state)
+    }
+
+    /// The audit trail's recorder.
+    pub fn audit(&self) -> &crate::audit::Auditor {
+        &self.0.audit
     }
 
     /// The issuing CA in force.

@@ -211,6 +211,7 @@ pub(crate) fn sign_for(
     };
     let access_token = sign_access_token(&key.key, &claims).map_err(|_| TokenError::Internal)?;
     state.metrics().token_issued(key.key.alg());
+    state.audit().token_issued(&claims.client_id);
     Ok(IssuedToken {
         access_token,
         expires_in: ttl,

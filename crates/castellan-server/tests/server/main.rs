@@ -2,6 +2,7 @@
 //!
 //! One test binary for the crate (one link instead of one per file); each module is one area.
 
+mod audit;
 mod cert_names;
 mod emergency;
 mod feed;

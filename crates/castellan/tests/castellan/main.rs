@@ -7,6 +7,7 @@ mod support;
 
 mod agent;
 mod cutover;
+mod audit_cli;
 mod doctor;
 mod faults;
 mod first_hour;

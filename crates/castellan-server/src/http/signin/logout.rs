@@ -133,11 +133,20 @@ async fn logout(
         );
     }
     if let Some((s, _)) = &session
-        && state
+        && (state
             .store()
             .end_session(&s.sid, state.now())
             .await
             .is_err()
+            || crate::audit::events::signin(
+                state,
+                "signin.logout",
+                Some(&s.user_id),
+                None,
+                Ok(&s.sid),
+            )
+            .await
+            .is_err())
     {
         return unavailable();
     }
