@@ -2,8 +2,8 @@
 #![forbid(unsafe_code)]
 
 mod agent_cmd;
-mod client_cred;
 mod audit_cmd;
+mod client_cred;
 mod common;
 mod config_cmd;
 mod dev_server;

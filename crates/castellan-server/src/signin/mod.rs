@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 pub mod account;
 pub mod authorize;
 pub mod grants;
+mod hash_pool;
 pub mod introspection;
 pub mod login;
 pub mod upstream;
@@ -65,6 +66,7 @@ impl Default for SigninSettings {
 /// configured argon2 memory), and a decoy hash for names that do not exist.
 pub(crate) struct Hashing {
     permits: tokio::sync::Semaphore,
+    pool: hash_pool::HashPool,
     decoy: OnceLock<String>,
     params: HashParams,
 }
@@ -73,12 +75,13 @@ impl Hashing {
     pub(crate) fn new(settings: &SigninSettings) -> Self {
         Self {
             permits: tokio::sync::Semaphore::new(settings.max_concurrent_hashes),
+            pool: hash_pool::HashPool::new(settings.max_concurrent_hashes),
             decoy: OnceLock::new(),
             params: settings.password,
         }
     }
 
-    /// Checks `password` against `phc` (the decoy when `None`) on a blocking thread, waiting for a
+    /// Checks `password` against `phc` (the decoy when `None`) on a hashing thread, waiting for a
     /// permit: at most `max_concurrent_hashes` run at once, whatever the number of sign-ins.
     pub(crate) async fn verify(&self, password: Zeroizing<String>, phc: Option<String>) -> bool {
         let Ok(_permit) = self.permits.acquire().await else {
@@ -93,11 +96,10 @@ impl Hashing {
                 .clone()
         });
         let phc = phc.or(decoy).unwrap_or_default();
-        tokio::task::spawn_blocking(move || {
-            castellan_core::signin::password::verify_password(&password, &phc)
-        })
-        .await
-        .unwrap_or(false)
+        self.pool
+            .run(move || castellan_core::signin::password::verify_password(&password, &phc))
+            .await
+            .unwrap_or(false)
     }
 }
 
@@ -107,12 +109,10 @@ impl Hashing {
     pub(crate) async fn hash(&self, password: Zeroizing<String>) -> Option<String> {
         let _permit = self.permits.acquire().await.ok()?;
         let params = self.params;
-        tokio::task::spawn_blocking(move || {
-            castellan_core::signin::password::hash_password(&password, &params).ok()
-        })
-        .await
-        .ok()
-        .flatten()
+        self.pool
+            .run(move || castellan_core::signin::password::hash_password(&password, &params).ok())
+            .await
+            .flatten()
     }
 
     /// Whether `phc` was made with other parameters than the configured ones (it is then hashed

@@ -568,19 +568,34 @@ async fn three_replicas_write_their_chains_at_once_on_postgres() {
 async fn a_sign_in_and_a_failed_one_are_one_event_each() {
     let f = crate::signin::fixture().await;
     let mut b = crate::signin::Browser::default();
-    let page = b.get(&f.state, &crate::signin::authorize_url(&f.web.0, &[])).await;
-    let r = b.sign_in(&f.state, &page, "alice", "not-alices-password-123").await;
+    let page = b
+        .get(&f.state, &crate::signin::authorize_url(&f.web.0, &[]))
+        .await;
+    let r = b
+        .sign_in(&f.state, &page, "alice", "not-alices-password-123")
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "the form again");
-    let page = b.get(&f.state, &crate::signin::authorize_url(&f.web.0, &[])).await;
-    let r = b.sign_in(&f.state, &page, "alice", "correct horse battery").await;
+    let page = b
+        .get(&f.state, &crate::signin::authorize_url(&f.web.0, &[]))
+        .await;
+    let r = b
+        .sign_in(&f.state, &page, "alice", "correct horse battery")
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     f.state.audit().flush().await;
     let all = events(f.state.store(), "r1").await;
     let logins: Vec<_> = all.iter().filter(|e| e.action == "signin.login").collect();
     assert_eq!(logins.len(), 2, "{logins:#?}");
-    assert_eq!((logins[0].result.as_str(), logins[1].result.as_str()), ("denied", "allowed"));
+    assert_eq!(
+        (logins[0].result.as_str(), logins[1].result.as_str()),
+        ("denied", "allowed")
+    );
     assert_eq!(logins[0].actor, logins[1].actor);
-    assert!(logins[1].actor.starts_with("user:usr_") || logins[1].actor.starts_with("user:"), "{}", logins[1].actor);
+    assert!(
+        logins[1].actor.starts_with("user:usr_") || logins[1].actor.starts_with("user:"),
+        "{}",
+        logins[1].actor
+    );
     let text = serde_json::to_string(&all).expect("json");
     assert!(!text.contains("not-alices-password-123") && !text.contains("correct horse battery"));
 }

@@ -12,5 +12,5 @@ mod rotation;
 mod signin;
 mod signin_hardening;
 mod signin_replicas;
-mod upstream;
 mod signing;
+mod upstream;

@@ -6,8 +6,8 @@ mod pki_support;
 mod support;
 
 mod agent;
-mod cutover;
 mod audit_cli;
+mod cutover;
 mod doctor;
 mod faults;
 mod first_hour;
