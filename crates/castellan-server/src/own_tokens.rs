@@ -2,8 +2,11 @@
 //! and logout's `id_token_hint`): signature by a key of the ring, `typ`, no `crit`, issuer and audience.
 
 use jsonwebtoken::Validation;
+use serde::Deserialize;
+use serde_json::Value;
 
 use crate::state::{AppState, LoadedRing};
+use crate::tokens::error::TokenError;
 
 /// Which kind of token is expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,4 +87,54 @@ fn raw_header_has_crit(token: &str) -> bool {
             serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes).ok()
         })
         .is_none_or(|header| header.contains_key("crit"))
+}
+
+/// The claims of an access token issued for a user, as read back.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReadClaims {
+    pub(crate) sub: String,
+    pub(crate) aud: String,
+    pub(crate) iss: String,
+    pub(crate) exp: i64,
+    pub(crate) iat: i64,
+    pub(crate) nbf: i64,
+    pub(crate) jti: String,
+    pub(crate) client_id: String,
+    pub(crate) scope: String,
+    #[serde(default)]
+    pub(crate) sid: Option<String>,
+    /// The actor chain of an exchanged token (RFC 8693 §4.1).
+    #[serde(default)]
+    pub(crate) act: Option<Value>,
+}
+
+/// A live access token's claims: signed by the ring, in its time, and (for a user's token) its
+/// session not ended.
+pub(crate) async fn live_access_token(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<ReadClaims>, TokenError> {
+    if token.len() > 8192 {
+        return Ok(None);
+    }
+    let ring = state.ring();
+    let Ok(c) = verify::<ReadClaims>(state, &ring, token, None, Kind::Access) else {
+        return Ok(None);
+    };
+    let now = state.now();
+    if c.exp <= now || c.nbf > now + 60 {
+        return Ok(None);
+    }
+    if let Some(sid) = &c.sid {
+        let live = state
+            .store()
+            .session(sid)
+            .await
+            .map_err(|_| TokenError::Unavailable)?
+            .is_some_and(|s| s.ended_at.is_none());
+        if !live {
+            return Ok(None);
+        }
+    }
+    Ok(Some(c))
 }

@@ -29,41 +29,7 @@ const REMEMBERED: usize = 4096;
 /// The longest accepted `X-Vault-Token`.
 pub const MAX_TOKEN_LEN: usize = 256;
 
-/// `[vault]`: where the Vault-shaped API answers and under which mount names.
-#[derive(Debug, Clone)]
-pub struct VaultSettings {
-    /// Answer Vault's API at all.
-    pub enabled: bool,
-    /// What comes before Vault's `/v1` (empty: Vault's own paths, `/v1/...`).
-    pub path_prefix: String,
-    /// The KV version 2 mount, over Castellan's secrets.
-    pub kv_mount: String,
-    /// The PKI mount, over Castellan's profiles as roles.
-    pub pki_mount: String,
-    /// The AppRole login mount (`auth/{approle_mount}/login`).
-    pub approle_mount: String,
-    /// The Kubernetes login mount.
-    pub kubernetes_mount: String,
-    /// The JWT login mount.
-    pub jwt_mount: String,
-    /// Lifetime of a token (a renewal extends it by this much), at most `tokens.max_ttl` from login.
-    pub token_ttl_secs: i64,
-}
-
-impl Default for VaultSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            path_prefix: String::new(),
-            kv_mount: "secret".into(),
-            pki_mount: "pki".into(),
-            approle_mount: "approle".into(),
-            kubernetes_mount: "kubernetes".into(),
-            jwt_mount: "jwt".into(),
-            token_ttl_secs: 3600,
-        }
-    }
-}
+pub use crate::config::vault::VaultSettings;
 
 /// The Vault-shaped API's settings and this replica's memory of tokens.
 pub struct VaultLayer {

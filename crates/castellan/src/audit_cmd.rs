@@ -134,7 +134,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 serde_json::from_value(v["events"].clone())?
             } else {
                 let cfg = target.store.config()?;
-                let f = castellan_server::audit::api::filter(
+                let f = castellan_server::http::audit::filter(
                     since.as_deref(),
                     actor,
                     action,

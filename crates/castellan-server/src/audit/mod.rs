@@ -2,7 +2,7 @@
 //!
 //! - Every `/v1` call is recorded by one middleware ([`http::record_v1`]): route template, method,
 //!   caller (set by [`crate::http::authorize`]), source address, object (the path parameters, or what
-//!   the handler names in an [`AuditNote`]), status and, for refusals, the API's error code and message.
+//!   the handler names in an `AuditNote`, crate::http::audit_layer), status and, for refusals, the API's error code and message.
 //!   An endpoint added later is recorded without any edit of its own.
 //! - Actions outside `/v1` (sign-in and sign-out, refresh-token reuse, key rotation, configuration
 //!   accepted at start) call [`Auditor::record`] from their service function; the CLI, which changes
@@ -30,15 +30,11 @@ use castellan_core::audit::{AuditEvent, ChainHead, Outcome};
 use castellan_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
-pub mod api;
 pub mod checkpoint;
 pub mod events;
-pub mod http;
 pub mod jsonl;
 pub mod verify;
 mod writer;
-
-pub use http::AuditNote;
 
 /// How the trail is kept (`[audit]`, see [`crate::config::audit`]).
 #[derive(Debug, Clone)]

@@ -10,7 +10,6 @@ use super::{ConfigError, duration};
 fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
 }
-use crate::vault_tokens::VaultSettings;
 
 /// `[vault]`
 #[derive(Debug, Clone, Deserialize)]
@@ -89,7 +88,7 @@ impl VaultConfig {
                 ));
             }
         }
-        let native = crate::http::VAULT_NATIVE_AREAS;
+        let native = NATIVE_AREAS;
         if p.is_empty() && (native.contains(&self.kv_mount.as_str()) || self.kv_mount == "auth") {
             return Err(bad(
                 "vault.kv_mount",
@@ -190,3 +189,43 @@ mod tests {
         assert_eq!(s.token_ttl_secs, 600);
     }
 }
+
+/// `[vault]`: where the Vault-shaped API answers and under which mount names.
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    /// Answer Vault's API at all.
+    pub enabled: bool,
+    /// What comes before Vault's `/v1` (empty: Vault's own paths, `/v1/...`).
+    pub path_prefix: String,
+    /// The KV version 2 mount, over Castellan's secrets.
+    pub kv_mount: String,
+    /// The PKI mount, over Castellan's profiles as roles.
+    pub pki_mount: String,
+    /// The AppRole login mount (`auth/{approle_mount}/login`).
+    pub approle_mount: String,
+    /// The Kubernetes login mount.
+    pub kubernetes_mount: String,
+    /// The JWT login mount.
+    pub jwt_mount: String,
+    /// Lifetime of a token (a renewal extends it by this much), at most `tokens.max_ttl` from login.
+    pub token_ttl_secs: i64,
+}
+
+impl Default for VaultSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path_prefix: String::new(),
+            kv_mount: "secret".into(),
+            pki_mount: "pki".into(),
+            approle_mount: "approle".into(),
+            kubernetes_mount: "kubernetes".into(),
+            jwt_mount: "jwt".into(),
+            token_ttl_secs: 3600,
+        }
+    }
+}
+
+/// Areas of the native API directly under `/v1/`: a Vault mount may not take these names, except the
+/// PKI mount `pki` (told apart by the Vault headers, see the module documentation).
+pub const NATIVE_AREAS: [&str; 6] = ["clients", "keys", "pki", "secrets", "sys", "users"];

@@ -83,7 +83,7 @@ pub async fn authorize(
             .clone(),
     };
     let claims = held_scopes(claims, &client_scopes);
-    crate::audit::http::note_caller(&claims);
+    super::audit_layer::note_caller(&claims);
     if let Some(need) = scope {
         let has = claims.scope.split(' ').any(|s| s == need || s == "admin");
         if !has {

@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
 
+pub mod audit;
+pub(crate) mod audit_layer;
 pub mod auth;
 mod clients;
 pub mod error;
@@ -41,11 +43,11 @@ pub fn router(state: AppState) -> Router {
         .merge(signin::routes())
         .merge(users::routes())
         .merge(sign::routes())
-        .merge(crate::audit::api::routes())
+        .merge(audit::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::audit::http::record_v1,
+            audit_layer::record_v1,
         ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -33,7 +33,7 @@ fn set_response(set: &castellan_core::pki::IssuedSet, req: &IssueRequest) -> Res
     names.extend(req.dns_names.iter().cloned());
     names.extend(req.ip_addresses.iter().map(|ip| ip.to_string()));
     names.extend(req.uris.iter().cloned());
-    let note = crate::audit::AuditNote::object(format!(
+    let note = super::audit_layer::AuditNote::object(format!(
         "certificate {} {}",
         set.serial_hex,
         names.join(",")

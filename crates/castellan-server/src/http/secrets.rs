@@ -10,9 +10,9 @@ use castellan_core::secret_store::{self, Access};
 use serde_json::json;
 
 use super::ApiPath;
+use super::audit_layer::AuditNote;
 use super::auth::{authorize, authorize_secret};
 use super::error::{ApiError, json_rejection};
-use crate::audit::AuditNote;
 use crate::secrets::{self, SecretJson};
 use crate::state::AppState;
 

@@ -7,31 +7,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::grants::user_claims;
-use crate::own_tokens;
+use crate::own_tokens::{self, live_access_token};
 use crate::state::AppState;
 use crate::tokens::error::TokenError;
 
 /// The scope a client needs to introspect tokens.
 pub const INTROSPECT_SCOPE: &str = "tokens:introspect";
-
-/// The claims of an access token issued for a user, as read back.
-#[derive(Debug, Deserialize)]
-pub(crate) struct ReadClaims {
-    pub(crate) sub: String,
-    pub(crate) aud: String,
-    iss: String,
-    pub(crate) exp: i64,
-    iat: i64,
-    nbf: i64,
-    jti: String,
-    pub(crate) client_id: String,
-    pub(crate) scope: String,
-    #[serde(default)]
-    pub(crate) sid: Option<String>,
-    /// The actor chain of an exchanged token (RFC 8693 §4.1).
-    #[serde(default)]
-    pub(crate) act: Option<Value>,
-}
 
 /// Why userinfo refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,39 +23,6 @@ pub enum UserinfoError {
     /// The store cannot answer now.
     #[error("try again shortly")]
     Unavailable,
-}
-
-/// A live access token's claims: signed by the ring, in its time, and (for a user's token) its
-/// session not ended.
-pub(crate) async fn live_access_token(
-    state: &AppState,
-    token: &str,
-) -> Result<Option<ReadClaims>, TokenError> {
-    if token.len() > 8192 {
-        return Ok(None);
-    }
-    let ring = state.ring();
-    let Ok(c) =
-        own_tokens::verify::<ReadClaims>(state, &ring, token, None, own_tokens::Kind::Access)
-    else {
-        return Ok(None);
-    };
-    let now = state.now();
-    if c.exp <= now || c.nbf > now + 60 {
-        return Ok(None);
-    }
-    if let Some(sid) = &c.sid {
-        let live = state
-            .store()
-            .session(sid)
-            .await
-            .map_err(|_| TokenError::Unavailable)?
-            .is_some_and(|s| s.ended_at.is_none());
-        if !live {
-            return Ok(None);
-        }
-    }
-    Ok(Some(c))
 }
 
 /// `GET /oauth2/userinfo`: the user's claims for a live access token issued to an app for them.

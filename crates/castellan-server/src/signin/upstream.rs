@@ -18,8 +18,6 @@
 //! outside the entry's allow-list (e-mail domains, with a verified e-mail, or subjects) is refused
 //! before anything is written.
 
-use std::sync::Arc;
-
 use castellan_core::secret;
 use castellan_core::signin::{pkce, valid_user_name};
 use castellan_store::{StoreError, UpstreamLoginRow, UserRow};
@@ -36,33 +34,7 @@ pub const LOGIN_TTL_SECS: i64 = 600;
 /// The path the provider sends the browser back to (registered there as the redirect URI).
 pub const CALLBACK_PATH: &str = "/signin/upstream/callback";
 
-/// Every configured provider, in file order.
-#[derive(Debug, Default)]
-pub struct UpstreamProviders {
-    list: Vec<Arc<UpstreamProvider>>,
-}
-
-impl UpstreamProviders {
-    /// The providers.
-    pub fn new(list: Vec<UpstreamProvider>) -> Self {
-        Self {
-            list: list.into_iter().map(Arc::new).collect(),
-        }
-    }
-
-    /// The provider with this name.
-    pub fn get(&self, name: &str) -> Option<&Arc<UpstreamProvider>> {
-        self.list.iter().find(|p| p.cfg.name == name)
-    }
-
-    /// (name, display name) of each, for the login page.
-    pub fn choices(&self) -> Vec<(String, String)> {
-        self.list
-            .iter()
-            .map(|p| (p.cfg.name.clone(), p.cfg.display_name().to_owned()))
-            .collect()
-    }
-}
+pub use super::upstream_provider::UpstreamProviders;
 
 /// Why an upstream sign-in did not succeed. Each says in plain words what happened; none carries a
 /// token, code or secret.

@@ -334,3 +334,31 @@ pub fn check_claims(
         _ => Err(IdTokenError::Nonce),
     }
 }
+
+/// Every configured provider, in file order.
+#[derive(Debug, Default)]
+pub struct UpstreamProviders {
+    list: Vec<Arc<UpstreamProvider>>,
+}
+
+impl UpstreamProviders {
+    /// The providers.
+    pub fn new(list: Vec<UpstreamProvider>) -> Self {
+        Self {
+            list: list.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// The provider with this name.
+    pub fn get(&self, name: &str) -> Option<&Arc<UpstreamProvider>> {
+        self.list.iter().find(|p| p.cfg.name == name)
+    }
+
+    /// (name, display name) of each, for the login page.
+    pub fn choices(&self) -> Vec<(String, String)> {
+        self.list
+            .iter()
+            .map(|p| (p.cfg.name.clone(), p.cfg.display_name().to_owned()))
+            .collect()
+    }
+}

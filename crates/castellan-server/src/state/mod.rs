@@ -117,7 +117,7 @@ struct Inner {
     /// `[[trusted_issuer]]`: whose tokens clients may authenticate with (set once, at start-up).
     trusted: std::sync::OnceLock<Arc<crate::assertion::issuers::TrustedIssuers>>,
     /// `[[identity_provider]]`: where people may sign in upstream (set once, at start-up).
-    upstream: std::sync::OnceLock<Arc<crate::signin::upstream::UpstreamProviders>>,
+    upstream: std::sync::OnceLock<Arc<crate::signin::upstream_provider::UpstreamProviders>>,
     /// `[vault]`: the Vault-shaped API's settings and remembered tokens (defaults unless set).
     vault: std::sync::OnceLock<Arc<crate::vault_tokens::VaultLayer>>,
     /// When this replica last recorded its heartbeat, and the ring fingerprint it recorded.
@@ -427,7 +427,7 @@ impl AppState {
     /// Sets the upstream identity providers (once; a second call is refused).
     pub fn set_upstream_providers(
         &self,
-        p: Arc<crate::signin::upstream::UpstreamProviders>,
+        p: Arc<crate::signin::upstream_provider::UpstreamProviders>,
     ) -> Result<(), ServiceError> {
         self.0
             .upstream
@@ -436,7 +436,9 @@ impl AppState {
     }
 
     /// The upstream identity providers, when any are configured.
-    pub(crate) fn upstream_providers(&self) -> Option<&crate::signin::upstream::UpstreamProviders> {
+    pub(crate) fn upstream_providers(
+        &self,
+    ) -> Option<&crate::signin::upstream_provider::UpstreamProviders> {
         self.0.upstream.get().map(|p| &**p)
     }
 

@@ -11,7 +11,7 @@ use castellan_store::ClientRow;
 use serde::Serialize;
 
 use super::{IssuedToken, TokenError, TokenRequest, audience};
-use crate::signin::introspection::live_access_token;
+use crate::own_tokens::live_access_token;
 use crate::state::AppState;
 
 /// The grant type of a token exchange.

@@ -27,9 +27,7 @@ mod kv;
 mod pki;
 mod sys;
 
-/// Areas of the native API directly under `/v1/`: a Vault mount may not take these names, except the
-/// PKI mount `pki` (told apart by the Vault headers, see the module documentation).
-pub const NATIVE_AREAS: [&str; 6] = ["clients", "keys", "pki", "secrets", "sys", "users"];
+pub use crate::config::vault::NATIVE_AREAS;
 
 /// Where a request goes: `None` for the native API, else the Vault path after `/v1/` (still
 /// percent-encoded).

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use castellan_core::audit::Outcome;
 use castellan_core::token::AccessClaims;
 
-use super::Pending;
-use crate::http::ApiError;
+use super::ApiError;
+use crate::audit::Pending;
 use crate::state::AppState;
 
 /// What a handler adds to its call's audit event: a better name of the object and details (by

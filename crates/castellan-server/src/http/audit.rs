@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use castellan_store::AuditFilter;
 use serde_json::json;
 
-use crate::http::{ApiError, authorize};
+use super::{ApiError, authorize};
 use crate::state::AppState;
 
 /// The routes (merged by [`crate::http::router`]).
@@ -40,7 +40,7 @@ pub fn filter(
         Some(s) => {
             let d =
                 castellan_core::duration::parse_duration(s).map_err(|e| format!("since: {e}"))?;
-            Some(super::wall_ms() - d.as_millis().min(i64::MAX as u128 / 2) as i64)
+            Some(crate::audit::wall_ms() - d.as_millis().min(i64::MAX as u128 / 2) as i64)
         }
         None => None,
     };
