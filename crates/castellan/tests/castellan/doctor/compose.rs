@@ -110,14 +110,15 @@ fn issue_23_the_projects_compose_file_is_clean() {
     r.expect_clean("deploy/compose/docker-compose.yml");
     let ok = r.get("compose-ok");
     let m = ok["message"].as_str().expect("m");
-    // Mosquitto's three files, the client's three, the agent's CA file and the server's healthcheck.
+    // Mosquitto's three files, the paho app's three and the server's healthcheck CA file (the agent's
+    // own healthcheck reads the files it writes).
     let n: usize = m
         .split("; ")
         .nth(1)
         .and_then(|p| p.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .expect("a count");
-    assert!(n >= 8, "{m}");
+    assert!(n >= 7, "{m}");
 }
 
 #[test]
