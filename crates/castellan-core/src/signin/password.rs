@@ -4,7 +4,7 @@
 //! carries its own, so changing them affects new hashes only, and [`needs_rehash`] says when a
 //! successful sign-in should store a new one.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use zeroize::Zeroizing;
 
@@ -87,18 +87,49 @@ pub fn hash_password(password: &str, params: &HashParams) -> Result<String, Pass
         .map_err(|_| PasswordError::Hash)
 }
 
-/// Checks a password against a stored PHC string (the library compares in constant time). A string
-/// that is not an argon2id hash verifies nothing.
+/// Checks a password against a stored PHC string (the library computes the hash; its `Output`
+/// compares in constant time). A string that is not an argon2id hash verifies nothing.
+///
+/// The argon2 memory (19 MiB with the default parameters) is this thread's own, kept between calls:
+/// a thread that checks passwords holds one such block instead of allocating and freeing it for every
+/// sign-in (the allocator kept each freed block in the arena of whichever thread last used it, so a
+/// burst of sign-ins grew the process far beyond the hashes actually running at once).
 pub fn verify_password(password: &str, phc: &str) -> bool {
+    thread_local! {
+        static MEMORY: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let Ok(hash) = PasswordHash::new(phc) else {
         return false;
     };
     if hash.algorithm != Algorithm::Argon2id.ident() {
         return false;
     }
-    Argon2::default()
-        .verify_password(password.as_bytes(), &hash)
-        .is_ok()
+    let (Ok(params), Some(salt), Some(expected)) = (Params::try_from(&hash), hash.salt, hash.hash)
+    else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from) {
+        None => Version::V0x13,
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    let argon2 = Argon2::new(Algorithm::Argon2id, version, params.clone());
+    let computed = MEMORY.with(|m| {
+        let mut m = m.borrow_mut();
+        let blocks = params.block_count();
+        if m.len() < blocks {
+            m.resize(blocks, argon2::Block::default());
+        }
+        argon2
+            .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut m[..blocks])
+            .is_ok()
+    });
+    computed && argon2::password_hash::Output::new(&out).is_ok_and(|o| o == expected)
 }
 
 /// Whether a stored hash was made with other parameters than `params` (so a sign-in that just
@@ -144,6 +175,37 @@ mod tests {
         assert!(!verify_password("correct horse", "not a hash"));
         // Two hashes of one password differ (salt).
         assert_ne!(h, hash_password("correct horse", &fast()).expect("hash"));
+    }
+
+    #[test]
+    fn the_thread_s_reused_memory_agrees_with_the_library_across_parameters() {
+        use argon2::password_hash::PasswordVerifier;
+        let bigger = HashParams {
+            memory_kib: 16384,
+            iterations: 2,
+            parallelism: 2,
+        };
+        // One thread, three sizes in turn: the buffer grows, then serves a smaller hash.
+        for params in [fast(), bigger, fast()] {
+            let h = hash_password("correct horse", &params).expect("hash");
+            let parsed = PasswordHash::new(&h).expect("phc");
+            for pw in ["correct horse", "correct horsE", ""] {
+                let library = Argon2::default()
+                    .verify_password(pw.as_bytes(), &parsed)
+                    .is_ok();
+                assert_eq!(verify_password(pw, &h), library, "{pw:?} {h}");
+            }
+            // A changed hash byte or salt verifies nothing.
+            let cut = h.rfind('$').expect("$");
+            let mut tampered = h.clone();
+            let c = if &h[cut + 1..cut + 2] == "A" {
+                "B"
+            } else {
+                "A"
+            };
+            tampered.replace_range(cut + 1..cut + 2, c);
+            assert!(!verify_password("correct horse", &tampered));
+        }
     }
 
     #[test]
