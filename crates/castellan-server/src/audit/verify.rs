@@ -80,8 +80,10 @@ fn cp_rows(cps: &[AuditCheckpoint]) -> Vec<(i64, String, String)> {
 pub async fn verify_store(store: &Store, jwks: Option<&[u8]>) -> Result<Report, StoreError> {
     let mut report = Report::default();
     for replica in store.audit_replicas().await? {
-        let events = store.audit_chain(&replica).await?;
+        // Checkpoints first: each is written after the events it pins, so the events read next
+        // reach every checkpoint read here even while a replica keeps writing.
         let cps = store.audit_checkpoints(&replica).await?;
+        let events = store.audit_chain(&replica).await?;
         // A pruned chain starts after its oldest kept checkpoint.
         let anchor = match (events.first(), cps.first()) {
             (Some(e), Some(c)) if e.seq > 1 && c.seq + 1 == e.seq => Some(Pin {
@@ -106,11 +108,45 @@ pub async fn verify_store(store: &Store, jwks: Option<&[u8]>) -> Result<Report, 
 
 /// Verifies a stream file; with `store`, also that it holds every event the store's chains reach
 /// (a truncated file is found even when it ends on a whole line).
+///
+/// A replica appends to the file just after its store commit, so a file read while replicas write
+/// can be one batch behind the heads read from the store: a file that does not verify against a
+/// store is read again (four times in a second at most) before it is reported.
 pub async fn verify_file(
     path: &Path,
     store: Option<&Store>,
     jwks: Option<&[u8]>,
 ) -> Result<Report, String> {
+    let mut attempt = 0;
+    loop {
+        let report = verify_file_once(path, store, jwks).await?;
+        attempt += 1;
+        if report.ok() || store.is_none() || attempt == 4 {
+            return Ok(report);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+async fn verify_file_once(
+    path: &Path,
+    store: Option<&Store>,
+    jwks: Option<&[u8]>,
+) -> Result<Report, String> {
+    // The store's heads before the file: a replica appends to the file after its store commit, so
+    // the file read next holds every event a head read here reaches, even while replicas write.
+    let mut heads: BTreeMap<String, Pin> = BTreeMap::new();
+    if let Some(store) = store {
+        for replica in store.audit_replicas().await.map_err(|e| e.to_string())? {
+            if let Some(h) = store
+                .audit_head(&replica)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                heads.insert(replica, h);
+            }
+        }
+    }
     let file =
         jsonl::read_stream(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut report = Report::default();
@@ -121,9 +157,7 @@ pub async fn verify_file(
             .push((c.seq, c.hash.clone(), c.jws.clone()));
     }
     let mut replicas: Vec<String> = file.events.keys().chain(cps.keys()).cloned().collect();
-    if let Some(store) = store {
-        replicas.extend(store.audit_replicas().await.map_err(|e| e.to_string())?);
-    }
+    replicas.extend(heads.keys().cloned());
     replicas.sort();
     replicas.dedup();
     for replica in replicas {
@@ -140,15 +174,12 @@ pub async fn verify_file(
                 continue;
             }
         };
-        if let Some(store) = store {
-            let head = store
-                .audit_head(&replica)
-                .await
-                .map_err(|e| e.to_string())?;
-            // Only chains the file covers: a replica writing elsewhere is not this file's.
-            if let Some(h) = head.filter(|_| !events.is_empty() || cps.contains_key(&replica)) {
-                pins.push(h);
-            }
+        // Only chains the file covers: a replica writing elsewhere is not this file's.
+        if let Some(h) = heads
+            .get(&replica)
+            .filter(|_| !events.is_empty() || cps.contains_key(&replica))
+        {
+            pins.push(h.clone());
         }
         if let Some((line, last)) = &file.bad_line
             && last

@@ -447,6 +447,56 @@ async fn a_truncated_stream_file_is_found() {
     );
 }
 
+/// `audit verify` against a replica that keeps writing events and checkpoints: an untouched trail
+/// verifies every time, in the store and in the stream file (a verifier that read the events before
+/// the checkpoints, or the file before the store's head, saw a checkpoint or head beyond what it had
+/// read and called an event removed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trail_verifies_while_its_replica_keeps_writing() {
+    let f = fix(None).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("audit.jsonl");
+    let state = f
+        .state(
+            "r1",
+            AuditSettings {
+                file: Some(file.clone()),
+                ..Default::default()
+            },
+        )
+        .await;
+    let admin = token(&state, &f.admin).await;
+    let jwks = state.jwks_bytes();
+    // The file exists once the first events are written.
+    send(&state, req("GET", "/v1/secrets/first", &admin, None)).await;
+    state.audit().flush().await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (state, stop) = (state.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                send(&state, req("GET", &format!("/v1/secrets/w{n}"), &admin, None)).await;
+                // Every flush writes a checkpoint of the new head.
+                state.audit().flush().await;
+                n += 1;
+            }
+            n
+        })
+    };
+    for round in 0..40 {
+        let r = verify_store(&f.store, Some(&jwks)).await.expect("v");
+        assert!(r.ok(), "round {round}, store: {r:#?}");
+        let r = castellan_server::audit::verify::verify_file(&file, Some(&f.store), Some(&jwks))
+            .await
+            .expect("v");
+        assert!(r.ok(), "round {round}, file: {r:#?}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.expect("writer");
+    assert!(written >= 10, "the replica wrote while it was verified: {written}");
+}
+
 /// A sink that fails: the store refuses audit rows (a trigger), or the stream file cannot be written.
 async fn failing_sink(fail_closed: bool, store_fails: bool) {
     let f = fix(None).await;
@@ -571,8 +621,19 @@ async fn three_replicas_write_their_chains_at_once_on_postgres() {
 /// A failed and a successful sign-in: one `signin.login` event each, with the user and the result;
 /// neither password appears anywhere in the trail.
 #[tokio::test]
-async fn a_sign_in_and_a_failed_one_are_one_event_each() {
-    let f = crate::signin::fixture().await;
+async fn a_sign_in_and_a_failed_one_are_one_event_each_sqlite() {
+    a_sign_in_and_a_failed_one_are_one_event_each(None).await;
+}
+
+#[tokio::test]
+async fn a_sign_in_and_a_failed_one_are_one_event_each_postgres() {
+    if let Some(url) = castellan_store::testing::fresh_postgres_database("audit_signin").await {
+        a_sign_in_and_a_failed_one_are_one_event_each(Some(url)).await;
+    }
+}
+
+async fn a_sign_in_and_a_failed_one_are_one_event_each(pg: Option<String>) {
+    let f = crate::signin::fixture_on(pg).await;
     let mut b = crate::signin::Browser::default();
     let page = b
         .get(&f.state, &crate::signin::authorize_url(&f.web.0, &[]))

@@ -83,10 +83,18 @@ async fn app(
 }
 
 pub(crate) async fn fixture() -> Fixture {
+    fixture_on(None).await
+}
+
+/// The fixture on PostgreSQL at `pg` (a fresh database), or on SQLite in a temporary directory.
+pub(crate) async fn fixture_on(pg: Option<String>) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open_sqlite(&dir.path().join("t.db"))
-        .await
-        .expect("store");
+    let store = match pg {
+        Some(url) => Store::connect(&url).await.expect("store"),
+        None => Store::open_sqlite(&dir.path().join("t.db"))
+            .await
+            .expect("store"),
+    };
     let (master, _) = MasterKey::generate().expect("mk");
     let clock = Arc::new(ManualClock::new(1_800_000_000));
     castellan_server::init::initialize(

@@ -13,9 +13,48 @@ fn text(out: &std::process::Output) -> String {
 }
 
 #[test]
-fn the_trail_lists_verifies_and_names_an_edited_event() {
+fn the_trail_lists_verifies_and_names_an_edited_event_sqlite() {
+    the_trail_lists_verifies_and_names_an_edited_event(None);
+}
+
+#[test]
+fn the_trail_lists_verifies_and_names_an_edited_event_postgres() {
+    let Some(db) = tokio::runtime::Runtime::new()
+        .expect("rt")
+        .block_on(castellan_store::testing::fresh_postgres_database("audit_cli"))
+    else {
+        return;
+    };
+    the_trail_lists_verifies_and_names_an_edited_event(Some(db));
+}
+
+/// The same commands on SQLite in `d/`, or on PostgreSQL at `pg` (`--database-url` after each
+/// `--data-dir d`, which then holds the master key and the admin credential).
+fn the_trail_lists_verifies_and_names_an_edited_event(pg: Option<String>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
+    let with_store = |args: &[&str]| -> Vec<String> {
+        let mut out = Vec::new();
+        for a in args {
+            out.push((*a).to_owned());
+            if *a == "d"
+                && out.len() > 1
+                && out[out.len() - 2] == "--data-dir"
+                && let Some(url) = &pg
+            {
+                out.extend(["--database-url".to_owned(), url.clone()]);
+            }
+        }
+        out
+    };
+    let ok = |args: &[&str], cwd: &std::path::Path| {
+        let args = with_store(args);
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), cwd)
+    };
+    let run = |args: &[&str], cwd: &std::path::Path| {
+        let args = with_store(args);
+        run(&args.iter().map(String::as_str).collect::<Vec<_>>(), cwd)
+    };
     ok(&["init", "--alg", "ES256", "--data-dir", "d"], d);
     let created: serde_json::Value = serde_json::from_str(&ok(
         &[
@@ -40,15 +79,16 @@ fn the_trail_lists_verifies_and_names_an_edited_event() {
     );
     ok(&["keys", "rotate", "--data-dir", "d"], d);
     std::fs::write(d.join("c.toml"), "[audit]\nfile = \"audit.jsonl\"\n").expect("config");
+    let server_args = with_store(&[
+        "--config",
+        "c.toml",
+        "--data-dir",
+        "d",
+        "--replica-id",
+        "r1",
+    ]);
     let server = Server::start(
-        &[
-            "--config",
-            "c.toml",
-            "--data-dir",
-            "d",
-            "--replica-id",
-            "r1",
-        ],
+        &server_args.iter().map(String::as_str).collect::<Vec<_>>(),
         d,
     );
     let http = reqwest::blocking_client();
@@ -163,7 +203,9 @@ fn the_trail_lists_verifies_and_names_an_edited_event() {
     }
 
     // An edited event is named.
-    let url = castellan_store::sqlite_url(&d.join("d/castellan.db"));
+    let url = pg
+        .clone()
+        .unwrap_or_else(|| castellan_store::sqlite_url(&d.join("d/castellan.db")));
     let rt = tokio::runtime::Runtime::new().expect("rt");
     rt.block_on(castellan_store::testing::execute(
         &url,
