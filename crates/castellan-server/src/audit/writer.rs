@@ -68,6 +68,10 @@ impl Writer {
                     let mut acks: Vec<Ack> = Vec::new();
                     let mut flushes = Vec::new();
                     self.take(m, &mut events, &mut acks, &mut flushes);
+                    // Let the tasks ready to run (other calls finishing) queue their events first:
+                    // woken by the first event, this task would otherwise run next and write
+                    // batches of one (tokio runs a task woken by another right after it).
+                    tokio::task::yield_now().await;
                     while events.len() < BATCH {
                         match rx.try_recv() {
                             Ok(m) => self.take(m, &mut events, &mut acks, &mut flushes),
