@@ -31,4 +31,5 @@ pub mod state;
 pub mod tls;
 pub mod tokens;
 pub mod users;
+pub mod vault_layer;
 pub mod vault_tokens;

@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 
 use castellan_core::secret;
-use castellan_core::signin::password::{self, HashParams};
+use castellan_core::signin::password;
 use castellan_core::signin::valid_user_name;
 use castellan_store::{Store, UserRow};
 pub use castellan_wire::users::{NewUser, UserInfo};
 use zeroize::Zeroizing;
 
 use crate::error::ServiceError;
+use crate::signin::Hashing;
 use castellan_core::token::valid_scope_token;
 
 /// A user as shown.
@@ -67,24 +68,23 @@ const RESERVED_CLAIMS: &[&str] = &[
     "c_hash",
 ];
 
-/// Hashes a password on a blocking thread (the CLI and `/v1/users`; sign-ins go through the
-/// server's bounded hashing instead).
+/// Checks a new password against the rules and hashes it on `hashing`'s threads.
 pub async fn hash_password(
+    hashing: &Hashing,
     password: Zeroizing<String>,
-    params: HashParams,
 ) -> Result<String, ServiceError> {
     password::check_new_password(&password).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    tokio::task::spawn_blocking(move || password::hash_password(&password, &params))
+    hashing
+        .hash(password)
         .await
-        .map_err(|_| ServiceError::Invalid("the password could not be hashed".into()))?
-        .map_err(|e| ServiceError::Invalid(e.to_string()))
+        .ok_or_else(|| ServiceError::Invalid("the password could not be hashed".into()))
 }
 
 /// Creates a user.
 pub async fn create_user(
     store: &Store,
     req: NewUser,
-    params: HashParams,
+    hashing: &Hashing,
     now: i64,
 ) -> Result<UserInfo, ServiceError> {
     if !valid_user_name(&req.name) {
@@ -140,7 +140,7 @@ pub async fn create_user(
         }
     }
     let password_hash = match req.password {
-        Some(pw) => Some(hash_password(pw, params).await?),
+        Some(pw) => Some(hash_password(hashing, pw).await?),
         None => None,
     };
     let mut groups: Vec<String> = Vec::new();
@@ -189,11 +189,11 @@ pub async fn set_password(
     store: &Store,
     name_or_id: &str,
     password: Zeroizing<String>,
-    params: HashParams,
+    hashing: &Hashing,
     now: i64,
 ) -> Result<(), ServiceError> {
     let u = find_user(store, name_or_id).await?;
-    let hash = hash_password(password, params).await?;
+    let hash = hash_password(hashing, password).await?;
     store.set_password(&u.user_id, &hash, now).await?;
     Ok(())
 }

@@ -10,9 +10,7 @@
 //! refresh, a benchmark) does not read the store on every request: a token revoked at another replica
 //! stops working there within that time; at the replica that revoked it, at once.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use castellan_core::secret;
 use castellan_core::token::AccessClaims;
@@ -22,28 +20,11 @@ use zeroize::Zeroizing;
 use crate::error::ServiceError;
 use crate::state::AppState;
 
-/// How long a replica trusts what it read of a token before it reads the store again.
-pub const RECHECK: Duration = Duration::from_secs(2);
-/// The most tokens remembered per replica; when full, the memory is cleared and refilled.
-const REMEMBERED: usize = 4096;
 /// The longest accepted `X-Vault-Token`.
 pub const MAX_TOKEN_LEN: usize = 256;
 
 pub use crate::config::vault::VaultSettings;
-
-/// The Vault-shaped API's settings and this replica's memory of tokens.
-pub struct VaultLayer {
-    settings: VaultSettings,
-    remembered: Mutex<HashMap<Vec<u8>, (Arc<VaultTokenRow>, Instant)>>,
-}
-
-impl std::fmt::Debug for VaultLayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VaultLayer")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
+pub use crate::vault_layer::{RECHECK, VaultLayer};
 
 /// A token just made: the token itself (shown once, to the caller who logged in) and its record.
 pub struct NewToken {
@@ -51,42 +32,6 @@ pub struct NewToken {
     pub token: Zeroizing<String>,
     /// What the store keeps.
     pub row: VaultTokenRow,
-}
-
-impl VaultLayer {
-    /// A layer with these settings and nothing remembered.
-    pub fn new(settings: VaultSettings) -> Self {
-        Self {
-            settings,
-            remembered: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The settings.
-    pub fn settings(&self) -> &VaultSettings {
-        &self.settings
-    }
-
-    fn remember(&self, row: Arc<VaultTokenRow>) {
-        if let Ok(mut m) = self.remembered.lock() {
-            if m.len() >= REMEMBERED {
-                m.clear();
-            }
-            m.insert(row.token_hash.clone(), (row, Instant::now()));
-        }
-    }
-
-    fn forget(&self, hash: &[u8]) {
-        if let Ok(mut m) = self.remembered.lock() {
-            m.remove(hash);
-        }
-    }
-
-    fn recalled(&self, hash: &[u8]) -> Option<Arc<VaultTokenRow>> {
-        let m = self.remembered.lock().ok()?;
-        let (row, at) = m.get(hash)?;
-        (at.elapsed() < RECHECK).then(|| row.clone())
-    }
 }
 
 /// Makes a token for `client_id` holding `scope` (already bounded to what the client holds), living

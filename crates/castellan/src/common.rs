@@ -95,6 +95,18 @@ pub async fn open_store(cfg: &Config) -> Result<Store> {
 }
 
 /// Opens the configured store with its master key, checked against the store (a mismatch is an error
+/// Records a change the CLI made directly in the store on the audit trail (its `cli@HOST` chain).
+pub async fn audited(store: &Store, action: &str, object: impl Into<String>) -> Result<()> {
+    castellan_server::audit::events::cli(
+        store,
+        action,
+        object,
+        castellan_core::audit::Outcome::Allowed,
+    )
+    .await?;
+    Ok(())
+}
+
 /// that says so): what every command that reads or writes sealed values starts with.
 pub async fn unlocked_store(cfg: &Config) -> Result<(Store, MasterKey)> {
     let store = open_store(cfg).await?;

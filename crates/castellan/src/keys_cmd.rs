@@ -129,13 +129,7 @@ async fn change_master_key(
     let new = common::read_master_key_file(new_master_key_file)?;
     let n = castellan_server::data_keys::change_master_key(&st, &old, &new).await?;
     let object = format!("master key {} -> {}", old.check_value(), new.check_value());
-    castellan_server::audit::events::cli(
-        &st,
-        "master_key.change",
-        object,
-        castellan_core::audit::Outcome::Allowed,
-    )
-    .await?;
+    common::audited(&st, "master_key.change", object).await?;
     println!(
         "re-wrapped {n} data key(s) under {} (check value {}); restart every replica with it, then retire {}",
         new_master_key_file.display(),
@@ -216,13 +210,7 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                 } else {
                     "keys.rotate"
                 };
-                castellan_server::audit::events::cli(
-                    &store,
-                    action,
-                    format!("kid {}", key.kid),
-                    castellan_core::audit::Outcome::Allowed,
-                )
-                .await?;
+                common::audited(&store, action, format!("kid {}", key.kid)).await?;
                 key
             };
             println!(
@@ -244,13 +232,7 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                 let cfg = target.store.config()?;
                 let store = common::open_store(&cfg).await?;
                 keys::revoke(&store, &kid, now()).await?;
-                castellan_server::audit::events::cli(
-                    &store,
-                    "keys.revoke",
-                    format!("kid {kid}"),
-                    castellan_core::audit::Outcome::Allowed,
-                )
-                .await?;
+                common::audited(&store, "keys.revoke", format!("kid {kid}")).await?;
             }
             println!("revoked {kid}: it leaves the JWKS within the servers' refresh interval");
         }
@@ -282,13 +264,7 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                     now(),
                 )
                 .await?;
-                castellan_server::audit::events::cli(
-                    &store,
-                    "keys.import",
-                    format!("kid {}", key.kid),
-                    castellan_core::audit::Outcome::Allowed,
-                )
-                .await?;
+                common::audited(&store, "keys.import", format!("kid {}", key.kid)).await?;
                 key
             };
             println!("imported {} as {}", key.kid, key.state);

@@ -322,13 +322,7 @@ async fn init(args: InitArgs) -> Result<ExitCode> {
             ));
         }
         Some(cred) => {
-            castellan_server::audit::events::cli(
-                &store,
-                "init",
-                format!("admin client {}", cred.client_id),
-                castellan_core::audit::Outcome::Allowed,
-            )
-            .await?;
+            common::audited(&store, "init", format!("admin client {}", cred.client_id)).await?;
             say(format!(
                 "initialized {} ({} key ring, root and intermediate CA)",
                 redact_url(&cfg.store_url()),
@@ -435,11 +429,10 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
                     now(),
                 )
                 .await?;
-                castellan_server::audit::events::cli(
+                common::audited(
                     &store,
                     "client.create",
                     format!("client {}", created.client.client_id),
-                    castellan_core::audit::Outcome::Allowed,
                 )
                 .await?;
                 (created, client_cred::token_endpoint(&cfg.issuer()))
@@ -505,13 +498,7 @@ async fn client(cmd: ClientCommand) -> Result<ExitCode> {
                 let cfg = target.store.config()?;
                 let store = common::open_store(&cfg).await?;
                 castellan_server::clients::delete_client(&store, &client).await?;
-                castellan_server::audit::events::cli(
-                    &store,
-                    "client.delete",
-                    format!("client {client}"),
-                    castellan_core::audit::Outcome::Allowed,
-                )
-                .await?;
+                common::audited(&store, "client.delete", format!("client {client}")).await?;
             }
             println!("deleted client {client}");
         }

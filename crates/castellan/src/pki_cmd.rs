@@ -515,13 +515,7 @@ async fn import_ca(
         now(),
     )
     .await?;
-    castellan_server::audit::events::cli(
-        &st,
-        "ca.import",
-        format!("ca {id}"),
-        castellan_core::audit::Outcome::Allowed,
-    )
-    .await?;
+    common::audited(&st, "ca.import", format!("ca {id}")).await?;
     println!(
         "imported {} as the issuing CA ({id}); running servers switch to it within their refresh interval",
         cert.display()

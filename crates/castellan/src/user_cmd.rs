@@ -5,6 +5,7 @@ use std::io::Read as _;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use castellan_server::signin::Hashing;
 use castellan_server::users;
 use castellan_wire::users::{NewPassword, NewUser, UserInfo, UserList};
 use clap::Subcommand;
@@ -168,14 +169,9 @@ pub async fn run(cmd: UserCommand) -> Result<ExitCode> {
                 let cfg = target.store.config()?;
                 let store = common::open_store(&cfg).await?;
                 let u =
-                    users::create_user(&store, req, cfg.signin.settings()?.password, now()).await?;
-                castellan_server::audit::events::cli(
-                    &store,
-                    "user.create",
-                    format!("user {}", u.user_id),
-                    castellan_core::audit::Outcome::Allowed,
-                )
-                .await?;
+                    users::create_user(&store, req, &Hashing::new(&cfg.signin.settings()?), now())
+                        .await?;
+                common::audited(&store, "user.create", format!("user {}", u.user_id)).await?;
                 u
             };
             if json {
@@ -238,17 +234,11 @@ pub async fn run(cmd: UserCommand) -> Result<ExitCode> {
                     &store,
                     &user,
                     password,
-                    cfg.signin.settings()?.password,
+                    &Hashing::new(&cfg.signin.settings()?),
                     now(),
                 )
                 .await?;
-                castellan_server::audit::events::cli(
-                    &store,
-                    "user.passwd",
-                    format!("user {user}"),
-                    castellan_core::audit::Outcome::Allowed,
-                )
-                .await?;
+                common::audited(&store, "user.passwd", format!("user {user}")).await?;
             }
             println!(
                 "password changed for {}",
@@ -266,13 +256,7 @@ pub async fn run(cmd: UserCommand) -> Result<ExitCode> {
                 let cfg = target.store.config()?;
                 let store = common::open_store(&cfg).await?;
                 users::delete_user(&store, &user).await?;
-                castellan_server::audit::events::cli(
-                    &store,
-                    "user.delete",
-                    format!("user {user}"),
-                    castellan_core::audit::Outcome::Allowed,
-                )
-                .await?;
+                common::audited(&store, "user.delete", format!("user {user}")).await?;
             }
             println!(
                 "deleted user {}",
@@ -301,13 +285,7 @@ async fn set_disabled(user: &str, disabled: bool, target: Target) -> Result<()> 
         } else {
             "user.enable"
         };
-        castellan_server::audit::events::cli(
-            &store,
-            action,
-            format!("user {}", u.user_id),
-            castellan_core::audit::Outcome::Allowed,
-        )
-        .await?;
+        common::audited(&store, action, format!("user {}", u.user_id)).await?;
         u
     };
     println!(

@@ -40,13 +40,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Some(SCOPE)).await?;
     let Json(req) = body.map_err(json_rejection)?;
-    let created = users::create_user(
-        state.store(),
-        req,
-        state.settings().signin.password,
-        state.now(),
-    )
-    .await?;
+    let created = users::create_user(state.store(), req, state.hashing(), state.now()).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
@@ -82,7 +76,7 @@ async fn password(
         state.store(),
         &name,
         req.password,
-        state.settings().signin.password,
+        state.hashing(),
         state.now(),
     )
     .await?;

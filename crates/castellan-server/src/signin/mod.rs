@@ -62,31 +62,34 @@ impl Default for SigninSettings {
     }
 }
 
-/// One process's means of checking passwords: a bounded number of hashes at once (each takes the
-/// configured argon2 memory), and a decoy hash for names that do not exist.
-pub(crate) struct Hashing {
-    permits: tokio::sync::Semaphore,
+/// One process's means of hashing and checking passwords: a fixed pool of `max_concurrent_hashes`
+/// threads (each hash takes the configured argon2 memory; the pool's queue is the only bound, so a
+/// burst of sign-ins waits instead of allocating), and a decoy hash for names that do not exist.
+/// Sign-ins, `/v1/users` and the CLI's `user create/passwd` all hash here.
+pub struct Hashing {
     pool: hash_pool::HashPool,
     decoy: OnceLock<String>,
     params: HashParams,
 }
 
 impl Hashing {
-    pub(crate) fn new(settings: &SigninSettings) -> Self {
+    /// The hashing of a server with these sign-in settings.
+    pub fn new(settings: &SigninSettings) -> Self {
+        Self::with_params(settings.password, settings.max_concurrent_hashes)
+    }
+
+    /// `threads` hashing threads with `params`.
+    pub fn with_params(params: HashParams, threads: usize) -> Self {
         Self {
-            permits: tokio::sync::Semaphore::new(settings.max_concurrent_hashes),
-            pool: hash_pool::HashPool::new(settings.max_concurrent_hashes),
+            pool: hash_pool::HashPool::new(threads),
             decoy: OnceLock::new(),
-            params: settings.password,
+            params,
         }
     }
 
-    /// Checks `password` against `phc` (the decoy when `None`) on a hashing thread, waiting for a
-    /// permit: at most `max_concurrent_hashes` run at once, whatever the number of sign-ins.
+    /// Checks `password` against `phc` (the decoy when `None`) on a hashing thread (queued until
+    /// one is free: at most `max_concurrent_hashes` run at once, whatever the number of sign-ins).
     pub(crate) async fn verify(&self, password: Zeroizing<String>, phc: Option<String>) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return false;
-        };
         let params = self.params;
         let decoy = phc.is_none().then(|| {
             self.decoy
@@ -101,13 +104,10 @@ impl Hashing {
             .await
             .unwrap_or(false)
     }
-}
 
-impl Hashing {
-    /// A new hash of `password` with the configured parameters, under the same bound as
+    /// A new hash of `password` with the configured parameters, on the same threads as
     /// [`Hashing::verify`] (`None`: the hash failed).
-    pub(crate) async fn hash(&self, password: Zeroizing<String>) -> Option<String> {
-        let _permit = self.permits.acquire().await.ok()?;
+    pub async fn hash(&self, password: Zeroizing<String>) -> Option<String> {
         let params = self.params;
         self.pool
             .run(move || castellan_core::signin::password::hash_password(&password, &params).ok())

@@ -119,7 +119,7 @@ struct Inner {
     /// `[[identity_provider]]`: where people may sign in upstream (set once, at start-up).
     upstream: std::sync::OnceLock<Arc<crate::signin::upstream_provider::UpstreamProviders>>,
     /// `[vault]`: the Vault-shaped API's settings and remembered tokens (defaults unless set).
-    vault: std::sync::OnceLock<Arc<crate::vault_tokens::VaultLayer>>,
+    vault: std::sync::OnceLock<Arc<crate::vault_layer::VaultLayer>>,
     /// When this replica last recorded its heartbeat, and the ring fingerprint it recorded.
     last_beat: Mutex<Option<(Instant, String)>>,
     /// The audit trail's recorder (issue 22).
@@ -408,15 +408,15 @@ impl AppState {
     pub fn set_vault(&self, s: crate::vault_tokens::VaultSettings) -> Result<(), ServiceError> {
         self.0
             .vault
-            .set(Arc::new(crate::vault_tokens::VaultLayer::new(s)))
+            .set(Arc::new(crate::vault_layer::VaultLayer::new(s)))
             .map_err(|_| ServiceError::Invalid("the vault settings are set already".into()))
     }
 
     /// The Vault-shaped API's settings and remembered tokens.
-    pub(crate) fn vault(&self) -> &crate::vault_tokens::VaultLayer {
+    pub(crate) fn vault(&self) -> &crate::vault_layer::VaultLayer {
         self.0
             .vault
-            .get_or_init(|| Arc::new(crate::vault_tokens::VaultLayer::new(Default::default())))
+            .get_or_init(|| Arc::new(crate::vault_layer::VaultLayer::new(Default::default())))
     }
 
     /// The trusted issuers of client assertions, when any are configured.

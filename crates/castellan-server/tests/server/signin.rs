@@ -152,7 +152,7 @@ pub(crate) async fn fixture_on(pg: Option<String>) -> Fixture {
             claims: [("team".to_owned(), "payments".to_owned())].into(),
             require_mfa: false,
         },
-        signin.password,
+        &castellan_server::signin::Hashing::new(&signin),
         clock.now(),
     )
     .await

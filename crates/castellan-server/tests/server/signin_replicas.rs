@@ -75,7 +75,10 @@ async fn postgres_three_replicas_one_sign_in_never_a_second_login_page() {
             claims: Default::default(),
             require_mfa: false,
         },
-        castellan_core::signin::password::HashParams::default(),
+        &castellan_server::signin::Hashing::with_params(
+            castellan_core::signin::password::HashParams::default(),
+            1,
+        ),
         now,
     )
     .await

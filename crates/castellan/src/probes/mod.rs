@@ -8,12 +8,10 @@
 //!
 //! * [`tls`]: a rustls client that records the chain a server presents and how it treats a client
 //!   certificate.
-//! * [`accounts`]: user and group names to numbers (`/etc/passwd`, `/etc/group`, `getent`).
 //! * [`files`]: `stat`, POSIX ACLs, `/etc/passwd`, `/etc/group`: who is asking, and what each path is.
 //! * [`http`]: JWKS documents and a server's `/healthz` and `/readyz`.
 //! * [`store`]: a Castellan store's schema, key ring, secrets and issued certificates.
 
-pub mod accounts;
 pub mod files;
 pub mod http;
 pub mod store;

@@ -5,36 +5,12 @@
 //! every replica's own JWKS.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ::reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::Value;
 
+use crate::support::proxy::{RoundRobin, host_port};
 use crate::support::*;
-
-/// A round-robin TCP proxy on `listen`: each new connection goes to the next backend; counts them.
-async fn round_robin(
-    listen: tokio::net::TcpListener,
-    backends: Vec<String>,
-    seen: Arc<Vec<AtomicUsize>>,
-) {
-    let mut next = 0usize;
-    loop {
-        let Ok((mut inbound, _)) = listen.accept().await else {
-            return;
-        };
-        let i = next % backends.len();
-        next += 1;
-        seen[i].fetch_add(1, Ordering::Relaxed);
-        let to = backends[i].clone();
-        tokio::spawn(async move {
-            if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
-                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-            }
-        });
-    }
-}
 
 /// What a minimal browser keeps: its cookies.
 #[derive(Default)]
@@ -118,8 +94,9 @@ fn three_replicas_behind_a_round_robin_proxy_one_sign_in_never_a_second_login_pa
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let cwd = dir.path();
-    let proxy_port = free_port();
-    let iss = format!("http://127.0.0.1:{proxy_port}");
+    // The proxy's address first: it is the issuer every replica is configured with.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy port");
+    let iss = format!("http://{}", listener.local_addr().expect("addr"));
     std::fs::write(
         cwd.join("castellan.toml"),
         format!("public_url = \"{iss}\"\n[store]\nrefresh_interval = \"200ms\"\n"),
@@ -170,21 +147,16 @@ fn three_replicas_behind_a_round_robin_proxy_one_sign_in_never_a_second_login_pa
     let id = app["client_id"].as_str().expect("id").to_owned();
     let secret = app["client_secret"].as_str().expect("secret").to_owned();
     let servers: Vec<Server> = (0..3).map(|_| Server::start(&common, cwd)).collect();
-    let backends: Vec<String> = servers
-        .iter()
-        .map(|s| s.url.trim_start_matches("http://").to_owned())
-        .collect();
+    let proxy = RoundRobin::start_on(
+        listener,
+        servers.iter().map(|s| host_port(&s.url)).collect(),
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let seen = Arc::new((0..3).map(|_| AtomicUsize::new(0)).collect::<Vec<_>>());
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", proxy_port)))
-        .expect("proxy port");
-    rt.spawn(round_robin(listener, backends, seen.clone()));
     // No connection reuse: every request is a new connection, so the proxy spreads them.
     let http = ::reqwest::Client::builder()
         .redirect(::reqwest::redirect::Policy::none())
@@ -298,7 +270,7 @@ fn three_replicas_behind_a_round_robin_proxy_one_sign_in_never_a_second_login_pa
             tokens = next;
         }
     });
-    let counts: Vec<usize> = seen.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let counts = proxy.counts();
     assert!(
         counts.iter().all(|&c| c >= 40),
         "the proxy spread the requests over all three replicas: {counts:?}"

@@ -3,7 +3,7 @@
 //! fail), and in front of three healthy replicas on one store (no false alarm).
 
 use super::doctor;
-use super::proxy::{RoundRobin, host_port};
+use crate::support::proxy::{RoundRobin, host_port};
 use crate::support::{Server, credential, ok, token};
 
 fn client_token(dir: &std::path::Path, data_dir: &str, url: &str) -> String {

@@ -12,7 +12,6 @@ mod files;
 mod fixtures;
 mod jwks;
 mod mosquitto;
-mod proxy;
 mod store;
 mod tls;
 mod token;

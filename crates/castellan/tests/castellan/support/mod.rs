@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod proxy;
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_castellan")
 }

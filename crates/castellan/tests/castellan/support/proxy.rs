@@ -1,5 +1,6 @@
 //! A tiny round-robin TCP proxy: each accepted connection goes to the next backend in turn, the way a
-//! load balancer spreads connections over replicas. It stops (and its threads end) when dropped.
+//! load balancer (or a Kubernetes Service) spreads connections over replicas. It counts the
+//! connections each backend got, and stops (and its threads end) when dropped.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -13,6 +14,8 @@ pub struct RoundRobin {
     stop: Arc<AtomicBool>,
     /// Connections accepted so far.
     pub accepted: Arc<AtomicUsize>,
+    /// Connections forwarded to each backend, in the order of `backends`.
+    pub per_backend: Arc<Vec<AtomicUsize>>,
     accept: Option<JoinHandle<()>>,
 }
 
@@ -33,21 +36,43 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
 }
 
 impl RoundRobin {
+    /// Connections each backend got so far.
+    pub fn counts(&self) -> Vec<usize> {
+        self.per_backend
+            .iter()
+            .map(|c| c.load(Ordering::SeqCst))
+            .collect()
+    }
+
     /// Listens on 127.0.0.1 and forwards to `backends` (`host:port`) in turn.
     pub fn start(backends: Vec<String>) -> RoundRobin {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        RoundRobin::start_on(
+            TcpListener::bind("127.0.0.1:0").expect("bind proxy"),
+            backends,
+        )
+    }
+
+    /// Forwards what `listener` accepts (bound before the backends start, when they must know the
+    /// proxy's address) to `backends` in turn.
+    pub fn start_on(listener: TcpListener, backends: Vec<String>) -> RoundRobin {
         let addr = listener.local_addr().expect("addr");
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicUsize::new(0));
-        let (stop2, accepted2) = (stop.clone(), accepted.clone());
+        let per_backend = Arc::new(
+            (0..backends.len())
+                .map(|_| AtomicUsize::new(0))
+                .collect::<Vec<_>>(),
+        );
+        let (stop2, accepted2, per2) = (stop.clone(), accepted.clone(), per_backend.clone());
         let accept = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(client) = conn else { continue };
-                let i = accepted2.fetch_add(1, Ordering::SeqCst);
-                let Ok(server) = TcpStream::connect(&backends[i % backends.len()]) else {
+                let i = accepted2.fetch_add(1, Ordering::SeqCst) % backends.len();
+                per2[i].fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = TcpStream::connect(&backends[i]) else {
                     continue;
                 };
                 let (c2, s2) = match (client.try_clone(), server.try_clone()) {
@@ -63,6 +88,7 @@ impl RoundRobin {
             addr,
             stop,
             accepted,
+            per_backend,
             accept: Some(accept),
         }
     }
