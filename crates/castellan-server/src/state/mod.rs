@@ -405,7 +405,7 @@ impl AppState {
     }
 
     /// Sets the Vault-shaped API's settings (once, before the router is built).
-    pub fn set_vault(&self, s: crate::vault_tokens::VaultSettings) -> Result<(), ServiceError> {
+    pub fn set_vault(&self, s: crate::config::vault::VaultSettings) -> Result<(), ServiceError> {
         self.0
             .vault
             .set(Arc::new(crate::vault_layer::VaultLayer::new(s)))
