@@ -12,6 +12,7 @@ use castellan_wire::sign::{ClientPolicySpec, SignRequest};
 use serde_json::json;
 
 use super::ApiPath;
+use super::audit_layer::AuditNote;
 use super::auth::authorize;
 use super::error::{ApiError, json_rejection};
 use crate::client_policies;
@@ -60,10 +61,28 @@ async fn sign_token(
         max_ttl_secs: settings.max_ttl_secs,
         now,
     };
+    // The audit event names the token by its jti, with who it is for: the way back from a token
+    // found elsewhere to the caller, the replica and the time that had it signed.
+    let (sub, aud) = (req.sub.clone(), req.aud.clone());
     match sign(&key.key, &ctx, &client, req) {
         Ok(signed) => {
             state.metrics().token_issued(key.key.alg());
-            Ok(([(header::CACHE_CONTROL, "no-store")], Json(signed)).into_response())
+            let note = AuditNote {
+                object: Some(format!("token {}", signed.jti)),
+                detail: Some(json!({
+                    "kid": signed.kid,
+                    "sub": sub,
+                    "aud": aud,
+                    "typ": signed.typ,
+                    "exp": signed.expires_at,
+                })),
+            };
+            Ok((
+                [(header::CACHE_CONTROL, "no-store")],
+                axum::Extension(note),
+                Json(signed),
+            )
+                .into_response())
         }
         Err(SignError::Refused(rule, message)) => {
             tracing::info!(client_id = %client.client_id, rule = rule.as_str(), "signing refused by policy");

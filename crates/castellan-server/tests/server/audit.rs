@@ -476,7 +476,11 @@ async fn a_trail_verifies_while_its_replica_keeps_writing() {
         tokio::spawn(async move {
             let mut n = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                send(&state, req("GET", &format!("/v1/secrets/w{n}"), &admin, None)).await;
+                send(
+                    &state,
+                    req("GET", &format!("/v1/secrets/w{n}"), &admin, None),
+                )
+                .await;
                 // Every flush writes a checkpoint of the new head.
                 state.audit().flush().await;
                 n += 1;
@@ -494,7 +498,10 @@ async fn a_trail_verifies_while_its_replica_keeps_writing() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let written = writer.await.expect("writer");
-    assert!(written >= 10, "the replica wrote while it was verified: {written}");
+    assert!(
+        written >= 10,
+        "the replica wrote while it was verified: {written}"
+    );
 }
 
 /// A sink that fails: the store refuses audit rows (a trigger), or the stream file cannot be written.

@@ -269,6 +269,28 @@ async fn the_signing_api_refuses_each_rule_by_name() {
     // The current key of the ring: the one a client_credentials token is signed with now.
     let current = jsonwebtoken::decode_header(&bearer).expect("h").kid;
     assert_eq!(header.kid, current);
+    // Its audit event names the signed token by jti, for whom and with which key; never the token.
+    state.audit().flush().await;
+    let signed = store
+        .audit_events(&castellan_store::AuditFilter {
+            action: Some("POST /v1/tokens/sign".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("events");
+    assert_eq!(signed.len(), 1, "{signed:#?}");
+    let e = &signed[0];
+    assert_eq!(
+        e.object,
+        format!("token {}", v["jti"].as_str().expect("jti"))
+    );
+    assert_eq!(e.actor, format!("client:{}", signer.0));
+    let detail: Value = serde_json::from_str(&e.detail).expect("detail");
+    assert_eq!(detail["sub"], "user:42");
+    assert_eq!(detail["aud"], "https://orders");
+    assert_eq!(detail["kid"], v["kid"]);
+    assert!(!serde_json::to_string(e).expect("json").contains(t));
     // Without a lifetime: the policy's maximum.
     let (s, v) = sign(
         &state,

@@ -19,10 +19,9 @@ fn the_trail_lists_verifies_and_names_an_edited_event_sqlite() {
 
 #[test]
 fn the_trail_lists_verifies_and_names_an_edited_event_postgres() {
-    let Some(db) = tokio::runtime::Runtime::new()
-        .expect("rt")
-        .block_on(castellan_store::testing::fresh_postgres_database("audit_cli"))
-    else {
+    let Some(db) = tokio::runtime::Runtime::new().expect("rt").block_on(
+        castellan_store::testing::fresh_postgres_database("audit_cli"),
+    ) else {
         return;
     };
     the_trail_lists_verifies_and_names_an_edited_event(Some(db));
