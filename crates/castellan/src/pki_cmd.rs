@@ -370,7 +370,8 @@ async fn sign(
 }
 
 async fn ca(out: Option<&std::path::Path>, json: bool, target: &Target) -> Result<()> {
-    let (root, bundle) = if let Some(remote) = target.remote.client().await? {
+    // `/v1/pki/ca` is public: no token needed.
+    let (root, bundle) = if let Some(remote) = target.remote.public_client().await? {
         let v: CaJson = remote.get("/v1/pki/ca").await?;
         (
             v.root_pem.context("root_pem")?,

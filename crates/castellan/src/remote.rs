@@ -37,12 +37,23 @@ pub struct RemoteArgs {
 pub struct Remote {
     http: reqwest::Client,
     base: String,
-    token: String,
+    /// `None` for a public endpoint called without credentials.
+    token: Option<String>,
 }
 
 impl RemoteArgs {
     /// `None` when no --server was given (act on the store).
     pub async fn client(&self) -> Result<Option<Remote>> {
+        self.connect(true).await
+    }
+
+    /// Like [`RemoteArgs::client`] for a public endpoint (`/v1/pki/ca`): a token or credential is
+    /// used when given, and not asked for.
+    pub async fn public_client(&self) -> Result<Option<Remote>> {
+        self.connect(false).await
+    }
+
+    async fn connect(&self, needs_token: bool) -> Result<Option<Remote>> {
         let Some(base) = self
             .server
             .as_deref()
@@ -52,8 +63,9 @@ impl RemoteArgs {
         };
         let http = http_client(self.ca_file.as_deref())?;
         let token = match (&self.token, &self.credential) {
-            (Some(t), _) => t.clone(),
-            (None, Some(path)) => fetch_token(&http, &base, &read_credential(path)?).await?,
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(path)) => Some(fetch_token(&http, &base, &read_credential(path)?).await?),
+            (None, None) if !needs_token => None,
             (None, None) => {
                 bail!("--server needs --token (or CASTELLAN_TOKEN) or --credential FILE")
             }
@@ -128,11 +140,11 @@ pub async fn request_token(
 
 impl Remote {
     async fn call(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let resp = req
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| unanswered(&e, &self.base))?;
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| unanswered(&e, &self.base))?;
         if resp.status().is_success() {
             return Ok(resp);
         }

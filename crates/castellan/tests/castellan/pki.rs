@@ -1547,6 +1547,19 @@ fn issue_through_a_server_with_the_admin_credential_file() {
         read(d.join("ca/root.pem")),
         active_ca(&d.join("d")).root_pem
     );
+    // `/v1/pki/ca` is public: the CA files come without a credential too.
+    ok(
+        &["pki", "ca", "--out", "ca-public", "--server", &server.url],
+        d,
+    );
+    assert_eq!(
+        read(d.join("ca-public/root.pem")),
+        read(d.join("ca/root.pem"))
+    );
+    assert_eq!(
+        read(d.join("ca-public/ca-bundle.pem")),
+        read(d.join("ca/ca-bundle.pem"))
+    );
     let mut a = vec!["pki", "list", "--json"];
     a.extend(remote);
     let list: serde_json::Value = serde_json::from_str(&ok(&a, d)).expect("list");
