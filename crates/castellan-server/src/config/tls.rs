@@ -171,6 +171,14 @@ impl Config {
         }
     }
 
+    /// The host of `public_url` (an IPv6 address without its brackets).
+    fn public_host(&self) -> Option<String> {
+        self.public_url
+            .as_deref()
+            .and_then(|u| u.parse::<axum::http::Uri>().ok())
+            .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_owned()))
+    }
+
     /// The names of a self-issued certificate: `tls.names`, or else the host of `public_url` and the
     /// listen address unless it is a wildcard (with `localhost` for a loopback one).
     fn tls_names(&self) -> Vec<String> {
@@ -178,14 +186,7 @@ impl Config {
             return self.tls.names.clone();
         }
         let mut names = Vec::new();
-        if let Some(host) = self
-            .public_url
-            .as_deref()
-            .and_then(|u| u.parse::<axum::http::Uri>().ok())
-            .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_owned()))
-        {
-            names.push(host);
-        }
+        names.extend(self.public_host());
         let ip = self.listen.ip();
         if !ip.is_unspecified() {
             if ip.is_loopback() {
@@ -209,14 +210,7 @@ impl Config {
             return Vec::new();
         }
         let mut names = self.tls_names();
-        if let Some(host) = self
-            .public_url
-            .as_deref()
-            .and_then(|u| u.parse::<axum::http::Uri>().ok())
-            .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_owned()))
-        {
-            names.push(host);
-        }
+        names.extend(self.public_host());
         let mut names: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
         names.sort();
         names.dedup();
