@@ -406,9 +406,9 @@ async fn an_edited_removed_or_moved_event_is_named() {
     );
 }
 
-#[tokio::test]
-async fn a_truncated_stream_file_is_found() {
-    let f = fix(None).await;
+/// Replica r1 of `f` writing its trail to the store and to a JSON-lines file (in the returned
+/// directory).
+async fn streaming(f: &Fix) -> (tempfile::TempDir, std::path::PathBuf, AppState) {
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("audit.jsonl");
     let state = f
@@ -420,6 +420,13 @@ async fn a_truncated_stream_file_is_found() {
             },
         )
         .await;
+    (dir, file, state)
+}
+
+#[tokio::test]
+async fn a_truncated_stream_file_is_found() {
+    let f = fix(None).await;
+    let (_dir, file, state) = streaming(&f).await;
     let admin = token(&state, &f.admin).await;
     for i in 0..4 {
         send(
@@ -464,17 +471,7 @@ async fn a_truncated_stream_file_is_found() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trail_verifies_while_its_replica_keeps_writing() {
     let f = fix(None).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let file = dir.path().join("audit.jsonl");
-    let state = f
-        .state(
-            "r1",
-            AuditSettings {
-                file: Some(file.clone()),
-                ..Default::default()
-            },
-        )
-        .await;
+    let (_dir, file, state) = streaming(&f).await;
     let admin = token(&state, &f.admin).await;
     let jwks = state.jwks_bytes();
     // The file exists once the first events are written.
