@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::ConfigError;
-use super::trusted_issuer::ALLOWED_ALGORITHMS;
+use super::trusted_issuer::check_algorithms;
 
 /// Algorithms an upstream ID token may be signed with by default.
 pub const DEFAULT_ALGORITHMS: [&str; 2] = ["RS256", "ES256"];
@@ -201,17 +201,8 @@ pub fn validate(entries: &[IdentityProviderConfig]) -> Result<(), ConfigError> {
             return Err(at("allowed_subjects may not hold an empty subject"));
         }
         let algs = e.algorithms();
-        if algs.is_empty() {
-            return Err(at("algorithms must name at least one algorithm"));
-        }
-        if let Some(bad) = algs
-            .iter()
-            .find(|a| !ALLOWED_ALGORITHMS.contains(&a.as_str()))
-        {
-            return Err(at(&format!(
-                "algorithm `{bad}` is not accepted (only {})",
-                ALLOWED_ALGORITHMS.join(", ")
-            )));
+        if let Err(m) = check_algorithms(&algs) {
+            return Err(at(&m));
         }
     }
     Ok(())

@@ -162,17 +162,8 @@ pub fn validate(entries: &[TrustedIssuerConfig], max_ttl: Duration) -> Result<()
             ));
         }
         let algs = e.algorithms();
-        if algs.is_empty() {
-            return Err(at("algorithms must name at least one algorithm"));
-        }
-        if let Some(bad) = algs
-            .iter()
-            .find(|a| !ALLOWED_ALGORITHMS.contains(&a.as_str()))
-        {
-            return Err(at(&format!(
-                "algorithm `{bad}` is not accepted (only {})",
-                ALLOWED_ALGORITHMS.join(", ")
-            )));
+        if let Err(m) = check_algorithms(&algs) {
+            return Err(at(&m));
         }
         if let Some(first) = entries[..i].iter().find(|o| o.issuer == e.issuer)
             && (first.key_source() != e.key_source()
@@ -188,9 +179,37 @@ pub fn validate(entries: &[TrustedIssuerConfig], max_ttl: Duration) -> Result<()
     Ok(())
 }
 
+/// An `algorithms` list of a trusted issuer or an identity provider: not empty, and only algorithms
+/// of [`ALLOWED_ALGORITHMS`].
+pub(super) fn check_algorithms(algs: &[String]) -> Result<(), String> {
+    if algs.is_empty() {
+        return Err("algorithms must name at least one algorithm".into());
+    }
+    match algs
+        .iter()
+        .find(|a| !ALLOWED_ALGORITHMS.contains(&a.as_str()))
+    {
+        Some(bad) => Err(format!(
+            "algorithm `{bad}` is not accepted (only {})",
+            ALLOWED_ALGORITHMS.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_algorithm_list_is_not_empty_and_holds_only_allowed_ones() {
+        assert!(check_algorithms(&[]).is_err_and(|m| m.contains("at least one")));
+        assert!(
+            check_algorithms(&["RS256".into(), "none".into()])
+                .is_err_and(|m| m.contains("`none` is not accepted"))
+        );
+        assert_eq!(check_algorithms(&["RS256".into(), "ES256".into()]), Ok(()));
+    }
 
     fn parse(text: &str) -> Result<crate::config::Config, ConfigError> {
         crate::config::Config::from_toml("t.toml", text)
