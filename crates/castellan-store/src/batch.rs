@@ -125,14 +125,19 @@ const CHECKPOINT_ROWS: usize = 512;
 /// writer copies the few pages committed meanwhile itself, so the checkpoint completes and the next
 /// commit starts the log from its beginning again (without that last step the log would only grow).
 #[derive(Default)]
-struct Checkpoints {
+pub(crate) struct Checkpoints {
     rows: usize,
     copying: Option<oneshot::Receiver<()>>,
 }
 
 impl Checkpoints {
     /// Called by the writer after it committed (and answered) `rows` rows on `conn`.
-    async fn after_commit(&mut self, store: &Store, conn: &mut sqlx::AnyConnection, rows: usize) {
+    pub(crate) async fn after_commit(
+        &mut self,
+        store: &Store,
+        conn: &mut sqlx::AnyConnection,
+        rows: usize,
+    ) {
         if store.kind() != StoreKind::Sqlite {
             return;
         }

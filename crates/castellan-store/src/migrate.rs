@@ -47,8 +47,6 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../migrations/postgres/0011_audit.sql")),
 ];
 
-/// The store.
-
 impl Store {
     /// The store's schema against the migrations this binary carries, read without changing anything.
     pub async fn schema_status(&self) -> Result<SchemaStatus, StoreError> {

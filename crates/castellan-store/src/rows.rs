@@ -440,8 +440,14 @@ pub struct RefreshRow {
 /// What presenting a refresh token did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
-    /// The token was current: it is now used, and the new one stored; the grant is returned.
-    Rotated(GrantRow),
+    /// The token was current: it is now used, and the new one stored; the grant is returned, with
+    /// its user as the same transaction read it (`None`: deleted).
+    Rotated {
+        /// The token's family.
+        grant: Box<GrantRow>,
+        /// The grant's user.
+        user: Option<Box<UserRow>>,
+    },
     /// The token had been rotated already: the whole family is now revoked.
     Reused,
     /// Unknown, expired, or its family is revoked or over.

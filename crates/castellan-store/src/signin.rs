@@ -298,8 +298,12 @@ impl Store {
             used_at: None,
         };
         insert_refresh(&mut tx, &new).await?;
+        let user = crate::users::user_by_id(&mut *tx, &grant.user_id).await?;
         tx.commit().await?;
-        Ok(Rotation::Rotated(grant))
+        Ok(Rotation::Rotated {
+            grant: Box::new(grant),
+            user: user.map(Box::new),
+        })
     }
 
     /// Revokes a grant (its whole refresh family); returns whether it was live.
@@ -458,7 +462,7 @@ fn code_from_row(r: &AnyRow) -> Result<CodeRow, StoreError> {
     })
 }
 
-fn grant_from_row(r: &AnyRow) -> Result<GrantRow, StoreError> {
+pub(crate) fn grant_from_row(r: &AnyRow) -> Result<GrantRow, StoreError> {
     Ok(GrantRow {
         grant_id: r.try_get("grant_id")?,
         client_id: r.try_get("client_id")?,

@@ -37,13 +37,7 @@ impl Store {
 
     /// One user by id.
     pub async fn user(&self, user_id: &str) -> Result<Option<UserRow>, StoreError> {
-        sqlx::query(concat!(user_select!(), " WHERE user_id = $1"))
-            .bind(user_id)
-            .fetch_optional(self.pool()?)
-            .await?
-            .as_ref()
-            .map(user_from_row)
-            .transpose()
+        user_by_id(self.pool()?, user_id).await
     }
 
     /// One user by name.
@@ -247,19 +241,55 @@ pub(crate) async fn end_everything_of(
     Ok(())
 }
 
+/// One user by id, on `executor` (a transaction's connection or the pool).
+pub(crate) async fn user_by_id<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    user_id: &str,
+) -> Result<Option<UserRow>, StoreError> {
+    sqlx::query(concat!(user_select!(), " WHERE user_id = $1"))
+        .bind(user_id)
+        .fetch_optional(executor)
+        .await?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+}
+
+/// The columns of a [`UserRow`], in `user_select!`'s order.
+pub(crate) const USER_COLUMNS: [&str; 12] = [
+    "user_id",
+    "name",
+    "email",
+    "password_hash",
+    "groups",
+    "claims",
+    "disabled_at",
+    "totp_dek_id",
+    "totp_sealed",
+    "totp_required",
+    "created_at",
+    "updated_at",
+];
+
 fn user_from_row(r: &AnyRow) -> Result<UserRow, StoreError> {
+    user_from_row_as(r, "")
+}
+
+/// A user from a row whose user columns are named `{prefix}{column}` (a join's aliases).
+pub(crate) fn user_from_row_as(r: &AnyRow, prefix: &str) -> Result<UserRow, StoreError> {
+    let c = |name: &str| format!("{prefix}{name}");
     Ok(UserRow {
-        user_id: r.try_get("user_id")?,
-        name: r.try_get("name")?,
-        email: r.try_get("email")?,
-        password_hash: r.try_get("password_hash")?,
-        groups: r.try_get("groups")?,
-        claims: r.try_get("claims")?,
-        disabled_at: r.try_get("disabled_at")?,
-        totp_dek_id: r.try_get("totp_dek_id")?,
-        totp_sealed: r.try_get("totp_sealed")?,
-        totp_required: r.try_get::<i64, _>("totp_required")? != 0,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
+        user_id: r.try_get(c("user_id").as_str())?,
+        name: r.try_get(c("name").as_str())?,
+        email: r.try_get(c("email").as_str())?,
+        password_hash: r.try_get(c("password_hash").as_str())?,
+        groups: r.try_get(c("groups").as_str())?,
+        claims: r.try_get(c("claims").as_str())?,
+        disabled_at: r.try_get(c("disabled_at").as_str())?,
+        totp_dek_id: r.try_get(c("totp_dek_id").as_str())?,
+        totp_sealed: r.try_get(c("totp_sealed").as_str())?,
+        totp_required: r.try_get::<i64, _>(c("totp_required").as_str())? != 0,
+        created_at: r.try_get(c("created_at").as_str())?,
+        updated_at: r.try_get(c("updated_at").as_str())?,
     })
 }

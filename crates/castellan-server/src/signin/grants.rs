@@ -5,7 +5,9 @@
 use castellan_core::secret;
 use castellan_core::signin::{IdClaims, pkce};
 use castellan_core::token::{AccessClaims, UserAccessClaims, sign_jwt};
-use castellan_store::{ClientRow, GrantRow, Redemption, RefreshRow, Rotation, UserRow};
+use castellan_store::{
+    ClientRow, GrantRow, Redemption, RefreshRow, RotateRequest, Rotation, UserRow,
+};
 use serde_json::{Map, Value};
 
 use super::opaque;
@@ -135,19 +137,19 @@ pub async fn refresh(
     let signin = &state.settings().signin;
     let (new_value, new_hash) = opaque().map_err(|_| TokenError::Internal)?;
     let rotation = state
-        .store()
-        .rotate_refresh(
-            &secret::hash_secret(token),
-            &new_hash,
-            &client.client_id,
-            signin.refresh_idle_secs,
-            signin.refresh_grace_secs,
+        .refreshes()
+        .rotate(RotateRequest {
+            token_hash: secret::hash_secret(token),
+            new_hash,
+            client_id: client.client_id.clone(),
+            idle_secs: signin.refresh_idle_secs,
+            grace_secs: signin.refresh_grace_secs,
             now,
-        )
+        })
         .await
         .map_err(|_| TokenError::Unavailable)?;
-    let grant = match rotation {
-        Rotation::Rotated(g) => g,
+    let (grant, user) = match rotation {
+        Rotation::Rotated { grant, user } => (*grant, user),
         Rotation::Reused => {
             tracing::warn!(client_id = %client.client_id, "a rotated refresh token was presented again; its family is revoked");
             crate::audit::events::reuse(state, "signin.refresh_reuse", &client.client_id, None);
@@ -174,11 +176,8 @@ pub async fn refresh(
             asked.join(" ")
         }
     };
-    let user = state
-        .store()
-        .user(&grant.user_id)
-        .await
-        .map_err(|_| TokenError::Unavailable)?
+    let user = user
+        .map(|u| *u)
         .filter(|u| u.disabled_at.is_none())
         .ok_or(TokenError::InvalidGrant("the user cannot sign in"))?;
     let mut tokens = user_tokens(state, client, &user, &grant, &scope)?;

@@ -14,7 +14,7 @@ use castellan_core::pki::{IssueRequest, Profiles};
 use castellan_core::token::AccessClaims;
 use castellan_core::token::Alg;
 use castellan_core::token::KeyRing;
-use castellan_store::{CertBatcher, ClientRow, Store};
+use castellan_store::{CertBatcher, ClientRow, RefreshBatcher, Store};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 use crate::error::ServiceError;
@@ -90,6 +90,8 @@ struct Inner {
     jwks_cache_control: HeaderValue,
     /// Records issued certificates in batches (group commit).
     certs: CertBatcher,
+    /// Rotates refresh tokens in batches (group commit).
+    refreshes: RefreshBatcher,
     master: Arc<MasterKey>,
     clock: Arc<dyn Clock>,
     settings: Settings,
@@ -214,6 +216,7 @@ impl AppState {
             audit,
             jwks_cache_control,
             certs: CertBatcher::spawn(store.clone()),
+            refreshes: RefreshBatcher::spawn(store.clone()),
             store,
             master,
             clock,
@@ -485,6 +488,11 @@ impl AppState {
     /// Where issued certificates are recorded (in batches).
     pub(crate) fn certs(&self) -> &CertBatcher {
         &self.0.certs
+    }
+
+    /// Where refresh tokens are rotated (in batches).
+    pub(crate) fn refreshes(&self) -> &RefreshBatcher {
+        &self.0.refreshes
     }
 
     /// `Cache-Control` of the JWKS.

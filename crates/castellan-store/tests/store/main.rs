@@ -3,5 +3,6 @@
 //! One test binary for the crate (one link instead of one per file); each module is one area.
 
 mod conformance;
+mod refresh;
 mod upstream;
 mod vault;
