@@ -5,6 +5,9 @@
 //! round trip to PostgreSQL) than on the certificate. [`CertBatcher`] lets every request wait for its
 //! own row as before, but rows that arrive while a write is in flight go out together in the next
 //! statement: one commit for many certificates. Nothing is acknowledged before it is committed.
+//!
+//! The queue both batch writers use ([`Queue`], [`Batches`]) and the log's checkpoints are here too;
+//! refresh token rotations are batched in `refresh_batch.rs`.
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -14,51 +17,96 @@ use crate::{CertRow, Store, StoreError, StoreKind, insert_certificates, wal_chec
 /// limits).
 const MAX_BATCH: usize = 64;
 
-type Pending = (CertRow, oneshot::Sender<Result<(), StoreError>>);
-
 /// Records issued certificates through one background writer that commits them in batches.
 ///
 /// Cheap to clone. The writer task stops when the last clone is dropped.
 #[derive(Clone, Debug)]
 pub struct CertBatcher {
-    tx: mpsc::Sender<Pending>,
+    queue: Queue<CertRow, ()>,
 }
 
 impl CertBatcher {
     /// Starts the writer on the current tokio runtime.
     pub fn spawn(store: Store) -> Self {
-        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        let (queue, rx) = Queue::new(MAX_BATCH);
         tokio::spawn(write_batches(store, rx));
-        Self { tx }
+        Self { queue }
     }
 
     /// Records `row`; returns once it is committed (alone or with others).
     pub async fn add(&self, row: CertRow) -> Result<(), StoreError> {
-        let (done, result) = oneshot::channel();
-        self.tx
-            .send((row, done))
-            .await
-            .map_err(|_| StoreError::WriterStopped)?;
-        result.await.map_err(|_| StoreError::WriterStopped)?
+        self.queue.call(row).await
     }
 }
 
-async fn write_batches(store: Store, mut rx: mpsc::Receiver<Pending>) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+/// A request to a batch writer, with where its answer goes.
+pub(crate) type Waiting<T, A> = (T, oneshot::Sender<Result<A, StoreError>>);
+
+/// The callers' side of a batch writer: each call queues its request and waits for its own answer.
+#[derive(Debug)]
+pub(crate) struct Queue<T, A> {
+    tx: mpsc::Sender<Waiting<T, A>>,
+}
+
+impl<T, A> Clone for Queue<T, A> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<T, A> Queue<T, A> {
+    /// A queue for batches of at most `max` and the writer's end of it.
+    pub(crate) fn new(max: usize) -> (Self, Batches<T, A>) {
+        let (tx, rx) = mpsc::channel(4 * max);
+        (Self { tx }, Batches { rx, max })
+    }
+
+    /// Queues `req`; returns the writer's answer to it.
+    pub(crate) async fn call(&self, req: T) -> Result<A, StoreError> {
+        let (done, answer) = oneshot::channel();
+        self.tx
+            .send((req, done))
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+/// The writer's side: the next batch of waiting requests.
+pub(crate) struct Batches<T, A> {
+    rx: mpsc::Receiver<Waiting<T, A>>,
+    max: usize,
+}
+
+impl<T, A> Batches<T, A> {
+    /// Fills `batch` (empty) with the next requests; `false` once every caller's side is dropped.
+    pub(crate) async fn next(&mut self, batch: &mut Vec<Waiting<T, A>>) -> bool {
+        if self.rx.recv_many(batch, self.max).await == 0 {
+            return false;
+        }
+        // Let the requests being served right now reach the queue first: under load they share the
+        // commit (tokio would otherwise run the writer, woken by the first, right after it); when
+        // idle, this returns at once.
+        tokio::task::yield_now().await;
+        while batch.len() < self.max
+            && let Ok(p) = self.rx.try_recv()
+        {
+            batch.push(p);
+        }
+        true
+    }
+}
+
+async fn write_batches(store: Store, mut rx: Batches<CertRow, ()>) {
+    let mut batch: Vec<Waiting<CertRow, ()>> = Vec::with_capacity(MAX_BATCH);
     // The writer keeps one connection: its prepared statements and SQLite's page cache of the
     // certificate table and indexes stay valid between batches (a pooled connection that another one
     // wrote behind finds its cache stale and reads the pages again). After an error it takes a new one.
     let mut conn: Option<sqlx::AnyConnection> = None;
     let mut checkpoints = Checkpoints::default();
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        // Let the requests being served right now reach the queue first: under load they share the
-        // commit; when idle, this returns at once.
-        tokio::task::yield_now().await;
-        while batch.len() < MAX_BATCH
-            && let Ok(p) = rx.try_recv()
-        {
-            batch.push(p);
-        }
+    while rx.next(&mut batch).await {
         let rows: Vec<&CertRow> = batch.iter().map(|(row, _)| row).collect();
         let kept = conn.is_some();
         let mut result = insert_on(&store, &mut conn, &rows).await;

@@ -19,10 +19,9 @@
 use std::collections::{HashMap, HashSet};
 
 use sqlx::Connection;
-use tokio::sync::{mpsc, oneshot};
 
 use super::*;
-use crate::batch::Checkpoints;
+use crate::batch::{Batches, Checkpoints, Queue, Waiting};
 
 /// Rotations per batch at most (the largest statement binds 5 × 64 values).
 const MAX_BATCH: usize = 64;
@@ -44,48 +43,33 @@ pub struct RotateRequest {
     pub now: i64,
 }
 
-type Pending = (RotateRequest, oneshot::Sender<Result<Rotation, StoreError>>);
-
 /// Rotates refresh tokens through one background writer that commits them in batches.
 ///
 /// Cheap to clone. The writer task stops when the last clone is dropped.
 #[derive(Clone, Debug)]
 pub struct RefreshBatcher {
-    tx: mpsc::Sender<Pending>,
+    queue: Queue<RotateRequest, Rotation>,
 }
 
 impl RefreshBatcher {
     /// Starts the writer on the current tokio runtime.
     pub fn spawn(store: Store) -> Self {
-        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        let (queue, rx) = Queue::new(MAX_BATCH);
         tokio::spawn(write_batches(store, rx));
-        Self { tx }
+        Self { queue }
     }
 
     /// Rotates one token; returns once the rotation is committed (alone or with others).
     pub async fn rotate(&self, req: RotateRequest) -> Result<Rotation, StoreError> {
-        let (done, answer) = oneshot::channel();
-        self.tx
-            .send((req, done))
-            .await
-            .map_err(|_| StoreError::WriterStopped)?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+        self.queue.call(req).await
     }
 }
 
-async fn write_batches(store: Store, mut rx: mpsc::Receiver<Pending>) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+async fn write_batches(store: Store, mut rx: Batches<RotateRequest, Rotation>) {
+    let mut batch: Vec<Waiting<RotateRequest, Rotation>> = Vec::with_capacity(MAX_BATCH);
     let mut conn: Option<sqlx::AnyConnection> = None;
     let mut checkpoints = Checkpoints::default();
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        // The requests being served right now reach the queue first and share the commit; when
-        // idle, this returns at once.
-        tokio::task::yield_now().await;
-        while batch.len() < MAX_BATCH
-            && let Ok(p) = rx.try_recv()
-        {
-            batch.push(p);
-        }
+    while rx.next(&mut batch).await {
         let reqs: Vec<&RotateRequest> = batch.iter().map(|(r, _)| r).collect();
         let c = match &mut conn {
             Some(c) => Ok(c),
