@@ -14,7 +14,7 @@
 # against its JWKS first (bench/peers/check_token.py); any non-2xx answer or socket error fails.
 #
 # usage: bench/refresh.sh [--no-build]   (bench/run calls it with --no-build and its RESULTS file)
-# env:   RUNS (5) DURATION (4) WARMUP (3) RAW_SECS (2) CONNS (32) ALG (RS256); BIN, RAW (binaries);
+# env:   RUNS (5) DURATION (4) WARMUP (10: node's JIT keeps speeding oidc-provider up for tens of seconds) RAW_SECS (2) CONNS (32) ALG (RS256); BIN, RAW (binaries);
 #        PY (a python with PyJWT[crypto], default python3); RESULTS (a JSON-lines file to append to)
 # needs: wrk, jq, curl, taskset, node with bench/peers/node installed (npm ci)
 set -euo pipefail
@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
   cargo build --release -q -p castellan-core --example raw_sign
 }
 BIN=${BIN:-$PWD/target/release/castellan} RAW=${RAW:-$PWD/target/release/examples/raw_sign}
-RUNS=${RUNS:-5} DURATION=${DURATION:-4} WARMUP=${WARMUP:-3} RAW_SECS=${RAW_SECS:-2} CONNS=${CONNS:-32}
+RUNS=${RUNS:-5} DURATION=${DURATION:-4} WARMUP=${WARMUP:-10} RAW_SECS=${RAW_SECS:-2} CONNS=${CONNS:-32}
 ALG=${ALG:-RS256} PY=${PY:-python3}
 [ -d bench/peers/node/node_modules ] || (cd bench/peers/node && npm ci --silent)
 w=$(mktemp -d); pids=()
