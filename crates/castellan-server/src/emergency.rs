@@ -108,9 +108,9 @@ pub async fn rotate_now(
 ) -> Result<KeyInfo, ServiceError> {
     let now = clock.now();
     let (rows, cur) = current_row(store, now).await?;
-    let marker = format!("emergency:{}", cur.kid);
+    let guard = marker(&cur.kid);
     // A rotation that timed out earlier left its key `next`: wait for that one again.
-    let pending = match store.meta(&marker).await? {
+    let pending = match store.meta(&guard).await? {
         Some(kid) if rows.iter().any(|r| r.kid == kid && r.activate_at > now) => kid,
         Some(_) => {
             return Err(ServiceError::Conflict(format!(
@@ -121,7 +121,7 @@ pub async fn rotate_now(
         None => {
             let activate_at = now + policy.prepublish;
             let removals = rotation::removals_for(&scheduled(&rows), activate_at, policy);
-            insert_next(store, master, &cur, activate_at, removals, &marker, now)
+            insert_next(store, master, &cur, activate_at, removals, &guard, now)
                 .await?
                 .ok_or_else(|| {
                     ServiceError::Conflict(format!(
@@ -131,22 +131,41 @@ pub async fn rotate_now(
                 })?
         }
     };
+    sign_when_published(store, clock, &pending, opts, "castellan keys rotate --now").await
+}
+
+/// The marker that guards a pending emergency switch away from the current key `current_kid`: its
+/// value is the kid that waits. `keys rotate --now` resumes the wait for that kid, whichever command
+/// inserted it (an emergency rotation, or `keys import --state current`).
+pub(crate) fn marker(current_kid: &str) -> String {
+    format!("emergency:{current_kid}")
+}
+
+/// Steps 2 and 3 for a key already published as `next`: waits until every live replica publishes
+/// `pending`, then makes it sign. `again` is the command that resumes the wait, for the error.
+pub(crate) async fn sign_when_published(
+    store: &Store,
+    clock: &dyn Clock,
+    pending: &str,
+    opts: EmergencyOptions,
+    again: &str,
+) -> Result<KeyInfo, ServiceError> {
     let deadline = Instant::now() + opts.wait;
     loop {
-        let late = lagging(store, &pending).await?;
+        let late = lagging(store, pending).await?;
         if late.is_empty() {
             break;
         }
         if Instant::now() >= deadline {
-            let what = describe(&late, &pending, wall_ms());
+            let what = describe(&late, pending, wall_ms());
             if opts.force {
-                tracing::warn!(kid = %pending, lagging = %what, "emergency rotation forced: signing with a key a live replica does not publish yet");
+                tracing::warn!(kid = %pending, lagging = %what, "emergency switch forced: signing with a key a live replica does not publish yet");
                 break;
             }
-            let next = info(store, &pending, clock.now()).await?;
+            let next = info(store, pending, clock.now()).await?;
             return Err(ServiceError::Precondition(format!(
                 "not signing with {pending} yet: after {:.1} s {what}. The key stays `next` (it signs at {} like a \
-                 scheduled rotation); run `castellan keys rotate --now` again to wait again, or add --force to sign \
+                 scheduled rotation); run `{again}` again to wait again, or add --force to sign \
                  with it now anyway",
                 opts.wait.as_secs_f64(),
                 humantime::format_rfc3339_seconds(
@@ -161,11 +180,11 @@ pub async fn rotate_now(
     let now = clock.now();
     let (_, cur) = current_row(store, now).await?;
     let at = now.max(cur.activate_at + 1);
-    if !store.activate_signing_key(&pending, at).await? {
+    if !store.activate_signing_key(pending, at).await? {
         return Err(ServiceError::Conflict(format!(
             "key {pending} was revoked or signs already; a new emergency rotation"
         )));
     }
-    tracing::warn!(kid = %pending, at, "emergency rotation: the new key signs now");
-    info(store, &pending, at).await
+    tracing::warn!(kid = %pending, at, "emergency switch: the new key signs now");
+    info(store, pending, at).await
 }

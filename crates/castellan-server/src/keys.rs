@@ -322,19 +322,31 @@ pub async fn revoke(store: &Store, kid: &str, now: i64) -> Result<(), ServiceErr
     Ok(())
 }
 
+/// What an imported key becomes.
+#[derive(Debug, Clone, Copy)]
+pub enum ImportAs {
+    /// Published only (until `retire_after` from now): the tokens it signed elsewhere keep verifying.
+    Retired,
+    /// It signs, once every live replica publishes it: inserted as `next` (published, signing
+    /// `prepublish` from now like a scheduled rotation), then switched to as `keys rotate --now`
+    /// switches (see [`crate::emergency`]). Activated at once, a replica whose key ring does not hold
+    /// it yet would answer a JWKS without the key its peers sign with.
+    Current(EmergencyOptions),
+}
+
 /// `keys import --pem FILE [--kid LEGACY_KID]`: an RSA key from an older setup (PKCS#8 or PKCS#1
-/// PEM). As `current` it signs from now; as `retired` it is only published (until `retire_after`
-/// from now), so the tokens it already signed keep verifying during a migration. With `kid` it keeps
-/// the key id its old service put in its tokens (else the RFC 7638 thumbprint).
+/// PEM), as [`ImportAs`] says. With `kid` it keeps the key id its old service put in its tokens
+/// (else the RFC 7638 thumbprint).
 pub async fn import(
     store: &Store,
     master: &MasterKey,
     pem_text: &str,
     kid: Option<&str>,
-    as_current: bool,
+    as_: ImportAs,
     policy: &Policy,
-    now: i64,
+    clock: &dyn castellan_core::Clock,
 ) -> Result<KeyInfo, ServiceError> {
+    let now = clock.now();
     let block = pem::parse(pem_text.trim())
         .map_err(|e| ServiceError::Invalid(format!("not a PEM key: {e}")))?;
     let kp = match block.tag() {
@@ -354,26 +366,37 @@ pub async fn import(
         key = key
             .with_kid(kid)
             .map_err(|e| ServiceError::Invalid(format!("--kid: {e}")))?;
-        if store
-            .published_signing_keys(now)
-            .await?
-            .iter()
-            .any(|r| r.kid == kid)
-        {
-            return Err(ServiceError::Conflict(format!("a key with kid {kid}")));
-        }
+    }
+    let (rows, cur) = current_row(store, now).await?;
+    if rows.iter().any(|r| r.kid == key.kid()) {
+        return Err(ServiceError::Conflict(format!("a key with kid {}", key.kid())));
     }
     let dek = data_keys::newest_data_key(store, master).await?;
-    let sealed_key = dek.seal(&format!("signing-key:{}", key.kid()), pkcs8.as_ref())?;
-    let (rows, _) = current_row(store, now).await?;
-    let (activate_at, remove_at, removals) = if as_current {
-        (
-            now,
-            None,
-            rotation::removals_for(&scheduled(&rows), now, policy),
-        )
-    } else {
-        (0, Some(now + policy.retire_after), Vec::new())
+    let sealed_key = dek.seal(&signing_key_context(key.kid()), pkcs8.as_ref())?;
+    let (activate_at, remove_at, removals, guard) = match as_ {
+        ImportAs::Current(_) => {
+            let guard = crate::emergency::marker(&cur.kid);
+            if let Some(pending) = store.meta(&guard).await? {
+                return Err(ServiceError::Conflict(format!(
+                    "a switch away from the current key ({}) to {pending}: finish it with `castellan \
+                     keys rotate --now` (or revoke {pending}) first",
+                    cur.kid
+                )));
+            }
+            let at = now + policy.prepublish;
+            (
+                at,
+                None,
+                rotation::removals_for(&scheduled(&rows), at, policy),
+                guard,
+            )
+        }
+        ImportAs::Retired => (
+            0,
+            Some(now + policy.retire_after),
+            Vec::new(),
+            format!("import:{}", key.kid()),
+        ),
     };
     let row = SigningKeyRow {
         kid: key.kid().to_owned(),
@@ -385,11 +408,20 @@ pub async fn import(
         revoked_at: None,
         created_at: now,
     };
-    if !store
-        .insert_key_once(&format!("import:{}", key.kid()), &row, &removals)
-        .await?
-    {
+    if !store.insert_key_once(&guard, &row, &removals).await? {
         return Err(ServiceError::Conflict(format!("key {}", key.kid())));
     }
-    info(store, key.kid(), now).await
+    match as_ {
+        ImportAs::Current(opts) => {
+            crate::emergency::sign_when_published(
+                store,
+                clock,
+                key.kid(),
+                opts,
+                "castellan keys rotate --now",
+            )
+            .await
+        }
+        ImportAs::Retired => info(store, key.kid(), now).await,
+    }
 }

@@ -71,7 +71,10 @@ pub enum KeysCommand {
     /// Import an RSA private key (PKCS#8 or PKCS#1 PEM) from an older setup.
     ///
     /// `--state retired` (default) publishes it so tokens it already signed keep verifying during the
-    /// migration; `--state current` also signs with it from now.
+    /// migration. `--state current` also makes Castellan sign with it, as `keys rotate --now` switches:
+    /// the key is published first and signs once every live replica publishes it (at most --wait);
+    /// a replica still without it leaves the key `next` (signing `keys.prepublish` from now), and
+    /// `keys rotate --now` resumes the wait.
     Import {
         /// The key, PEM.
         #[arg(long)]
@@ -83,6 +86,14 @@ pub enum KeysCommand {
         /// issued keep verifying (default: the RFC 7638 thumbprint).
         #[arg(long, value_name = "LEGACY_KID")]
         kid: Option<String>,
+        /// With --state current: how long to wait for every live replica (e.g. 10s, 1m; at most 50s via
+        /// --server).
+        #[arg(long, default_value = "10s", value_parser = castellan_core::duration::parse_duration)]
+        wait: std::time::Duration,
+        /// With --state current: sign with it after --wait even if a live replica does not publish it
+        /// yet (verifiers fetching the JWKS from that replica fail until it refreshes).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -240,28 +251,39 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
             pem,
             state,
             kid,
+            wait,
+            force,
             target,
         } => {
+            let current = state == "current";
+            if force && !current {
+                anyhow::bail!("--force goes with --state current");
+            }
             let text = std::fs::read_to_string(&pem)
                 .with_context(|| format!("reading {}", pem.display()))?;
             let key: KeyInfo = if let Some(remote) = target.remote.client().await? {
-                remote
-                    .post(
-                        "/v1/keys/import",
-                        &serde_json::json!({"pem": text, "state": state, "kid": kid}),
-                    )
-                    .await?
+                let mut body = serde_json::json!({"pem": text, "state": state, "kid": kid});
+                if current {
+                    body["wait_secs"] = wait.as_secs().into();
+                    body["force"] = force.into();
+                }
+                remote.post("/v1/keys/import", &body).await?
             } else {
                 let cfg = target.store.config()?;
                 let (store, master) = common::unlocked_store(&cfg).await?;
+                let as_ = if current {
+                    keys::ImportAs::Current(keys::EmergencyOptions { wait, force })
+                } else {
+                    keys::ImportAs::Retired
+                };
                 let key = keys::import(
                     &store,
                     &master,
                     &text,
                     kid.as_deref(),
-                    state == "current",
+                    as_,
                     &cfg.rotation_policy()?,
-                    now(),
+                    &castellan_core::SystemClock,
                 )
                 .await?;
                 common::audited(&store, "keys.import", format!("kid {}", key.kid)).await?;

@@ -65,15 +65,7 @@ async fn keys_rotate(
     if !b.now && (b.force || b.wait_secs.is_some()) {
         return Err(bad_request("`force` and `wait_secs` go with `now: true`"));
     }
-    let wait = match b.wait_secs {
-        Some(w) if w > MAX_WAIT_SECS => {
-            return Err(bad_request(&format!(
-                "wait_secs {w} is above the maximum of {MAX_WAIT_SECS}"
-            )));
-        }
-        Some(w) => std::time::Duration::from_secs(w),
-        None => crate::emergency::DEFAULT_WAIT,
-    };
+    let wait = wait_of(b.wait_secs)?;
     let (store, master, policy) = (state.store(), state.master(), &state.settings().rotation);
     let key = if b.now {
         let opts = crate::keys::EmergencyOptions {
@@ -86,6 +78,17 @@ async fn keys_rotate(
     };
     let _ = state.refresh().await;
     Ok(Json(key).into_response())
+}
+
+/// `wait_secs` of an emergency switch: the default, or at most [`MAX_WAIT_SECS`].
+fn wait_of(wait_secs: Option<u64>) -> Result<std::time::Duration, ApiError> {
+    match wait_secs {
+        Some(w) if w > MAX_WAIT_SECS => Err(bad_request(&format!(
+            "wait_secs {w} is above the maximum of {MAX_WAIT_SECS}"
+        ))),
+        Some(w) => Ok(std::time::Duration::from_secs(w)),
+        None => Ok(crate::emergency::DEFAULT_WAIT),
+    }
 }
 
 fn bad_request(message: &str) -> ApiError {
@@ -116,6 +119,11 @@ struct ImportBody {
     /// The kid the old service put in its tokens (default: the RFC 7638 thumbprint).
     #[serde(default)]
     kid: Option<String>,
+    /// With `state: "current"`: as `POST /v1/keys/rotate` with `now`.
+    #[serde(default)]
+    wait_secs: Option<u64>,
+    #[serde(default)]
+    force: bool,
 }
 
 async fn keys_import(
@@ -127,15 +135,23 @@ async fn keys_import(
     // every verifier accept, for any scope. Only `admin`, which already has every scope, may.
     authorize(&state, &headers, Some("admin")).await?;
     let Json(b) = body.map_err(json_rejection)?;
-    let as_current = match b.state.as_deref() {
-        None | Some("retired") => false,
-        Some("current") => true,
+    let as_ = match b.state.as_deref() {
+        None | Some("retired") => {
+            if b.force || b.wait_secs.is_some() {
+                return Err(bad_request(
+                    "`force` and `wait_secs` go with `state: \"current\"`",
+                ));
+            }
+            crate::keys::ImportAs::Retired
+        }
+        Some("current") => crate::keys::ImportAs::Current(crate::keys::EmergencyOptions {
+            wait: wait_of(b.wait_secs)?,
+            force: b.force,
+        }),
         Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!("state `{other}`: expected current or retired"),
-            ));
+            return Err(bad_request(&format!(
+                "state `{other}`: expected current or retired"
+            )));
         }
     };
     let key = crate::keys::import(
@@ -143,9 +159,9 @@ async fn keys_import(
         state.master(),
         &b.pem,
         b.kid.as_deref(),
-        as_current,
+        as_,
         &state.settings().rotation,
-        state.now(),
+        state.clock(),
     )
     .await?;
     let _ = state.refresh().await;

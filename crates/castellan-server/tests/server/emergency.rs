@@ -354,3 +354,85 @@ async fn a_lagging_replica_is_named_and_nothing_signs_until_it_catches_up() {
         forced.kid
     );
 }
+
+/// `keys import --state current` switches as `rotate --now` does: the imported key is published
+/// first and signs only once every live replica publishes it. A lagging replica leaves it `next`
+/// (named in the error, nothing signs with it, a second import is refused), and `rotate --now`
+/// resumes the wait for that same key; a replica that has it makes it sign, under its legacy kid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_current_key_signs_only_once_every_live_replica_publishes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = castellan_store::sqlite_url(&dir.path().join("i.db"));
+    let (store, master, svc) = initialized(&url).await;
+    let good = replica(&url, &master, "good-replica", Duration::from_millis(200)).await;
+    let _refresh = good.spawn_refresh();
+    let stuck = replica(&url, &master, "stuck-replica", Duration::from_millis(200)).await;
+    let beating = {
+        let stuck = stuck.clone();
+        tokio::spawn(async move {
+            loop {
+                stuck.heartbeat().await.expect("beat");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = Command::new("openssl")
+        .args(["genrsa", "-traditional", "2048"])
+        .output()
+        .expect("openssl genrsa");
+    assert!(out.status.success());
+    let pem = String::from_utf8(out.stdout).expect("pem");
+    let policy = castellan_server::config::Config::default()
+        .rotation_policy()
+        .expect("policy");
+    let old = kid_of(&token(&good, &svc).await);
+    let short = EmergencyOptions {
+        wait: Duration::from_millis(800),
+        force: false,
+    };
+    let import = |wait| {
+        keys::import(
+            &store,
+            &master,
+            &pem,
+            Some("auth-2019-rsa"),
+            keys::ImportAs::Current(wait),
+            &policy,
+            &SystemClock,
+        )
+    };
+    let msg = import(short).await.expect_err("a live replica lags").to_string();
+    assert!(msg.contains("stuck-replica"), "{msg}");
+    assert!(msg.contains("keys rotate --now"), "says how to resume: {msg}");
+    let listed = keys::list(&store, SystemClock.now()).await.expect("list");
+    let imported = listed
+        .iter()
+        .find(|k| k.kid == "auth-2019-rsa")
+        .expect("published");
+    assert_eq!(imported.state, "next", "published, not signing");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        kid_of(&token(&good, &svc).await),
+        old,
+        "nothing signs with a key a live replica does not publish"
+    );
+    let again = import(short).await.expect_err("a second import");
+    assert!(again.to_string().contains("auth-2019-rsa"), "{again}");
+
+    // Once the laggard has it, `rotate --now` finishes the switch to the imported key.
+    stuck.refresh().await.expect("refresh");
+    let key = keys::rotate_now(&store, &master, &policy, &SystemClock, short)
+        .await
+        .expect("every live replica has it now");
+    assert_eq!(
+        (key.kid.as_str(), key.state.as_str()),
+        ("auth-2019-rsa", "current")
+    );
+    beating.abort();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kid_of(&token(&good, &svc).await) != "auth-2019-rsa" {
+        assert!(Instant::now() < deadline, "the imported key never signed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -326,9 +326,18 @@ async fn an_imported_legacy_rsa_key_keeps_its_old_tokens_verifying() {
         &jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).expect("enc"),
     )
     .expect("sign");
-    let info = keys::import(&store, &master, &pem, None, false, &policy(), T0 + 5)
-        .await
-        .expect("import");
+    let at = castellan_core::ManualClock::new(T0 + 5);
+    let info = keys::import(
+        &store,
+        &master,
+        &pem,
+        None,
+        keys::ImportAs::Retired,
+        &policy(),
+        &at,
+    )
+    .await
+    .expect("import");
     assert_eq!(info.state, "retired");
     assert_eq!(info.retire_at, Some(T0 + 5 + 300));
     let ring = castellan_server::keys::load_key_ring(&store, &master, T0 + 5, None)
@@ -357,9 +366,9 @@ async fn an_imported_legacy_rsa_key_keeps_its_old_tokens_verifying() {
             &master,
             "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
             None,
-            false,
+            keys::ImportAs::Retired,
             &policy(),
-            T0
+            &castellan_core::ManualClock::new(T0)
         )
         .await
         .is_err()
